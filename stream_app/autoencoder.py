@@ -1,0 +1,20 @@
+"""The LSTM autoencoder: T x F window -> LSTM encoder -> repeated code -> LSTM decoder -> T x F."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import keras
+
+
+def build_autoencoder(window: int, n_features: int, units: int = 16, *, seed: int = 0) -> keras.Model:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=(window, n_features), name="window")
+    code = keras.layers.LSTM(units, name="encoder")(inputs)
+    repeated = keras.layers.RepeatVector(window, name="repeat")(code)
+    decoded = keras.layers.LSTM(units, return_sequences=True, name="decoder")(repeated)
+    outputs = keras.layers.TimeDistributed(keras.layers.Dense(n_features), name="reconstruction")(decoded)
+    return keras.Model(inputs, outputs, name=f"lstm_ae_t{window}_f{n_features}_u{units}")

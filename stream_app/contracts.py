@@ -1,0 +1,137 @@
+"""The messages floorwatch reads and writes: readings, dead letters, alerts, failure labels.
+
+These are the public contracts documented in the README; change them with care.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime, timezone
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, field_validator
+
+# Readings with values beyond this magnitude are treated as garbage rather than physics.
+_MAX_ABS_VALUE = 1e12
+_ALERT_NAMESPACE = uuid.UUID("5f1c9a7e-3b1d-4c57-9b8e-2f0d6a4c1e11")
+
+
+def _to_epoch_ms(value: object) -> int:
+    """Accept epoch milliseconds (int/float) or an ISO-8601 string; return epoch ms."""
+    if isinstance(value, bool):
+        raise ValueError("ts must be epoch milliseconds or an ISO-8601 string")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError("ts must be a finite, non-negative epoch in milliseconds")
+        return int(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ValueError(f"ts {value[:40]!r} is not ISO-8601") from exc
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return int(parsed.timestamp() * 1000)
+    raise ValueError("ts must be epoch milliseconds or an ISO-8601 string")
+
+
+EpochMs = Annotated[int, BeforeValidator(_to_epoch_ms)]
+DeviceId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/-]+$")]
+
+
+def iso_ms(epoch_ms: int) -> str:
+    """Epoch milliseconds to the ISO-8601 form used in every message we write."""
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+class _Values(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    ts: EpochMs
+    values: dict[str, StrictFloat] = Field(min_length=1, max_length=256)
+
+    @field_validator("values")
+    @classmethod
+    def _finite(cls, values: dict[str, float]) -> dict[str, float]:
+        for name, value in values.items():
+            if not math.isfinite(value):
+                raise ValueError(f"value of {name!r} is not finite ({value})")
+            if abs(value) > _MAX_ABS_VALUE:
+                raise ValueError(f"value of {name!r} is out of range ({value})")
+        return values
+
+
+class Reading(_Values):
+    """One sensor reading of one device."""
+
+    device_id: DeviceId
+
+
+class ReadingBatch(BaseModel):
+    """The batched form, for gateways that buffer readings of one device."""
+
+    model_config = ConfigDict(frozen=True)
+
+    device_id: DeviceId
+    readings: list[dict[str, object]] = Field(min_length=1, max_length=10_000)
+
+
+class DeadLetter(BaseModel):
+    """A message that could not be used, with enough context to find and replay it."""
+
+    reason: str
+    source_topic: str
+    source_partition: int | None = None
+    source_offset: int | None = None
+    key: str | None = None
+    # Original bytes as text when they are valid UTF-8, otherwise base64 in ``original_b64``.
+    original: str | None = None
+    original_b64: str | None = None
+    received_at: str
+
+
+class Episode(BaseModel):
+    """An alert episode: the span during which one device was judged anomalous."""
+
+    episode_id: str
+    state: Literal["open", "closed"]
+    started_at: str
+    ended_at: str | None = None
+    peak_ratio: float = Field(description="largest distance from normal in the episode; 1.0 is the alerting line")
+    windows: int
+
+
+class Alert(BaseModel):
+    """An anomaly alert. ``alert_id`` is deterministic, so consumers can drop duplicates."""
+
+    alert_id: str
+    device_id: str
+    window_start: str
+    window_end: str
+    score: float
+    threshold: float
+    severity: Literal["warning", "major", "critical"]
+    feature_errors: dict[str, float]
+    top_feature: str
+    check_failures: list[str] = Field(default_factory=list)
+    model_version: str
+    detected_at: str
+    episode: Episode
+
+    @staticmethod
+    def make_id(episode_id: str, state: str, model_version: str) -> str:
+        return str(uuid.uuid5(_ALERT_NAMESPACE, f"{episode_id}|{state}|{model_version}"))
+
+
+class FailureLabel(BaseModel):
+    """Ground truth of one injected failure, published by the simulator."""
+
+    device_id: str
+    kind: str
+    start: EpochMs
+    end: EpochMs
+    sensor: str | None = None
+    magnitude: float | None = None

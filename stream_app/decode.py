@@ -1,0 +1,124 @@
+"""Step 1 of a reading's path: raw message bytes -> validated readings, or reasons for rejecting them.
+
+``decode`` never raises: whatever the bytes are, the caller gets the usable readings and a
+reason for each unusable part, which it sends to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import orjson
+from pydantic import ValidationError
+
+from .contracts import DeadLetter, Reading, ReadingBatch
+
+# Larger messages are refused before parsing so one bad gateway cannot stall a worker.
+MAX_MESSAGE_BYTES = 1_000_000
+
+
+@dataclass(slots=True)
+class Rejection:
+    """An unusable message or part of one: what it was and why it was refused."""
+
+    reason: str
+    original: bytes
+
+
+@dataclass(slots=True)
+class Decoded:
+    readings: list[Reading] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+def decode(raw: bytes | str | None) -> Decoded:
+    """Decode one message in either the single or the batched reading form."""
+    try:
+        return _decode(raw)
+    except Exception as exc:  # the boundary: a bug here must not stop the worker
+        return Decoded(rejections=[Rejection(f"decoder error: {type(exc).__name__}", _as_bytes(raw))])
+
+
+def _decode(raw: bytes | str | None) -> Decoded:
+    original = _as_bytes(raw)
+    if not original:
+        return _reject("empty message", original)
+    if len(original) > MAX_MESSAGE_BYTES:
+        return _reject(f"message too large ({len(original)} bytes > {MAX_MESSAGE_BYTES})", original)
+    try:
+        payload = orjson.loads(original)
+    except orjson.JSONDecodeError as exc:
+        return _reject(f"not valid JSON: {exc}", original)
+    if not isinstance(payload, dict):
+        return _reject(f"expected a JSON object, got {type(payload).__name__}", original)
+
+    if "readings" in payload:
+        return _decode_batch(payload, original)
+    try:
+        return Decoded(readings=[Reading.model_validate(payload)])
+    except ValidationError as exc:
+        return _reject(describe(exc), original)
+
+
+def _decode_batch(payload: dict[str, object], original: bytes) -> Decoded:
+    try:
+        batch = ReadingBatch.model_validate(payload)
+    except ValidationError as exc:
+        return _reject(describe(exc), original)
+    result = Decoded()
+    for index, item in enumerate(batch.readings):
+        try:
+            result.readings.append(Reading.model_validate({**item, "device_id": batch.device_id}))
+        except ValidationError as exc:
+            part = orjson.dumps({"device_id": batch.device_id, "reading": item}, default=str)
+            result.rejections.append(Rejection(f"readings[{index}]: {describe(exc)}", part))
+    return result
+
+
+def describe(exc: ValidationError) -> str:
+    """A one-line reason from a pydantic error, e.g. ``values.temperature: Input should be a valid number``."""
+    parts = []
+    for error in exc.errors()[:3]:
+        where = ".".join(str(p) for p in error["loc"]) or "message"
+        parts.append(f"{where}: {error['msg']}")
+    more = len(exc.errors()) - 3
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+def dead_letter(
+    rejection: Rejection,
+    *,
+    topic: str,
+    partition: int | None = None,
+    offset: int | None = None,
+    key: bytes | None = None,
+) -> DeadLetter:
+    """Wrap a rejection with its source coordinates, keeping the original bytes."""
+    try:
+        text, b64 = rejection.original.decode("utf-8"), None
+    except UnicodeDecodeError:
+        text, b64 = None, base64.b64encode(rejection.original).decode("ascii")
+    return DeadLetter(
+        reason=rejection.reason,
+        source_topic=topic,
+        source_partition=partition,
+        source_offset=offset,
+        key=key.decode("utf-8", "replace") if key else None,
+        original=text,
+        original_b64=b64,
+        received_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+    )
+
+
+def _reject(reason: str, original: bytes) -> Decoded:
+    return Decoded(rejections=[Rejection(reason, original)])
+
+
+def _as_bytes(raw: bytes | str | None) -> bytes:
+    if raw is None:
+        return b""
+    if isinstance(raw, str):
+        return raw.encode("utf-8", "surrogatepass")
+    return bytes(raw)

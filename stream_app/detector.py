@@ -1,0 +1,194 @@
+"""The detector: readings in, alerts out. The worker and ``floorwatch evaluate`` both run this.
+
+For each micro-batch of decoded readings it goes window -> batch -> score -> threshold ->
+episode, causally, reading by reading: a window is scored as soon as its last reading arrives,
+with nothing from later readings.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from .contracts import Alert, Episode, Reading, iso_ms
+from .episodes import EpisodeRule, EpisodeTracker, Transition
+from .model_store import ModelBundle
+from .scorer import Scorer
+from .thresholds import severity
+from .windows import Push, WindowStore
+
+
+@dataclass(slots=True)
+class DeviceStatus:
+    """The latest known state of one device, as written to its Redis hash."""
+
+    device_id: str
+    last_reading_ms: int
+    state: Literal["normal", "anomalous"] = "normal"
+    last_score: float | None = None
+
+
+@dataclass(slots=True)
+class Refused:
+    """A decoded reading the detector could not use, and why."""
+
+    reading: Reading
+    reason: str
+
+
+@dataclass(slots=True)
+class Detection:
+    alerts: list[Alert] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
+    statuses: dict[str, DeviceStatus] = field(default_factory=dict)
+    scored: int = 0
+    duplicates: int = 0
+    # Per scored window, in order (for evaluation): device, window end ms, score, anomalous.
+    window_devices: list[str] = field(default_factory=list)
+    window_end_ms: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    window_scores: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
+    window_anomalous: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorConfig:
+    stride: int = 1
+    max_gap_ms: int = 60_000
+    max_future_ms: int = 300_000
+    rule: EpisodeRule = EpisodeRule()
+
+
+class Detector:
+    def __init__(self, bundle: ModelBundle, scorer: Scorer, config: DetectorConfig = DetectorConfig()) -> None:
+        self.bundle = bundle
+        self.scorer = scorer
+        self.config = config
+        self.features = bundle.card.features
+        self.threshold = bundle.thresholds.threshold
+        envelope = bundle.thresholds.feature_envelope
+        bounds = np.array([envelope.get(f, (-np.inf, np.inf)) for f in self.features], np.float64)
+        self._centre = np.where(np.isfinite(bounds).all(axis=1), bounds.mean(axis=1), 0.0).astype(np.float32)
+        self._half = np.where(np.isfinite(bounds).all(axis=1), (bounds[:, 1] - bounds[:, 0]) / 2, np.inf).astype(
+            np.float32
+        )
+        self.windows = WindowStore(bundle.card.window, len(self.features), max_gap_ms=config.max_gap_ms)
+        self.episodes = EpisodeTracker(config.rule)
+        # Staging area for one micro-batch of windows; grown on demand.
+        self._batch = np.zeros((scorer.max_batch, bundle.card.window, len(self.features)), np.float32)
+
+    @property
+    def model_version(self) -> str:
+        return self.bundle.version
+
+    def process(self, readings: Sequence[Reading], *, now_ms: int | None = None) -> Detection:
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        out = Detection()
+        devices: list[str] = []
+        spans: list[tuple[int, int]] = []
+        for reading in readings:
+            slot = self._push(reading, now_ms, out)
+            if slot is None:
+                continue
+            filled = self.windows.filled(slot)
+            if filled < self.windows.length or (filled - self.windows.length) % self.config.stride:
+                continue
+            k = len(devices)
+            if k == len(self._batch):
+                self._batch = np.concatenate([self._batch, np.zeros_like(self._batch)])
+            self._batch[k] = self.windows.window(slot)
+            devices.append(reading.device_id)
+            spans.append(self.windows.window_span(slot))
+        if devices:
+            self._score(devices, spans, out)
+        return out
+
+    def _push(self, reading: Reading, now_ms: int, out: Detection) -> int | None:
+        try:
+            values = np.fromiter((reading.values[f] for f in self.features), np.float32, len(self.features))
+        except KeyError:
+            missing = [f for f in self.features if f not in reading.values]
+            out.refused.append(Refused(reading, f"missing sensor(s) {', '.join(missing)} required by the model"))
+            return None
+        if reading.ts > now_ms + self.config.max_future_ms:
+            out.refused.append(Refused(reading, f"timestamp {iso_ms(reading.ts)} is in the future"))
+            return None
+        slot = self.windows.push(reading.device_id, reading.ts, values)
+        if slot == Push.DUPLICATE:
+            out.duplicates += 1
+            return None
+        if slot == Push.OUT_OF_ORDER:
+            out.refused.append(Refused(reading, "out of order: older than the device's last reading"))
+            return None
+        status = out.statuses.get(reading.device_id)
+        if status is None:
+            out.statuses[reading.device_id] = DeviceStatus(
+                reading.device_id, reading.ts, "anomalous" if self.episodes.is_open(reading.device_id) else "normal"
+            )
+        else:
+            status.last_reading_ms = reading.ts
+        return slot
+
+    def _score(self, devices: list[str], spans: list[tuple[int, int]], out: Detection) -> None:
+        windows = self._batch[: len(devices)]
+        scores = self.scorer.score(windows)
+        # Checks beside the model: a sensor repeating one value for a whole window is stuck, and
+        # a window whose mean leaves the normal envelope is out of range, whatever the model says.
+        stuck = np.ptp(windows, axis=1) == 0.0
+        level = np.abs(windows.mean(axis=1) - self._centre) / self._half  # 1.0 = edge of the envelope
+        out_of_range = level > 1.0
+        ratio = np.maximum(scores.score / self.threshold, level.max(axis=1))
+        ratio[stuck.any(axis=1)] = np.inf
+        anomalous = ratio > 1.0
+        for i, device in enumerate(devices):
+            score = float(scores.score[i])
+            transition = self.episodes.update(device, spans[i][1], float(ratio[i]))
+            status = out.statuses[device]
+            status.last_score = score
+            status.state = "anomalous" if self.episodes.is_open(device) else "normal"
+            if transition is not None:
+                checks = [f"stuck:{self.features[j]}" for j in np.flatnonzero(stuck[i])]
+                checks += [f"level:{self.features[j]}" for j in np.flatnonzero(out_of_range[i])]
+                out.alerts.append(self._alert(device, spans[i], score, scores.feature_errors[i], checks, transition))
+        out.scored = len(devices)
+        out.window_devices = devices
+        out.window_end_ms = np.fromiter((s[1] for s in spans), np.int64, len(spans))
+        out.window_scores = scores.score
+        out.window_anomalous = anomalous
+
+    def _alert(
+        self,
+        device: str,
+        span: tuple[int, int],
+        score: float,
+        feature_errors: np.ndarray,
+        checks: list[str],
+        transition: Transition,
+    ) -> Alert:
+        errors = {f: round(float(e), 4) for f, e in zip(self.features, feature_errors)}
+        top = checks[0].split(":", 1)[1] if checks else max(errors, key=errors.__getitem__)
+        return Alert(
+            alert_id=Alert.make_id(transition.episode_id, transition.kind, self.model_version),
+            device_id=device,
+            window_start=iso_ms(span[0]),
+            window_end=iso_ms(span[1]),
+            score=round(score, 4),
+            threshold=round(self.threshold, 4),
+            severity=severity(transition.peak_score),
+            feature_errors=errors,
+            top_feature=top,
+            check_failures=checks,
+            model_version=self.model_version,
+            detected_at=iso_ms(int(time.time() * 1000)),
+            episode=Episode(
+                episode_id=transition.episode_id,
+                state=transition.kind,
+                started_at=iso_ms(transition.started_ms),
+                ended_at=iso_ms(transition.ended_ms) if transition.ended_ms is not None else None,
+                peak_ratio=round(min(transition.peak_score, 1e6), 4),
+                windows=transition.windows,
+            ),
+        )

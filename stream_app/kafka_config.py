@@ -1,0 +1,74 @@
+"""Kafka client settings for the two broker profiles, in one place.
+
+``embedded`` carries the Tansu broker's workarounds (see README, "Embedded services"); ``kafka``
+uses the normal settings for an Apache Kafka cluster.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from .settings import Settings
+
+
+def confluent_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """librdkafka settings (producers, alert consumers, admin)."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "security.protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol.startswith("SASL"):
+        config["sasl.mechanism"] = settings.kafka_sasl_mechanism
+        config["sasl.username"] = settings.kafka_sasl_username or ""
+        config["sasl.password"] = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+    if settings.kafka_ssl_cafile:
+        config["ssl.ca.location"] = str(settings.kafka_ssl_cafile)
+    config.update(extra)
+    return config
+
+
+def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    return confluent_config(
+        settings,
+        # Same key -> same partition as Java clients and kafkajs (murmur2), so a device's
+        # readings stay in order whichever client a gateway uses.
+        partitioner="murmur2_random",
+        **{"linger.ms": 5, "acks": "all" if settings.kafka_profile == "kafka" else 1},
+        **extra,
+    )
+
+
+def consumer_config(settings: Settings, group_id: str, **extra: Any) -> dict[str, Any]:
+    timeouts = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000} if settings.kafka_profile == "embedded" else {}
+    return confluent_config(
+        settings, **{"group.id": group_id, "enable.auto.commit": True, **timeouts, **extra}
+    )
+
+
+def faust_broker_settings(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for ``faust.App`` that depend on the broker profile and security."""
+    config: dict[str, Any] = {"broker": f"kafka://{settings.kafka_bootstrap_servers}"}
+    if settings.kafka_profile == "embedded":
+        # Tansu joins a group after about half the session timeout; one record per produce
+        # batch keeps its "latest offset" answers right.
+        config.update(broker_session_timeout=6, broker_heartbeat_interval=1, producer_max_batch_size=1)
+    if settings.kafka_security_protocol.startswith("SASL"):
+        import faust
+
+        password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+        config["broker_credentials"] = faust.SASLCredentials(
+            username=settings.kafka_sasl_username or "",
+            password=password,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=_ssl_context(settings) if settings.kafka_security_protocol == "SASL_SSL" else None,
+        )
+    elif settings.kafka_security_protocol == "SSL":
+        import faust
+
+        config["broker_credentials"] = faust.SSLCredentials(_ssl_context(settings))
+    return config
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None)

@@ -1,0 +1,199 @@
+"""A local, versioned model store.
+
+Layout, one folder per version, plus a pointer to the version the workers serve::
+
+    <model_dir>/
+        CURRENT                 # "v0003"
+        v0003/
+            model.keras         # the LSTM autoencoder
+            scaler.json         # fitted once on training data, applied as-is at scoring time
+            thresholds.json     # calibrated on held-out normal windows
+            card.json           # features, window, training data summary, validation metrics
+
+Versions are written to a temporary folder and renamed into place, so a reader never sees half
+a version.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:  # keras is imported lazily: commands that don't score shouldn't pay for TensorFlow
+    import keras
+
+_VERSION = re.compile(r"^v(\d{4,})$")
+
+
+class ModelStoreError(Exception):
+    """A model store problem a user can act on (no model yet, unknown version, ...)."""
+
+
+class Scaler(BaseModel):
+    """Per-feature standardisation, fitted on training data only."""
+
+    mean: list[float]
+    scale: list[float]
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return ((x - np.asarray(self.mean, np.float32)) / np.asarray(self.scale, np.float32)).astype(np.float32)
+
+    @classmethod
+    def fit(cls, values: np.ndarray) -> Scaler:
+        from sklearn.preprocessing import StandardScaler
+
+        fitted = StandardScaler().fit(values.reshape(-1, values.shape[-1]))
+        return cls(mean=fitted.mean_.tolist(), scale=fitted.scale_.tolist())
+
+
+class Thresholds(BaseModel):
+    """How a window's score is formed and where alerting starts.
+
+    A window's per-feature error is its mean absolute reconstruction error divided by that
+    feature's median error on normal validation windows (so 1.0 means "typical"). The score is
+    the largest of these; it is anomalous above ``threshold``.
+    """
+
+    method: str = "quantile"
+    quantile: float
+    multiplier: float
+    threshold: float
+    feature_reference: list[float]
+    feature_thresholds: dict[str, float] = Field(default_factory=dict)
+    # Normal operating envelope of each feature's window mean, in sensor units. A reconstruction
+    # model can extrapolate a level it never saw (a machine running hot reconstructs as "hot"),
+    # so a window whose mean leaves this envelope fails the ``level`` check on its own.
+    feature_envelope: dict[str, tuple[float, float]] = Field(default_factory=dict)
+
+
+class TrainingSummary(BaseModel):
+    source: str
+    series: int
+    readings: int
+    train_windows: int
+    validation_windows: int
+    feature_mean: dict[str, float]
+    feature_std: dict[str, float]
+    epochs: int
+
+
+class ValidationMetrics(BaseModel):
+    train_loss: float
+    validation_loss: float
+    validation_score_p50: float
+    validation_score_p99: float
+    validation_score_max: float
+    validation_windows_over_threshold: float = Field(description="share of normal validation windows above threshold")
+
+
+class ModelCard(BaseModel):
+    version: str = ""
+    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    detector: str = "lstm-autoencoder"
+    features: list[str]
+    window: int
+    units: int
+    training: TrainingSummary
+    validation: ValidationMetrics
+    notes: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelBundle(BaseModel):
+    """Everything needed to score: the card, scaler, thresholds and where the weights live."""
+
+    path: Path
+    card: ModelCard
+    scaler: Scaler
+    thresholds: Thresholds
+
+    @property
+    def version(self) -> str:
+        return self.card.version
+
+    def load_keras(self) -> keras.Model:
+        import keras
+
+        return keras.saving.load_model(self.path / "model.keras", compile=False)
+
+
+class ModelStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def versions(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        found = [p.name for p in self.root.iterdir() if p.is_dir() and _VERSION.match(p.name)]
+        return sorted(found, key=lambda v: int(v[1:]))
+
+    def current(self) -> str | None:
+        pointer = self.root / "CURRENT"
+        if not pointer.is_file():
+            return None
+        version = pointer.read_text().strip()
+        return version if version in self.versions() else None
+
+    def cards(self) -> list[ModelCard]:
+        return [self._read(v, "card.json", ModelCard) for v in self.versions()]
+
+    def load(self, version: str | None = None) -> ModelBundle:
+        version = version or self.current()
+        if version is None:
+            raise ModelStoreError(f"no model in {self.root}: run `floorwatch train` first")
+        if version not in self.versions():
+            raise ModelStoreError(f"unknown model version {version!r} in {self.root}")
+        return ModelBundle(
+            path=self.root / version,
+            card=self._read(version, "card.json", ModelCard),
+            scaler=self._read(version, "scaler.json", Scaler),
+            thresholds=self._read(version, "thresholds.json", Thresholds),
+        )
+
+    def save(
+        self,
+        model: keras.Model,
+        card: ModelCard,
+        scaler: Scaler,
+        thresholds: Thresholds,
+        *,
+        promote: bool = True,
+    ) -> ModelBundle:
+        """Write a new version; make it current when ``promote`` is set."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        existing = self.versions()
+        version = f"v{(int(existing[-1][1:]) + 1) if existing else 1:04d}"
+        card = card.model_copy(update={"version": version})
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
+        try:
+            model.save(staging / "model.keras")
+            for name, doc in (("card.json", card), ("scaler.json", scaler), ("thresholds.json", thresholds)):
+                (staging / name).write_text(doc.model_dump_json(indent=2))
+            staging.rename(self.root / version)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if promote:
+            self.promote(version)
+        return self.load(version)
+
+    def promote(self, version: str) -> None:
+        if version not in self.versions():
+            raise ModelStoreError(f"unknown model version {version!r}; known: {', '.join(self.versions()) or 'none'}")
+        tmp = self.root / ".CURRENT.tmp"
+        tmp.write_text(version + "\n")
+        os.replace(tmp, self.root / "CURRENT")
+
+    def _read(self, version: str, name: str, kind: type[BaseModel]) -> Any:
+        path = self.root / version / name
+        try:
+            return kind.model_validate_json(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ModelStoreError(f"model {version}: cannot read {name}: {exc}") from exc

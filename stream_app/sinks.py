@@ -1,0 +1,141 @@
+"""Step 6: where alerts go. Kafka (the alerts topic) and Redis, both safe to write twice.
+
+Redis layout (prefix ``floorwatch`` by default):
+
+* ``<prefix>:alerts``               stream of every alert, capped at ``redis_stream_maxlen``
+* ``<prefix>:alerts:<device>``      stream of one device's alerts, capped likewise
+* ``<prefix>:device:<device>``      hash: last_score, state, last_reading_ts, model_version, updated_at
+* ``<prefix>:alert-ids:<alert_id>`` de-duplication marker, expires after ``redis_alert_id_ttl_s``
+
+Alerts are written by one Lua script that adds them only if their id is new, so at-least-once
+redelivery never shows a Redis reader the same alert twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Iterable
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from .contracts import Alert, iso_ms
+from .detector import DeviceStatus
+
+log = logging.getLogger(__name__)
+
+_ADD_ALERT = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[3]) then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'alert_id', ARGV[4], 'alert', ARGV[1])
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'alert_id', ARGV[4], 'alert', ARGV[1])
+  return 1
+end
+return 0
+"""
+
+
+class RedisKeys:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    @property
+    def alerts(self) -> str:
+        return f"{self.prefix}:alerts"
+
+    def device_alerts(self, device_id: str) -> str:
+        return f"{self.prefix}:alerts:{device_id}"
+
+    def device(self, device_id: str) -> str:
+        return f"{self.prefix}:device:{device_id}"
+
+    def alert_id(self, alert_id: str) -> str:
+        return f"{self.prefix}:alert-ids:{alert_id}"
+
+
+class RedisSink:
+    """Writes alerts and device status to Redis; buffers (bounded) while Redis is unreachable."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        *,
+        stream_maxlen: int = 10_000,
+        id_ttl_s: int = 7 * 24 * 3600,
+        max_pending: int = 100_000,
+    ) -> None:
+        self.client = client
+        self.keys = RedisKeys(prefix)
+        self.stream_maxlen = stream_maxlen
+        self.id_ttl_s = id_ttl_s
+        self._add_alert = client.register_script(_ADD_ALERT)
+        # Alerts not yet written, oldest first. Bounded: past the bound the oldest are dropped
+        # from Redis only (they are on the alerts topic already) and counted.
+        self._pending: deque[Alert] = deque()
+        self.max_pending = max_pending
+        self.dropped = 0
+        self.written = 0
+
+    async def write(self, alerts: Iterable[Alert], statuses: Iterable[DeviceStatus], model_version: str) -> bool:
+        """Write alerts (idempotently) and statuses; return False if Redis is unavailable now."""
+        for alert in alerts:
+            if len(self._pending) >= self.max_pending:
+                self._pending.popleft()
+                self.dropped += 1
+            self._pending.append(alert)
+        statuses = list(statuses)
+        try:
+            await self._flush(statuses, model_version)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            log.warning("Redis unavailable (%s); %d alert(s) buffered", type(exc).__name__, len(self._pending))
+            return False
+        return True
+
+    async def _flush(self, statuses: list[DeviceStatus], model_version: str) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        batch = list(self._pending)
+        for alert in batch:
+            await self._add_alert(
+                keys=[self.keys.alert_id(alert.alert_id), self.keys.alerts, self.keys.device_alerts(alert.device_id)],
+                args=[alert.model_dump_json(), self.stream_maxlen, self.id_ttl_s, alert.alert_id],
+                client=pipe,
+            )
+        for status in statuses:
+            mapping: dict[str, str] = {
+                "state": status.state,
+                "last_reading_ts": iso_ms(status.last_reading_ms),
+                "model_version": model_version,
+                "updated_at": iso_ms(_now_ms()),
+            }
+            if status.last_score is not None:
+                mapping["last_score"] = f"{status.last_score:.6g}"
+            pipe.hset(self.keys.device(status.device_id), mapping=mapping)
+        if batch or statuses:
+            await pipe.execute()
+        for _ in batch:
+            self._pending.popleft()
+        self.written += len(batch)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+
+async def recent_alerts(client: aioredis.Redis, prefix: str, device_id: str | None, count: int) -> list[Alert]:
+    """The newest alerts, newest first, from the global or a device's stream."""
+    keys = RedisKeys(prefix)
+    entries = await client.xrevrange(keys.device_alerts(device_id) if device_id else keys.alerts, count=count)
+    return [Alert.model_validate_json(fields[b"alert"]) for _, fields in entries]
+
+
+def alert_bytes(alert: Alert) -> bytes:
+    return orjson.dumps(alert.model_dump(mode="json"))
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)

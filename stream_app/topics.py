@@ -1,0 +1,39 @@
+"""Create floorwatch's topics up front with their final partition counts.
+
+The embedded broker cannot add partitions later and auto-creates unknown topics with 4, so
+topics are always created explicitly before anything produces to them.
+"""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from .kafka_config import confluent_config
+from .settings import Settings
+
+
+def topic_partitions(settings: Settings) -> dict[str, int]:
+    return {
+        settings.readings_topic: settings.readings_partitions,
+        settings.dlq_topic: 1,
+        settings.alerts_topic: settings.alerts_partitions,
+        settings.labels_topic: 1,
+    }
+
+
+def ensure_topics(settings: Settings, *, timeout_s: float = 15.0) -> dict[str, int]:
+    """Create missing topics; return the partition count of each (existing ones are left as they are)."""
+    admin = AdminClient(confluent_config(settings))
+    wanted = topic_partitions(settings)
+    existing = admin.list_topics(timeout=timeout_s).topics
+    missing = [NewTopic(name, num_partitions=n, replication_factor=1 if settings.kafka_profile == "embedded" else -1)
+               for name, n in wanted.items() if name not in existing]
+    for name, future in (admin.create_topics(missing, request_timeout=timeout_s) if missing else {}).items():
+        try:
+            future.result(timeout=timeout_s)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    topics = admin.list_topics(timeout=timeout_s).topics
+    return {name: len(topics[name].partitions) for name in wanted if name in topics}

@@ -1,0 +1,123 @@
+"""Training: normal series in, a scored and calibrated model version out.
+
+Each series (one device or one recording, in time order) is split in time: the first part
+trains, the last ``validation_share`` is held out. The scaler is fitted on training readings
+only, and the threshold is calibrated on the held-out windows with the same compiled scorer the
+worker uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .autoencoder import build_autoencoder
+from .model_store import ModelCard, ModelStore, ModelBundle, Scaler, TrainingSummary, ValidationMetrics
+from .scorer import Scorer
+from .thresholds import DEFAULT_MULTIPLIER, DEFAULT_QUANTILE, calibrate
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingConfig:
+    window: int = 16
+    units: int = 16
+    epochs: int = 15
+    batch_size: int = 256
+    train_stride: int = 2
+    validation_share: float = 0.2
+    quantile: float = DEFAULT_QUANTILE
+    multiplier: float = DEFAULT_MULTIPLIER
+    seed: int = 0
+
+
+def windows_of(series: np.ndarray, window: int, stride: int = 1) -> np.ndarray:
+    """All windows (n, T, F) of a (time, F) series, every ``stride`` steps; a copy."""
+    if len(series) < window:
+        return np.empty((0, window, series.shape[1]), np.float32)
+    view = sliding_window_view(series, window, axis=0)  # (n, F, T)
+    return np.ascontiguousarray(view[::stride].transpose(0, 2, 1), dtype=np.float32)
+
+
+def train(
+    series: list[np.ndarray],
+    features: list[str],
+    store: ModelStore,
+    config: TrainingConfig = TrainingConfig(),
+    *,
+    source: str,
+    promote: bool = True,
+    verbose: int = 0,
+) -> ModelBundle:
+    import keras
+
+    train_parts, val_parts = _split(series, config)
+    train_values = np.concatenate(train_parts)
+    scaler = Scaler.fit(train_values)
+    x_train = np.concatenate([windows_of(s, config.window, config.train_stride) for s in train_parts])
+    x_val = np.concatenate([windows_of(s, config.window, 1) for s in val_parts])
+    if len(x_train) < 10 or len(x_val) < 10:
+        raise ValueError(f"not enough data: {len(x_train)} training and {len(x_val)} validation windows")
+
+    model = build_autoencoder(config.window, len(features), config.units, seed=config.seed)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse", jit_compile=True)
+    xs_train, xs_val = scaler.transform(x_train), scaler.transform(x_val)
+    history = model.fit(
+        xs_train,
+        xs_train,
+        validation_data=(xs_val, xs_val),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        shuffle=True,
+        verbose=verbose,
+        callbacks=[
+            keras.callbacks.ReduceLROnPlateau(patience=2, factor=0.3),
+            keras.callbacks.EarlyStopping(patience=4, restore_best_weights=True),
+        ],
+    )
+
+    val_errors = Scorer(model, scaler).raw_errors(x_val)
+    thresholds = calibrate(
+        val_errors, features, window_means=x_val.mean(axis=1), quantile=config.quantile, multiplier=config.multiplier
+    )
+    val_scores = (val_errors / np.asarray(thresholds.feature_reference)).max(axis=1)
+    card = ModelCard(
+        features=features,
+        window=config.window,
+        units=config.units,
+        training=TrainingSummary(
+            source=source,
+            series=len(series),
+            readings=int(sum(len(s) for s in series)),
+            train_windows=len(x_train),
+            validation_windows=len(x_val),
+            feature_mean=dict(zip(features, train_values.mean(axis=0).astype(float).tolist())),
+            feature_std=dict(zip(features, train_values.std(axis=0).astype(float).tolist())),
+            epochs=len(history.history["loss"]),
+        ),
+        validation=ValidationMetrics(
+            train_loss=float(min(history.history["loss"])),
+            validation_loss=float(min(history.history["val_loss"])),
+            validation_score_p50=float(np.median(val_scores)),
+            validation_score_p99=float(np.quantile(val_scores, 0.99)),
+            validation_score_max=float(val_scores.max()),
+            validation_windows_over_threshold=float((val_scores > thresholds.threshold).mean()),
+        ),
+        notes={"train_stride": config.train_stride, "validation_share": config.validation_share},
+    )
+    return store.save(model, card, scaler, thresholds, promote=promote)
+
+
+def _split(series: list[np.ndarray], config: TrainingConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    train_parts, val_parts = [], []
+    for s in series:
+        s = np.asarray(s, np.float32)
+        cut = int(len(s) * (1 - config.validation_share))
+        if cut >= config.window:
+            train_parts.append(s[:cut])
+        if len(s) - cut >= config.window:
+            val_parts.append(s[cut:])
+    if not train_parts or not val_parts:
+        raise ValueError(f"series are too short for windows of {config.window}")
+    return train_parts, val_parts

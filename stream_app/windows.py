@@ -1,0 +1,94 @@
+"""Step 2: a sliding window of the last T readings per device, in preallocated numpy ring buffers.
+
+Each device owns one row of a (devices, 2T, F) array. Every value is written twice, at ``p`` and
+``p + T``, so the window in time order is always the contiguous slice ``[p, p + T)``: reading a
+window is a view, not a gather. Growing the device count doubles the arrays (amortised O(1)).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+
+
+class Push(IntEnum):
+    """Outcome of adding a reading, when it was not accepted into a window."""
+
+    DUPLICATE = -1  # same timestamp as the device's last reading: a redelivery
+    OUT_OF_ORDER = -2  # older than the device's last reading
+
+
+class WindowStore:
+    def __init__(self, length: int, n_features: int, *, max_gap_ms: int, capacity: int = 256) -> None:
+        if length < 1 or n_features < 1:
+            raise ValueError("window length and feature count must be positive")
+        self.length = length
+        self.n_features = n_features
+        self.max_gap_ms = max_gap_ms
+        self._slots: dict[str, int] = {}
+        self._values = np.zeros((capacity, 2 * length, n_features), dtype=np.float32)
+        self._ts = np.zeros((capacity, 2 * length), dtype=np.int64)
+        self._pos = np.zeros(capacity, dtype=np.int64)
+        self._count = np.zeros(capacity, dtype=np.int64)
+        self._last_ts = np.full(capacity, -1, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    @property
+    def nbytes(self) -> int:
+        return self._values.nbytes + self._ts.nbytes + 3 * self._pos.nbytes
+
+    def push(self, device_id: str, ts_ms: int, values: np.ndarray) -> int:
+        """Add a reading; return the device's slot, or a negative ``Push`` code if refused."""
+        slot = self._slots.get(device_id)
+        if slot is None:
+            slot = self._add_device(device_id)
+        last = self._last_ts[slot]
+        if ts_ms <= last:
+            return Push.DUPLICATE if ts_ms == last else Push.OUT_OF_ORDER
+        if last >= 0 and ts_ms - last > self.max_gap_ms:
+            self._count[slot] = 0  # a long silence: the old readings no longer describe "now"
+        p = self._pos[slot]
+        t = self.length
+        self._values[slot, p] = values
+        self._values[slot, p + t] = values
+        self._ts[slot, p] = ts_ms
+        self._ts[slot, p + t] = ts_ms
+        self._pos[slot] = (p + 1) % t
+        self._count[slot] += 1
+        self._last_ts[slot] = ts_ms
+        return slot
+
+    def filled(self, slot: int) -> int:
+        """How many readings the slot's current window has seen since it (re)started."""
+        return int(self._count[slot])
+
+    def window(self, slot: int) -> np.ndarray:
+        """The slot's last T readings in time order, shape (T, F); a view, copy it to keep it."""
+        p = self._pos[slot]
+        return self._values[slot, p : p + self.length]
+
+    def window_span(self, slot: int) -> tuple[int, int]:
+        """Timestamps (epoch ms) of the first and last reading in the slot's window."""
+        p = self._pos[slot]
+        return int(self._ts[slot, p]), int(self._ts[slot, p + self.length - 1])
+
+    def _add_device(self, device_id: str) -> int:
+        slot = len(self._slots)
+        if slot == len(self._pos):
+            self._grow()
+        self._slots[device_id] = slot
+        return slot
+
+    def _grow(self) -> None:
+        def doubled(a: np.ndarray, fill: int = 0) -> np.ndarray:
+            extra = np.full_like(a, fill)
+            return np.concatenate([a, extra])
+
+        self._values = doubled(self._values)
+        self._ts = doubled(self._ts)
+        self._pos = doubled(self._pos)
+        self._count = doubled(self._count)
+        self._last_ts = doubled(self._last_ts, -1)
