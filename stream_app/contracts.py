@@ -17,7 +17,7 @@ _MAX_ABS_VALUE = 1e12
 _ALERT_NAMESPACE = uuid.UUID("5f1c9a7e-3b1d-4c57-9b8e-2f0d6a4c1e11")
 
 
-def _to_epoch_ms(value: object) -> int:
+def to_epoch_ms(value: object) -> int:
     """Accept epoch milliseconds (int/float) or an ISO-8601 string; return epoch ms."""
     if isinstance(value, bool):
         raise ValueError("ts must be epoch milliseconds or an ISO-8601 string")
@@ -36,7 +36,7 @@ def _to_epoch_ms(value: object) -> int:
     raise ValueError("ts must be epoch milliseconds or an ISO-8601 string")
 
 
-EpochMs = Annotated[int, BeforeValidator(_to_epoch_ms)]
+EpochMs = Annotated[int, BeforeValidator(to_epoch_ms)]
 DeviceId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/-]+$")]
 
 

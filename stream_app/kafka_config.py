@@ -17,6 +17,8 @@ def confluent_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "security.protocol": settings.kafka_security_protocol,
+        # Idle connections closed by the broker are routine, not worth a log line.
+        "log.connection.close": False,
     }
     if settings.kafka_security_protocol.startswith("SASL"):
         config["sasl.mechanism"] = settings.kafka_sasl_mechanism

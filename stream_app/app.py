@@ -1,0 +1,111 @@
+"""The Faust app: consumes readings, runs the detector on micro-batches, sends alerts.
+
+One agent reads ``sensor-readings`` (keyed by device, so each device's readings arrive in
+order on one partition), takes micro-batches across devices (``batch_max_size`` events or
+``batch_max_wait_s``), and for each batch: decode -> detector (window, score, threshold,
+episode) -> alerts topic + Redis, unusable input -> dead-letter topic. Offsets are committed
+after a batch is handled: delivery is at-least-once, and both sinks are idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+import faust
+import orjson
+import redis.asyncio as aioredis
+from faust.types import EventT
+
+from .contracts import Reading
+from .decode import Rejection, dead_letter, decode
+from .detector import Detector
+from .kafka_config import faust_broker_settings
+from .metrics import Metrics
+from .settings import Settings
+from .sinks import RedisSink, alert_bytes
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, detector: Detector, metrics: Metrics) -> faust.App:
+    app = faust.App(
+        settings.app_id,
+        **faust_broker_settings(settings),
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        web_enabled=False,
+        topic_disable_leader=True,
+        # A worker that joins after readings were produced still scores them.
+        consumer_auto_offset_reset="earliest",
+    )
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    readings_topic = app.topic(settings.readings_topic, partitions=settings.readings_partitions, **raw)
+    alerts_topic = app.topic(settings.alerts_topic, partitions=settings.alerts_partitions, **raw)
+    dlq_topic = app.topic(settings.dlq_topic, partitions=1, **raw)
+    sink = RedisSink(
+        aioredis.from_url(settings.redis_url_value(), socket_timeout=2, socket_connect_timeout=2),
+        settings.redis_prefix,
+        stream_maxlen=settings.redis_stream_maxlen,
+        id_ttl_s=settings.redis_alert_id_ttl_s,
+    )
+
+    async def handle(events: Sequence[EventT]) -> None:
+        started = time.perf_counter()
+        readings: list[Reading] = []
+        origin: dict[int, EventT] = {}
+        sends = []
+        for event in events:
+            decoded = decode(event.value)
+            for reading in decoded.readings:
+                origin[id(reading)] = event
+            readings.extend(decoded.readings)
+            sends += [await _to_dlq(dlq_topic, event, rejection) for rejection in decoded.rejections]
+        metrics.messages.inc(len(events))
+        metrics.readings.inc(len(readings))
+
+        detection = detector.process(readings)
+        for refused in detection.refused:
+            original = orjson.dumps(refused.reading.model_dump(mode="json"))
+            sends.append(await _to_dlq(dlq_topic, origin[id(refused.reading)], Rejection(refused.reason, original)))
+        for alert in detection.alerts:
+            sends.append(await alerts_topic.send(key=alert.device_id.encode(), value=alert_bytes(alert)))
+            metrics.alerts.labels(alert.episode.state).inc()
+        # Wait for the broker to take every record before this batch's offsets may be committed.
+        await asyncio.gather(*sends)
+        await sink.write(detection.alerts, detection.statuses.values(), detector.model_version)
+
+        metrics.dead_letters.inc(len(sends) - len(detection.alerts))
+        metrics.duplicates.inc(detection.duplicates)
+        metrics.windows.inc(detection.scored)
+        metrics.batch_size.observe(detection.scored)
+        metrics.batch_seconds.observe(time.perf_counter() - started)
+        metrics.redis_pending.set(sink.pending)
+
+    @app.agent(readings_topic)
+    async def score(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_max_size, within=settings.batch_max_wait_s):
+            try:
+                await handle(events)
+            except Exception:  # the worker never stops on one bad batch
+                log.exception("batch of %d messages failed; offsets advance, see the log", len(events))
+
+    @app.timer(interval=1.0)
+    async def flush_redis() -> None:
+        # Alerts buffered while Redis was down are written once it answers again.
+        if sink.pending:
+            await sink.write((), (), detector.model_version)
+            metrics.redis_pending.set(sink.pending)
+
+    return app
+
+
+async def _to_dlq(topic: faust.TopicT, event: EventT, rejection: Rejection) -> asyncio.Future:
+    message = event.message
+    letter = dead_letter(
+        rejection, topic=message.topic, partition=message.partition, offset=message.offset, key=message.key
+    )
+    return await topic.send(key=message.key, value=orjson.dumps(letter.model_dump(mode="json")))

@@ -1,0 +1,362 @@
+"""The ``floorwatch`` command line. Every error is one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .settings import Settings
+
+app = typer.Typer(
+    help="floorwatch: real-time anomaly detection for industrial sensors.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+models_app = typer.Typer(help="The versioned model store.", no_args_is_help=True)
+alerts_app = typer.Typer(help="Read alerts from the alerts topic or Redis.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(alerts_app, name="alerts")
+
+console = Console()
+err = Console(stderr=True)
+
+
+class CliError(Exception):
+    """An error to print as one line."""
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as exc:  # pydantic ValidationError: name the variable
+        raise CliError(f"invalid configuration: {str(exc).splitlines()[1:3]}") from exc
+
+
+# --- services ------------------------------------------------------------------------------
+
+
+@app.command()
+def up(
+    kafka_port: Annotated[int, typer.Option(help="Kafka port on 127.0.0.1")] = 9092,
+    redis_port: Annotated[int, typer.Option(help="Redis port on 127.0.0.1")] = 6379,
+) -> None:
+    """Start the embedded Kafka broker and Redis on loopback, and create the topics."""
+    from .embedded import EmbeddedServices
+    from .topics import ensure_topics
+
+    settings = _settings()
+    services = EmbeddedServices(settings.state_dir, kafka_port=kafka_port, redis_port=redis_port)
+    state = services.start()
+    topics = ensure_topics(settings.model_copy(update={"kafka_bootstrap_servers": state.bootstrap_servers}))
+    console.print(f"Kafka  {state.bootstrap_servers}  (pid {state.kafka.pid}, memory storage)")
+    console.print(f"Redis  {state.redis_url}  (pid {state.redis.pid})")
+    console.print("Topics " + ", ".join(f"{name}[{n}]" for name, n in topics.items()))
+
+
+@app.command()
+def down() -> None:
+    """Stop the embedded services started by `floorwatch up`."""
+    from .embedded import EmbeddedServices
+
+    stopped = EmbeddedServices(_settings().state_dir).stop()
+    console.print("stopped" if stopped else "nothing was running")
+
+
+@app.command("config")
+def show_config() -> None:
+    """Print the effective configuration (secrets masked)."""
+    for key, value in _settings().public_dump().items():
+        console.print(f"{key} = {value}", markup=False, highlight=False)
+
+
+# --- models --------------------------------------------------------------------------------
+
+
+@app.command()
+def train(
+    csv: Annotated[Optional[list[Path]], typer.Option(help="CSV file(s) of normal data; default: simulated")] = None,
+    features: Annotated[Optional[str], typer.Option(help="comma-separated sensor columns (CSV)")] = None,
+    devices: Annotated[int, typer.Option(help="simulated devices")] = 40,
+    samples: Annotated[int, typer.Option(help="simulated readings per device")] = 2000,
+    window: Annotated[int, typer.Option(help="window length T")] = 16,
+    units: Annotated[int, typer.Option(help="LSTM units")] = 16,
+    epochs: Annotated[int, typer.Option()] = 15,
+    quantile: Annotated[float, typer.Option(help="threshold quantile of validation scores")] = 0.999,
+    multiplier: Annotated[float, typer.Option(help="threshold multiplier")] = 1.25,
+    seed: Annotated[int, typer.Option()] = 1,
+    promote: Annotated[bool, typer.Option(help="make the new version current")] = True,
+) -> None:
+    """Train an LSTM autoencoder on normal data and save it as a new model version."""
+    from .model_store import ModelStore
+    from .training import TrainingConfig, train as train_model
+
+    settings = _settings()
+    if csv:
+        series, names, source = _csv_series(csv, features)
+    else:
+        from producers.scenarios import FEATURES
+        from producers.simulator import normal_training_series
+
+        series = normal_training_series(devices, samples, seed=seed)
+        names, source = FEATURES, f"simulator: {devices} devices x {samples} readings, seed {seed}"
+    config = TrainingConfig(window=window, units=units, epochs=epochs, quantile=quantile, multiplier=multiplier, seed=seed)
+    started = time.perf_counter()
+    with console.status("training..."):
+        bundle = train_model(series, names, ModelStore(settings.model_dir), config, source=source, promote=promote)
+    v = bundle.card.validation
+    console.print(
+        f"[bold]{bundle.version}[/] saved in {bundle.path} ({time.perf_counter() - started:.0f}s): "
+        f"threshold {bundle.thresholds.threshold:.3f}, validation loss {v.validation_loss:.4f}, "
+        f"{v.validation_windows_over_threshold:.2%} of normal validation windows over threshold"
+        + (" [green](current)[/]" if promote else "")
+    )
+
+
+def _csv_series(paths: list[Path], features: str | None) -> tuple[list, list[str], str]:
+    import numpy as np
+
+    from producers.replay import read_recording
+
+    columns = [c.strip() for c in features.split(",")] if features else None
+    series, names = [], None
+    for path in paths:
+        names_here, rows = read_recording(path, time_column=None, columns=columns, delimiter=None)
+        if names is not None and names_here != names:
+            raise CliError(f"{path.name} has columns {names_here}, expected {names}")
+        names = names_here
+        series.append(np.array([values for _, values in rows], np.float32))
+    return series, names or [], "csv: " + ", ".join(p.name for p in paths)
+
+
+@models_app.command("list")
+def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List model versions; the current one is marked."""
+    from .model_store import ModelStore
+
+    store = ModelStore(_settings().model_dir)
+    cards, current = store.cards(), store.current()
+    if as_json:
+        import orjson
+
+        sys.stdout.write(orjson.dumps([c.model_dump(mode="json") | {"current": c.version == current} for c in cards]).decode() + "\n")
+        return
+    table = Table("", "version", "created", "features", "T", "units", "val. loss", "over thr.", "source")
+    for c in cards:
+        table.add_row(
+            "*" if c.version == current else "",
+            c.version,
+            c.created_at,
+            ",".join(c.features),
+            str(c.window),
+            str(c.units),
+            f"{c.validation.validation_loss:.4f}",
+            f"{c.validation.validation_windows_over_threshold:.2%}",
+            c.training.source,
+        )
+    console.print(table if cards else f"no models in {store.root}")
+
+
+@models_app.command("promote")
+def models_promote(version: str) -> None:
+    """Make VERSION the model that workers load."""
+    from .model_store import ModelStore
+
+    ModelStore(_settings().model_dir).promote(version)
+    console.print(f"{version} is now current; restart workers to load it")
+
+
+# --- worker and producers ------------------------------------------------------------------
+
+
+@app.command()
+def worker(model_version: Annotated[Optional[str], typer.Option(help="default: the current version")] = None) -> None:
+    """Run a stream worker (a Faust app). Run several for more partitions' worth of throughput."""
+    from .worker import run_worker
+
+    run_worker(_settings(), model_version)
+
+
+@app.command()
+def simulate(
+    devices: Annotated[int, typer.Option()] = 20,
+    rate: Annotated[float, typer.Option(help="readings per second per device")] = 1.0,
+    duration: Annotated[float, typer.Option(help="simulated seconds")] = 600.0,
+    failures: Annotated[int, typer.Option(help="random failures on distinct devices")] = 0,
+    kind: Annotated[Optional[list[str]], typer.Option(help="failure kinds to cycle through")] = None,
+    scenario: Annotated[Optional[Path], typer.Option(help="YAML/JSON scenario file (overrides the above)")] = None,
+    speed: Annotated[float, typer.Option(help="times real time; 0 = as fast as possible")] = 1.0,
+    batch: Annotated[int, typer.Option(help="readings per message (batched form) ")] = 1,
+    seed: Annotated[int, typer.Option()] = 7,
+) -> None:
+    """Publish a simulated fleet's readings (and failure labels) to Kafka."""
+    from producers.fleet import run_simulation
+    from producers.scenarios import FailureKind, Scenario, load_scenario, random_failures
+
+    if scenario is not None:
+        plan = load_scenario(scenario)
+    else:
+        plan = Scenario(devices=devices, rate_hz=rate, duration_s=duration, seed=seed)
+        try:
+            kinds = [FailureKind(k) for k in kind] if kind else None
+        except ValueError as exc:
+            raise CliError(f"{exc}; kinds: {', '.join(k.value for k in FailureKind)}") from exc
+        plan = plan.model_copy(update={"failures": random_failures(plan, failures, kinds)})
+    now_ms = int(time.time() * 1000)
+    # Played faster than real time, the run ends now rather than in the future.
+    start_ms = now_ms - int(plan.duration_s * 1000) if speed <= 0 else now_ms
+    stats, sim = run_simulation(_settings(), plan, start_ms=start_ms, speed=speed, batch=batch)
+    console.print(
+        f"published {stats.readings} readings from {plan.devices} devices in {stats.messages} messages "
+        f"({stats.seconds:.1f}s); {len(sim.labels())} failure(s) injected"
+    )
+    for label in sim.labels():
+        console.print(f"  {label.device_id}: {label.kind} on {label.sensor}")
+
+
+@app.command()
+def replay(
+    file: Path,
+    device: Annotated[str, typer.Option(help="device id to publish as")],
+    speed: Annotated[float, typer.Option(help="times real time; 0 = as fast as possible")] = 1.0,
+    time_column: Annotated[Optional[str], typer.Option(help="default: the first column")] = None,
+    columns: Annotated[Optional[str], typer.Option(help="comma-separated sensor columns")] = None,
+    delimiter: Annotated[Optional[str], typer.Option(help="default: guessed (, or ;)")] = None,
+) -> None:
+    """Publish a CSV recording to the readings topic as DEVICE."""
+    from producers.replay import replay as replay_file
+
+    cols = [c.strip() for c in columns.split(",")] if columns else None
+    stats = replay_file(
+        _settings(), file, device, speed=speed, time_column=time_column, columns=cols, delimiter=delimiter
+    )
+    console.print(f"published {stats.readings} readings as {device}")
+
+
+# --- alerts --------------------------------------------------------------------------------
+
+
+@alerts_app.command("tail")
+def alerts_tail(
+    from_beginning: Annotated[bool, typer.Option(help="start at the oldest alert")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON alert per line")] = False,
+    max_alerts: Annotated[int, typer.Option("--max", help="stop after N alerts (0 = never)")] = 0,
+    idle_timeout: Annotated[float, typer.Option(help="stop after S seconds without alerts (0 = never)")] = 0.0,
+) -> None:
+    """Follow the alerts topic; duplicates (same alert_id) are shown once."""
+    from .alert_consumer import follow_alerts
+
+    for alert in follow_alerts(_settings(), from_beginning=from_beginning, max_alerts=max_alerts, idle_s=idle_timeout):
+        _print_alert(alert, as_json)
+
+
+@alerts_app.command("recent")
+def alerts_recent(
+    device: Annotated[Optional[str], typer.Option(help="only this device")] = None,
+    count: Annotated[int, typer.Option(help="how many")] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The newest alerts from Redis, newest first."""
+    import redis.asyncio as aioredis
+
+    from .sinks import recent_alerts
+
+    settings = _settings()
+
+    async def fetch() -> list:
+        client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
+        try:
+            return await recent_alerts(client, settings.redis_prefix, device, count)
+        finally:
+            await client.aclose()
+
+    alerts = asyncio.run(fetch())
+    if as_json:
+        for alert in alerts:
+            _print_alert(alert, True)
+        return
+    table = Table("detected", "device", "episode", "severity", "score/thr", "top feature", "checks", "window end")
+    for a in alerts:
+        table.add_row(
+            a.detected_at, a.device_id, a.episode.state, a.severity, f"{a.score:.2f}/{a.threshold:.2f}",
+            a.top_feature, ",".join(a.check_failures), a.window_end,
+        )  # fmt: skip
+    console.print(table if alerts else "no alerts")
+
+
+def _print_alert(alert, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    if as_json:
+        sys.stdout.write(alert.model_dump_json() + "\n")
+        sys.stdout.flush()
+        return
+    colour = {"warning": "yellow", "major": "dark_orange", "critical": "red"}[alert.severity]
+    console.print(
+        f"[{colour}]{alert.severity:8}[/] {alert.device_id:14} episode {alert.episode.state:6} "
+        f"score {alert.score:.2f}/{alert.threshold:.2f} top {alert.top_feature}"
+        + (f" checks {','.join(alert.check_failures)}" if alert.check_failures else "")
+        + f"  window end {alert.window_end}"
+    )
+
+
+# --- demo ----------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    devices: Annotated[int, typer.Option()] = 20,
+    duration: Annotated[float, typer.Option(help="simulated seconds")] = 900.0,
+    failures: Annotated[int, typer.Option(help="failures injected on distinct devices")] = 4,
+    seed: Annotated[int, typer.Option()] = 7,
+) -> None:
+    """Run the whole pipeline on embedded services and print what the detector found."""
+    from .demo import run_demo
+
+    ok = run_demo(_settings(), console, devices=devices, duration_s=duration, failures=failures, seed=seed)
+    if not ok:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console entry point: known failures become one line on stderr."""
+    from confluent_kafka import KafkaException
+    from redis.exceptions import RedisError
+
+    from producers.publish import PublishError
+    from producers.replay import ReplayError
+
+    from .embedded import EmbeddedError
+    from .model_store import ModelStoreError
+
+    # TensorFlow's C++ start-up chatter is noise on a terminal; its errors still show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        app(standalone_mode=False)
+    except (typer.Exit, SystemExit) as exc:
+        sys.exit(getattr(exc, "exit_code", getattr(exc, "code", 0)))
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except (CliError, ModelStoreError, EmbeddedError, PublishError, ReplayError, ValueError) as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(1)
+    except (KafkaException, RedisError, OSError) as exc:
+        err.print(f"error: {type(exc).__name__}: {exc}", markup=False, highlight=False)
+        sys.exit(1)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            err.print(f"error: {exc.format_message()}", markup=False, highlight=False)
+            sys.exit(exc.exit_code)
+        err.print(f"error: unexpected {type(exc).__name__}: {exc}", markup=False, highlight=False)
+        sys.exit(1)

@@ -1,0 +1,27 @@
+"""Prometheus metrics of one worker, on its own registry (no process-global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.messages = Counter("floorwatch_messages_total", "Messages consumed from the readings topic", registry=r)
+        self.readings = Counter("floorwatch_readings_total", "Readings decoded", registry=r)
+        self.duplicates = Counter("floorwatch_duplicate_readings_total", "Readings seen before (redelivery)", registry=r)
+        self.dead_letters = Counter("floorwatch_dead_letters_total", "Messages or readings sent to the DLQ", registry=r)
+        self.windows = Counter("floorwatch_windows_scored_total", "Windows scored by the model", registry=r)
+        self.alerts = Counter("floorwatch_alerts_total", "Alerts emitted", ["state"], registry=r)
+        self.batch_size = Histogram(
+            "floorwatch_batch_windows", "Windows per micro-batch", buckets=(1, 8, 64, 256, 1024, 4096), registry=r
+        )
+        self.batch_seconds = Histogram("floorwatch_batch_seconds", "Time to process one micro-batch", registry=r)
+        self.redis_pending = Gauge("floorwatch_redis_pending_alerts", "Alerts waiting for Redis", registry=r)
+        self.redis_dropped = Counter("floorwatch_redis_dropped_alerts_total", "Alerts dropped from the Redis buffer", registry=r)
+
+    def serve(self, host: str, port: int) -> None:
+        if port:
+            start_http_server(port, addr=host, registry=self.registry)
