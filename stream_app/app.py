@@ -57,28 +57,29 @@ def create_app(settings: Settings, detector: Detector, metrics: Metrics) -> faus
         started = time.perf_counter()
         readings: list[Reading] = []
         origin: dict[int, EventT] = {}
-        sends = []
+        dead = []
         for event in events:
             decoded = decode(event.value)
             for reading in decoded.readings:
                 origin[id(reading)] = event
             readings.extend(decoded.readings)
-            sends += [await _to_dlq(dlq_topic, event, rejection) for rejection in decoded.rejections]
+            dead += [await _to_dlq(dlq_topic, event, rejection) for rejection in decoded.rejections]
         metrics.messages.inc(len(events))
         metrics.readings.inc(len(readings))
 
         detection = detector.process(readings)
         for refused in detection.refused:
             original = orjson.dumps(refused.reading.model_dump(mode="json"))
-            sends.append(await _to_dlq(dlq_topic, origin[id(refused.reading)], Rejection(refused.reason, original)))
+            dead.append(await _to_dlq(dlq_topic, origin[id(refused.reading)], Rejection(refused.reason, original)))
+        sent = []
         for alert in detection.alerts:
-            sends.append(await alerts_topic.send(key=alert.device_id.encode(), value=alert_bytes(alert)))
+            sent.append(await alerts_topic.send(key=alert.device_id.encode(), value=alert_bytes(alert)))
             metrics.alerts.labels(alert.episode.state).inc()
         # Wait for the broker to take every record before this batch's offsets may be committed.
-        await asyncio.gather(*sends)
+        await asyncio.gather(*dead, *sent)
         await sink.write(detection.alerts, detection.statuses.values(), detector.model_version)
 
-        metrics.dead_letters.inc(len(sends) - len(detection.alerts))
+        metrics.dead_letters.inc(len(dead))
         metrics.duplicates.inc(detection.duplicates)
         metrics.windows.inc(detection.scored)
         metrics.batch_size.observe(detection.scored)

@@ -26,8 +26,8 @@ alerts_app = typer.Typer(help="Read alerts from the alerts topic or Redis.", no_
 app.add_typer(models_app, name="models")
 app.add_typer(alerts_app, name="alerts")
 
-console = Console()
-err = Console(stderr=True)
+# Piped output gets a wide fixed width so tables are not truncated to 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 class CliError(Exception):
@@ -69,6 +69,15 @@ def down() -> None:
 
     stopped = EmbeddedServices(_settings().state_dir).stop()
     console.print("stopped" if stopped else "nothing was running")
+
+
+@app.command()
+def topics() -> None:
+    """Create the topics on the configured Kafka (existing ones are left as they are)."""
+    from .topics import ensure_topics
+
+    for name, n in ensure_topics(_settings()).items():
+        console.print(f"{name}: {n} partition(s)")
 
 
 @app.command("config")
@@ -329,6 +338,8 @@ def main() -> None:
     from confluent_kafka import KafkaException
     from redis.exceptions import RedisError
 
+    from typer.exceptions import TyperException
+
     from producers.publish import PublishError
     from producers.replay import ReplayError
 
@@ -342,21 +353,20 @@ def main() -> None:
     except (typer.Exit, SystemExit) as exc:
         sys.exit(getattr(exc, "exit_code", getattr(exc, "code", 0)))
     except typer.Abort:
-        err.print("aborted")
-        sys.exit(130)
+        _fail("aborted", 130)
     except KeyboardInterrupt:
         sys.exit(130)
     except (CliError, ModelStoreError, EmbeddedError, PublishError, ReplayError, ValueError) as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
-        sys.exit(1)
+        _fail(str(exc))
     except (KafkaException, RedisError, OSError) as exc:
-        err.print(f"error: {type(exc).__name__}: {exc}", markup=False, highlight=False)
-        sys.exit(1)
+        _fail(f"{type(exc).__name__}: {exc}")
+    except TyperException as exc:  # usage errors: unknown command, bad option value, ...
+        _fail(exc.format_message() if hasattr(exc, "format_message") else str(exc), getattr(exc, "exit_code", 2))
     except Exception as exc:
-        import click
+        _fail(f"unexpected {type(exc).__name__}: {exc}")
 
-        if isinstance(exc, click.ClickException):
-            err.print(f"error: {exc.format_message()}", markup=False, highlight=False)
-            sys.exit(exc.exit_code)
-        err.print(f"error: unexpected {type(exc).__name__}: {exc}", markup=False, highlight=False)
-        sys.exit(1)
+
+def _fail(message: str, code: int = 1) -> None:
+    # One line, never wrapped, whatever the terminal width.
+    sys.stderr.write("error: " + " ".join(message.split()) + "\n")
+    sys.exit(code)

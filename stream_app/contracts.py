@@ -14,6 +14,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat,
 
 # Readings with values beyond this magnitude are treated as garbage rather than physics.
 _MAX_ABS_VALUE = 1e12
+# Year 9999: later timestamps cannot be dates, and would overflow date formatting downstream.
+_MAX_EPOCH_MS = 253_402_300_799_999
 _ALERT_NAMESPACE = uuid.UUID("5f1c9a7e-3b1d-4c57-9b8e-2f0d6a4c1e11")
 
 
@@ -22,18 +24,22 @@ def to_epoch_ms(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError("ts must be epoch milliseconds or an ISO-8601 string")
     if isinstance(value, (int, float)):
-        if not math.isfinite(value) or value < 0:
-            raise ValueError("ts must be a finite, non-negative epoch in milliseconds")
-        return int(value)
-    if isinstance(value, str):
+        if not math.isfinite(value):
+            raise ValueError("ts must be a finite epoch in milliseconds")
+        ms = int(value)
+    elif isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError as exc:
             raise ValueError(f"ts {value[:40]!r} is not ISO-8601") from exc
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=timezone.utc)
-        return int(parsed.timestamp() * 1000)
-    raise ValueError("ts must be epoch milliseconds or an ISO-8601 string")
+        ms = int(parsed.timestamp() * 1000)
+    else:
+        raise ValueError("ts must be epoch milliseconds or an ISO-8601 string")
+    if not 0 <= ms <= _MAX_EPOCH_MS:
+        raise ValueError("ts must lie between 1970 and 9999")
+    return ms
 
 
 EpochMs = Annotated[int, BeforeValidator(to_epoch_ms)]

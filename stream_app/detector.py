@@ -90,7 +90,11 @@ class Detector:
         devices: list[str] = []
         spans: list[tuple[int, int]] = []
         for reading in readings:
-            slot = self._push(reading, now_ms, out)
+            try:
+                slot = self._push(reading, now_ms, out)
+            except Exception as exc:  # one odd reading must not sink the whole batch
+                out.refused.append(Refused(reading, f"could not be windowed: {type(exc).__name__}: {exc}"))
+                continue
             if slot is None:
                 continue
             filled = self.windows.filled(slot)

@@ -1,0 +1,119 @@
+"""EpisodeTracker: consecutive anomalous windows open one episode; quiet windows close it."""
+
+from __future__ import annotations
+
+import pytest
+
+from stream_app.episodes import EpisodeRule, EpisodeTracker, Transition
+
+RULE = EpisodeRule(open_after=3, close_after=5, close_ratio=0.8)
+STEP = 1000  # ms between windows
+
+
+def feed(tracker: EpisodeTracker, device: str, ratios: list[float], *, start_ms: int = 0) -> list[tuple[int, Transition]]:
+    """Feed one ratio per window, STEP apart from ``start_ms``; return (at_ms, transition) for each transition."""
+    out = []
+    for i, ratio in enumerate(ratios):
+        at_ms = start_ms + i * STEP
+        transition = tracker.update(device, at_ms, ratio)
+        if transition is not None:
+            out.append((at_ms, transition))
+    return out
+
+
+@pytest.fixture
+def tracker() -> EpisodeTracker:
+    return EpisodeTracker(RULE)
+
+
+def test_ratios_at_or_below_the_line_never_open(tracker: EpisodeTracker) -> None:
+    assert feed(tracker, "d", [0.1, 0.5, 0.99, 1.0] * 50) == []
+    assert not tracker.is_open("d")
+
+
+def test_two_anomalous_windows_do_not_open(tracker: EpisodeTracker) -> None:
+    assert feed(tracker, "d", [2.0, 2.0, 0.5, 2.0, 2.0, 0.5]) == []
+    assert not tracker.is_open("d")
+
+
+def test_three_anomalous_windows_open_one_episode(tracker: EpisodeTracker) -> None:
+    transitions = feed(tracker, "d", [0.5, 1.5, 2.5, 1.2, 3.0, 4.0], start_ms=10_000)
+
+    [(at_ms, opened)] = transitions
+    assert at_ms == 13_000  # the third anomalous window
+    assert opened == Transition("open", "d@11000", started_ms=11_000, ended_ms=None, peak_score=2.5, windows=3)
+    assert tracker.is_open("d")
+    assert tracker.open_episodes() == {"d": "d@11000"}
+
+
+def test_hovering_around_the_line_after_opening_does_not_flap(tracker: EpisodeTracker) -> None:
+    feed(tracker, "d", [2.0, 2.0, 2.0])
+    hovering = [0.85, 1.2, 0.9, 1.0, 0.8, 1.1] * 17  # 102 windows, all >= close_ratio
+    assert feed(tracker, "d", hovering, start_ms=3 * STEP) == []
+    assert tracker.is_open("d")
+
+
+def test_five_quiet_windows_close_with_end_at_the_last_anomalous_window(tracker: EpisodeTracker) -> None:
+    # 0..2 open; 3 anomalous (1.5 at 3000 ms); 4 hovers (0.9, not anomalous); 5..9 quiet.
+    ratios = [2.0, 3.0, 2.0, 1.5, 0.9, 0.1, 0.2, 0.3, 0.4, 0.79]
+    transitions = feed(tracker, "d", ratios)
+
+    assert [t.kind for _, t in transitions] == ["open", "closed"]
+    at_ms, closed = transitions[1]
+    assert at_ms == 9 * STEP  # the fifth quiet window
+    assert closed == Transition("closed", "d@0", started_ms=0, ended_ms=3 * STEP, peak_score=3.0, windows=10)
+    assert not tracker.is_open("d")
+    assert tracker.open_episodes() == {}
+
+
+def test_four_quiet_windows_do_not_close_and_a_hover_resets_the_quiet_run(tracker: EpisodeTracker) -> None:
+    feed(tracker, "d", [2.0, 2.0, 2.0])
+    quiet = [0.1] * 4
+    assert feed(tracker, "d", quiet + [0.85] + quiet, start_ms=3 * STEP) == []
+    assert tracker.is_open("d")
+
+
+def test_a_later_failure_opens_a_second_different_episode(tracker: EpisodeTracker) -> None:
+    first = feed(tracker, "d", [2.0] * 3 + [0.1] * 5)
+    second = feed(tracker, "d", [0.1] * 10 + [2.0] * 3 + [0.1] * 5, start_ms=100_000)
+
+    assert [t.kind for _, t in first] == ["open", "closed"]
+    assert [t.kind for _, t in second] == ["open", "closed"]
+    first_id, second_id = first[0][1].episode_id, second[0][1].episode_id
+    assert first_id == "d@0"
+    assert second_id == "d@110000"
+    assert first_id != second_id
+    # The second episode counts only its own windows and peak.
+    assert second[1][1].windows == 8
+    assert second[1][1].started_ms == 110_000 and second[1][1].ended_ms == 112_000
+
+
+def test_devices_are_independent(tracker: EpisodeTracker) -> None:
+    # Interleave: "a" is anomalous, "b" alternates, so only "a" reaches three in a row.
+    events = []
+    for i in range(4):
+        events.append(("a", tracker.update("a", i * STEP, 2.0)))
+        events.append(("b", tracker.update("b", i * STEP, 2.0 if i % 2 == 0 else 0.5)))
+
+    opened = [(device, t) for device, t in events if t is not None]
+    assert len(opened) == 1
+    assert opened[0][0] == "a"
+    assert opened[0][1].episode_id == "a@0"
+    assert tracker.open_episodes() == {"a": "a@0"}
+    assert not tracker.is_open("b")
+
+
+def test_replaying_the_same_windows_gives_the_same_ids() -> None:
+    ratios = [0.5] * 4 + [1.5] * 4 + [0.1] * 6 + [0.9] * 3 + [2.0] * 5 + [0.2] * 5
+    runs = []
+    for _ in range(2):
+        tracker = EpisodeTracker(RULE)
+        runs.append(feed(tracker, "press-7", ratios, start_ms=1_700_000_000_000))
+
+    assert runs[0] == runs[1]
+    assert [t.episode_id for _, t in runs[0]] == [
+        "press-7@1700000004000",
+        "press-7@1700000004000",
+        "press-7@1700000017000",
+        "press-7@1700000017000",
+    ]

@@ -1,0 +1,128 @@
+"""calibrate(): thresholds from held-out normal errors; severity() bands."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream_app.thresholds import DEFAULT_MULTIPLIER, DEFAULT_QUANTILE, ENVELOPE_MARGIN, calibrate, severity
+
+FEATURES = ["temp", "rpm", "vib"]
+
+
+@pytest.fixture
+def errors() -> np.ndarray:
+    """Errors (1001, 3) whose per-feature medians are exactly 2, 5 and 0.5.
+
+    Each column is a shuffled odd-length set centred on its median, so the median is known
+    without computing it.
+    """
+    rng = np.random.default_rng(7)
+    medians = np.array([2.0, 5.0, 0.5])
+    half = rng.uniform(0.0, 1.0, size=(500, 3)) * medians
+    columns = np.concatenate([medians - half, medians[None, :], medians + half])
+    for j in range(3):
+        rng.shuffle(columns[:, j])
+    return columns
+
+
+def test_feature_reference_is_the_per_feature_median(errors: np.ndarray) -> None:
+    thresholds = calibrate(errors, FEATURES)
+    assert thresholds.feature_reference == [2.0, 5.0, 0.5]
+
+
+def test_threshold_is_the_quantile_of_the_largest_relative_error_times_the_multiplier(errors: np.ndarray) -> None:
+    thresholds = calibrate(errors, FEATURES, quantile=0.99, multiplier=1.5)
+
+    relative = errors / np.array([2.0, 5.0, 0.5])
+    assert thresholds.threshold == float(np.quantile(relative.max(axis=1), 0.99) * 1.5)
+    assert thresholds.quantile == 0.99
+    assert thresholds.multiplier == 1.5
+    assert thresholds.method == "quantile"
+    for j, name in enumerate(FEATURES):
+        assert thresholds.feature_thresholds[name] == pytest.approx(np.quantile(relative[:, j], 0.99) * 1.5)
+
+
+def test_defaults(errors: np.ndarray) -> None:
+    thresholds = calibrate(errors, FEATURES)
+    relative = errors / np.array([2.0, 5.0, 0.5])
+    assert (thresholds.quantile, thresholds.multiplier) == (DEFAULT_QUANTILE, DEFAULT_MULTIPLIER)
+    assert thresholds.threshold == float(np.quantile(relative.max(axis=1), DEFAULT_QUANTILE) * DEFAULT_MULTIPLIER)
+
+
+def test_threshold_on_a_hand_computed_example() -> None:
+    # Ten windows, one feature with median 1.0: relative errors are the errors themselves.
+    errors = np.array([[0.5], [0.6], [0.8], [0.9], [1.0], [1.0], [1.1], [1.2], [1.5], [3.0]])
+    thresholds = calibrate(errors, ["x"], quantile=0.5, multiplier=2.0)
+    assert thresholds.feature_reference == [1.0]
+    assert thresholds.threshold == pytest.approx(2.0)  # median 1.0 times 2
+
+
+def test_zero_median_is_floored_rather_than_dividing_by_zero() -> None:
+    errors = np.zeros((20, 2))
+    errors[:, 1] = 1.0
+    thresholds = calibrate(errors, ["stuck", "ok"])
+    assert thresholds.feature_reference == [1e-9, 1.0]
+    assert np.isfinite(thresholds.threshold)
+
+
+def test_envelope_covers_the_central_range_widened_around_its_centre(errors: np.ndarray) -> None:
+    rng = np.random.default_rng(3)
+    means = np.column_stack([rng.normal(60.0, 2.0, 1001), rng.normal(1500.0, 30.0, 1001), rng.uniform(-1, 1, 1001)])
+    q = 0.99
+
+    thresholds = calibrate(errors, FEATURES, window_means=means, quantile=q)
+
+    assert set(thresholds.feature_envelope) == set(FEATURES)
+    for j, name in enumerate(FEATURES):
+        low, high = np.quantile(means[:, j], 1 - q), np.quantile(means[:, j], q)
+        env_low, env_high = thresholds.feature_envelope[name]
+        assert env_low < low and high < env_high  # contains the central range
+        assert (env_low + env_high) / 2 == pytest.approx((low + high) / 2)  # same centre
+        assert env_high - env_low == pytest.approx((high - low) * ENVELOPE_MARGIN)  # widened by the margin
+
+
+def test_no_window_means_no_envelope(errors: np.ndarray) -> None:
+    assert calibrate(errors, FEATURES).feature_envelope == {}
+
+
+@pytest.mark.parametrize("n", [0, 1, 9])
+def test_too_few_windows(n: int) -> None:
+    with pytest.raises(ValueError, match="at least 10"):
+        calibrate(np.ones((n, 3)), FEATURES)
+
+
+def test_ten_windows_are_enough() -> None:
+    calibrate(np.ones((10, 3)), FEATURES)
+
+
+def test_errors_must_be_two_dimensional() -> None:
+    with pytest.raises(ValueError, match="at least 10"):
+        calibrate(np.ones(100), FEATURES)
+
+
+@pytest.mark.parametrize("quantile", [0.0, 0.49, 1.0, 1.5, -0.5])
+def test_bad_quantile(errors: np.ndarray, quantile: float) -> None:
+    with pytest.raises(ValueError, match="quantile"):
+        calibrate(errors, FEATURES, quantile=quantile)
+
+
+@pytest.mark.parametrize("quantile", [0.5, 0.999999])
+def test_quantile_bounds_that_are_allowed(errors: np.ndarray, quantile: float) -> None:
+    assert calibrate(errors, FEATURES, quantile=quantile).quantile == quantile
+
+
+@pytest.mark.parametrize(
+    ("ratio", "expected"),
+    [
+        (1.0, "warning"),
+        (1.49, "warning"),
+        (1.5, "major"),
+        (2.99, "major"),
+        (3.0, "critical"),
+        (1e9, "critical"),
+        (float("inf"), "critical"),  # the stuck-sensor check reports an infinite ratio
+    ],
+)
+def test_severity_bands(ratio: float, expected: str) -> None:
+    assert severity(ratio) == expected

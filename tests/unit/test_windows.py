@@ -1,0 +1,138 @@
+"""WindowStore: per-device ring buffers that always give the last T readings in time order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream_app.windows import Push, WindowStore
+
+T, F = 4, 3
+
+
+def values(i: int) -> np.ndarray:
+    """A reading whose features identify it: i, 100 + i, 200 + i."""
+    return np.array([i, 100 + i, 200 + i], np.float32)
+
+
+def fill(store: WindowStore, device: str, timestamps: range | list[int]) -> int:
+    slot = -99
+    for ts in timestamps:
+        slot = store.push(device, ts, values(ts))
+        assert slot >= 0
+    return slot
+
+
+def test_window_is_in_time_order_after_the_ring_wraps_several_times() -> None:
+    store = WindowStore(T, F, max_gap_ms=10)
+    pushed = []
+    for i in range(1, 3 * T + 3):  # wraps three times and stops mid-ring
+        slot = store.push("d", i, values(i))
+        pushed.append(values(i))
+        if len(pushed) >= T:
+            np.testing.assert_array_equal(store.window(slot), np.stack(pushed[-T:]))
+    assert store.window(slot).shape == (T, F)
+
+
+def test_window_span_is_first_and_last_timestamp_of_the_window() -> None:
+    store = WindowStore(T, F, max_gap_ms=1000)
+    slot = fill(store, "d", [100, 200, 300, 400, 500, 600, 700])
+    assert store.window_span(slot) == (400, 700)
+
+
+def test_filled_counts_readings_seen() -> None:
+    store = WindowStore(T, F, max_gap_ms=1000)
+    slot = fill(store, "d", [1, 2])
+    assert store.filled(slot) == 2
+    fill(store, "d", range(3, 10))
+    assert store.filled(slot) == 9
+
+
+def test_equal_timestamp_is_a_duplicate_and_changes_nothing() -> None:
+    store = WindowStore(T, F, max_gap_ms=1000)
+    slot = fill(store, "d", [1, 2, 3, 4, 5])
+    before, span, count = store.window(slot).copy(), store.window_span(slot), store.filled(slot)
+
+    assert store.push("d", 5, np.full(F, -1.0, np.float32)) == Push.DUPLICATE
+
+    np.testing.assert_array_equal(store.window(slot), before)
+    assert store.window_span(slot) == span
+    assert store.filled(slot) == count
+
+
+def test_older_timestamp_is_out_of_order_and_changes_nothing() -> None:
+    store = WindowStore(T, F, max_gap_ms=1000)
+    slot = fill(store, "d", [10, 20, 30, 40, 50])
+    before, span, count = store.window(slot).copy(), store.window_span(slot), store.filled(slot)
+
+    assert store.push("d", 15, np.full(F, -1.0, np.float32)) == Push.OUT_OF_ORDER
+
+    np.testing.assert_array_equal(store.window(slot), before)
+    assert store.window_span(slot) == span
+    assert store.filled(slot) == count
+    # The next in-order reading is accepted as usual.
+    assert store.push("d", 60, values(60)) == slot
+    assert store.window_span(slot) == (30, 60)
+
+
+def test_refusal_codes_are_negative_so_they_cannot_be_mistaken_for_a_slot() -> None:
+    assert Push.DUPLICATE < 0 and Push.OUT_OF_ORDER < 0
+
+
+def test_gap_longer_than_max_gap_restarts_the_count() -> None:
+    store = WindowStore(T, F, max_gap_ms=100)
+    slot = fill(store, "d", [0, 50, 100, 150, 200])
+    assert store.filled(slot) == 5
+
+    store.push("d", 301, values(301))  # 101 ms of silence
+
+    assert store.filled(slot) == 1
+    fill(store, "d", [350, 400, 450])
+    assert store.filled(slot) == T
+    np.testing.assert_array_equal(store.window(slot), np.stack([values(t) for t in (301, 350, 400, 450)]))
+    assert store.window_span(slot) == (301, 450)
+
+
+def test_gap_of_exactly_max_gap_keeps_the_count() -> None:
+    store = WindowStore(T, F, max_gap_ms=100)
+    slot = fill(store, "d", [0, 100, 200])
+    assert store.filled(slot) == 3
+
+
+def test_growth_beyond_initial_capacity_keeps_earlier_windows() -> None:
+    store = WindowStore(T, F, max_gap_ms=1000, capacity=2)
+    devices = [f"d{k}" for k in range(5)]
+    slots = {}
+    for k, device in enumerate(devices):
+        # Device k's readings are offset by 1000 * k, so every window is distinct.
+        slots[device] = fill(store, device, range(1000 * k + 1, 1000 * k + T + 3))
+
+    assert len(store) == 5
+    assert sorted(slots.values()) == [0, 1, 2, 3, 4]
+    for k, device in enumerate(devices):
+        last = range(1000 * k + 3, 1000 * k + T + 3)
+        np.testing.assert_array_equal(store.window(slots[device]), np.stack([values(t) for t in last]))
+        assert store.window_span(slots[device]) == (last[0], last[-1])
+        assert store.filled(slots[device]) == T + 2
+
+
+def test_growth_keeps_duplicate_detection_for_earlier_devices() -> None:
+    store = WindowStore(T, F, max_gap_ms=1000, capacity=1)
+    fill(store, "a", [5])
+    fill(store, "b", [7])  # forces a grow
+    assert store.push("a", 5, values(5)) == Push.DUPLICATE
+    assert store.push("b", 1, values(1)) == Push.OUT_OF_ORDER
+
+
+def test_devices_are_independent() -> None:
+    store = WindowStore(T, F, max_gap_ms=1000)
+    a = fill(store, "a", [1, 2, 3, 4])
+    b = fill(store, "b", [1, 2])  # same timestamps, other device: not duplicates
+    assert a != b
+    assert (store.filled(a), store.filled(b)) == (4, 2)
+
+
+@pytest.mark.parametrize(("length", "features"), [(0, 3), (4, 0)])
+def test_rejects_empty_shapes(length: int, features: int) -> None:
+    with pytest.raises(ValueError):
+        WindowStore(length, features, max_gap_ms=1)
