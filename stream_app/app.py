@@ -37,6 +37,7 @@ def create_app(settings: Settings, detector: Detector, metrics: Metrics) -> faus
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",
+        datadir=str(settings.state_dir / "faust" / settings.app_id),
         web_enabled=False,
         topic_disable_leader=True,
         # A worker that joins after readings were produced still scores them.

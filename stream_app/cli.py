@@ -103,12 +103,16 @@ def train(
     multiplier: Annotated[float, typer.Option(help="threshold multiplier")] = 1.25,
     seed: Annotated[int, typer.Option()] = 1,
     promote: Annotated[bool, typer.Option(help="make the new version current")] = True,
+    if_missing: Annotated[bool, typer.Option(help="do nothing if the store has a current model")] = False,
 ) -> None:
     """Train an LSTM autoencoder on normal data and save it as a new model version."""
     from .model_store import ModelStore
     from .training import TrainingConfig, train as train_model
 
     settings = _settings()
+    if if_missing and ModelStore(settings.model_dir).current() is not None:
+        console.print(f"model {ModelStore(settings.model_dir).current()} exists; not training")
+        return
     if csv:
         series, names, source = _csv_series(csv, features)
     else:
