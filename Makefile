@@ -2,7 +2,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test demo clean lint
+.PHONY: install test demo faults bench clean
 
 # The stamp reinstalls only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -19,6 +19,13 @@ test: install
 
 demo: install
 	$(BIN)/floorwatch demo
+
+# The slow fault scenarios (minutes each), beside the ones `make test` runs.
+faults: install
+	$(BIN)/pytest -q -m slow tests/faults
+
+bench: install
+	$(BIN)/floorwatch bench
 
 clean:
 	rm -rf $(VENV) .floorwatch *.egg-info
