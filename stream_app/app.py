@@ -31,13 +31,15 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, detector: Detector, metrics: Metrics) -> faust.App:
+    datadir = settings.state_dir / "faust" / settings.app_id
+    datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust.App(
         settings.app_id,
         **faust_broker_settings(settings),
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",
-        datadir=str(settings.state_dir / "faust" / settings.app_id),
+        datadir=str(datadir),
         web_enabled=False,
         topic_disable_leader=True,
         # A worker that joins after readings were produced still scores them.

@@ -347,6 +347,7 @@ def main() -> None:
     from producers.publish import PublishError
     from producers.replay import ReplayError
 
+    from .demo import DemoError
     from .embedded import EmbeddedError
     from .model_store import ModelStoreError
 
@@ -360,7 +361,7 @@ def main() -> None:
         _fail("aborted", 130)
     except KeyboardInterrupt:
         sys.exit(130)
-    except (CliError, ModelStoreError, EmbeddedError, PublishError, ReplayError, ValueError) as exc:
+    except (CliError, ModelStoreError, EmbeddedError, DemoError, PublishError, ReplayError, ValueError) as exc:
         _fail(str(exc))
     except (KafkaException, RedisError, OSError) as exc:
         _fail(f"{type(exc).__name__}: {exc}")

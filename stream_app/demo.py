@@ -33,6 +33,10 @@ from .settings import Settings
 from .sinks import RedisKeys
 from .topics import ensure_topics
 
+class DemoError(Exception):
+    """The demo could not run to the end (a service or the worker failed)."""
+
+
 MALFORMED = [b"not json at all", b'{"device_id": "press-00", "values": {"temperature": "hot"}}', b"[1, 2, 3]"]
 
 
@@ -59,7 +63,8 @@ def run_demo(base: Settings, console: Console, *, devices: int, duration_s: floa
             _train(settings, console)
         console.print(f"[green]✓[/] model {store.current()} from {settings.model_dir}")
 
-        worker = _start_worker(settings, state_dir / "logs" / "worker.log")
+        worker_log = state_dir / "logs" / "worker.log"
+        worker = _start_worker(settings, worker_log)
         console.print(f"[green]✓[/] worker started (pid {worker.pid}, log {state_dir / 'logs' / 'worker.log'})")
 
         plan = Scenario(devices=devices, duration_s=duration_s, seed=seed)
@@ -78,7 +83,7 @@ def run_demo(base: Settings, console: Console, *, devices: int, duration_s: floa
 
         client = redis.Redis.from_url(state.redis_url)
         with console.status("waiting for the worker to score every reading..."):
-            waited = _wait_until_scored(client, settings, stats.last_ts_ms or {}, worker, timeout_s=240)
+            waited = _wait_until_scored(client, settings, stats.last_ts_ms or {}, worker, worker_log, timeout_s=240)
         console.print(f"[green]✓[/] worker caught up in {waited:.1f}s")
         alerts = [Alert.model_validate_json(f[b"alert"]) for _, f in client.xrange(RedisKeys(settings.redis_prefix).alerts)]
         dead = _count_topic(settings, settings.dlq_topic)
@@ -121,7 +126,12 @@ def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
 
 
 def _wait_until_scored(
-    client: redis.Redis, settings: Settings, last_ts: dict[str, int], worker: subprocess.Popen[bytes], timeout_s: float
+    client: redis.Redis,
+    settings: Settings,
+    last_ts: dict[str, int],
+    worker: subprocess.Popen[bytes],
+    log: Path,
+    timeout_s: float,
 ) -> float:
     from .contracts import iso_ms
 
@@ -129,7 +139,7 @@ def _wait_until_scored(
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
         if worker.poll() is not None:
-            raise RuntimeError(f"the worker exited with code {worker.returncode}; see its log")
+            raise DemoError(f"the worker exited with code {worker.returncode}; see {log}")
         pipe = client.pipeline()
         for device in last_ts:
             pipe.hget(keys.device(device), "last_reading_ts")
@@ -138,7 +148,7 @@ def _wait_until_scored(
             time.sleep(0.5)  # let the last batch's alerts land
             return time.monotonic() - started
         time.sleep(0.25)
-    raise RuntimeError(f"the worker did not score every reading within {timeout_s:.0f}s; see its log")
+    raise DemoError(f"the worker did not score every reading within {timeout_s:.0f}s; see {log}")
 
 
 def _count_topic(settings: Settings, topic: str) -> int:
