@@ -17,7 +17,7 @@ import numpy as np
 from .contracts import Alert, Episode, Reading, iso_ms
 from .episodes import EpisodeRule, EpisodeTracker, Transition
 from .model_store import ModelBundle
-from .scorer import Scorer
+from .scorer import Scorer, Scores
 from .thresholds import severity
 from .windows import Push, WindowStore
 
@@ -52,6 +52,9 @@ class Detection:
     window_end_ms: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     window_scores: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
     window_anomalous: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
+    # The window's distance to normal (1.0 = the line), and whether its device's episode is open after it.
+    window_ratio: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
+    window_open: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,16 @@ class Detector:
         self._half = np.where(np.isfinite(bounds).all(axis=1), (bounds[:, 1] - bounds[:, 0]) / 2, np.inf).astype(
             np.float32
         )
+        thresholds = bundle.thresholds
+        stuck = thresholds.stuck_features
+        self._stuck_mask = np.array([stuck is None or f in stuck for f in self.features], bool)
+        self._method = thresholds.method
+        # Per-feature method: each feature's relative error against its own line.
+        self._feature_lines = np.array(
+            [thresholds.feature_thresholds.get(f, self.threshold) for f in self.features], np.float32
+        )
+        self._alpha = thresholds.ewma_alpha or 1.0
+        self._smoothed: dict[str, float] = {}  # dynamic method: each device's EWMA of its window scores
         self.windows = WindowStore(bundle.card.window, len(self.features), max_gap_ms=config.max_gap_ms)
         self.episodes = EpisodeTracker(config.rule)
         # Staging area for one micro-batch of windows; grown on demand.
@@ -141,18 +154,20 @@ class Detector:
         scores = self.scorer.score(windows)
         # Checks beside the model: a sensor repeating one value for a whole window is stuck, and
         # a window whose mean leaves the normal envelope is out of range, whatever the model says.
-        stuck = np.ptp(windows, axis=1) == 0.0
+        stuck = (np.ptp(windows, axis=1) == 0.0) & self._stuck_mask
         level = np.abs(windows.mean(axis=1) - self._centre) / self._half  # 1.0 = edge of the envelope
         out_of_range = level > 1.0
-        ratio = np.maximum(scores.score / self.threshold, level.max(axis=1))
+        ratio = np.maximum(self._model_ratio(devices, scores), level.max(axis=1))
         ratio[stuck.any(axis=1)] = np.inf
         anomalous = ratio > 1.0
+        is_open = np.zeros(len(devices), bool)
         for i, device in enumerate(devices):
             score = float(scores.score[i])
             transition = self.episodes.update(device, spans[i][1], float(ratio[i]))
             status = out.statuses[device]
             status.last_score = score
-            status.state = "anomalous" if self.episodes.is_open(device) else "normal"
+            is_open[i] = self.episodes.is_open(device)
+            status.state = "anomalous" if is_open[i] else "normal"
             if transition is not None:
                 checks = [f"stuck:{self.features[j]}" for j in np.flatnonzero(stuck[i])]
                 checks += [f"level:{self.features[j]}" for j in np.flatnonzero(out_of_range[i])]
@@ -162,6 +177,22 @@ class Detector:
         out.window_end_ms = np.fromiter((s[1] for s in spans), np.int64, len(spans))
         out.window_scores = scores.score
         out.window_anomalous = anomalous
+        out.window_ratio = ratio.astype(np.float32)
+        out.window_open = is_open
+
+    def _model_ratio(self, devices: list[str], scores: Scores) -> np.ndarray:
+        """Each window's model verdict as a ratio to its line, by the calibrated method."""
+        if self._method == "per-feature":
+            return (scores.feature_errors / self._feature_lines).max(axis=1)
+        if self._method == "dynamic":
+            smoothed = np.empty(len(devices), np.float32)
+            for i, device in enumerate(devices):  # in reading order, so each device's EWMA stays causal
+                previous = self._smoothed.get(device)
+                x = float(scores.score[i])
+                value = x if previous is None else self._alpha * x + (1.0 - self._alpha) * previous
+                self._smoothed[device] = smoothed[i] = value
+            return smoothed / self.threshold
+        return scores.score / self.threshold
 
     def _alert(
         self,

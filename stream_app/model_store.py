@@ -62,6 +62,8 @@ class Thresholds(BaseModel):
     the largest of these; it is anomalous above ``threshold``.
     """
 
+    # "quantile": score > threshold; "per-feature": any feature's relative error > its own
+    # threshold in ``feature_thresholds``; "dynamic": smoothed score > threshold (see below).
     method: str = "quantile"
     quantile: float
     multiplier: float
@@ -72,6 +74,13 @@ class Thresholds(BaseModel):
     # model can extrapolate a level it never saw (a machine running hot reconstructs as "hot"),
     # so a window whose mean leaves this envelope fails the ``level`` check on its own.
     feature_envelope: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    # Features the ``stuck`` check applies to: those that never held one value for a whole normal
+    # window (a quantised sensor that often repeats itself is not "stuck"). None: every feature.
+    stuck_features: list[str] | None = None
+    # method "dynamic" (telemanom-style): scores are EWMA-smoothed per device with ``ewma_alpha``
+    # and ``threshold`` = mean + z * sd of smoothed normal scores, z picked by the pruning criterion.
+    ewma_alpha: float | None = None
+    z: float | None = None
 
 
 class TrainingSummary(BaseModel):
@@ -104,6 +113,8 @@ class ModelCard(BaseModel):
     training: TrainingSummary
     validation: ValidationMetrics
     notes: dict[str, Any] = Field(default_factory=dict)
+    # How the threshold was calibrated: method, quantile, multiplier, EWMA alpha and z (dynamic), lines.
+    calibration: dict[str, Any] = Field(default_factory=dict)
 
 
 class ModelBundle(BaseModel):

@@ -16,7 +16,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .autoencoder import build_autoencoder
 from .model_store import ModelCard, ModelStore, ModelBundle, Scaler, TrainingSummary, ValidationMetrics
 from .scorer import Scorer
-from .thresholds import DEFAULT_MULTIPLIER, DEFAULT_QUANTILE, calibrate
+from .thresholds import DEFAULT_EWMA_ALPHA, DEFAULT_MULTIPLIER, DEFAULT_QUANTILE, calibrate
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,12 @@ class TrainingConfig:
     validation_share: float = 0.2
     quantile: float = DEFAULT_QUANTILE
     multiplier: float = DEFAULT_MULTIPLIER
+    # Calibration: "quantile", "per-feature" or "dynamic" (see thresholds.calibrate).
+    threshold_method: str = "quantile"
+    ewma_alpha: float = DEFAULT_EWMA_ALPHA
     seed: int = 0
+    # XLA pays off on big training sets; for tiny ones (SKAB's 400 rows) compiling costs more than it saves.
+    jit_compile: bool = True
 
 
 def windows_of(series: np.ndarray, window: int, stride: int = 1) -> np.ndarray:
@@ -61,7 +66,7 @@ def train(
         raise ValueError(f"not enough data: {len(x_train)} training and {len(x_val)} validation windows")
 
     model = build_autoencoder(config.window, len(features), config.units, seed=config.seed)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse", jit_compile=True)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse", jit_compile=config.jit_compile)
     xs_train, xs_val = scaler.transform(x_train), scaler.transform(x_val)
     history = model.fit(
         xs_train,
@@ -79,7 +84,14 @@ def train(
 
     val_errors = Scorer(model, scaler).raw_errors(x_val)
     thresholds = calibrate(
-        val_errors, features, window_means=x_val.mean(axis=1), quantile=config.quantile, multiplier=config.multiplier
+        val_errors,
+        features,
+        window_means=x_val.mean(axis=1),
+        window_ranges=np.concatenate([np.ptp(x_train, axis=1), np.ptp(x_val, axis=1)]),
+        quantile=config.quantile,
+        multiplier=config.multiplier,
+        method=config.threshold_method,
+        ewma_alpha=config.ewma_alpha,
     )
     val_scores = (val_errors / np.asarray(thresholds.feature_reference)).max(axis=1)
     card = ModelCard(
@@ -105,6 +117,16 @@ def train(
             validation_windows_over_threshold=float((val_scores > thresholds.threshold).mean()),
         ),
         notes={"train_stride": config.train_stride, "validation_share": config.validation_share},
+        calibration={
+            "method": thresholds.method,
+            "quantile": thresholds.quantile,
+            "multiplier": thresholds.multiplier,
+            "ewma_alpha": thresholds.ewma_alpha,
+            "z": thresholds.z,
+            "threshold": thresholds.threshold,
+            "feature_thresholds": thresholds.feature_thresholds,
+            "stuck_features": thresholds.stuck_features,
+        },
     )
     return store.save(model, card, scaler, thresholds, promote=promote)
 

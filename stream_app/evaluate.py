@@ -1,0 +1,398 @@
+"""``floorwatch evaluate``: run the worker's detector over labelled data and measure it.
+
+The same ``Detector`` the worker runs is fed the readings in time order, in micro-batches of
+``batch_size`` readings across devices, exactly as the Faust agent feeds it: windows, stride,
+thresholds, checks and episodes all behave as in production, and nothing looks ahead. Each reading
+then gets two verdicts: whether its device had an alert episode open after it ("episode", the
+default, what operators see) and whether its own window was over the line ("window").
+
+Sources: a simulated fleet with its injected failures, CSV recordings with a label column, and the
+SKAB benchmark (per file, the first 400 rows train that file's model; the rest are scored).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel
+
+from .contracts import Reading
+from .detector import Detector, DetectorConfig
+from .model_store import ModelBundle
+from .quality import DeviceTrace, EventMetrics, PointMetrics, event_metrics, point_metrics
+from .skab import LabelledSeries
+from .training import TrainingConfig
+
+PointMode = Literal["episode", "window"]
+DetectorKind = Literal["lstm", "iforest"]
+
+
+@dataclass(slots=True)
+class Trace:
+    """One device's evaluation: per reading, truth and the detector's verdicts (test rows only)."""
+
+    device_id: str
+    ts: np.ndarray  # (n,) epoch ms
+    truth: np.ndarray  # (n,) bool
+    is_open: np.ndarray  # (n,) bool: an episode of this device is open after this reading
+    over_line: np.ndarray  # (n,) bool: this reading's window is over the line
+    ratio: np.ndarray  # (n,) float: this reading's window's distance to normal (1.0 = line); NaN: no window
+
+    def predicted(self, mode: PointMode) -> np.ndarray:
+        return self.is_open if mode == "episode" else self.over_line
+
+
+@dataclass(slots=True)
+class Model:
+    """A detector ready to run, and what it cost to build."""
+
+    detector: Detector
+    train_s: float = 0.0
+
+
+class EvaluationReport(BaseModel):
+    source: str
+    detector: str
+    threshold_method: str
+    point_mode: PointMode
+    devices: int
+    points: int
+    point: PointMetrics
+    events: EventMetrics
+    train_s: float
+    score_s: float
+    config: dict[str, object]
+
+
+@dataclass(slots=True)
+class EvaluateOptions:
+    detector: DetectorKind = "lstm"
+    point_mode: PointMode = "episode"
+    batch_size: int = 256
+    detector_config: DetectorConfig = field(default_factory=DetectorConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    # False drops the level envelope check (the model alone, plus the stuck check).
+    level_checks: bool = True
+
+
+def stream(detector: Detector, series: list[LabelledSeries], *, batch_size: int = 256) -> list[Trace]:
+    """Feed every series' readings through ``detector`` in time order; one trace per series.
+
+    Training rows (``train_rows``) are fed too, so the windows are full when the test rows begin, as
+    they would be in a live stream, but they are left out of the traces.
+    """
+    ts_all = np.concatenate([s.ts for s in series])
+    owner = np.concatenate([np.full(len(s.ts), i) for i, s in enumerate(series)])
+    row = np.concatenate([np.arange(len(s.ts)) for s in series])
+    order = np.argsort(ts_all, kind="stable")  # each series is already in time order
+    ratio = [np.full(len(s.ts), np.nan, np.float32) for s in series]
+    window_open = [np.full(len(s.ts), -1, np.int8) for s in series]
+    index = {s.device_id: i for i, s in enumerate(series)}
+    if len(index) != len(series):
+        raise ValueError("device ids must be unique across the evaluated series")
+    now_ms = int(ts_all.max()) + 1  # the clock at the end of the data: nothing is "in the future"
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        readings = [
+            Reading.model_construct(
+                device_id=series[owner[k]].device_id,
+                ts=int(ts_all[k]),
+                values=dict(zip(series[owner[k]].features, series[owner[k]].values[row[k]].tolist())),
+            )
+            for k in chunk
+        ]
+        out = detector.process(readings, now_ms=now_ms)
+        if out.refused:
+            raise ValueError(f"the detector refused a reading: {out.refused[0].reason}")
+        for device, end_ms, r, is_open in zip(out.window_devices, out.window_end_ms, out.window_ratio, out.window_open):
+            i = index[device]
+            at = int(np.searchsorted(series[i].ts, end_ms))
+            ratio[i][at] = r
+            window_open[i][at] = is_open
+    traces = []
+    for s, r, w in zip(series, ratio, window_open):
+        # A reading without a window of its own (window filling, stride) keeps its device's state.
+        has = w >= 0
+        last = np.maximum.accumulate(np.where(has, np.arange(len(w)), -1))
+        is_open = np.where(last >= 0, w[np.maximum(last, 0)] == 1, False)
+        test = slice(s.train_rows, None)
+        traces.append(
+            Trace(s.device_id, s.ts[test], s.labels[test], is_open[test], (np.nan_to_num(r, nan=0.0) > 1.0)[test], r[test])
+        )
+    return traces
+
+
+def _detector(bundle: ModelBundle, scorer: object, options: EvaluateOptions) -> Detector:
+    if not options.level_checks:
+        bundle = bundle.model_copy(update={"thresholds": bundle.thresholds.model_copy(update={"feature_envelope": {}})})
+    return Detector(bundle, scorer, options.detector_config)  # type: ignore[arg-type]
+
+
+def build_model(
+    train_series: list[np.ndarray], features: list[str], options: EvaluateOptions, *, source: str
+) -> Model:
+    """Train a model (LSTM autoencoder or IsolationForest) on normal series; in a throwaway store."""
+    from .scorer import Scorer
+
+    started = time.perf_counter()
+    if options.detector == "iforest":
+        from .isolation import train_isolation
+
+        bundle, scorer = train_isolation(train_series, features, options.training, source=source, max_batch=options.batch_size)
+        detector = _detector(bundle, scorer, options)
+    else:
+        from .model_store import ModelStore
+        from .training import train
+
+        with tempfile.TemporaryDirectory(prefix="floorwatch-eval-") as tmp:
+            bundle = train(train_series, features, ModelStore(Path(tmp)), options.training, source=source)
+            scorer = Scorer.from_bundle(bundle, max_batch=options.batch_size)
+        detector = _detector(bundle, scorer, options)
+    return Model(detector, time.perf_counter() - started)
+
+
+def stored_model(model_dir: Path, version: str | None, options: EvaluateOptions) -> Model:
+    from .model_store import ModelStore
+    from .scorer import Scorer
+
+    bundle = ModelStore(model_dir).load(version)
+    return Model(_detector(bundle, Scorer.from_bundle(bundle, max_batch=options.batch_size), options))
+
+
+def evaluate_shared(model: Model, series: list[LabelledSeries], options: EvaluateOptions, *, source: str) -> tuple[EvaluationReport, list[Trace]]:
+    """One model for every series (a fleet): one detector, all devices' readings interleaved in time."""
+    missing = [f for f in model.detector.features if f not in series[0].features]
+    if missing:
+        raise ValueError(f"the model needs sensor(s) {', '.join(missing)} that the data lacks")
+    started = time.perf_counter()
+    traces = stream(model.detector, series, batch_size=options.batch_size)
+    return _report(traces, model.detector, options, source, model.train_s, time.perf_counter() - started), traces
+
+
+def evaluate_per_series(
+    series: list[LabelledSeries], options: EvaluateOptions, *, source: str
+) -> tuple[EvaluationReport, list[Trace]]:
+    """SKAB's protocol: each series trains its own model on its first ``train_rows`` rows (one config for all)."""
+    traces: list[Trace] = []
+    train_s = score_s = 0.0
+    detector = None
+    for s in series:
+        if s.train_rows < 2 * options.training.window:
+            raise ValueError(f"{s.device_id}: {s.train_rows} training rows are too few for windows of {options.training.window}")
+        model = build_model([s.values[: s.train_rows]], s.features, options, source=f"{source}: {s.device_id}")
+        train_s += model.train_s
+        started = time.perf_counter()
+        traces += stream(model.detector, [s], batch_size=options.batch_size)
+        score_s += time.perf_counter() - started
+        detector = model.detector
+    assert detector is not None
+    return _report(traces, detector, options, source, train_s, score_s), traces
+
+
+def _report(
+    traces: list[Trace], detector: Detector, options: EvaluateOptions, source: str, train_s: float, score_s: float
+) -> EvaluationReport:
+    truth = np.concatenate([t.truth for t in traces])
+    predicted = np.concatenate([t.predicted(options.point_mode) for t in traces])
+    events = event_metrics(
+        [DeviceTrace(device_id=t.device_id, ts=t.ts, truth=t.truth, is_open=t.is_open) for t in traces],
+        grace=detector.windows.length,
+    )
+    cfg = options.detector_config
+    t = detector.bundle.thresholds
+    return EvaluationReport(
+        source=source,
+        detector=detector.bundle.card.detector,
+        threshold_method=t.method,
+        point_mode=options.point_mode,
+        devices=len(traces),
+        points=len(truth),
+        point=point_metrics(truth, predicted),
+        events=events,
+        train_s=round(train_s, 2),
+        score_s=round(score_s, 2),
+        config={
+            "window": detector.bundle.card.window,
+            "units": detector.bundle.card.units,
+            "quantile": t.quantile,
+            "multiplier": t.multiplier,
+            "ewma_alpha": t.ewma_alpha,
+            "stride": cfg.stride,
+            "max_gap_ms": cfg.max_gap_ms,
+            "open_after": cfg.rule.open_after,
+            "close_after": cfg.rule.close_after,
+            "close_ratio": cfg.rule.close_ratio,
+            "batch_size": options.batch_size,
+            "event_grace_samples": detector.windows.length,
+        },
+    )
+
+
+def simulated_series(scenario: object, start_ms: int) -> list[LabelledSeries]:
+    """A simulated fleet as labelled series: a reading is anomalous while a failure is injected on its device."""
+    from producers.scenarios import FEATURES, Scenario
+    from producers.simulator import FleetSimulator
+
+    assert isinstance(scenario, Scenario)
+    sim = FleetSimulator(scenario, start_ms)
+    stamps, frames = [], []
+    for ts, values in sim.ticks():
+        stamps.append(ts)
+        frames.append(values)
+    ts = np.asarray(stamps, np.int64)
+    data = np.stack(frames).astype(np.float32)  # (ticks, devices, 4)
+    labels = np.zeros((len(ts), scenario.devices), bool)
+    for label in sim.labels():
+        labels[(ts >= label.start) & (ts <= label.end), sim.device_ids.index(label.device_id)] = True
+    return [
+        LabelledSeries(device_id=d, features=list(FEATURES), ts=ts, values=data[:, i, :], labels=labels[:, i])
+        for i, d in enumerate(sim.device_ids)
+    ]
+
+
+class EvaluateRequest(BaseModel):
+    """What ``floorwatch evaluate`` was asked for (the CLI's flags)."""
+
+    source: Literal["simulate", "csv", "skab"]
+    devices: int = 20
+    duration_s: float = 3600.0
+    failures: int = 4
+    kinds: list[str] = []
+    seed: int = 7
+    scenario: Path | None = None
+    csv: list[Path] = []
+    label_column: str = "anomaly"
+    time_column: str | None = None
+    features: list[str] | None = None
+    train_rows: int = 0
+    skab: Path | None = None
+    detector: DetectorKind = "lstm"
+    point_mode: PointMode = "episode"
+    train: bool = False
+    model_version: str | None = None
+    threshold_method: str = "quantile"
+    quantile: float = 0.999
+    multiplier: float = 1.25
+    ewma_alpha: float = 0.2
+    window: int | None = None
+    units: int | None = None
+    epochs: int | None = None
+    level_checks: bool = True
+    max_gap_s: float | None = None
+    batch_size: int = 256
+
+
+# Per-file models (SKAB, CSV with --train-rows) learn from a few hundred rows: small and quick.
+PER_FILE_TRAINING = dict(window=10, units=8, epochs=20, train_stride=1, validation_share=0.25, jit_compile=False)
+SKAB_MAX_GAP_S = 300.0  # SKAB has gaps of up to ~4 minutes inside its recordings
+
+
+def run_evaluation(settings: object, request: EvaluateRequest) -> tuple[EvaluationReport, list[Trace]]:
+    from .settings import Settings
+    from .worker import detector_config
+
+    assert isinstance(settings, Settings)
+    per_file = request.source == "skab" or (request.source == "csv" and request.train_rows > 0)
+    base = dict(PER_FILE_TRAINING) if per_file else {}
+    for name in ("window", "units", "epochs"):
+        if getattr(request, name) is not None:
+            base[name] = getattr(request, name)
+    training = TrainingConfig(
+        **base, quantile=request.quantile, multiplier=request.multiplier, threshold_method=request.threshold_method,
+        ewma_alpha=request.ewma_alpha,
+    )  # fmt: skip
+    gap = request.max_gap_s if request.max_gap_s is not None else SKAB_MAX_GAP_S if request.source == "skab" else settings.max_gap_s
+    dconfig = detector_config(settings)
+    dconfig = DetectorConfig(stride=dconfig.stride, max_gap_ms=int(gap * 1000), max_future_ms=dconfig.max_future_ms, rule=dconfig.rule)
+    options = EvaluateOptions(
+        detector=request.detector, point_mode=request.point_mode, batch_size=request.batch_size,
+        detector_config=dconfig, training=training, level_checks=request.level_checks,
+    )  # fmt: skip
+    if request.source == "skab":
+        from .skab import load_skab
+
+        assert request.skab is not None
+        return evaluate_per_series(load_skab(request.skab), options, source=f"SKAB ({request.skab})")
+    if request.source == "csv":
+        from .skab import read_labelled_csv
+
+        series = [
+            read_labelled_csv(
+                p, label_column=request.label_column, time_column=request.time_column, features=request.features,
+                train_rows=request.train_rows,
+            )  # fmt: skip
+            for p in request.csv
+        ]
+        source = "csv: " + ", ".join(p.name for p in request.csv)
+        if per_file:
+            return evaluate_per_series(series, options, source=source)
+        return evaluate_shared(_fleet_model(settings, request, options, series[0].features), series, options, source=source)
+    scenario = _scenario(request)
+    start_ms = 1_795_000_000_000  # a fixed start: the same flags give the same readings and figures
+    series = simulated_series(scenario, start_ms)
+    source = (
+        f"simulator: {scenario.devices} devices x {scenario.duration_s:.0f}s, {len(scenario.failures)} failures, seed {scenario.seed}"
+    )
+    return evaluate_shared(_fleet_model(settings, request, options, series[0].features), series, options, source=source)
+
+
+def _scenario(request: EvaluateRequest) -> object:
+    from producers.scenarios import FailureKind, Scenario, load_scenario, random_failures
+
+    if request.scenario is not None:
+        return load_scenario(request.scenario)
+    plan = Scenario(devices=request.devices, duration_s=request.duration_s, seed=request.seed)
+    try:
+        kinds = [FailureKind(k) for k in request.kinds] or None
+    except ValueError as exc:
+        raise ValueError(f"{exc}; kinds: {', '.join(k.value for k in FailureKind)}") from exc
+    return plan.model_copy(update={"failures": random_failures(plan, request.failures, kinds)})
+
+
+def _fleet_model(settings: object, request: EvaluateRequest, options: EvaluateOptions, features: list[str]) -> Model:
+    """The stored model, or (``--train`` or IsolationForest) one trained on simulated normal data as `train` does."""
+    if request.detector == "lstm" and not request.train:
+        return stored_model(settings.model_dir, request.model_version, options)  # type: ignore[attr-defined]
+    if request.source != "simulate":
+        raise ValueError("--train and --detector iforest on CSV need --train-rows N (each file trains on its first N rows)")
+    from producers.simulator import normal_training_series
+
+    series = normal_training_series(40, 2000, seed=1)
+    return build_model(series, features, options, source="simulator: 40 devices x 2000 readings, seed 1")
+
+
+def print_report(report: EvaluationReport, console: object) -> None:
+    from rich.table import Table
+
+    p, e = report.point, report.events
+    table = Table(title=f"Detection quality: {report.source}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+
+    def delay(med: float | None, mx: float | None, unit: str) -> str:
+        return "-" if med is None else f"median {med:g}{unit}, max {mx:g}{unit}"
+
+    rows = [
+        ("detector", f"{report.detector}, threshold {report.threshold_method}, points = {report.point_mode}"),
+        ("devices / scored points", f"{report.devices} / {report.points}"),
+        ("point-wise precision", f"{p.precision:.3f}"),
+        ("point-wise recall", f"{p.recall:.3f}"),
+        ("point-wise F1", f"{p.f1:.3f}"),
+        ("FAR = FP/(FP+TN)", f"{p.far:.2%}"),
+        ("MAR = FN/(FN+TP)", f"{p.mar:.2%}"),
+        ("TP / FP / TN / FN", f"{p.tp} / {p.fp} / {p.tn} / {p.fn}"),
+        ("failures detected", f"{e.detected} of {e.injected}"),
+        ("detection delay (samples)", delay(e.delay_samples_median, e.delay_samples_max, "")),
+        ("detection delay (seconds)", delay(e.delay_s_median, e.delay_s_max, "s")),
+        ("alert episodes", str(e.episodes)),
+        ("false alert episodes", f"{e.false_episodes} ({e.false_per_device_hour:.3f} per device-hour, {e.normal_device_hours:.1f} normal device-hours)"),
+        ("time", f"training {report.train_s:.1f}s, scoring {report.score_s:.1f}s"),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)  # type: ignore[attr-defined]
