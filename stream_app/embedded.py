@@ -15,6 +15,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -108,6 +109,43 @@ class EmbeddedServices:
             return False
         self._stop(state)
         return True
+
+    def stop_service(self, name: Literal["kafka", "redis"], *, save: bool = False) -> None:
+        """Stop one recorded service (for fault drills); ``save`` makes Redis write its RDB first.
+
+        The state file keeps the service's port so that ``restart_service`` brings it back there.
+        """
+        state = self._recorded()
+        service = getattr(state, name)
+        if name == "redis" and save:
+            import redis
+
+            # SHUTDOWN SAVE: a restart drill, not a crash; the restarted server loads the dump.
+            try:
+                redis.Redis(host=service.host, port=service.port, socket_timeout=5).shutdown(save=True)
+            except redis.RedisError:
+                pass  # the server closes the connection as it exits
+        _terminate(service.pid)
+
+    def restart_service(self, name: Literal["kafka", "redis"], *, timeout_s: float = 15.0) -> ServicesState:
+        """Start one recorded service again on its old port (Tansu starts empty: memory storage)."""
+        state = self._recorded()
+        old = getattr(state, name)
+        _terminate(old.pid)
+        command = (
+            _tansu_command(old.host, old.port) if name == "kafka" else _redis_command(old.host, old.port, self.state_dir)
+        )
+        service = self._spawn(name, command, old.log, old.port)
+        _wait_for_port(service, timeout_s)
+        state = state.model_copy(update={name: service})
+        self._state_file.write_text(state.model_dump_json(indent=2))
+        return state
+
+    def _recorded(self) -> ServicesState:
+        try:
+            return ServicesState.model_validate_json(self._state_file.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise EmbeddedError(f"no embedded services recorded in {self._state_file}") from exc
 
     def _stop(self, state: ServicesState) -> None:
         for service in (state.kafka, state.redis):

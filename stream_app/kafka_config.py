@@ -6,10 +6,17 @@ uses the normal settings for an Apache Kafka cluster.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from typing import Any
 
 from .settings import Settings
+
+# librdkafka writes its own log lines (one per failed connection attempt) straight to stderr;
+# routed through logging they reach whatever the process configured, and stay out of the CLI's
+# one-line errors when nothing was configured.
+_librdkafka_log = logging.getLogger("stream_app.librdkafka")
+_librdkafka_log.addHandler(logging.NullHandler())
 
 
 def confluent_config(settings: Settings, **extra: Any) -> dict[str, Any]:
@@ -19,6 +26,7 @@ def confluent_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         "security.protocol": settings.kafka_security_protocol,
         # Idle connections closed by the broker are routine, not worth a log line.
         "log.connection.close": False,
+        "logger": _librdkafka_log,
     }
     if settings.kafka_security_protocol.startswith("SASL"):
         config["sasl.mechanism"] = settings.kafka_sasl_mechanism

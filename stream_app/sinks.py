@@ -78,6 +78,10 @@ class RedisSink:
         self.max_pending = max_pending
         self.dropped = 0
         self.written = 0
+        # The worker's batch handler and its flush timer both write; one flush at a time, or two
+        # would send the same buffered alerts and then both remove them.
+        self._lock = asyncio.Lock()
+        self._available = True
 
     async def write(self, alerts: Iterable[Alert], statuses: Iterable[DeviceStatus], model_version: str) -> bool:
         """Write alerts (idempotently) and statuses; return False if Redis is unavailable now."""
@@ -87,17 +91,27 @@ class RedisSink:
                 self.dropped += 1
             self._pending.append(alert)
         statuses = list(statuses)
-        try:
-            await self._flush(statuses, model_version)
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            log.warning("Redis unavailable (%s); %d alert(s) buffered", type(exc).__name__, len(self._pending))
-            return False
+        async with self._lock:
+            try:
+                await self._flush(statuses, model_version)
+            except (RedisError, OSError, asyncio.TimeoutError) as exc:
+                # Once per outage, not once per batch. Only the exception's type: its text may
+                # carry the server address, and nothing here may carry credentials.
+                if self._available:
+                    log.warning("Redis unavailable (%s); buffering alerts (at most %d)", type(exc).__name__, self.max_pending)
+                self._available = False
+                return False
+        if not self._available:
+            log.warning("Redis available again; buffered alerts written (%d dropped so far)", self.dropped)
+            self._available = True
         return True
 
     async def _flush(self, statuses: list[DeviceStatus], model_version: str) -> None:
         pipe = self.client.pipeline(transaction=False)
         batch = list(self._pending)
         for alert in batch:
+            # A Script in a pipeline is (re)loaded by execute() when the server lacks it (SCRIPT
+            # EXISTS + LOAD), so a restarted Redis with an empty script cache is fine.
             await self._add_alert(
                 keys=[self.keys.alert_id(alert.alert_id), self.keys.alerts, self.keys.device_alerts(alert.device_id)],
                 args=[alert.model_dump_json(), self.stream_maxlen, self.id_ttl_s, alert.alert_id],
@@ -113,11 +127,19 @@ class RedisSink:
             if status.last_score is not None:
                 mapping["last_score"] = f"{status.last_score:.6g}"
             pipe.hset(self.keys.device(status.device_id), mapping=mapping)
-        if batch or statuses:
-            await pipe.execute()
-        for _ in batch:
-            self._pending.popleft()
-        self.written += len(batch)
+        if not (batch or statuses):
+            return
+        # Connection errors raise (everything stays buffered); a command's own error comes back
+        # in its slot, so one failed alert stays buffered without holding back the others.
+        results = await pipe.execute(raise_on_error=False)
+        failed = {id(alert) for alert, result in zip(batch, results) if isinstance(result, Exception)}
+        done = {id(alert) for alert in batch} - failed
+        # Remove by identity: alerts may have been appended (or the oldest dropped) meanwhile.
+        self._pending = deque(a for a in self._pending if id(a) not in done)
+        self.written += len(done)
+        if failed:
+            error = next(r for r in results if isinstance(r, Exception))
+            raise RedisError(f"{len(failed)} alert write(s) failed: {type(error).__name__}")
 
     @property
     def pending(self) -> int:

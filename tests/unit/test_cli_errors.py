@@ -1,0 +1,86 @@
+"""Every CLI command given bad arguments, files or unreachable services: one `error:` line, non-zero exit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stream_app.embedded import free_port
+
+
+def _cli(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {
+        **os.environ,
+        "FLOORWATCH_STATE_DIR": str(tmp_path / "state"),
+        "FLOORWATCH_MODEL_DIR": str(tmp_path / "models"),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "stream_app", *args], env={**base, **env}, capture_output=True, text=True, timeout=90
+    )
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode != 0, result
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def _files(tmp_path: Path) -> dict[str, Path]:
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("time,temperature\n2026-01-01T00:00:00,not-a-number\n")
+    empty_csv = tmp_path / "empty.csv"
+    empty_csv.write_text("")
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("devices: [unclosed\n")
+    wrong_yaml = tmp_path / "wrong.yaml"
+    wrong_yaml.write_text("devices: 2\nfailures:\n  - {device: 5, kind: overheating, start_s: 1, duration_s: 2}\n")
+    return {"bad_csv": bad_csv, "empty_csv": empty_csv, "bad_yaml": bad_yaml, "wrong_yaml": wrong_yaml}
+
+
+# Each case fails before any Kafka or Redis connection is needed.
+CASES = {
+    "unknown command": (["frobnicate"], "No such command"),
+    "bad option value": (["simulate", "--devices", "many"], "devices"),
+    "unknown failure kind": (["simulate", "--kind", "melting", "--duration", "1"], "melting"),
+    "missing scenario file": (["simulate", "--scenario", "{tmp}/nope.yaml"], "cannot read scenario"),
+    "bad scenario YAML": (["simulate", "--scenario", "{bad_yaml}"], "not valid YAML"),
+    "scenario failure on a missing device": (["simulate", "--scenario", "{wrong_yaml}"], "fleet has 2 devices"),
+    "replay missing file": (["replay", "{tmp}/nope.csv", "--device", "d1"], "cannot open"),
+    "replay empty CSV": (["replay", "{empty_csv}", "--device", "d1"], "no header"),
+    "replay unknown column": (["replay", "{bad_csv}", "--device", "d1", "--columns", "pressure"], "pressure"),
+    "train missing CSV": (["train", "--csv", "{tmp}/nope.csv"], "cannot open"),
+    "train bad CSV": (["train", "--csv", "{bad_csv}"], "line 2"),
+    "promote unknown version": (["models", "promote", "v9999"], "unknown model version"),
+    "worker without a model": (["worker"], "no model"),
+    "worker with unknown version": (["worker", "--model-version", "v9999"], "unknown model version"),
+    "bad setting": (["config"], "invalid configuration"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_gives_one_error_line(case: str, tmp_path: Path) -> None:
+    args, expected = CASES[case]
+    files = {k: str(v) for k, v in _files(tmp_path).items()}
+    args = [a.format(tmp=tmp_path, **files) for a in args]
+    env = {"FLOORWATCH_STRIDE": "zero"} if case == "bad setting" else {}
+    line = _one_error_line(_cli(args, tmp_path, **env))
+    assert expected.lower() in line.lower(), line
+
+
+def test_unreachable_redis(tmp_path: Path) -> None:
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    line = _one_error_line(_cli(["alerts", "recent"], tmp_path, REDIS_URL=url))
+    assert "ConnectionError" in line and "hunter2" not in line
+
+
+def test_unreachable_kafka(tmp_path: Path) -> None:
+    # librdkafka's own connection-failure lines must not reach stderr beside the error line.
+    result = _cli(["alerts", "tail", "--idle-timeout", "1"], tmp_path, KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}")
+    assert "KafkaException" in _one_error_line(result)
