@@ -29,6 +29,9 @@ from .sinks import RedisSink, alert_bytes
 
 log = logging.getLogger(__name__)
 
+# Fetch wait against the embedded broker; see _short_fetch_consumer.
+EMBEDDED_FETCH_MAX_WAIT_MS = 20
+
 
 def create_app(settings: Settings, detector: Detector, metrics: Metrics) -> faust.App:
     datadir = settings.state_dir / "faust" / settings.app_id
@@ -45,6 +48,8 @@ def create_app(settings: Settings, detector: Detector, metrics: Metrics) -> faus
         # A worker that joins after readings were produced still scores them.
         consumer_auto_offset_reset="earliest",
     )
+    if settings.kafka_profile == "embedded":
+        app.transport.Consumer = _short_fetch_consumer(EMBEDDED_FETCH_MAX_WAIT_MS)
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     readings_topic = app.topic(settings.readings_topic, partitions=settings.readings_partitions, **raw)
     alerts_topic = app.topic(settings.alerts_topic, partitions=settings.alerts_partitions, **raw)
@@ -105,6 +110,29 @@ def create_app(settings: Settings, detector: Detector, metrics: Metrics) -> faus
             metrics.redis_pending.set(sink.pending)
 
     return app
+
+
+def _short_fetch_consumer(wait_ms: int) -> type:
+    """Faust's aiokafka consumer with a short fetch wait (Faust hard-codes 1500 ms).
+
+    The embedded broker holds a fetch for about half its max wait even when records arrive
+    meanwhile (measured: ~720 ms per reading at 1500 ms, 1-7 ms at 20 ms), which would put
+    hundreds of milliseconds into every reading's latency. Apache Kafka answers as soon as
+    records arrive, so the ``kafka`` profile keeps Faust's setting.
+    """
+    from faust.transport.drivers import aiokafka as driver
+
+    class ShortFetchThread(driver.AIOKafkaConsumerThread):
+        def _create_worker_consumer(self, transport):  # type: ignore[no-untyped-def]
+            consumer = super()._create_worker_consumer(transport)
+            consumer._fetch_max_wait_ms = wait_ms  # read by AIOKafkaConsumer.start() to build its fetcher
+            return consumer
+
+    class ShortFetchConsumer(driver.Consumer):
+        def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
+            return ShortFetchThread(self, loop=self.loop, beacon=self.beacon)
+
+    return ShortFetchConsumer
 
 
 async def _to_dlq(topic: faust.TopicT, event: EventT, rejection: Rejection) -> asyncio.Future:

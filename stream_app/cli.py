@@ -319,6 +319,106 @@ def _print_alert(alert, as_json: bool) -> None:  # type: ignore[no-untyped-def]
     )
 
 
+@app.command()
+def bench(
+    out: Annotated[Path, typer.Option(help="JSON results file")] = Path("bench-results/bench.json"),
+    model_dir: Annotated[Optional[Path], typer.Option(help="model store; default: the configured one, else train")] = None,
+    batch_sizes: Annotated[str, typer.Option(help="model-only batch sizes, comma-separated")] = "1,64,256,1024,4096",
+    devices: Annotated[int, typer.Option(help="devices in the throughput backlog")] = 1000,
+    readings: Annotated[int, typer.Option(help="readings per device in the throughput backlog")] = 300,
+    batched_form: Annotated[int, typer.Option(help="readings per message in the batched run (0 = skip)")] = 10,
+    rate: Annotated[float, typer.Option(help="offered readings/s in the latency run")] = 10_000.0,
+    latency_seconds: Annotated[float, typer.Option(help="length of the latency run")] = 20.0,
+    memory_devices: Annotated[str, typer.Option(help="device counts for the memory run")] = "1000,10000,100000",
+    e2e: Annotated[bool, typer.Option(help="run the end-to-end parts (embedded services + a worker)")] = True,
+) -> None:
+    """Benchmark: model-only scoring, end-to-end throughput and latency, memory; a table and JSON."""
+    from .bench import BenchConfig, print_result, run_bench
+
+    def ints(text: str) -> list[int]:
+        try:
+            return [int(v) for v in text.split(",") if v.strip()]
+        except ValueError as exc:
+            raise CliError(f"expected comma-separated integers, got {text!r}") from exc
+
+    config = BenchConfig(
+        batch_sizes=ints(batch_sizes), devices=devices, readings_per_device=readings, batched_form=batched_form,
+        latency_rate=rate, latency_seconds=latency_seconds, memory_devices=ints(memory_devices), e2e=e2e,
+    )  # fmt: skip
+    if model_dir is not None and not model_dir.is_dir():
+        raise CliError(f"model store {model_dir} does not exist")
+    result = run_bench(_settings(), config, console, model_dir=model_dir)
+    print_result(result, console)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(result.model_dump_json(indent=2))
+    console.print(f"results written to {out}")
+
+
+@app.command()
+def evaluate(
+    simulate: Annotated[bool, typer.Option("--simulate", help="a simulated fleet with injected failures")] = False,
+    devices: Annotated[int, typer.Option(help="simulated devices")] = 20,
+    duration: Annotated[float, typer.Option(help="simulated seconds")] = 3600.0,
+    failures: Annotated[int, typer.Option(help="simulated failures on distinct devices")] = 4,
+    kind: Annotated[Optional[list[str]], typer.Option(help="failure kinds to cycle through")] = None,
+    seed: Annotated[int, typer.Option(help="simulation seed")] = 7,
+    scenario: Annotated[Optional[Path], typer.Option(help="YAML/JSON scenario file (instead of the flags above)")] = None,
+    csv: Annotated[Optional[list[Path]], typer.Option(help="labelled CSV recording(s), one device each")] = None,
+    label_column: Annotated[str, typer.Option(help="CSV: 0/1 label column")] = "anomaly",
+    time_column: Annotated[Optional[str], typer.Option(help="CSV: time column (default: the first)")] = None,
+    features: Annotated[Optional[str], typer.Option(help="CSV: comma-separated sensor columns (default: all others)")] = None,
+    train_rows: Annotated[int, typer.Option(help="CSV: train a model per file on its first N rows (0: use the stored model)")] = 0,
+    skab: Annotated[Optional[Path], typer.Option(help="SKAB data folder, e.g. ../shared/data/skab (SKAB protocol)")] = None,
+    detector: Annotated[str, typer.Option(help="lstm (autoencoder) or iforest (IsolationForest baseline)")] = "lstm",
+    point_mode: Annotated[str, typer.Option(help="a point is anomalous when its device's episode is open (episode) or its window is over the line (window)")] = "episode",
+    train_model: Annotated[bool, typer.Option("--train", help="simulate/csv: train a fresh model instead of the stored one")] = False,
+    model_version: Annotated[Optional[str], typer.Option(help="stored model version (default: current)")] = None,
+    threshold_method: Annotated[str, typer.Option(help="quantile, per-feature or dynamic (telemanom)")] = "quantile",
+    quantile: Annotated[float, typer.Option(help="threshold quantile of validation scores")] = 0.999,
+    multiplier: Annotated[float, typer.Option(help="threshold multiplier")] = 1.25,
+    ewma_alpha: Annotated[float, typer.Option(help="dynamic method: EWMA smoothing factor")] = 0.2,
+    window: Annotated[Optional[int], typer.Option(help="window length T (default 16; 10 per SKAB file)")] = None,
+    units: Annotated[Optional[int], typer.Option(help="LSTM units (default 16; 8 per SKAB file)")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="training epochs (default 15; 20 per SKAB file)")] = None,
+    level_checks: Annotated[bool, typer.Option(help="apply the level envelope check beside the model")] = True,
+    max_gap: Annotated[Optional[float], typer.Option(help="window restart after a silence, seconds (default: config; 300 for SKAB)")] = None,
+    batch_size: Annotated[int, typer.Option(help="readings per micro-batch")] = 256,
+    plot: Annotated[Optional[Path], typer.Option(help="write PNG plots to this folder")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Run the worker's detector over labelled data: point-wise and event-wise detection quality."""
+    from .evaluate import run_evaluation, print_report, EvaluateRequest
+
+    if sum([simulate or scenario is not None, bool(csv), skab is not None]) != 1:
+        raise CliError("choose one source: --simulate (or --scenario FILE), --csv FILE or --skab DIR")
+    request = EvaluateRequest(
+        source="skab" if skab is not None else "csv" if csv else "simulate",
+        devices=devices, duration_s=duration, failures=failures, kinds=kind or [], seed=seed, scenario=scenario,
+        csv=csv or [], label_column=label_column, time_column=time_column,
+        features=[f.strip() for f in features.split(",")] if features else None, train_rows=train_rows,
+        skab=skab, detector=detector, point_mode=point_mode, train=train_model, model_version=model_version,
+        threshold_method=threshold_method, quantile=quantile, multiplier=multiplier, ewma_alpha=ewma_alpha,
+        window=window, units=units, epochs=epochs, level_checks=level_checks, max_gap_s=max_gap, batch_size=batch_size,
+    )  # fmt: skip
+    with console.status("evaluating...", spinner="dots") if not as_json else _nullcontext():
+        report, traces = run_evaluation(_settings(), request)
+    if as_json:
+        sys.stdout.write(report.model_dump_json(indent=2) + "\n")
+    else:
+        print_report(report, console)
+    if plot is not None:
+        from .plots import write_plots
+
+        written = write_plots(traces, plot, title=f"{report.source} ({report.detector}, {report.threshold_method})")
+        (console if not as_json else Console(stderr=True)).print(f"{len(written)} plots written to {plot}")
+
+
+def _nullcontext():  # type: ignore[no-untyped-def]
+    from contextlib import nullcontext
+
+    return nullcontext()
+
+
 # --- demo ----------------------------------------------------------------------------------
 
 

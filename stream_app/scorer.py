@@ -11,6 +11,7 @@ The same ``.keras`` file runs on every Keras 3 backend; pick one with ``KERAS_BA
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -49,10 +50,12 @@ class Scorer:
         *,
         reference: list[float] | None = None,
         max_batch: int = 1024,
+        sizes: Sequence[int] | None = None,
     ) -> None:
         _, self.window, self.n_features = model.input_shape
         self.max_batch = max_batch
-        self.sizes = pad_sizes(max_batch)
+        # Batch shapes to compile; the benchmark passes its own so each measured size is exact.
+        self.sizes = sorted({*(s for s in sizes or () if 0 < s < max_batch), max_batch}) if sizes else pad_sizes(max_batch)
         self._scaler = scaler
         self._reference = np.asarray(reference or [1.0] * self.n_features, np.float32)
         self._errors = _compile(model)

@@ -1,0 +1,257 @@
+"""``floorwatch bench``: how fast the pipeline is, measured in one run.
+
+1. model-only scoring (the ceiling): windows/s per batch size, one compiled call per batch;
+2. end-to-end throughput: one worker process drains a pre-produced backlog on the embedded
+   services (single and batched message forms), compared with the ceiling;
+3. latency: reading produced -> alert in Redis, at a fixed offered rate;
+4. memory: RSS of a detector holding 1k/10k/100k devices' windows (in this process).
+
+It measures; it asserts nothing. Timings on a shared machine are noisy: rerun before comparing.
+"""
+
+from __future__ import annotations
+
+import platform
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from .bench_stats import BenchResult, MemoryPoint, ModelRate, Throughput, cpu_model, rss_mb
+from .contracts import Reading
+from .model_store import ModelBundle, ModelStore
+from .scorer import Scorer
+from .settings import Settings
+
+
+class BenchConfig(BaseModel):
+    batch_sizes: list[int] = [1, 64, 256, 1024, 4096]
+    model_seconds: float = 1.0  # per batch size
+    e2e: bool = True
+    devices: int = 1000
+    readings_per_device: int = 300
+    batched_form: int = 10  # readings per message in the batched run; 0 skips it
+    latency_rate: float = 10_000.0
+    latency_seconds: float = 20.0
+    latency_devices: int = 1000
+    latency_failing: int = 100
+    memory_devices: list[int] = [1_000, 10_000, 100_000]
+
+
+def ensure_model(settings: Settings, workdir: Path, log: Callable[[str], None]) -> Path:
+    """The configured store if it has a current model, else a default model trained into ``workdir``."""
+    if ModelStore(settings.model_dir).current() is not None:
+        return settings.model_dir
+    from producers.scenarios import FEATURES
+    from producers.simulator import normal_training_series
+
+    from .training import train
+
+    root = workdir / "models"
+    log(f"no model in {settings.model_dir}: training the default model into {root} (about a minute)")
+    series = normal_training_series(40, 2000, seed=1)
+    train(series, FEATURES, ModelStore(root), source="simulator: 40 devices x 2000 readings, seed 1")
+    return root
+
+
+def model_only(bundle: ModelBundle, batch_sizes: Sequence[int], seconds: float = 1.0, seed: int = 0) -> list[ModelRate]:
+    """Windows/s of ``Scorer.score`` (scaling, compiled model, error) at exactly each batch size."""
+    sizes = sorted(set(batch_sizes))
+    scorer = Scorer(
+        bundle.load_keras(), bundle.scaler, reference=bundle.thresholds.feature_reference, max_batch=sizes[-1], sizes=sizes
+    )
+    scorer.warm()
+    rng = np.random.default_rng(seed)
+    mean, scale = np.asarray(bundle.scaler.mean, np.float32), np.asarray(bundle.scaler.scale, np.float32)
+    out = []
+    for size in sizes:
+        windows = (mean + scale * rng.standard_normal((size, scorer.window, scorer.n_features))).astype(np.float32)
+        scorer.score(windows)  # first call after warm-up may still allocate
+        calls, started = 0, time.perf_counter()
+        while True:
+            scorer.score(windows)
+            calls += 1
+            elapsed = time.perf_counter() - started
+            if elapsed >= seconds and calls >= 3:
+                break
+        ms = elapsed / calls * 1000
+        out.append(ModelRate(batch=size, ms_per_batch=round(ms, 3), windows_per_s=round(size * calls / elapsed, 1)))
+    return out
+
+
+def memory(bundle: ModelBundle, device_counts: Sequence[int], max_batch: int = 1024) -> list[MemoryPoint]:
+    """RSS of this process as one detector holds one full window per device, counts ascending."""
+    from .detector import Detector
+    from .worker import detector_config
+
+    scorer = Scorer.from_bundle(bundle, max_batch=max_batch)
+    scorer.warm()
+    detector = Detector(bundle, scorer, detector_config(Settings()))
+    features, window = bundle.card.features, bundle.card.window
+    mean, scale = np.asarray(bundle.scaler.mean), np.asarray(bundle.scaler.scale)
+    rng = np.random.default_rng(0)
+    base = rss_mb()
+    now = int(time.time() * 1000)
+    out, held = [], 0
+    for count in sorted(device_counts):
+        for start in range(held, count, 10_000):
+            ids = [f"mem-{i:07d}" for i in range(start, min(count, start + 10_000))]
+            for tick in range(window):
+                values = (mean + 0.3 * scale * rng.standard_normal((len(ids), len(features)))).tolist()
+                ts = now - (window - tick) * 1000
+                # Trusted, generated readings: skip validation, it is not what is measured here.
+                readings = [
+                    Reading.model_construct(device_id=d, ts=ts, values=dict(zip(features, v))) for d, v in zip(ids, values)
+                ]
+                detector.process(readings, now_ms=now)
+        held = count
+        out.append(
+            MemoryPoint(
+                devices=count,
+                rss_mb=round(rss_mb(), 1),
+                delta_mb=round(rss_mb() - base, 1),
+                window_store_mb=round(detector.windows.nbytes / 2**20, 1),
+            )
+        )
+    return out
+
+
+def run_bench(settings: Settings, config: BenchConfig, console: Console, *, model_dir: Path | None = None) -> BenchResult:
+    def log(message: str) -> None:
+        console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}")
+
+    with tempfile.TemporaryDirectory(prefix="floorwatch-bench-") as tmp:
+        workdir = Path(tmp)
+        root = model_dir or ensure_model(settings, workdir, log)
+        settings = settings.model_copy(update={"model_dir": root, "state_dir": workdir / "state"})
+        bundle = ModelStore(root).load()
+        import keras
+
+        result = BenchResult(
+            machine={
+                "cpu": cpu_model(),
+                "cores": str(_cores()),
+                "python": platform.python_version(),
+                "keras_backend": keras.backend.backend(),
+            },
+            settings={k: getattr(settings, k) for k in ("batch_max_size", "batch_max_wait_s", "stride")},
+            model={
+                "version": bundle.version,
+                "window": bundle.card.window,
+                "units": bundle.card.units,
+                "features": len(bundle.card.features),
+            },
+            notes=["shared 2-core machine: figures vary by tens of percent between runs"],
+        )
+        log(f"model-only scoring, batch sizes {config.batch_sizes}")
+        result.model_only = model_only(bundle, config.batch_sizes, config.model_seconds)
+        log("memory: detector holding 1 window per device")
+        result.memory = memory(bundle, config.memory_devices, settings.batch_max_size)
+        if config.e2e:
+            _end_to_end(settings, config, result, workdir, log)
+        return result
+
+
+def _end_to_end(settings: Settings, config: BenchConfig, result: BenchResult, workdir: Path, log) -> None:  # type: ignore[no-untyped-def]
+    from .bench_e2e import WorkerProcess, drain, embedded_settings, measure_latency, phase_settings, produce_backlog, wait_ready
+
+    ceiling = {r.batch: r.windows_per_s for r in result.model_only}
+    ceiling_batch = min(ceiling, key=lambda b: abs(b - settings.batch_max_size))
+    with embedded_settings(settings, workdir / "services") as live:
+        forms = [1] + ([config.batched_form] if config.batched_form > 1 else [])
+        for form in forms:
+            name = "single" if form == 1 else f"batched{form}"
+            s = phase_settings(live, name)
+            log(f"throughput ({name}): producing {config.devices} devices x {config.readings_per_device} readings")
+            total, messages = produce_backlog(s, config.devices, config.readings_per_device, form)
+            worker = WorkerProcess(s, workdir / "logs" / f"worker-{name}.log")
+            try:
+                log(f"throughput ({name}): worker draining {total} readings in {messages} messages")
+                seconds, rate, metrics = drain(worker, total, timeout_s=600)
+                windows = int(metrics.get("floorwatch_windows_scored_total", 0))
+                batches = metrics.get("floorwatch_batch_windows_count", 0.0) or 1.0
+                result.throughput.append(
+                    Throughput(
+                        form="single" if form == 1 else f"batched:{form}",
+                        readings=total,
+                        messages=messages,
+                        seconds=round(seconds, 2),
+                        readings_per_s=round(rate, 1),
+                        windows_scored=windows,
+                        mean_windows_per_batch=round(metrics.get("floorwatch_batch_windows_sum", 0.0) / batches, 1),
+                        ceiling_batch=ceiling_batch,
+                        ceiling_windows_per_s=ceiling[ceiling_batch],
+                        # windows/s vs the ceiling; at stride 1 a warm device scores one window per reading
+                        ratio_to_ceiling=round(rate * windows / total / ceiling[ceiling_batch], 3),
+                        worker_rss_mb=round(worker.rss_mb(), 1),
+                    )
+                )
+            finally:
+                worker.stop()
+        s = phase_settings(live, "latency")
+        worker = WorkerProcess(s, workdir / "logs" / "worker-latency.log")
+        try:
+            wait_ready(worker)
+            time.sleep(3.0)  # the consumer group join
+            log(f"latency: {config.latency_rate:.0f} readings/s for {config.latency_seconds:.0f}s")
+            result.latency = measure_latency(
+                s,
+                worker,
+                rate=config.latency_rate,
+                devices=config.latency_devices,
+                seconds=config.latency_seconds,
+                failing=config.latency_failing,
+            )
+        finally:
+            worker.stop()
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+def print_result(result: BenchResult, console: Console) -> None:
+    m = result.machine
+    console.print(f"[bold]floorwatch bench[/] on {m['cpu']} ({m['cores']} cores), Keras backend {m['keras_backend']}")
+    table = Table(title="Model-only scoring (the ceiling)")
+    for col in ("batch", "ms/batch", "windows/s"):
+        table.add_column(col, justify="right")
+    for r in result.model_only:
+        table.add_row(str(r.batch), f"{r.ms_per_batch:.2f}", f"{r.windows_per_s:,.0f}")
+    console.print(table)
+    if result.throughput:
+        table = Table(title="End-to-end throughput (one worker, backlog drained)")
+        for col in ("form", "readings", "messages", "seconds", "readings/s", "windows/batch", "x ceiling", "worker RSS MB"):
+            table.add_column(col, justify="right")
+        for t in result.throughput:
+            table.add_row(
+                t.form, f"{t.readings:,}", f"{t.messages:,}", f"{t.seconds:.1f}", f"{t.readings_per_s:,.0f}",
+                f"{t.mean_windows_per_batch:.0f}", f"{t.ratio_to_ceiling:.2f} (of {t.ceiling_windows_per_s:,.0f} @ {t.ceiling_batch})",
+                f"{t.worker_rss_mb or 0:.0f}",
+            )  # fmt: skip
+        console.print(table)
+    if result.latency:
+        lat, s = result.latency, result.latency.summary
+        table = Table(title="Reading -> alert in Redis latency")
+        for col in ("offered/s", "achieved/s", "consumed", "alerts", "p50 ms", "p95 ms", "p99 ms", "max ms"):
+            table.add_column(col, justify="right")
+        fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+        table.add_row(
+            f"{lat.offered_per_s:,.0f}", f"{lat.achieved_per_s:,.0f}", f"{lat.consumed:,}/{lat.readings:,}",
+            f"{lat.matched}/{lat.alerts}", fmt(s.p50_ms), fmt(s.p95_ms), fmt(s.p99_ms), fmt(s.max_ms),
+        )  # fmt: skip
+        console.print(table)
+    if result.memory:
+        table = Table(title="Memory: detector holding one window per device")
+        for col in ("devices", "RSS MB", "+MB over empty detector", "window arrays MB"):
+            table.add_column(col, justify="right")
+        for p in result.memory:
+            table.add_row(f"{p.devices:,}", f"{p.rss_mb:.0f}", f"{p.delta_mb:.1f}", f"{p.window_store_mb:.1f}")
+        console.print(table)

@@ -1,0 +1,135 @@
+"""Pure helpers of the benchmark: result records, percentiles, rates, Prometheus and /proc parsing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+
+class LatencySummary(BaseModel):
+    """Percentiles of a latency sample, in milliseconds."""
+
+    count: int
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    mean_ms: float | None = None
+
+
+class ModelRate(BaseModel):
+    """Model-only scoring speed at one batch size."""
+
+    batch: int
+    ms_per_batch: float
+    windows_per_s: float
+
+
+class Throughput(BaseModel):
+    """End-to-end drain rate of a pre-produced backlog by one worker."""
+
+    form: str  # "single" or "batched:<n>"
+    readings: int
+    messages: int
+    seconds: float
+    readings_per_s: float
+    windows_scored: int
+    mean_windows_per_batch: float
+    ceiling_batch: int
+    ceiling_windows_per_s: float
+    ratio_to_ceiling: float
+    worker_rss_mb: float | None = None
+
+
+class Latency(BaseModel):
+    """Reading-produced to alert-in-Redis latency at a fixed offered rate."""
+
+    offered_per_s: float
+    achieved_per_s: float
+    devices: int
+    seconds: float
+    readings: int
+    consumed: int
+    alerts: int
+    matched: int
+    summary: LatencySummary
+
+
+class MemoryPoint(BaseModel):
+    devices: int
+    rss_mb: float
+    delta_mb: float
+    window_store_mb: float
+
+
+class BenchResult(BaseModel):
+    machine: dict[str, str]
+    settings: dict[str, object]
+    model: dict[str, object]
+    model_only: list[ModelRate] = []
+    throughput: list[Throughput] = []
+    latency: Latency | None = None
+    memory: list[MemoryPoint] = []
+    notes: list[str] = []
+
+
+def summarize(latencies_ms: Sequence[float]) -> LatencySummary:
+    """p50/p95/p99/max/mean of a sample; all None when it is empty."""
+    values = np.asarray(latencies_ms, dtype=np.float64)
+    if values.size == 0:
+        return LatencySummary(count=0)
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return LatencySummary(
+        count=int(values.size),
+        p50_ms=round(float(p50), 2),
+        p95_ms=round(float(p95), 2),
+        p99_ms=round(float(p99), 2),
+        max_ms=round(float(values.max()), 2),
+        mean_ms=round(float(values.mean()), 2),
+    )
+
+
+def drain_rate(samples: Sequence[tuple[float, float]], total: float) -> tuple[float, float]:
+    """(seconds, items/s) from a monotonic counter sampled as (time, count), first activity to ``total``.
+
+    The clock starts at the first sample with a non-zero count and the items counted before it
+    are excluded, so a slow start-up is not charged to the steady state.
+    """
+    started = next(((t, c) for t, c in samples if c > 0), None)
+    done = next((t for t, c in samples if c >= total), None)
+    if started is None or done is None or done <= started[0]:
+        return 0.0, 0.0
+    seconds = done - started[0]
+    return seconds, (total - started[1]) / seconds
+
+
+def prometheus_values(text: str) -> dict[str, float]:
+    """Sample name -> value from a Prometheus text page (labelled samples summed by name)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[sample.name] = out.get(sample.name, 0.0) + float(sample.value)
+    return out
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident set size of a process in MB, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    raise ValueError(f"no VmRSS for process {pid}")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"

@@ -1,0 +1,75 @@
+"""The benchmark's pure parts and its in-process measurements at tiny sizes (no timing asserted)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from stream_app.bench_stats import LatencySummary, drain_rate, prometheus_values, rss_mb, summarize
+
+
+def test_summarize_percentiles() -> None:
+    s = summarize(list(range(1, 101)))
+    assert s.count == 100
+    assert s.p50_ms == pytest.approx(50.5)
+    assert s.p99_ms == pytest.approx(99.01)
+    assert s.max_ms == 100 and s.mean_ms == pytest.approx(50.5)
+
+
+def test_summarize_empty() -> None:
+    assert summarize([]) == LatencySummary(count=0)
+
+
+def test_drain_rate_starts_at_first_activity() -> None:
+    samples = [(0.0, 0), (1.0, 0), (2.0, 100), (3.0, 600), (4.0, 1100)]
+    seconds, rate = drain_rate(samples, 1100)
+    assert seconds == 2.0 and rate == 500.0
+
+
+def test_drain_rate_unfinished_is_zero() -> None:
+    assert drain_rate([(0.0, 0), (1.0, 10)], 100) == (0.0, 0.0)
+
+
+def test_prometheus_values_sums_labels() -> None:
+    text = (
+        "# TYPE floorwatch_readings_total counter\nfloorwatch_readings_total 42.0\n"
+        "# TYPE floorwatch_alerts_total counter\n"
+        'floorwatch_alerts_total{state="open"} 2.0\nfloorwatch_alerts_total{state="closed"} 1.0\n'
+    )
+    values = prometheus_values(text)
+    assert values["floorwatch_readings_total"] == 42.0
+    assert values["floorwatch_alerts_total"] == 3.0
+
+
+def test_rss_of_this_process() -> None:
+    assert rss_mb() > 1.0
+
+
+def test_model_only_and_memory_tiny(tiny_model_dir: Path) -> None:
+    from stream_app.bench import memory, model_only
+    from stream_app.model_store import ModelStore
+
+    bundle = ModelStore(tiny_model_dir).load()
+    rates = model_only(bundle, [4, 1], seconds=0.01)
+    assert [r.batch for r in rates] == [1, 4]
+    assert all(r.windows_per_s > 0 and math.isfinite(r.ms_per_batch) for r in rates)
+
+    points = memory(bundle, [20, 5], max_batch=8)
+    assert [p.devices for p in points] == [5, 20]
+    assert all(p.rss_mb > 0 and p.window_store_mb >= 0 for p in points)
+
+
+def test_scorer_compiles_the_given_sizes(tiny_model_dir: Path) -> None:
+    import numpy as np
+
+    from stream_app.model_store import ModelStore
+    from stream_app.scorer import Scorer
+
+    bundle = ModelStore(tiny_model_dir).load()
+    scorer = Scorer(bundle.load_keras(), bundle.scaler, max_batch=16, sizes=[3, 16, 40, 0])
+    assert scorer.sizes == [3, 16]
+    windows = np.random.default_rng(0).normal(size=(20, scorer.window, scorer.n_features)).astype(np.float32)
+    default = Scorer(bundle.load_keras(), bundle.scaler, max_batch=16)
+    np.testing.assert_allclose(scorer.raw_errors(windows), default.raw_errors(windows), rtol=1e-5)
