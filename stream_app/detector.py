@@ -17,6 +17,7 @@ import numpy as np
 from .contracts import Alert, Episode, Reading, iso_ms
 from .episodes import EpisodeRule, EpisodeTracker, Transition
 from .model_store import ModelBundle
+from .rules import Rule
 from .scorer import Scorer, Scores
 from .thresholds import severity
 from .windows import Push, WindowStore
@@ -63,6 +64,7 @@ class DetectorConfig:
     max_gap_ms: int = 60_000
     max_future_ms: int = 300_000
     rule: EpisodeRule = EpisodeRule()
+    rules: tuple[Rule, ...] = ()  # operator bounds, checked on each reading beside the model
 
 
 class Detector:
@@ -74,8 +76,10 @@ class Detector:
         self.threshold = bundle.thresholds.threshold
         envelope = bundle.thresholds.feature_envelope
         bounds = np.array([envelope.get(f, (-np.inf, np.inf)) for f in self.features], np.float64)
-        self._centre = np.where(np.isfinite(bounds).all(axis=1), bounds.mean(axis=1), 0.0).astype(np.float32)
-        self._half = np.where(np.isfinite(bounds).all(axis=1), (bounds[:, 1] - bounds[:, 0]) / 2, np.inf).astype(
+        finite = np.isfinite(bounds).all(axis=1)
+        with np.errstate(invalid="ignore"):  # (-inf + inf) / 2 for features without an envelope, masked below
+            self._centre = np.where(finite, bounds.mean(axis=1), 0.0).astype(np.float32)
+        self._half = np.where(finite, (bounds[:, 1] - bounds[:, 0]) / 2, np.inf).astype(
             np.float32
         )
         thresholds = bundle.thresholds
@@ -88,6 +92,11 @@ class Detector:
         )
         self._alpha = thresholds.ewma_alpha or 1.0
         self._smoothed: dict[str, float] = {}  # dynamic method: each device's EWMA of its window scores
+        unknown = [r.name for r in config.rules if r.feature not in self.features]
+        if unknown:
+            known = ", ".join(self.features)
+            raise ValueError(f"{', '.join(unknown)}: no such feature in model {bundle.version} (features: {known})")
+        self._rule_columns = [self.features.index(r.feature) for r in config.rules]
         self.windows = WindowStore(bundle.card.window, len(self.features), max_gap_ms=config.max_gap_ms)
         self.episodes = EpisodeTracker(config.rule)
         # Staging area for one micro-batch of windows; grown on demand.
@@ -102,6 +111,7 @@ class Detector:
         out = Detection()
         devices: list[str] = []
         spans: list[tuple[int, int]] = []
+        fresh: list[int] = []  # per window: how many of its last readings no earlier window was scored with
         for reading in readings:
             try:
                 slot = self._push(reading, now_ms, out)
@@ -119,8 +129,9 @@ class Detector:
             self._batch[k] = self.windows.window(slot)
             devices.append(reading.device_id)
             spans.append(self.windows.window_span(slot))
+            fresh.append(filled if filled == self.windows.length else min(self.config.stride, self.windows.length))
         if devices:
-            self._score(devices, spans, out)
+            self._score(devices, spans, fresh, out)
         return out
 
     def _push(self, reading: Reading, now_ms: int, out: Detection) -> int | None:
@@ -149,7 +160,7 @@ class Detector:
             status.last_reading_ms = reading.ts
         return slot
 
-    def _score(self, devices: list[str], spans: list[tuple[int, int]], out: Detection) -> None:
+    def _score(self, devices: list[str], spans: list[tuple[int, int]], fresh: list[int], out: Detection) -> None:
         windows = self._batch[: len(devices)]
         scores = self.scorer.score(windows)
         # Checks beside the model: a sensor repeating one value for a whole window is stuck, and
@@ -158,7 +169,8 @@ class Detector:
         level = np.abs(windows.mean(axis=1) - self._centre) / self._half  # 1.0 = edge of the envelope
         out_of_range = level > 1.0
         ratio = np.maximum(self._model_ratio(devices, scores), level.max(axis=1))
-        ratio[stuck.any(axis=1)] = np.inf
+        broken = self._broken_rules(windows, fresh)
+        ratio[stuck.any(axis=1) | broken.any(axis=1)] = np.inf
         anomalous = ratio > 1.0
         is_open = np.zeros(len(devices), bool)
         for i, device in enumerate(devices):
@@ -169,8 +181,10 @@ class Detector:
             is_open[i] = self.episodes.is_open(device)
             status.state = "anomalous" if is_open[i] else "normal"
             if transition is not None:
-                checks = [f"stuck:{self.features[j]}" for j in np.flatnonzero(stuck[i])]
-                checks += [f"level:{self.features[j]}" for j in np.flatnonzero(out_of_range[i])]
+                # (check, feature); the first names the alert's top feature.
+                checks = [(self.config.rules[k].name, self.config.rules[k].feature) for k in np.flatnonzero(broken[i])]
+                checks += [(f"stuck:{self.features[j]}", self.features[j]) for j in np.flatnonzero(stuck[i])]
+                checks += [(f"level:{self.features[j]}", self.features[j]) for j in np.flatnonzero(out_of_range[i])]
                 out.alerts.append(self._alert(device, spans[i], score, scores.feature_errors[i], checks, transition))
         out.scored = len(devices)
         out.window_devices = devices
@@ -179,6 +193,21 @@ class Detector:
         out.window_anomalous = anomalous
         out.window_ratio = ratio.astype(np.float32)
         out.window_open = is_open
+
+    def _broken_rules(self, windows: np.ndarray, fresh: list[int]) -> np.ndarray:
+        """(n, rules): whether each window's fresh readings break each rule.
+
+        Only the readings new to the window are checked, so with stride > 1 none is skipped and none
+        is checked twice (one bad reading makes one window anomalous, not T of them).
+        """
+        n, length = windows.shape[:2]
+        broken = np.zeros((n, len(self.config.rules)), bool)
+        if not self.config.rules:
+            return broken
+        is_fresh = np.arange(length) >= length - np.asarray(fresh)[:, None]  # (n, T)
+        for k, (rule, column) in enumerate(zip(self.config.rules, self._rule_columns)):
+            broken[:, k] = (rule.broken(windows[:, :, column]) & is_fresh).any(axis=1)
+        return broken
 
     def _model_ratio(self, devices: list[str], scores: Scores) -> np.ndarray:
         """Each window's model verdict as a ratio to its line, by the calibrated method."""
@@ -200,11 +229,11 @@ class Detector:
         span: tuple[int, int],
         score: float,
         feature_errors: np.ndarray,
-        checks: list[str],
+        checks: list[tuple[str, str]],
         transition: Transition,
     ) -> Alert:
         errors = {f: round(float(e), 4) for f, e in zip(self.features, feature_errors)}
-        top = checks[0].split(":", 1)[1] if checks else max(errors, key=errors.__getitem__)
+        top = checks[0][1] if checks else max(errors, key=errors.__getitem__)
         return Alert(
             alert_id=Alert.make_id(transition.episode_id, transition.kind, self.model_version),
             device_id=device,
@@ -215,7 +244,7 @@ class Detector:
             severity=severity(transition.peak_score),
             feature_errors=errors,
             top_feature=top,
-            check_failures=checks,
+            check_failures=[name for name, _ in checks],
             model_version=self.model_version,
             detected_at=iso_ms(int(time.time() * 1000)),
             episode=Episode(

@@ -12,6 +12,7 @@ SKAB benchmark (per file, the first 400 rows train that file's model; the rest a
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -307,8 +308,7 @@ def run_evaluation(settings: object, request: EvaluateRequest) -> tuple[Evaluati
         ewma_alpha=request.ewma_alpha,
     )  # fmt: skip
     gap = request.max_gap_s if request.max_gap_s is not None else SKAB_MAX_GAP_S if request.source == "skab" else settings.max_gap_s
-    dconfig = detector_config(settings)
-    dconfig = DetectorConfig(stride=dconfig.stride, max_gap_ms=int(gap * 1000), max_future_ms=dconfig.max_future_ms, rule=dconfig.rule)
+    dconfig = dataclasses.replace(detector_config(settings), max_gap_ms=int(gap * 1000))
     options = EvaluateOptions(
         detector=request.detector, point_mode=request.point_mode, batch_size=request.batch_size,
         detector_config=dconfig, training=training, level_checks=request.level_checks,
