@@ -2,9 +2,10 @@
 
 One agent reads ``sensor-readings`` (keyed by device, so each device's readings arrive in
 order on one partition), takes micro-batches across devices (``batch_max_size`` events or
-``batch_max_wait_s``), and for each batch: decode -> detector (window, score, threshold,
-episode) -> alerts topic + Redis, unusable input -> dead-letter topic. Offsets are committed
-after a batch is handled: delivery is at-least-once, and both sinks are idempotent.
+``batch_max_wait_s``), and for each batch: decode -> each asset group's detector on its own
+devices (window, score, threshold, episode) -> alerts topic + Redis, unusable input ->
+dead-letter topic. Offsets are committed after a batch is handled: delivery is at-least-once,
+and both sinks are idempotent.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from faust.types import EventT
 
 from .contracts import Reading
 from .decode import Rejection, dead_letter, decode
-from .detector import Detector
+from .group_detector import GroupDetector
 from .kafka_config import faust_broker_settings
 from .metrics import Metrics
 from .settings import Settings
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 EMBEDDED_FETCH_MAX_WAIT_MS = 20
 
 
-def create_app(settings: Settings, detector: Detector, metrics: Metrics) -> faust.App:
+def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) -> faust.App:
     datadir = settings.state_dir / "faust" / settings.app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust.App(
@@ -85,7 +86,7 @@ def create_app(settings: Settings, detector: Detector, metrics: Metrics) -> faus
             metrics.alerts.labels(alert.episode.state).inc()
         # Wait for the broker to take every record before this batch's offsets may be committed.
         await asyncio.gather(*dead, *sent)
-        await sink.write(detection.alerts, detection.statuses.values(), detector.model_version)
+        await sink.write(detection.alerts, detection.statuses())
 
         metrics.dead_letters.inc(len(dead))
         metrics.duplicates.inc(detection.duplicates)
@@ -106,7 +107,7 @@ def create_app(settings: Settings, detector: Detector, metrics: Metrics) -> faus
     async def flush_redis() -> None:
         # Alerts buffered while Redis was down are written once it answers again.
         if sink.pending:
-            await sink.write((), (), detector.model_version)
+            await sink.write((), {})
             metrics.redis_pending.set(sink.pending)
 
     return app

@@ -7,13 +7,17 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .model_store import ModelStore
 
 app = typer.Typer(
     help="floorwatch: real-time anomaly detection for industrial sensors.",
@@ -34,11 +38,18 @@ class CliError(Exception):
     """An error to print as one line."""
 
 
+GroupOption = Annotated[
+    Optional[str], typer.Option("--group", help="asset group (FLOORWATCH_ASSET_GROUPS); default: the default model")
+]
+
+
 def _settings() -> Settings:
     try:
         return Settings()
-    except Exception as exc:  # pydantic ValidationError: name the variable
-        raise CliError(f"invalid configuration: {str(exc).splitlines()[1:3]}") from exc
+    except ValidationError as exc:  # name the variable and say what is wrong with it, on one line
+        prefix = Settings.model_config.get("env_prefix", "")
+        problems = "; ".join(f"{prefix}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise CliError(f"invalid configuration: {problems}") from exc
 
 
 # --- services ------------------------------------------------------------------------------
@@ -104,14 +115,15 @@ def train(
     seed: Annotated[int, typer.Option()] = 1,
     promote: Annotated[bool, typer.Option(help="make the new version current")] = True,
     if_missing: Annotated[bool, typer.Option(help="do nothing if the store has a current model")] = False,
+    group: GroupOption = None,
 ) -> None:
     """Train an LSTM autoencoder on normal data and save it as a new model version."""
-    from .model_store import ModelStore
     from .training import TrainingConfig, train as train_model
 
     settings = _settings()
-    if if_missing and ModelStore(settings.model_dir).current() is not None:
-        console.print(f"model {ModelStore(settings.model_dir).current()} exists; not training")
+    store = _group_store(settings, group)
+    if if_missing and store.current() is not None:
+        console.print(f"model {store.load().version} exists; not training")
         return
     if csv:
         series, names, source = _csv_series(csv, features)
@@ -124,7 +136,7 @@ def train(
     config = TrainingConfig(window=window, units=units, epochs=epochs, quantile=quantile, multiplier=multiplier, seed=seed)
     started = time.perf_counter()
     with console.status("training..."):
-        bundle = train_model(series, names, ModelStore(settings.model_dir), config, source=source, promote=promote)
+        bundle = train_model(series, names, store, config, source=source, promote=promote)
     v = bundle.card.validation
     console.print(
         f"[bold]{bundle.version}[/] saved in {bundle.path} ({time.perf_counter() - started:.0f}s): "
@@ -132,6 +144,7 @@ def train(
         f"{v.validation_windows_over_threshold:.2%} of normal validation windows over threshold"
         + (" [green](current)[/]" if promote else "")
     )
+    _note_if_unrouted(settings, group)
 
 
 def _csv_series(paths: list[Path], features: str | None) -> tuple[list, list[str], str]:
@@ -151,11 +164,12 @@ def _csv_series(paths: list[Path], features: str | None) -> tuple[list, list[str
 
 
 @models_app.command("list")
-def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """List model versions; the current one is marked."""
-    from .model_store import ModelStore
+def models_list(as_json: Annotated[bool, typer.Option("--json")] = False, group: GroupOption = None) -> None:
+    """List model versions (the default model's, or an asset group's); the current one is marked."""
+    from .model_store import stored_groups
 
-    store = ModelStore(_settings().model_dir)
+    settings = _settings()
+    store = _group_store(settings, group)
     cards, current = store.cards(), store.current()
     if as_json:
         import orjson
@@ -176,22 +190,40 @@ def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
             c.training.source,
         )
     console.print(table if cards else f"no models in {store.root}")
+    if group is None and (groups := stored_groups(settings.model_dir)):
+        console.print(f"asset groups with their own models: {', '.join(groups)} (see --group NAME)")
 
 
 @models_app.command("promote")
-def models_promote(version: str) -> None:
-    """Make VERSION the model that workers load."""
+def models_promote(version: str, group: GroupOption = None) -> None:
+    """Make VERSION the model that workers load (for the default model, or an asset group's)."""
+    settings = _settings()
+    store = _group_store(settings, group)
+    store.promote(version)
+    console.print(f"{store.load(version).version} is now current; restart workers to load it")
+    _note_if_unrouted(settings, group)
+
+
+def _group_store(settings: Settings, group: str | None) -> ModelStore:
+    """The model store for ``--group``; a bad name is a ValueError, so one error line."""
     from .model_store import ModelStore
 
-    ModelStore(_settings().model_dir).promote(version)
-    console.print(f"{version} is now current; restart workers to load it")
+    return ModelStore.for_group(settings.model_dir, group)
+
+
+def _note_if_unrouted(settings: Settings, group: str | None) -> None:
+    # Training a group's model before configuring the group is a fine order; say what is left to do.
+    if group is not None and group not in {g.name for g in settings.asset_group_list()}:
+        console.print(f"note: {group} is not in FLOORWATCH_ASSET_GROUPS yet; workers route no device to it until it is")
 
 
 # --- worker and producers ------------------------------------------------------------------
 
 
 @app.command()
-def worker(model_version: Annotated[Optional[str], typer.Option(help="default: the current version")] = None) -> None:
+def worker(
+    model_version: Annotated[Optional[str], typer.Option(help="the default model's version; default: its current one")] = None,
+) -> None:
     """Run a stream worker (a Faust app). Run several for more partitions' worth of throughput."""
     from .worker import run_worker
 

@@ -9,6 +9,10 @@ Layout, one folder per version, plus a pointer to the version the workers serve:
             scaler.json         # fitted once on training data, applied as-is at scoring time
             thresholds.json     # calibrated on held-out normal windows
             card.json           # features, window, training data summary, validation metrics
+        groups/
+            pumps/              # an asset group's own store, same layout (see routing.py)
+                CURRENT
+                v0001/
 
 Versions are written to a temporary folder and renamed into place, so a reader never sees half
 a version.
@@ -26,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, Field
+
+from .routing import DEFAULT_GROUP, check_group_name
 
 if TYPE_CHECKING:  # keras is imported lazily: commands that don't score shouldn't pay for TensorFlow
     import keras
@@ -105,6 +111,8 @@ class ValidationMetrics(BaseModel):
 
 class ModelCard(BaseModel):
     version: str = ""
+    # The asset group the model was trained for (stamped by the store it was saved in).
+    asset_group: str = DEFAULT_GROUP
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     detector: str = "lstm-autoencoder"
     features: list[str]
@@ -124,10 +132,14 @@ class ModelBundle(BaseModel):
     card: ModelCard
     scaler: Scaler
     thresholds: Thresholds
+    # The asset group whose store it was loaded from.
+    group: str = DEFAULT_GROUP
 
     @property
     def version(self) -> str:
-        return self.card.version
+        """The version as alerts and Redis report it: ``v0003``, or ``pumps/v0003`` for an asset
+        group's model (each group numbers its own versions, so the bare number is ambiguous)."""
+        return self.card.version if self.group == DEFAULT_GROUP else f"{self.group}/{self.card.version}"
 
     def load_keras(self) -> keras.Model:
         import keras
@@ -135,9 +147,24 @@ class ModelBundle(BaseModel):
         return keras.saving.load_model(self.path / "model.keras", compile=False)
 
 
+def stored_groups(model_dir: Path) -> list[str]:
+    """Asset groups that have a store under ``<model_dir>/groups``, by name."""
+    folder = Path(model_dir) / "groups"
+    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+
 class ModelStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, group: str = DEFAULT_GROUP) -> None:
         self.root = Path(root)
+        self.group = group
+
+    @classmethod
+    def for_group(cls, model_dir: Path, group: str | None = None) -> ModelStore:
+        """The store of an asset group's models, ``<model_dir>/groups/<name>``; None or ``default``
+        is ``model_dir`` itself, so installs without groups keep their layout."""
+        if group is None or group == DEFAULT_GROUP:
+            return cls(model_dir)
+        return cls(Path(model_dir) / "groups" / check_group_name(group), group)
 
     def versions(self) -> list[str]:
         if not self.root.is_dir():
@@ -158,7 +185,11 @@ class ModelStore:
     def load(self, version: str | None = None) -> ModelBundle:
         version = version or self.current()
         if version is None:
-            raise ModelStoreError(f"no model in {self.root}: run `floorwatch train` first")
+            if self.group == DEFAULT_GROUP:
+                raise ModelStoreError(f"no model in {self.root}: run `floorwatch train` first")
+            raise ModelStoreError(
+                f"no model for asset group {self.group!r} in {self.root}: run `floorwatch train --group {self.group}` first"
+            )
         if version not in self.versions():
             raise ModelStoreError(f"unknown model version {version!r} in {self.root}")
         return ModelBundle(
@@ -166,6 +197,7 @@ class ModelStore:
             card=self._read(version, "card.json", ModelCard),
             scaler=self._read(version, "scaler.json", Scaler),
             thresholds=self._read(version, "thresholds.json", Thresholds),
+            group=self.group,
         )
 
     def save(
@@ -181,7 +213,7 @@ class ModelStore:
         self.root.mkdir(parents=True, exist_ok=True)
         existing = self.versions()
         version = f"v{(int(existing[-1][1:]) + 1) if existing else 1:04d}"
-        card = card.model_copy(update={"version": version})
+        card = card.model_copy(update={"version": version, "asset_group": self.group})
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
         try:
             model.save(staging / "model.keras")

@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .rules import Rule, parse_rules
+from .routing import AssetGroup, parse_asset_groups
 
 
 class Settings(BaseSettings):
@@ -52,6 +55,8 @@ class Settings(BaseSettings):
 
     # --- Model and scoring -------------------------------------------------------------------
     model_dir: Path = Path(".floorwatch/models")
+    # A model per asset group, chosen by device id: "pumps=pump-*,valve-*; presses=press-*" (see routing.py).
+    asset_groups: str = ""
     batch_max_size: int = Field(1024, ge=1)
     batch_max_wait_s: float = Field(0.05, gt=0)
     # Score every k-th reading of a device; 1 scores every reading.
@@ -60,6 +65,8 @@ class Settings(BaseSettings):
     max_gap_s: float = Field(60.0, gt=0)
     # Readings stamped further than this into the future are rejected.
     max_future_s: float = Field(300.0, ge=0)
+    # Operator bounds checked beside the model, e.g. "temperature<0.09, vibration<=0.1" (see rules.py).
+    rules: str = ""
 
     # --- Episodes: one failure, one alert episode ----------------------------------------------
     episode_open_after: int = Field(3, ge=1, description="consecutive anomalous windows to open")
@@ -71,6 +78,24 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9108, ge=0, le=65535, description="0 disables the Prometheus endpoint")
     log_level: str = "warning"
+
+    @field_validator("rules")
+    @classmethod
+    def _rules_parse(cls, value: str) -> str:
+        parse_rules(value)  # fail at load, not when the first window is scored
+        return value
+
+    def rule_list(self) -> tuple[Rule, ...]:
+        return tuple(parse_rules(self.rules))
+
+    @field_validator("asset_groups")
+    @classmethod
+    def _asset_groups_parse(cls, value: str) -> str:
+        parse_asset_groups(value)  # a typo fails at load, not as devices silently scored by the default model
+        return value
+
+    def asset_group_list(self) -> tuple[AssetGroup, ...]:
+        return parse_asset_groups(self.asset_groups)
 
     def redis_url_value(self) -> str:
         return self.redis_url.get_secret_value()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import orjson
 import redis.asyncio as aioredis
@@ -83,17 +83,18 @@ class RedisSink:
         self._lock = asyncio.Lock()
         self._available = True
 
-    async def write(self, alerts: Iterable[Alert], statuses: Iterable[DeviceStatus], model_version: str) -> bool:
-        """Write alerts (idempotently) and statuses; return False if Redis is unavailable now."""
+    async def write(self, alerts: Iterable[Alert], statuses: Mapping[str, Iterable[DeviceStatus]]) -> bool:
+        """Write alerts (idempotently) and statuses, keyed by the model version that scored those
+        devices (asset groups have their own); return False if Redis is unavailable now."""
         for alert in alerts:
             if len(self._pending) >= self.max_pending:
                 self._pending.popleft()
                 self.dropped += 1
             self._pending.append(alert)
-        statuses = list(statuses)
+        by_model = [(status, version) for version, group in statuses.items() for status in group]
         async with self._lock:
             try:
-                await self._flush(statuses, model_version)
+                await self._flush(by_model)
             except (RedisError, OSError, asyncio.TimeoutError) as exc:
                 # Once per outage, not once per batch. Only the exception's type: its text may
                 # carry the server address, and nothing here may carry credentials.
@@ -106,7 +107,7 @@ class RedisSink:
             self._available = True
         return True
 
-    async def _flush(self, statuses: list[DeviceStatus], model_version: str) -> None:
+    async def _flush(self, statuses: list[tuple[DeviceStatus, str]]) -> None:
         pipe = self.client.pipeline(transaction=False)
         batch = list(self._pending)
         for alert in batch:
@@ -117,7 +118,7 @@ class RedisSink:
                 args=[alert.model_dump_json(), self.stream_maxlen, self.id_ttl_s, alert.alert_id],
                 client=pipe,
             )
-        for status in statuses:
+        for status, model_version in statuses:
             mapping: dict[str, str] = {
                 "state": status.state,
                 "last_reading_ts": iso_ms(status.last_reading_ms),

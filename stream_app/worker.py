@@ -1,24 +1,62 @@
-"""``floorwatch worker``: load the current model, compile and warm it, then run the Faust app."""
+"""``floorwatch worker``: load the current models (the default one and each asset group's),
+compile and warm them, then run the Faust app."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from .detector import Detector, DetectorConfig
 from .episodes import EpisodeRule
+from .group_detector import GroupDetector
 from .metrics import Metrics
-from .model_store import ModelStore
+from .model_store import ModelBundle, ModelStore, ModelStoreError
+from .routing import DEFAULT_GROUP, GroupRouter
 from .scorer import Scorer
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def build_detector(settings: Settings, version: str | None = None) -> Detector:
-    bundle = ModelStore(settings.model_dir).load(version)
+def build_detectors(settings: Settings, version: str | None = None) -> GroupDetector:
+    """A detector for the default model and one per configured asset group; ``version`` pins the default model."""
+    bundles = load_bundles(settings, version)
+    for group, bundle in bundles.items():
+        if bundle.card.asset_group != group:  # e.g. a version folder copied from another group's store
+            log.warning("model %s serves asset group %r but was trained for %r", bundle.version, group,
+                        bundle.card.asset_group)
+    # A rule applies to every model that has its sensor; one that no model has is a typo.
+    known = {f for bundle in bundles.values() for f in bundle.card.features}
+    unknown = [r.name for r in settings.rule_list() if r.feature not in known]
+    if unknown:
+        raise ValueError(f"FLOORWATCH_RULES: {', '.join(unknown)} name(s) a sensor no model uses ({', '.join(sorted(known))})")
+    detectors = {group: build_detector(settings, bundle) for group, bundle in bundles.items()}
+    log.info("models: %s", ", ".join(f"{g}={d.model_version}" for g, d in detectors.items()))
+    return GroupDetector(detectors, GroupRouter(settings.asset_group_list()))
+
+
+def load_bundles(settings: Settings, version: str | None = None) -> dict[str, ModelBundle]:
+    """Each group's current model (JSON only, no TensorFlow yet); every missing model named in one error."""
+    groups = [DEFAULT_GROUP, *(g.name for g in settings.asset_group_list())]
+    bundles: dict[str, ModelBundle] = {}
+    problems: list[str] = []
+    for group in groups:
+        try:
+            store = ModelStore.for_group(settings.model_dir, group)
+            bundles[group] = store.load(version if group == DEFAULT_GROUP else None)
+        except ModelStoreError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ModelStoreError("; ".join(problems))
+    return bundles
+
+
+def build_detector(settings: Settings, bundle: ModelBundle) -> Detector:
     scorer = Scorer.from_bundle(bundle, max_batch=settings.batch_max_size)
     scorer.warm()  # compile every padded shape before the first message, not during it
-    return Detector(bundle, scorer, detector_config(settings))
+    config = detector_config(settings)
+    rules = tuple(r for r in config.rules if r.feature in bundle.card.features)
+    return Detector(bundle, scorer, dataclasses.replace(config, rules=rules))
 
 
 def detector_config(settings: Settings) -> DetectorConfig:
@@ -27,6 +65,7 @@ def detector_config(settings: Settings) -> DetectorConfig:
         max_gap_ms=int(settings.max_gap_s * 1000),
         max_future_ms=int(settings.max_future_s * 1000),
         rule=EpisodeRule(settings.episode_open_after, settings.episode_close_after, settings.episode_close_ratio),
+        rules=settings.rule_list(),
     )
 
 
@@ -35,7 +74,7 @@ def run_worker(settings: Settings, version: str | None = None) -> None:
 
     from .app import create_app
 
-    detector = build_detector(settings, version)
+    detector = build_detectors(settings, version)
     metrics = Metrics()
     metrics.serve(settings.metrics_host, settings.metrics_port)
     app = create_app(settings, detector, metrics)

@@ -61,6 +61,17 @@ CASES = {
     "worker without a model": (["worker"], "no model"),
     "worker with unknown version": (["worker", "--model-version", "v9999"], "unknown model version"),
     "bad setting": (["config"], "invalid configuration"),
+    "bad asset groups": (["config"], "asset_groups"),
+    "bad group name": (["train", "--group", "Pumps"], "lowercase"),
+    "list a group's models with a bad name": (["models", "list", "--group", "../x"], "lowercase"),
+    "promote in a group without models": (["models", "promote", "v0001", "--group", "pumps"], "unknown model version"),
+    "worker with a group without a model": (["worker"], "floorwatch train --group pumps"),
+}
+# Environment for the cases that need one.
+CASE_ENV = {
+    "bad setting": {"FLOORWATCH_STRIDE": "zero"},
+    "bad asset groups": {"FLOORWATCH_ASSET_GROUPS": "pumps=pump-*; pumps=valve-*"},
+    "worker with a group without a model": {"FLOORWATCH_ASSET_GROUPS": "pumps=pump-*"},
 }
 
 
@@ -69,8 +80,7 @@ def test_bad_input_gives_one_error_line(case: str, tmp_path: Path) -> None:
     args, expected = CASES[case]
     files = {k: str(v) for k, v in _files(tmp_path).items()}
     args = [a.format(tmp=tmp_path, **files) for a in args]
-    env = {"FLOORWATCH_STRIDE": "zero"} if case == "bad setting" else {}
-    line = _one_error_line(_cli(args, tmp_path, **env))
+    line = _one_error_line(_cli(args, tmp_path, **CASE_ENV.get(case, {})))
     assert expected.lower() in line.lower(), line
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream_app.model_store import ModelBundle, ModelStore, ModelStoreError, Scaler
+from stream_app.model_store import ModelBundle, ModelStore, ModelStoreError, Scaler, stored_groups
 from stream_app.scorer import Scorer, pad_sizes
 from stream_app.training import TrainingConfig, _split, train
 
@@ -125,6 +125,22 @@ def test_a_corrupt_file_is_a_model_store_error(store_copy: ModelStore) -> None:
     (store_copy.root / "v0001" / "scaler.json").write_text("{not json")
     with pytest.raises(ModelStoreError, match="scaler.json"):
         store_copy.load()
+
+
+def test_a_group_store_numbers_its_own_versions_and_stamps_its_group(store_copy: ModelStore) -> None:
+    old = store_copy.load()
+    pumps = ModelStore.for_group(store_copy.root, "pumps")
+
+    saved = pumps.save(old.load_keras(), old.card, old.scaler, old.thresholds)
+    loaded = pumps.load()
+
+    assert saved.path == store_copy.root / "groups" / "pumps" / "v0001"
+    assert (loaded.card.version, loaded.card.asset_group, loaded.group) == ("v0001", "pumps", "pumps")
+    assert loaded.version == "pumps/v0001"  # what alerts and Redis report: unambiguous across groups
+    # The default model is untouched, and still reports the bare version.
+    assert store_copy.versions() == ["v0001"] and store_copy.current() == "v0001"
+    assert store_copy.load().version == "v0001" and store_copy.load().card.asset_group == "default"
+    assert stored_groups(store_copy.root) == ["pumps"]
 
 
 # --- the scaler: fitted on training data only, applied as saved --------------------------------

@@ -90,11 +90,11 @@ async def test_sink_log_names_no_secret(caplog: pytest.LogCaptureFixture) -> Non
     client = aioredis.from_url(f"redis://:{SECRET}@127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
     sink = RedisSink(client, "fw")
     with caplog.at_level(logging.DEBUG, logger="stream_app.sinks"):
-        assert await sink.write((), (), "v0001") is True  # nothing to write: no connection attempted
+        assert await sink.write((), {}) is True  # nothing to write: no connection attempted
         from stream_app.detector import DeviceStatus
 
-        assert await sink.write((), [DeviceStatus("d1", 0, "normal")], "v0001") is False
-        assert await sink.write((), [DeviceStatus("d1", 0, "normal")], "v0001") is False
+        assert await sink.write((), {"v0001": [DeviceStatus("d1", 0, "normal")]}) is False
+        assert await sink.write((), {"v0001": [DeviceStatus("d1", 0, "normal")]}) is False
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 1 and "unavailable" in messages[0]  # once per outage, not per batch
     assert SECRET not in caplog.text
