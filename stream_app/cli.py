@@ -398,7 +398,7 @@ def evaluate(
     csv: Annotated[Optional[list[Path]], typer.Option(help="labelled CSV recording(s), one device each")] = None,
     label_column: Annotated[str, typer.Option(help="CSV: 0/1 label column")] = "anomaly",
     time_column: Annotated[Optional[str], typer.Option(help="CSV: time column (default: the first)")] = None,
-    features: Annotated[Optional[str], typer.Option(help="CSV: comma-separated sensor columns (default: all others)")] = None,
+    features: Annotated[Optional[str], typer.Option(help="CSV or SKAB: comma-separated sensor columns (default: all sensors)")] = None,
     train_rows: Annotated[int, typer.Option(help="CSV: train a model per file on its first N rows (0: use the stored model)")] = 0,
     skab: Annotated[Optional[Path], typer.Option(help="SKAB data folder, e.g. ../shared/data/skab (SKAB protocol)")] = None,
     detector: Annotated[str, typer.Option(help="lstm (autoencoder) or iforest (IsolationForest baseline)")] = "lstm",

@@ -317,7 +317,9 @@ def run_evaluation(settings: object, request: EvaluateRequest) -> tuple[Evaluati
         from .skab import load_skab
 
         assert request.skab is not None
-        return evaluate_per_series(load_skab(request.skab), options, source=f"SKAB ({request.skab})")
+        series = load_skab(request.skab, features=request.features)
+        sensors = "" if request.features is None else f", {len(request.features)} of 8 sensors"
+        return evaluate_per_series(series, options, source=f"SKAB ({request.skab}{sensors})")
     if request.source == "csv":
         from .skab import read_labelled_csv
 

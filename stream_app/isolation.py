@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .model_store import ModelBundle, ModelCard, Scaler, TrainingSummary, ValidationMetrics
+from .model_store import ModelBundle, ModelCard, Scaler
 from .scorer import Scores
-from .thresholds import calibrate
-from .training import TrainingConfig, _split, windows_of
+from .training import TrainingConfig, TrainingData, calibration_record, validation_metrics
 
 
 def window_features(scaled: np.ndarray) -> np.ndarray:
@@ -54,26 +53,12 @@ def train_isolation(
     """Fit a forest on the training part of each series, calibrate on the held-out part; in memory."""
     from sklearn.ensemble import IsolationForest
 
-    train_parts, val_parts = _split(series, config)
-    train_values = np.concatenate(train_parts)
-    scaler = Scaler.fit(train_values)
-    x_train = np.concatenate([windows_of(s, config.window, config.train_stride) for s in train_parts])
-    x_val = np.concatenate([windows_of(s, config.window, 1) for s in val_parts])
-    if len(x_train) < 10 or len(x_val) < 10:
-        raise ValueError(f"not enough data: {len(x_train)} training and {len(x_val)} validation windows")
+    data = TrainingData.prepare(series, config)
+    scaler, x_train, x_val = data.scaler, data.x_train, data.x_val
     forest = IsolationForest(n_estimators=100, random_state=config.seed).fit(window_features(scaler.transform(x_train)))
     scorer = IsolationScorer(forest, scaler, len(features), max_batch=max_batch)
     raw = scorer.raw_scores(x_val).astype(np.float64)
-    thresholds = calibrate(
-        np.repeat(raw[:, None], len(features), axis=1),
-        features,
-        window_means=x_val.mean(axis=1),
-        window_ranges=np.concatenate([np.ptp(x_train, axis=1), np.ptp(x_val, axis=1)]),
-        quantile=config.quantile,
-        multiplier=config.multiplier,
-        method=config.threshold_method,
-        ewma_alpha=config.ewma_alpha,
-    )
+    thresholds = data.calibrate(np.repeat(raw[:, None], len(features), axis=1), features, config)
     scorer.reference = float(thresholds.feature_reference[0])
     val_scores = raw / scorer.reference
     card = ModelCard(
@@ -82,25 +67,10 @@ def train_isolation(
         features=features,
         window=config.window,
         units=0,
-        training=TrainingSummary(
-            source=source,
-            series=len(series),
-            readings=int(sum(len(s) for s in series)),
-            train_windows=len(x_train),
-            validation_windows=len(x_val),
-            feature_mean=dict(zip(features, train_values.mean(axis=0).astype(float).tolist())),
-            feature_std=dict(zip(features, train_values.std(axis=0).astype(float).tolist())),
-            epochs=0,
-        ),
-        validation=ValidationMetrics(
-            train_loss=0.0,
-            validation_loss=0.0,
-            validation_score_p50=float(np.median(val_scores)),
-            validation_score_p99=float(np.quantile(val_scores, 0.99)),
-            validation_score_max=float(val_scores.max()),
-            validation_windows_over_threshold=float((val_scores > thresholds.threshold).mean()),
-        ),
+        training=data.summary(features, source=source, epochs=0),
+        validation=validation_metrics(val_scores, thresholds),
         notes={"window_features": "mean,std,min,max of each scaled sensor", "n_estimators": 100},
+        calibration=calibration_record(thresholds),
     )
     bundle = ModelBundle(path=Path("."), card=card, scaler=scaler, thresholds=thresholds)
     return bundle, scorer

@@ -118,12 +118,18 @@ def skab_files(root: Path) -> list[Path]:
     return files
 
 
-def load_skab(root: Path, *, train_rows: int = SKAB_TRAIN_ROWS) -> list[LabelledSeries]:
-    """Every labelled SKAB file as one device (``valve1-0``, ...), first ``train_rows`` rows for training."""
+def load_skab(root: Path, *, train_rows: int = SKAB_TRAIN_ROWS, features: list[str] | None = None) -> list[LabelledSeries]:
+    """Every labelled SKAB file as one device (``valve1-0``, ...), first ``train_rows`` rows for training.
+
+    ``features``: a subset of the eight sensors (default: all of them), the same for every file.
+    """
+    unknown = sorted(set(features or ()) - set(SKAB_FEATURES))
+    if unknown:
+        raise ValueError(f"not SKAB sensor(s): {', '.join(unknown)} (sensors: {', '.join(SKAB_FEATURES)})")
     series = []
     for path in skab_files(root):
         s = read_labelled_csv(
-            path, label_column="anomaly", time_column="datetime", features=SKAB_FEATURES, delimiter=";",
+            path, label_column="anomaly", time_column="datetime", features=features or SKAB_FEATURES, delimiter=";",
             device_id=f"{path.parent.name}-{path.stem}", train_rows=train_rows,
         )  # fmt: skip
         if len(s.ts) <= train_rows:

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .autoencoder import build_autoencoder
-from .model_store import ModelCard, ModelStore, ModelBundle, Scaler, TrainingSummary, ValidationMetrics
+from .model_store import ModelBundle, ModelCard, ModelStore, Scaler, Thresholds, TrainingSummary, ValidationMetrics
 from .scorer import Scorer
 from .thresholds import DEFAULT_EWMA_ALPHA, DEFAULT_MULTIPLIER, DEFAULT_QUANTILE, calibrate
 
@@ -45,6 +45,71 @@ def windows_of(series: np.ndarray, window: int, stride: int = 1) -> np.ndarray:
     return np.ascontiguousarray(view[::stride].transpose(0, 2, 1), dtype=np.float32)
 
 
+@dataclass(frozen=True, slots=True)
+class TrainingData:
+    """Normal series split in time into training and validation windows, with the scaler fitted on training only."""
+
+    series: int
+    readings: int
+    train_values: np.ndarray  # (n, F) training readings
+    scaler: Scaler
+    x_train: np.ndarray  # (m, T, F)
+    x_val: np.ndarray  # (k, T, F)
+
+    @classmethod
+    def prepare(cls, series: list[np.ndarray], config: TrainingConfig) -> TrainingData:
+        train_parts, val_parts = _split(series, config)
+        train_values = np.concatenate(train_parts)
+        x_train = np.concatenate([windows_of(s, config.window, config.train_stride) for s in train_parts])
+        x_val = np.concatenate([windows_of(s, config.window, 1) for s in val_parts])
+        if len(x_train) < 10 or len(x_val) < 10:
+            raise ValueError(f"not enough data: {len(x_train)} training and {len(x_val)} validation windows")
+        return cls(len(series), int(sum(len(s) for s in series)), train_values, Scaler.fit(train_values), x_train, x_val)
+
+    def calibrate(self, val_errors: np.ndarray, features: list[str], config: TrainingConfig) -> Thresholds:
+        """Thresholds from the validation windows' per-feature errors (n, F), by the configured method."""
+        return calibrate(
+            val_errors,
+            features,
+            window_means=self.x_val.mean(axis=1),
+            window_ranges=np.concatenate([np.ptp(self.x_train, axis=1), np.ptp(self.x_val, axis=1)]),
+            quantile=config.quantile,
+            multiplier=config.multiplier,
+            method=config.threshold_method,
+            ewma_alpha=config.ewma_alpha,
+        )
+
+    def summary(self, features: list[str], *, source: str, epochs: int) -> TrainingSummary:
+        return TrainingSummary(
+            source=source,
+            series=self.series,
+            readings=self.readings,
+            train_windows=len(self.x_train),
+            validation_windows=len(self.x_val),
+            feature_mean=dict(zip(features, self.train_values.mean(axis=0).astype(float).tolist())),
+            feature_std=dict(zip(features, self.train_values.std(axis=0).astype(float).tolist())),
+            epochs=epochs,
+        )
+
+
+def validation_metrics(
+    val_scores: np.ndarray, thresholds: Thresholds, *, train_loss: float = 0.0, validation_loss: float = 0.0
+) -> ValidationMetrics:
+    return ValidationMetrics(
+        train_loss=train_loss,
+        validation_loss=validation_loss,
+        validation_score_p50=float(np.median(val_scores)),
+        validation_score_p99=float(np.quantile(val_scores, 0.99)),
+        validation_score_max=float(val_scores.max()),
+        validation_windows_over_threshold=float((val_scores > thresholds.threshold).mean()),
+    )
+
+
+def calibration_record(thresholds: Thresholds) -> dict[str, object]:
+    """What the model card records of the calibration (the full lines are in thresholds.json)."""
+    return thresholds.model_dump(include={"method", "quantile", "multiplier", "ewma_alpha", "z", "threshold", "feature_thresholds", "stuck_features"})
+
+
 def train(
     series: list[np.ndarray],
     features: list[str],
@@ -57,13 +122,8 @@ def train(
 ) -> ModelBundle:
     import keras
 
-    train_parts, val_parts = _split(series, config)
-    train_values = np.concatenate(train_parts)
-    scaler = Scaler.fit(train_values)
-    x_train = np.concatenate([windows_of(s, config.window, config.train_stride) for s in train_parts])
-    x_val = np.concatenate([windows_of(s, config.window, 1) for s in val_parts])
-    if len(x_train) < 10 or len(x_val) < 10:
-        raise ValueError(f"not enough data: {len(x_train)} training and {len(x_val)} validation windows")
+    data = TrainingData.prepare(series, config)
+    scaler, x_train, x_val = data.scaler, data.x_train, data.x_val
 
     model = build_autoencoder(config.window, len(features), config.units, seed=config.seed)
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse", jit_compile=config.jit_compile)
@@ -83,50 +143,21 @@ def train(
     )
 
     val_errors = Scorer(model, scaler).raw_errors(x_val)
-    thresholds = calibrate(
-        val_errors,
-        features,
-        window_means=x_val.mean(axis=1),
-        window_ranges=np.concatenate([np.ptp(x_train, axis=1), np.ptp(x_val, axis=1)]),
-        quantile=config.quantile,
-        multiplier=config.multiplier,
-        method=config.threshold_method,
-        ewma_alpha=config.ewma_alpha,
-    )
+    thresholds = data.calibrate(val_errors, features, config)
     val_scores = (val_errors / np.asarray(thresholds.feature_reference)).max(axis=1)
     card = ModelCard(
         features=features,
         window=config.window,
         units=config.units,
-        training=TrainingSummary(
-            source=source,
-            series=len(series),
-            readings=int(sum(len(s) for s in series)),
-            train_windows=len(x_train),
-            validation_windows=len(x_val),
-            feature_mean=dict(zip(features, train_values.mean(axis=0).astype(float).tolist())),
-            feature_std=dict(zip(features, train_values.std(axis=0).astype(float).tolist())),
-            epochs=len(history.history["loss"]),
-        ),
-        validation=ValidationMetrics(
+        training=data.summary(features, source=source, epochs=len(history.history["loss"])),
+        validation=validation_metrics(
+            val_scores,
+            thresholds,
             train_loss=float(min(history.history["loss"])),
             validation_loss=float(min(history.history["val_loss"])),
-            validation_score_p50=float(np.median(val_scores)),
-            validation_score_p99=float(np.quantile(val_scores, 0.99)),
-            validation_score_max=float(val_scores.max()),
-            validation_windows_over_threshold=float((val_scores > thresholds.threshold).mean()),
         ),
         notes={"train_stride": config.train_stride, "validation_share": config.validation_share},
-        calibration={
-            "method": thresholds.method,
-            "quantile": thresholds.quantile,
-            "multiplier": thresholds.multiplier,
-            "ewma_alpha": thresholds.ewma_alpha,
-            "z": thresholds.z,
-            "threshold": thresholds.threshold,
-            "feature_thresholds": thresholds.feature_thresholds,
-            "stuck_features": thresholds.stuck_features,
-        },
+        calibration=calibration_record(thresholds),
     )
     return store.save(model, card, scaler, thresholds, promote=promote)
 
