@@ -3,8 +3,11 @@
 It plugs into the same ``Detector`` as the LSTM autoencoder (same windows, checks, thresholds and
 episodes): it exposes ``score()`` and ``max_batch`` like ``Scorer``. A window becomes, per sensor
 (scaled with the training scaler), its mean, standard deviation, minimum and maximum; the forest's
-anomaly score (``-score_samples``) divided by its median on normal validation windows is the
-window's score, so 1.0 means "typical" as it does for the autoencoder.
+anomaly score becomes ``c / h``, the average path length of a point over this window's expected path
+length (how many times faster it is isolated), and that divided by its median on normal validation
+windows is the window's score, so 1.0 means "typical" as it does for the autoencoder. (The forest's
+own score ``s = 2^(-h/c)`` saturates near 1.5x its normal median, below a quantile x multiplier line:
+the baseline could never alert on it.)
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ class IsolationScorer:
     def raw_scores(self, windows: np.ndarray) -> np.ndarray:
         if not len(windows):
             return np.empty(0, np.float32)
-        return (-self.forest.score_samples(window_features(self.scaler.transform(windows)))).astype(np.float32)  # type: ignore[attr-defined]
+        s = -self.forest.score_samples(window_features(self.scaler.transform(windows)))  # type: ignore[attr-defined]
+        return (-1.0 / np.log2(s)).astype(np.float32)  # s = 2^(-h/c) -> c/h
 
     def score(self, windows: np.ndarray) -> Scores:
         score = self.raw_scores(windows) / self.reference
