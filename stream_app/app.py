@@ -60,6 +60,7 @@ def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) ->
         settings.redis_prefix,
         stream_maxlen=settings.redis_stream_maxlen,
         id_ttl_s=settings.redis_alert_id_ttl_s,
+        on_drop=metrics.redis_dropped.inc,
     )
 
     async def handle(events: Sequence[EventT]) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import orjson
 import redis.asyncio as aioredis
@@ -66,6 +66,7 @@ class RedisSink:
         stream_maxlen: int = 10_000,
         id_ttl_s: int = 7 * 24 * 3600,
         max_pending: int = 100_000,
+        on_drop: Callable[[], None] | None = None,
     ) -> None:
         self.client = client
         self.keys = RedisKeys(prefix)
@@ -77,6 +78,7 @@ class RedisSink:
         self._pending: deque[Alert] = deque()
         self.max_pending = max_pending
         self.dropped = 0
+        self._on_drop = on_drop  # e.g. a metrics counter's inc
         self.written = 0
         # The worker's batch handler and its flush timer both write; one flush at a time, or two
         # would send the same buffered alerts and then both remove them.
@@ -90,6 +92,8 @@ class RedisSink:
             if len(self._pending) >= self.max_pending:
                 self._pending.popleft()
                 self.dropped += 1
+                if self._on_drop is not None:
+                    self._on_drop()
             self._pending.append(alert)
         by_model = [(status, version) for version, group in statuses.items() for status in group]
         async with self._lock:
