@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import faust
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 from faust.types import EventT
 
 from .contracts import Reading
@@ -77,6 +78,11 @@ def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) ->
         metrics.messages.inc(len(events))
         metrics.readings.inc(len(readings))
 
+        # Devices new to this worker (a restart, a rebalance): carry on with the episodes their
+        # previous worker left open, so a failure that spans the handover stays one episode.
+        unseen = detector.unseen(dict.fromkeys(r.device_id for r in readings))
+        if unseen and sink.available:
+            await _resume_episodes(detector, sink, unseen)
         detection = detector.process(readings)
         for refused in detection.refused:
             original = orjson.dumps(refused.reading.model_dump(mode="json"))
@@ -135,6 +141,18 @@ def _short_fetch_consumer(wait_ms: int) -> type:
             return ShortFetchThread(self, loop=self.loop, beacon=self.beacon)
 
     return ShortFetchConsumer
+
+
+async def _resume_episodes(detector: GroupDetector, sink: RedisSink, device_ids: list[str]) -> None:
+    try:
+        episodes = await sink.open_episodes(device_ids)
+    except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        log.warning("open episodes unreadable (%s): %d device(s) start afresh", type(exc).__name__, len(device_ids))
+        return
+    for device, episode in episodes.items():
+        detector.resume(device, episode)
+    if episodes:
+        log.info("resumed %d open episode(s) of devices new to this worker", len(episodes))
 
 
 async def _to_dlq(topic: faust.TopicT, event: EventT, rejection: Rejection) -> asyncio.Future:

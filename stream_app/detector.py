@@ -8,14 +8,14 @@ with nothing from later readings.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
 from .contracts import Alert, Episode, Reading, iso_ms
-from .episodes import EpisodeRule, EpisodeTracker, Transition
+from .episodes import EpisodeRule, EpisodeTracker, OpenEpisode, Transition
 from .model_store import ModelBundle
 from .rules import Rule
 from .scorer import Scorer, Scores
@@ -105,6 +105,14 @@ class Detector:
     @property
     def model_version(self) -> str:
         return self.bundle.version
+
+    def unseen(self, device_ids: Iterable[str]) -> list[str]:
+        """Devices this detector has no reading of yet (a new device, or one taken over from another worker)."""
+        return [d for d in device_ids if d not in self.windows]
+
+    def resume(self, device_id: str, episode: OpenEpisode) -> None:
+        """Carry on with an episode the device's previous worker had open (see ``EpisodeTracker.resume``)."""
+        self.episodes.resume(device_id, episode)
 
     def process(self, readings: Sequence[Reading], *, now_ms: int | None = None) -> Detection:
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms

@@ -33,8 +33,20 @@ class Transition:
     windows: int
 
 
+@dataclass(frozen=True, slots=True)
+class OpenEpisode:
+    """An episode another worker had open for a device (from its last alert), to carry on with."""
+
+    episode_id: str
+    started_ms: int
+    peak: float
+    windows: int
+
+
 @dataclass(slots=True)
 class _DeviceState:
+    # Set by ``resume``: adopted at the first window that ends at or after its start.
+    resumed: OpenEpisode | None = None
     run_above: int = 0
     run_start_ms: int = 0
     run_quiet: int = 0
@@ -57,11 +69,30 @@ class EpisodeTracker:
     def open_episodes(self) -> dict[str, str]:
         return {d: s.episode_id for d, s in self._devices.items() if s.episode_id is not None}
 
+    def knows(self, device_id: str) -> bool:
+        return device_id in self._devices
+
+    def resume(self, device_id: str, episode: OpenEpisode) -> None:
+        """Carry on with an episode that was open when the device's previous worker stopped.
+
+        The new worker re-reads the readings since the last commit with empty windows, so it may
+        not see the episode's opening again (its first windows come T-1 readings late). Its first
+        window that ends at or after the episode's start joins the episode, with its id, instead of
+        opening another one; if it opens the same episode by itself before that, nothing changes.
+        """
+        if self.knows(device_id):
+            return  # this worker has its own state for the device: it is authoritative
+        self._devices[device_id] = _DeviceState(resumed=episode)
+
     def update(self, device_id: str, at_ms: int, ratio: float) -> Transition | None:
         """Feed one window's ratio (1.0 = the alerting line); return the transition it causes, if any."""
         state = self._devices.get(device_id)
         if state is None:
             state = self._devices[device_id] = _DeviceState()
+        if state.episode_id is None and state.resumed is not None and at_ms >= state.resumed.started_ms:
+            ep, state.resumed = state.resumed, None
+            state.episode_id, state.started_ms, state.peak, state.windows = ep.episode_id, ep.started_ms, ep.peak, ep.windows
+            state.last_anomalous_ms, state.run_above, state.run_quiet = at_ms, 0, 0
         if state.episode_id is None:
             return self._while_normal(device_id, state, at_ms, ratio)
         return self._while_open(state, at_ms, ratio)
@@ -78,6 +109,7 @@ class EpisodeTracker:
         if state.run_above < self.rule.open_after:
             return None
         state.episode_id = f"{device_id}@{state.run_start_ms}"
+        state.resumed = None  # it opened here: whatever was resumed is this episode or one before it
         state.started_ms = state.run_start_ms
         state.last_anomalous_ms = at_ms
         state.windows = state.run_above

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from .contracts import Alert, Reading
 from .detector import Detection, Detector, DeviceStatus, Refused
+from .episodes import OpenEpisode
 from .routing import DEFAULT_GROUP, GroupRouter
 
 
@@ -63,6 +64,18 @@ class GroupDetector:
     def model_versions(self) -> dict[str, str]:
         """Asset group -> the model version its detector serves."""
         return {group: d.model_version for group, d in self.detectors.items()}
+
+    def detector_for(self, device_id: str) -> Detector:
+        return self._single or self.detectors[self.router.group_of(device_id)]
+
+    def unseen(self, device_ids: Iterable[str]) -> list[str]:
+        """Devices whose detector has no reading of them yet."""
+        if self._single is not None:
+            return self._single.unseen(device_ids)
+        return [d for d in device_ids if self.detector_for(d).unseen((d,))]
+
+    def resume(self, device_id: str, episode: OpenEpisode) -> None:
+        self.detector_for(device_id).resume(device_id, episode)
 
     def process(self, readings: Sequence[Reading], *, now_ms: int | None = None) -> Detections:
         if self._single is not None:

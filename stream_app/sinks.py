@@ -16,14 +16,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .contracts import Alert, iso_ms
+from .contracts import Alert, iso_ms, to_epoch_ms
 from .detector import DeviceStatus
+from .episodes import OpenEpisode
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,29 @@ class RedisSink:
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    @property
+    def available(self) -> bool:
+        """False from a failed write until the next successful one."""
+        return self._available
+
+    async def open_episodes(self, device_ids: Sequence[str]) -> dict[str, OpenEpisode]:
+        """Each device's episode that its last alert left open, if any: one pipelined round trip."""
+        if not device_ids:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for device in device_ids:
+            pipe.xrevrange(self.keys.device_alerts(device), count=1)
+        found: dict[str, OpenEpisode] = {}
+        for device, entries in zip(device_ids, await pipe.execute()):
+            if not entries:
+                continue
+            episode = Alert.model_validate_json(entries[0][1][b"alert"]).episode
+            if episode.state == "open":
+                found[device] = OpenEpisode(
+                    episode.episode_id, to_epoch_ms(episode.started_at), episode.peak_ratio, episode.windows
+                )
+        return found
 
 
 async def recent_alerts(client: aioredis.Redis, prefix: str, device_id: str | None, count: int) -> list[Alert]:

@@ -36,6 +36,9 @@ class WindowStore:
     def __len__(self) -> int:
         return len(self._slots)
 
+    def __contains__(self, device_id: object) -> bool:
+        return device_id in self._slots
+
     @property
     def nbytes(self) -> int:
         return self._values.nbytes + self._ts.nbytes + 3 * self._pos.nbytes

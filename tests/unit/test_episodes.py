@@ -117,3 +117,45 @@ def test_replaying_the_same_windows_gives_the_same_ids() -> None:
         "press-7@1700000017000",
         "press-7@1700000017000",
     ]
+
+
+# --- Resuming an episode another worker left open (a takeover or restart) ---------------------
+
+from stream_app.episodes import OpenEpisode  # noqa: E402
+
+
+def test_resumed_episode_is_joined_by_the_first_window_at_or_after_its_start() -> None:
+    tracker = EpisodeTracker(EpisodeRule(open_after=3, close_after=2, close_ratio=0.8))
+    tracker.resume("d", OpenEpisode("d@1000", 1000, 2.5, 4))
+    assert tracker.update("d", 900, 1.5) is None and not tracker.is_open("d")  # re-read history before it
+    assert tracker.update("d", 1100, 1.5) is None and tracker.is_open("d")  # joined, no second "open"
+    assert tracker.update("d", 1200, 0.1) is None
+    closed = tracker.update("d", 1300, 0.1)
+    assert closed is not None and closed.kind == "closed" and closed.episode_id == "d@1000"
+    assert closed.started_ms == 1000 and closed.peak_score == 2.5 and closed.windows == 7
+
+
+def test_re_read_readings_that_reach_the_episode_start_join_it_without_a_second_open() -> None:
+    tracker = EpisodeTracker(EpisodeRule(open_after=2, close_after=5, close_ratio=0.8))
+    tracker.resume("d", OpenEpisode("d@1000", 1000, 2.0, 3))
+    assert tracker.update("d", 900, 0.2) is None
+    assert tracker.update("d", 1000, 2.0) is None and tracker.open_episodes() == {"d": "d@1000"}
+    assert tracker.update("d", 1100, 2.0) is None
+
+
+def test_an_episode_that_opens_before_the_resumed_one_replaces_it() -> None:
+    tracker = EpisodeTracker(EpisodeRule(open_after=2, close_after=1, close_ratio=0.8))
+    tracker.resume("d", OpenEpisode("d@1000", 1000, 2.0, 3))
+    assert tracker.update("d", 700, 2.0) is None
+    opened = tracker.update("d", 800, 2.0)  # this worker saw an earlier episode open: it is authoritative
+    assert opened is not None and opened.episode_id == "d@700"
+    closed = tracker.update("d", 900, 0.1)
+    assert closed is not None and closed.episode_id == "d@700"
+    assert tracker.update("d", 1100, 0.1) is None and not tracker.is_open("d")  # the resumed copy is gone
+
+
+def test_resume_does_not_override_a_device_this_worker_already_tracks() -> None:
+    tracker = EpisodeTracker(EpisodeRule(open_after=1, close_after=5, close_ratio=0.8))
+    tracker.update("d", 500, 0.2)
+    tracker.resume("d", OpenEpisode("d@1000", 1000, 2.0, 3))
+    assert tracker.update("d", 1100, 0.2) is None and not tracker.is_open("d")

@@ -1,0 +1,36 @@
+"""The Redis sink against the real embedded Redis: idempotent writes, and the open episodes a new
+worker reads back when it takes over devices."""
+
+from __future__ import annotations
+
+import time
+
+import redis.asyncio as aioredis
+
+from stream_app.contracts import to_epoch_ms
+from stream_app.embedded import EmbeddedServices
+from stream_app.episodes import OpenEpisode
+from stream_app.sinks import RedisSink
+from tests.unit.test_evaluation import alert
+
+START = 1_795_000_000_000
+
+
+async def test_open_episodes_are_those_whose_last_alert_opened_them(services: EmbeddedServices) -> None:
+    state = services.state()
+    assert state is not None
+    client = aioredis.from_url(state.redis_url)
+    sink = RedisSink(client, f"resume-{time.time_ns()}")
+    opened = alert("press-01", START)
+    closed = alert("press-02", START, state="closed")
+    assert await sink.write([opened, alert("press-02", START), closed], {})
+
+    found = await sink.open_episodes(["press-01", "press-02", "press-03"])
+
+    assert found == {
+        "press-01": OpenEpisode(
+            opened.episode.episode_id, to_epoch_ms(opened.episode.started_at), opened.episode.peak_ratio, opened.episode.windows
+        )
+    }
+    assert await sink.open_episodes([]) == {}
+    await client.aclose()
