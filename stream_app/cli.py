@@ -112,6 +112,8 @@ def train(
     epochs: Annotated[int, typer.Option()] = 15,
     quantile: Annotated[float, typer.Option(help="threshold quantile of validation scores")] = 0.999,
     multiplier: Annotated[float, typer.Option(help="threshold multiplier")] = 1.25,
+    threshold_method: Annotated[str, typer.Option(help="quantile, per-feature or dynamic (telemanom: EWMA-smoothed scores)")] = "quantile",
+    ewma_alpha: Annotated[float, typer.Option(help="dynamic method: EWMA smoothing factor")] = 0.2,
     seed: Annotated[int, typer.Option()] = 1,
     promote: Annotated[bool, typer.Option(help="make the new version current")] = True,
     if_missing: Annotated[bool, typer.Option(help="do nothing if the store has a current model")] = False,
@@ -133,7 +135,10 @@ def train(
 
         series = normal_training_series(devices, samples, seed=seed)
         names, source = FEATURES, f"simulator: {devices} devices x {samples} readings, seed {seed}"
-    config = TrainingConfig(window=window, units=units, epochs=epochs, quantile=quantile, multiplier=multiplier, seed=seed)
+    config = TrainingConfig(
+        window=window, units=units, epochs=epochs, quantile=quantile, multiplier=multiplier,
+        threshold_method=threshold_method, ewma_alpha=ewma_alpha, seed=seed,
+    )  # fmt: skip
     started = time.perf_counter()
     with console.status("training..."):
         bundle = train_model(series, names, store, config, source=source, promote=promote)

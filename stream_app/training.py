@@ -16,7 +16,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .autoencoder import build_autoencoder
 from .model_store import ModelBundle, ModelCard, ModelStore, Scaler, Thresholds, TrainingSummary, ValidationMetrics
 from .scorer import Scorer
-from .thresholds import DEFAULT_EWMA_ALPHA, DEFAULT_MULTIPLIER, DEFAULT_QUANTILE, calibrate
+from .thresholds import DEFAULT_EWMA_ALPHA, DEFAULT_MULTIPLIER, DEFAULT_QUANTILE, METHODS, calibrate
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,11 @@ class TrainingConfig:
     seed: int = 0
     # XLA pays off on big training sets; for tiny ones (SKAB's 400 rows) compiling costs more than it saves.
     jit_compile: bool = True
+
+    def __post_init__(self) -> None:
+        # Refuse a bad calibration choice before minutes of training, not after.
+        if self.threshold_method not in METHODS:
+            raise ValueError(f"unknown threshold method {self.threshold_method!r}; known: {', '.join(METHODS)}")
 
 
 def windows_of(series: np.ndarray, window: int, stride: int = 1) -> np.ndarray:
