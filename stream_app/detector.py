@@ -85,6 +85,7 @@ class Detector:
         thresholds = bundle.thresholds
         stuck = thresholds.stuck_features
         self._stuck_mask = np.array([stuck is None or f in stuck for f in self.features], bool)
+        self._stuck_run = min(thresholds.stuck_run or bundle.card.window, bundle.card.window)
         self._method = thresholds.method
         # Per-feature method: each feature's relative error against its own line.
         self._feature_lines = np.array(
@@ -171,9 +172,9 @@ class Detector:
     def _score(self, devices: list[str], spans: list[tuple[int, int]], fresh: list[int], out: Detection) -> None:
         windows = self._batch[: len(devices)]
         scores = self.scorer.score(windows)
-        # Checks beside the model: a sensor repeating one value for a whole window is stuck, and
+        # Checks beside the model: a sensor repeating one value for its last readings is stuck, and
         # a window whose mean leaves the normal envelope is out of range, whatever the model says.
-        stuck = (np.ptp(windows, axis=1) == 0.0) & self._stuck_mask
+        stuck = (np.ptp(windows[:, -self._stuck_run :], axis=1) == 0.0) & self._stuck_mask
         level = np.abs(windows.mean(axis=1) - self._centre) / self._half  # 1.0 = edge of the envelope
         out_of_range = level > 1.0
         ratio = np.maximum(self._model_ratio(devices, scores), level.max(axis=1))

@@ -80,9 +80,12 @@ class Thresholds(BaseModel):
     # model can extrapolate a level it never saw (a machine running hot reconstructs as "hot"),
     # so a window whose mean leaves this envelope fails the ``level`` check on its own.
     feature_envelope: dict[str, tuple[float, float]] = Field(default_factory=dict)
-    # Features the ``stuck`` check applies to: those that never held one value for a whole normal
-    # window (a quantised sensor that often repeats itself is not "stuck"). None: every feature.
+    # The ``stuck`` check: a sensor that repeats one value for the last ``stuck_run`` readings of a
+    # window (None: the whole window). It applies to ``stuck_features``, those that never held one
+    # value that long in normal data (a quantised sensor that often repeats itself is not "stuck");
+    # None: every feature.
     stuck_features: list[str] | None = None
+    stuck_run: int | None = None
     # method "dynamic" (telemanom-style): scores are EWMA-smoothed per device with ``ewma_alpha``
     # and ``threshold`` = mean + z * sd of smoothed normal scores, z picked by the pruning criterion.
     ewma_alpha: float | None = None

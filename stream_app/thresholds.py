@@ -29,6 +29,7 @@ def calibrate(
     *,
     window_means: np.ndarray | None = None,
     window_ranges: np.ndarray | None = None,
+    stuck_run: int | None = None,
     quantile: float = DEFAULT_QUANTILE,
     multiplier: float = DEFAULT_MULTIPLIER,
     method: str = "quantile",
@@ -38,7 +39,7 @@ def calibrate(
 
     ``window_means`` (n, F), the same windows' means in sensor units, gives the level envelope:
     the central ``quantile`` range, widened by ``ENVELOPE_MARGIN`` around its centre.
-    ``window_ranges`` (m, F), max - min of normal windows, limits the stuck check to features that
+    ``window_ranges`` (m, F), max - min of normal runs of ``stuck_run`` readings, limits the stuck check to features that
     never sat still for a whole normal window.
     ``method``: "quantile" (the window score's quantile x multiplier), "per-feature" (each feature's
     own quantile x multiplier) or "dynamic" (telemanom: EWMA-smoothed scores, mean + z*sd, z by the
@@ -75,6 +76,7 @@ def calibrate(
         feature_thresholds={name: float(v) for name, v in zip(features, per_feature)},
         feature_envelope=_envelope(window_means, features, quantile, ENVELOPE_MARGIN) if window_means is not None else {},
         stuck_features=stuck,
+        stuck_run=stuck_run,
         ewma_alpha=alpha,
         z=z,
     )

@@ -36,10 +36,22 @@ class TrainingConfig:
     # XLA pays off on big training sets; for tiny ones (SKAB's 400 rows) compiling costs more than it saves.
     jit_compile: bool = True
 
+    @property
+    def stuck_run(self) -> int:
+        """Readings a sensor must repeat to fail the stuck check: half a window, so a stuck sensor is
+        caught that many readings after it stops, not a whole window later."""
+        return max(2, self.window // 2)
+
     def __post_init__(self) -> None:
         # Refuse a bad calibration choice before minutes of training, not after.
         if self.threshold_method not in METHODS:
             raise ValueError(f"unknown threshold method {self.threshold_method!r}; known: {', '.join(METHODS)}")
+
+
+def run_ranges(windows: np.ndarray, run: int) -> np.ndarray:
+    """(n, T, F) windows -> (n, F): each window's smallest max - min over any ``run`` consecutive readings."""
+    runs = sliding_window_view(windows, min(run, windows.shape[1]), axis=1)  # (n, T-run+1, F, run)
+    return np.ptp(runs, axis=-1).min(axis=1)
 
 
 def windows_of(series: np.ndarray, window: int, stride: int = 1) -> np.ndarray:
@@ -77,7 +89,8 @@ class TrainingData:
             val_errors,
             features,
             window_means=self.x_val.mean(axis=1),
-            window_ranges=np.concatenate([np.ptp(self.x_train, axis=1), np.ptp(self.x_val, axis=1)]),
+            window_ranges=np.concatenate([run_ranges(self.x_train, config.stuck_run), run_ranges(self.x_val, config.stuck_run)]),
+            stuck_run=config.stuck_run,
             quantile=config.quantile,
             multiplier=config.multiplier,
             method=config.threshold_method,
@@ -112,7 +125,7 @@ def validation_metrics(
 
 def calibration_record(thresholds: Thresholds) -> dict[str, object]:
     """What the model card records of the calibration (the full lines are in thresholds.json)."""
-    return thresholds.model_dump(include={"method", "quantile", "multiplier", "ewma_alpha", "z", "threshold", "feature_thresholds", "stuck_features"})
+    return thresholds.model_dump(include={"method", "quantile", "multiplier", "ewma_alpha", "z", "threshold", "feature_thresholds", "stuck_features", "stuck_run"})
 
 
 def train(

@@ -64,3 +64,19 @@ def test_stuck_check_only_for_features_that_never_sat_still() -> None:
 def test_unknown_method_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown threshold method"):
         calibrate(_errors(), FEATURES, method="magic")
+
+
+def test_stuck_check_fires_on_half_a_window_of_repeats_and_spares_sensors_that_repeat_in_training() -> None:
+    from stream_app.training import TrainingConfig, run_ranges
+
+    assert TrainingConfig(window=16).stuck_run == 8 and TrainingConfig(window=3).stuck_run == 2
+    rng = np.random.default_rng(0)
+    windows = rng.normal(size=(4, 16, 2)).astype(np.float32)
+    windows[1, 5:13, 0] = 0.5  # a run of 8 equal readings inside the window
+    windows[2, 10:, 0] = 0.5  # a run of 6: shorter than the stuck run
+    windows[3, :, 1] = 1.0  # sensor b repeats for the whole window
+    ranges = run_ranges(windows, 8)
+    assert ranges.shape == (4, 2)
+    assert (ranges[:, 0] == 0).tolist() == [False, True, False, False]
+    assert calibrate(_errors(), FEATURES, window_ranges=np.abs(rng.normal(size=(40, 2))) + ranges[:1]).stuck_features == ["a", "b"]
+    assert calibrate(_errors(), FEATURES, window_ranges=ranges).stuck_features == []
