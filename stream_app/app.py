@@ -112,10 +112,10 @@ def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) ->
 
     @app.timer(interval=1.0)
     async def flush_redis() -> None:
-        # Alerts buffered while Redis was down are written once it answers again.
-        if sink.pending:
-            await sink.write((), {})
-            metrics.redis_pending.set(sink.pending)
+        # Alerts buffered while Redis was down are written once it answers again, and device
+        # statuses of a quiet stream reach their hashes.
+        await sink.write((), {})
+        metrics.redis_pending.set(sink.pending)
 
     return app
 

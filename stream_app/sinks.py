@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -68,6 +69,7 @@ class RedisSink:
         id_ttl_s: int = 7 * 24 * 3600,
         max_pending: int = 100_000,
         on_drop: Callable[[], None] | None = None,
+        status_interval_s: float = 1.0,
     ) -> None:
         self.client = client
         self.keys = RedisKeys(prefix)
@@ -85,6 +87,11 @@ class RedisSink:
         # would send the same buffered alerts and then both remove them.
         self._lock = asyncio.Lock()
         self._available = True
+        # Device hashes are written at most once per ``status_interval_s`` (their latest status):
+        # one HSET per device per micro-batch was the sink's largest cost on the hot path.
+        self.status_interval_s = status_interval_s
+        self._statuses: dict[str, tuple[DeviceStatus, str]] = {}
+        self._statuses_flushed = -float("inf")
 
     async def write(self, alerts: Iterable[Alert], statuses: Mapping[str, Iterable[DeviceStatus]]) -> bool:
         """Write alerts (idempotently) and statuses, keyed by the model version that scored those
@@ -96,10 +103,25 @@ class RedisSink:
                 if self._on_drop is not None:
                     self._on_drop()
             self._pending.append(alert)
-        by_model = [(status, version) for version, group in statuses.items() for status in group]
+        for version, group in statuses.items():
+            for status in group:
+                self._statuses[status.device_id] = (status, version)
+        now = time.monotonic()
+        due = now - self._statuses_flushed >= self.status_interval_s
+        if self._available and not (self._pending or (due and self._statuses)):
+            return True
         async with self._lock:
             try:
-                await self._flush(by_model)
+                if due:
+                    # Swap first: statuses merged while the pipeline is in flight wait for the next flush.
+                    latest, self._statuses, self._statuses_flushed = self._statuses, {}, now
+                    try:
+                        await self._flush(list(latest.values()))
+                    except BaseException:
+                        self._statuses = {**latest, **self._statuses}
+                        raise
+                else:
+                    await self._flush([])
             except (RedisError, OSError, asyncio.TimeoutError) as exc:
                 # Once per outage, not once per batch. Only the exception's type: its text may
                 # carry the server address, and nothing here may carry credentials.
@@ -134,6 +156,8 @@ class RedisSink:
                 mapping["last_score"] = f"{status.last_score:.6g}"
             pipe.hset(self.keys.device(status.device_id), mapping=mapping)
         if not (batch or statuses):
+            if not self._available:
+                await self.client.ping()  # nothing to write: ask whether Redis is back
             return
         # Connection errors raise (everything stays buffered); a command's own error comes back
         # in its slot, so one failed alert stays buffered without holding back the others.
@@ -187,6 +211,4 @@ def alert_bytes(alert: Alert) -> bytes:
 
 
 def _now_ms() -> int:
-    import time
-
     return int(time.time() * 1000)
