@@ -71,7 +71,7 @@ class BenchResult(BaseModel):
     model: dict[str, object]
     model_only: list[ModelRate] = []
     throughput: list[Throughput] = []
-    latency: Latency | None = None
+    latency: list[Latency] = []
     memory: list[MemoryPoint] = []
     notes: list[str] = []
 

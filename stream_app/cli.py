@@ -364,7 +364,7 @@ def bench(
     devices: Annotated[int, typer.Option(help="devices in the throughput backlog")] = 1000,
     readings: Annotated[int, typer.Option(help="readings per device in the throughput backlog")] = 300,
     batched_form: Annotated[int, typer.Option(help="readings per message in the batched run (0 = skip)")] = 10,
-    rate: Annotated[float, typer.Option(help="offered readings/s in the latency run")] = 10_000.0,
+    rates: Annotated[str, typer.Option(help="offered readings/s of each latency run, comma-separated")] = "10000,5000",
     latency_seconds: Annotated[float, typer.Option(help="length of the latency run")] = 20.0,
     memory_devices: Annotated[str, typer.Option(help="device counts for the memory run")] = "1000,10000,100000",
     e2e: Annotated[bool, typer.Option(help="run the end-to-end parts (embedded services + a worker)")] = True,
@@ -380,7 +380,7 @@ def bench(
 
     config = BenchConfig(
         batch_sizes=ints(batch_sizes), devices=devices, readings_per_device=readings, batched_form=batched_form,
-        latency_rate=rate, latency_seconds=latency_seconds, memory_devices=ints(memory_devices), e2e=e2e,
+        latency_rates=[float(r) for r in ints(rates)], latency_seconds=latency_seconds, memory_devices=ints(memory_devices), e2e=e2e,
     )  # fmt: skip
     if model_dir is not None and not model_dir.is_dir():
         raise CliError(f"model store {model_dir} does not exist")

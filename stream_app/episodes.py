@@ -17,7 +17,7 @@ from typing import Literal
 @dataclass(frozen=True, slots=True)
 class EpisodeRule:
     open_after: int = 3
-    close_after: int = 10
+    close_after: int = 30
     close_ratio: float = 0.8
 
 

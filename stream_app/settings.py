@@ -70,7 +70,8 @@ class Settings(BaseSettings):
 
     # --- Episodes: one failure, one alert episode ----------------------------------------------
     episode_open_after: int = Field(3, ge=1, description="consecutive anomalous windows to open")
-    episode_close_after: int = Field(10, ge=1, description="consecutive quiet windows to close")
+    # 30: intermittent faults (spikes, a ramp hovering at the line) stay one episode; see README.
+    episode_close_after: int = Field(30, ge=1, description="consecutive quiet windows to close")
     episode_close_ratio: float = Field(0.8, gt=0, le=1, description="quiet means score < ratio*threshold")
 
     # --- Operations --------------------------------------------------------------------------

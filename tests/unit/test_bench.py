@@ -73,3 +73,26 @@ def test_scorer_compiles_the_given_sizes(tiny_model_dir: Path) -> None:
     windows = np.random.default_rng(0).normal(size=(20, scorer.window, scorer.n_features)).astype(np.float32)
     default = Scorer(bundle.load_keras(), bundle.scaler, max_batch=16)
     np.testing.assert_allclose(scorer.raw_errors(windows), default.raw_errors(windows), rtol=1e-5)
+
+
+def test_result_table_shows_every_latency_rate() -> None:
+    from rich.console import Console
+
+    from stream_app.bench import print_result
+    from stream_app.bench_stats import BenchResult, Latency
+
+    def run(rate: float, p99: float) -> Latency:
+        return Latency(
+            offered_per_s=rate, achieved_per_s=rate, devices=10, seconds=1.0, readings=int(rate), consumed=int(rate),
+            alerts=2, matched=2, summary=summarize([p99 / 2, p99]),
+        )  # fmt: skip
+
+    result = BenchResult(
+        machine={"cpu": "test", "cores": "2", "python": "3.11", "keras_backend": "tensorflow"},
+        settings={}, model={}, latency=[run(10_000, 900.0), run(5_000, 40.0)],
+    )  # fmt: skip
+    console = Console(record=True, width=200)
+    print_result(result, console)
+    text = console.export_text()
+    assert "10,000" in text and "5,000" in text and "900.0" in text and "40.0" in text
+    assert BenchResult.model_validate_json(result.model_dump_json()) == result
