@@ -80,7 +80,7 @@ def write_plots(traces: list[Trace], out_dir: Path, *, title: str, max_devices: 
     """A histogram, and one time plot per device with a labelled anomaly (then others), up to ``max_devices``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / "histogram.png"]
-    plot_histogram(traces, written[0], title=f"{title}: scores on normal vs anomalous points")
+    plot_histogram(traces, written[0], title=f"{title}\nscores on normal vs anomalous points")
     ordered = sorted(traces, key=lambda t: not t.truth.any())
     for trace in ordered[:max_devices]:
         path = out_dir / f"score-{trace.device_id}.png"
