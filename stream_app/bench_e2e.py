@@ -62,24 +62,7 @@ class WorkerProcess:
     def __init__(self, settings: Settings, log: Path) -> None:
         self.settings = settings.model_copy(update={"metrics_port": free_port()})
         self.log = log
-        s = self.settings
-        env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap_servers,
-            "REDIS_URL": s.redis_url_value(),
-            "FLOORWATCH_KAFKA_PROFILE": s.kafka_profile,
-            "FLOORWATCH_MODEL_DIR": str(s.model_dir),
-            "FLOORWATCH_APP_ID": s.app_id,
-            "FLOORWATCH_READINGS_TOPIC": s.readings_topic,
-            "FLOORWATCH_READINGS_PARTITIONS": str(s.readings_partitions),
-            "FLOORWATCH_REDIS_PREFIX": s.redis_prefix,
-            "FLOORWATCH_BATCH_MAX_SIZE": str(s.batch_max_size),
-            "FLOORWATCH_BATCH_MAX_WAIT_S": str(s.batch_max_wait_s),
-            "FLOORWATCH_STRIDE": str(s.stride),
-            "FLOORWATCH_METRICS_PORT": str(s.metrics_port),
-            "FLOORWATCH_STATE_DIR": str(s.state_dir),
-            "TF_CPP_MIN_LOG_LEVEL": "3",
-        }
+        env = {**os.environ, **self.settings.as_env(), "TF_CPP_MIN_LOG_LEVEL": "3"}
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
             self.process = subprocess.Popen(

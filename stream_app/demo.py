@@ -107,16 +107,7 @@ def _train(settings: Settings, console: Console) -> None:
 
 
 def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "REDIS_URL": settings.redis_url_value(),
-        "FLOORWATCH_APP_ID": settings.app_id,
-        "FLOORWATCH_MODEL_DIR": str(settings.model_dir),
-        "FLOORWATCH_KAFKA_PROFILE": settings.kafka_profile,
-        "FLOORWATCH_METRICS_PORT": "0",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
+    env = {**os.environ, **settings.model_copy(update={"metrics_port": 0}).as_env(), "TF_CPP_MIN_LOG_LEVEL": "2"}
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         return subprocess.Popen(

@@ -101,6 +101,19 @@ class Settings(BaseSettings):
     def redis_url_value(self) -> str:
         return self.redis_url.get_secret_value()
 
+    def as_env(self) -> dict[str, str]:
+        """These settings as the environment variables that would load them again, secrets included:
+        what a worker subprocess is started with."""
+        env: dict[str, str] = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            alias = field.validation_alias
+            key = alias.choices[0] if isinstance(alias, AliasChoices) else f"{self.model_config['env_prefix']}{name.upper()}"
+            env[str(key)] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        return env
+
     def public_dump(self) -> dict[str, object]:
         """Settings for display: secrets masked, credentials stripped from URLs."""
         data = self.model_dump(mode="json")

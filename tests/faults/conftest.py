@@ -103,24 +103,8 @@ class Drill:
     workers: list[WorkerProcess] = field(default_factory=list)
 
     def env(self, metrics_port: int) -> dict[str, str]:
-        s = self.settings
-        return {
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap_servers,
-            "REDIS_URL": s.redis_url_value(),
-            "FLOORWATCH_MODEL_DIR": str(s.model_dir),
-            "FLOORWATCH_APP_ID": s.app_id,
-            "FLOORWATCH_READINGS_TOPIC": s.readings_topic,
-            "FLOORWATCH_ALERTS_TOPIC": s.alerts_topic,
-            "FLOORWATCH_DLQ_TOPIC": s.dlq_topic,
-            "FLOORWATCH_LABELS_TOPIC": s.labels_topic,
-            "FLOORWATCH_REDIS_PREFIX": s.redis_prefix,
-            "FLOORWATCH_READINGS_PARTITIONS": str(s.readings_partitions),
-            "FLOORWATCH_BATCH_MAX_WAIT_S": str(s.batch_max_wait_s),
-            "FLOORWATCH_STATE_DIR": str(self.workdir / "state"),
-            "FLOORWATCH_METRICS_PORT": str(metrics_port),
-            "FLOORWATCH_LOG_LEVEL": "info",
-        }
+        own = {"state_dir": self.workdir / "state", "metrics_port": metrics_port, "log_level": "info"}
+        return {**os.environ, **self.settings.model_copy(update=own).as_env()}
 
     def start_worker(self) -> WorkerProcess:
         port = free_port()

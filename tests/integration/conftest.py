@@ -49,17 +49,7 @@ def settings(services: EmbeddedServices, tiny_model_dir: Path) -> Settings:
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "REDIS_URL": settings.redis_url_value(),
-        "FLOORWATCH_MODEL_DIR": str(settings.model_dir),
-        "FLOORWATCH_APP_ID": settings.app_id,
-        "FLOORWATCH_METRICS_PORT": "0",
-        "FLOORWATCH_READINGS_PARTITIONS": str(settings.readings_partitions),
-        "FLOORWATCH_BATCH_MAX_WAIT_S": str(settings.batch_max_wait_s),
-        "FLOORWATCH_LOG_LEVEL": "info",
-    }
+    return {**os.environ, **settings.model_copy(update={"metrics_port": 0, "log_level": "info"}).as_env()}
 
 
 @pytest.fixture(scope="session")

@@ -130,3 +130,15 @@ def test_public_dump_masks_a_password_that_contains_an_at_sign(monkeypatch: pyte
 def test_public_dump_masks_a_password_given_as_a_query_parameter(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", f"redis://cache.internal:6379/0?password={SECRET}")
     assert SECRET not in str(Settings().public_dump())
+
+
+def test_as_env_loads_the_same_settings_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import SecretStr
+
+    original = Settings(
+        kafka_bootstrap_servers="k1:9092,k2:9092", redis_url=SecretStr("redis://:pw@r:6379/1"),
+        readings_partitions=3, rules="temperature<0.09", model_dir=Path("/srv/models"),
+    )  # fmt: skip
+    for key, value in original.as_env().items():
+        monkeypatch.setenv(key, value)
+    assert Settings() == original
