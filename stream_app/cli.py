@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from contextlib import nullcontext
 import sys
 import time
 from pathlib import Path
@@ -437,7 +438,7 @@ def evaluate(
         threshold_method=threshold_method, quantile=quantile, multiplier=multiplier, ewma_alpha=ewma_alpha,
         window=window, units=units, epochs=epochs, level_checks=level_checks, max_gap_s=max_gap, batch_size=batch_size,
     )  # fmt: skip
-    with console.status("evaluating...", spinner="dots") if not as_json else _nullcontext():
+    with console.status("evaluating...", spinner="dots") if not as_json else nullcontext():
         report, traces = run_evaluation(_settings(), request)
     if as_json:
         sys.stdout.write(report.model_dump_json(indent=2) + "\n")
@@ -448,12 +449,6 @@ def evaluate(
 
         written = write_plots(traces, plot, title=f"{report.source} ({report.detector}, {report.threshold_method})")
         (console if not as_json else Console(stderr=True)).print(f"{len(written)} plots written to {plot}")
-
-
-def _nullcontext():  # type: ignore[no-untyped-def]
-    from contextlib import nullcontext
-
-    return nullcontext()
 
 
 # --- demo ----------------------------------------------------------------------------------

@@ -48,11 +48,9 @@ class Detection:
     statuses: dict[str, DeviceStatus] = field(default_factory=dict)
     scored: int = 0
     duplicates: int = 0
-    # Per scored window, in order (for evaluation): device, window end ms, score, anomalous.
+    # Per scored window, in order (for evaluation): device and window end ms.
     window_devices: list[str] = field(default_factory=list)
     window_end_ms: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
-    window_scores: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
-    window_anomalous: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
     # The window's distance to normal (1.0 = the line), and whether its device's episode is open after it.
     window_ratio: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
     window_open: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
@@ -180,7 +178,6 @@ class Detector:
         ratio = np.maximum(self._model_ratio(devices, scores), level.max(axis=1))
         broken = self._broken_rules(windows, fresh)
         ratio[stuck.any(axis=1) | broken.any(axis=1)] = np.inf
-        anomalous = ratio > 1.0
         is_open = np.zeros(len(devices), bool)
         for i, device in enumerate(devices):
             score = float(scores.score[i])
@@ -198,8 +195,6 @@ class Detector:
         out.scored = len(devices)
         out.window_devices = devices
         out.window_end_ms = np.fromiter((s[1] for s in spans), np.int64, len(spans))
-        out.window_scores = scores.score
-        out.window_anomalous = anomalous
         out.window_ratio = ratio.astype(np.float32)
         out.window_open = is_open
 

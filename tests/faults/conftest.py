@@ -8,7 +8,6 @@ file, appended to it as one JSON line per scenario.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import pytest
 from pydantic import SecretStr
 
 from producers.publish import ReadingPublisher, reading_json
+from stream_app.bench_stats import prometheus_values, rss_mb
 from stream_app.embedded import EmbeddedServices, free_port
 from stream_app.settings import Settings
 from stream_app.topics import ensure_topics
@@ -46,23 +46,15 @@ class WorkerProcess:
     log: Path
 
     def metrics(self) -> dict[str, float]:
-        """The worker's Prometheus counters (name -> value), unlabelled series only."""
+        """The worker's Prometheus samples (name -> value, labelled ones summed)."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as response:
-            text = response.read().decode()
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            m = re.match(r"^(floorwatch_[a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$", line)
-            if m:
-                key = m.group(1) + (m.group(2) or "")
-                out[key] = float(m.group(3))
-        return out
+            return prometheus_values(response.read().decode())
 
     def counter(self, name: str) -> float:
         return self.metrics().get(f"floorwatch_{name}_total", 0.0)
 
     def rss_mb(self) -> float:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+        return rss_mb(self.process.pid)
 
     def kill9(self) -> None:
         self.process.send_signal(signal.SIGKILL)
