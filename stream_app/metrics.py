@@ -22,6 +22,15 @@ class Metrics:
         self.redis_pending = Gauge("floorwatch_redis_pending_alerts", "Alerts waiting for Redis", registry=r)
         self.redis_dropped = Counter("floorwatch_redis_dropped_alerts_total", "Alerts dropped from the Redis buffer", registry=r)
 
+    def totals(self) -> dict[str, float]:
+        """Every counter's total (labelled ones summed), keyed by its exported ``*_total`` name."""
+        totals: dict[str, float] = {}
+        for family in self.registry.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+        return totals
+
     def serve(self, host: str, port: int) -> None:
         if port:
             start_http_server(port, addr=host, registry=self.registry)

@@ -4,6 +4,7 @@ compile and warm them, then run the Faust app."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 
 from .detector import Detector, DetectorConfig
@@ -78,4 +79,9 @@ def run_worker(settings: Settings, version: str | None = None) -> None:
     metrics = Metrics()
     metrics.serve(settings.metrics_host, settings.metrics_port)
     app = create_app(settings, detector, metrics)
-    faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
+    try:
+        faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
+    finally:
+        # After faust has committed and left the group: what this worker did, for the operator
+        # (the metrics endpoint may already be gone) and for the restart drill.
+        log.info("worker stopped: %s", json.dumps(metrics.totals(), sort_keys=True))

@@ -7,6 +7,7 @@ file, appended to it as one JSON line per scenario.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -61,25 +62,20 @@ class WorkerProcess:
         self.process.wait(timeout=10)
 
     def stop(self) -> dict[str, float]:
-        """SIGTERM, then scrape the counters until the process exits; return the last scrape.
+        """SIGTERM; once the process has exited, its final counters from the line it logs on the way out.
 
         Faust finishes its current batch and commits after SIGTERM, so counters read before the
-        signal would miss readings it still consumed.
+        signal would miss readings it still consumed, and the metrics endpoint may close first.
         """
-        last: dict[str, float] = {}
         if self.process.poll() is None:
             self.process.terminate()
-            deadline = time.monotonic() + 20
-            while self.process.poll() is None and time.monotonic() < deadline:
-                try:
-                    last = self.metrics()
-                except OSError:
-                    pass
-                time.sleep(0.05)
-            if self.process.poll() is None:
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
                 self.process.kill()
-            self.process.wait()
-        return last
+                self.process.wait()
+        lines = [line for line in self.log.read_text(errors="replace").splitlines() if "worker stopped: " in line]
+        return json.loads(lines[-1].split("worker stopped: ", 1)[1]) if lines else {}  # none after kill -9
 
     def tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:]

@@ -113,7 +113,9 @@ def test_worker_restart_refills_windows(drill_factory, record) -> None:
     run.start()
     run.wait_sim(restart_at)
     # SIGTERM: faust finishes its batch, commits and leaves the group; its last counters count.
-    consumed_before = old.stop().get("floorwatch_readings_total", 0.0) - probes
+    final = old.stop()
+    assert "floorwatch_readings_total" in final, f"the worker logged no final counters:\n{old.tail()}"
+    consumed_before = final["floorwatch_readings_total"] - probes
     stopped = time.monotonic()
     new = drill.start_worker()
     stats, sim = run.finish()
