@@ -17,6 +17,12 @@ from .contracts import DeadLetter, Reading, ReadingBatch
 
 # Larger messages are refused before parsing so one bad gateway cannot stall a worker.
 MAX_MESSAGE_BYTES = 1_000_000
+# Plainer words than pydantic's for a sensor value's bounds (see contracts.SensorValue).
+_SENSOR_VALUE_ERRORS = {
+    "finite_number": "value is not finite",
+    "less_than_equal": "value out of range (magnitude over 1e12)",
+    "greater_than_equal": "value out of range (magnitude over 1e12)",
+}
 
 
 @dataclass(slots=True)
@@ -82,7 +88,7 @@ def describe(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors()[:3]:
         where = ".".join(str(p) for p in error["loc"]) or "message"
-        parts.append(f"{where}: {error['msg']}")
+        parts.append(f"{where}: {_SENSOR_VALUE_ERRORS.get(error['type'], error['msg']) if where.startswith('values.') else error['msg']}")
     more = len(exc.errors()) - 3
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 

@@ -206,8 +206,7 @@ def test_non_finite_numbers_are_not_json(literal: bytes) -> None:
 def test_huge_numbers_are_out_of_range(literal: bytes) -> None:
     raw = b'{"device_id": "press-01", "ts": 1, "values": {"temp": ' + literal + b"}}"
     rejection = only_rejection(decode(raw))
-    assert rejection.reason.startswith("values: ")
-    assert "out of range" in rejection.reason
+    assert rejection.reason == "values.temp: value out of range (magnitude over 1e12)"
 
 
 def test_large_but_plausible_number_is_accepted() -> None:
