@@ -7,6 +7,7 @@ with nothing from later readings.
 
 from __future__ import annotations
 
+import operator
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -96,6 +97,8 @@ class Detector:
             known = ", ".join(self.features)
             raise ValueError(f"{', '.join(unknown)}: no such feature in model {bundle.version} (features: {known})")
         self._rule_columns = [self.features.index(r.feature) for r in config.rules]
+        # A reading's model features in model order, in one C call (a lone feature gives a scalar, reshaped later).
+        self._get_features = operator.itemgetter(*self.features)
         self.windows = WindowStore(bundle.card.window, len(self.features), max_gap_ms=config.max_gap_ms)
         self.episodes = EpisodeTracker(config.rule)
         # Staging area for one micro-batch of windows; grown on demand.
@@ -116,19 +119,21 @@ class Detector:
     def process(self, readings: Sequence[Reading], *, now_ms: int | None = None) -> Detection:
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         out = Detection()
+        readings, values = self._values_of(readings, out)
         devices: list[str] = []
         spans: list[tuple[int, int]] = []
         fresh: list[int] = []  # per window: how many of its last readings no earlier window was scored with
-        for reading in readings:
+        length, stride = self.windows.length, self.config.stride
+        for reading, row in zip(readings, values):
             try:
-                slot = self._push(reading, now_ms, out)
+                slot = self._push(reading, row, now_ms, out)
             except Exception as exc:  # one odd reading must not sink the whole batch
                 out.refused.append(Refused(reading, f"could not be windowed: {type(exc).__name__}: {exc}"))
                 continue
             if slot is None:
                 continue
             filled = self.windows.filled(slot)
-            if filled < self.windows.length or (filled - self.windows.length) % self.config.stride:
+            if filled < length or (filled - length) % stride:
                 continue
             k = len(devices)
             if k == len(self._batch):
@@ -136,18 +141,31 @@ class Detector:
             self._batch[k] = self.windows.window(slot)
             devices.append(reading.device_id)
             spans.append(self.windows.window_span(slot))
-            fresh.append(filled if filled == self.windows.length else min(self.config.stride, self.windows.length))
+            fresh.append(filled if filled == length else min(stride, length))
         if devices:
             self._score(devices, spans, fresh, out)
         return out
 
-    def _push(self, reading: Reading, now_ms: int, out: Detection) -> int | None:
+    def _values_of(self, readings: Sequence[Reading], out: Detection) -> tuple[Sequence[Reading], np.ndarray]:
+        """The model's features of each reading as one (n, F) array; readings lacking one are refused."""
+        get = self._get_features
         try:
-            values = np.fromiter((reading.values[f] for f in self.features), np.float32, len(self.features))
-        except KeyError:
-            missing = [f for f in self.features if f not in reading.values]
-            out.refused.append(Refused(reading, f"missing sensor(s) {', '.join(missing)} required by the model"))
-            return None
+            rows = [get(r.values) for r in readings]
+        except KeyError:  # rare: sort the usable from the refused one by one
+            kept: list[Reading] = []
+            rows = []
+            for reading in readings:
+                try:
+                    rows.append(get(reading.values))
+                except KeyError:
+                    missing = [f for f in self.features if f not in reading.values]
+                    out.refused.append(Refused(reading, f"missing sensor(s) {', '.join(missing)} required by the model"))
+                    continue
+                kept.append(reading)
+            readings = kept
+        return readings, np.array(rows, np.float32).reshape(len(rows), len(self.features))
+
+    def _push(self, reading: Reading, values: np.ndarray, now_ms: int, out: Detection) -> int | None:
         if reading.ts > now_ms + self.config.max_future_ms:
             out.refused.append(Refused(reading, f"timestamp {iso_ms(reading.ts)} is in the future"))
             return None

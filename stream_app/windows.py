@@ -29,9 +29,11 @@ class WindowStore:
         self._slots: dict[str, int] = {}
         self._values = np.zeros((capacity, 2 * length, n_features), dtype=np.float32)
         self._ts = np.zeros((capacity, 2 * length), dtype=np.int64)
-        self._pos = np.zeros(capacity, dtype=np.int64)
-        self._count = np.zeros(capacity, dtype=np.int64)
-        self._last_ts = np.full(capacity, -1, dtype=np.int64)
+        # Per-slot bookkeeping in Python lists: read and written once per reading, where a numpy
+        # scalar access costs several times a list's.
+        self._pos: list[int] = []
+        self._count: list[int] = []
+        self._last_ts: list[int] = []
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -41,7 +43,7 @@ class WindowStore:
 
     @property
     def nbytes(self) -> int:
-        return self._values.nbytes + self._ts.nbytes + 3 * self._pos.nbytes
+        return self._values.nbytes + self._ts.nbytes + 3 * 8 * len(self._pos)
 
     def push(self, device_id: str, ts_ms: int, values: np.ndarray) -> int:
         """Add a reading; return the device's slot, or a negative ``Push`` code if refused."""
@@ -55,10 +57,8 @@ class WindowStore:
             self._count[slot] = 0  # a long silence: the old readings no longer describe "now"
         p = self._pos[slot]
         t = self.length
-        self._values[slot, p] = values
-        self._values[slot, p + t] = values
-        self._ts[slot, p] = ts_ms
-        self._ts[slot, p + t] = ts_ms
+        self._values[slot, p] = self._values[slot, p + t] = values
+        self._ts[slot, p] = self._ts[slot, p + t] = ts_ms
         self._pos[slot] = (p + 1) % t
         self._count[slot] += 1
         self._last_ts[slot] = ts_ms
@@ -66,7 +66,7 @@ class WindowStore:
 
     def filled(self, slot: int) -> int:
         """How many readings the slot's current window has seen since it (re)started."""
-        return int(self._count[slot])
+        return self._count[slot]
 
     def window(self, slot: int) -> np.ndarray:
         """The slot's last T readings in time order, shape (T, F); a view, copy it to keep it."""
@@ -76,22 +76,15 @@ class WindowStore:
     def window_span(self, slot: int) -> tuple[int, int]:
         """Timestamps (epoch ms) of the first and last reading in the slot's window."""
         p = self._pos[slot]
-        return int(self._ts[slot, p]), int(self._ts[slot, p + self.length - 1])
+        return int(self._ts[slot, p]), self._last_ts[slot]
 
     def _add_device(self, device_id: str) -> int:
         slot = len(self._slots)
-        if slot == len(self._pos):
-            self._grow()
+        if slot == len(self._values):
+            self._values = np.concatenate([self._values, np.zeros_like(self._values)])
+            self._ts = np.concatenate([self._ts, np.zeros_like(self._ts)])
         self._slots[device_id] = slot
+        self._pos.append(0)
+        self._count.append(0)
+        self._last_ts.append(-1)
         return slot
-
-    def _grow(self) -> None:
-        def doubled(a: np.ndarray, fill: int = 0) -> np.ndarray:
-            extra = np.full_like(a, fill)
-            return np.concatenate([a, extra])
-
-        self._values = doubled(self._values)
-        self._ts = doubled(self._ts)
-        self._pos = doubled(self._pos)
-        self._count = doubled(self._count)
-        self._last_ts = doubled(self._last_ts, -1)
