@@ -1,9 +1,9 @@
-"""The Faust app: consumes readings, runs the detector on micro-batches, sends alerts.
+"""The Faust app: reads readings in batches, runs the detector on them, sends alerts.
 
-One agent reads ``sensor-readings`` (keyed by device, so each device's readings arrive in
-order on one partition), takes micro-batches across devices (``batch_max_size`` events or
-``batch_max_wait_s``), and for each batch: decode -> each asset group's detector on its own
-devices (window, score, threshold, episode) -> alerts topic + Redis, unusable input ->
+A consumer-group member (consume.py) reads ``sensor-readings`` (keyed by device, so each device's
+readings arrive in order on one partition) in micro-batches across devices (``batch_max_size``
+messages or ``batch_max_wait_s``), and for each batch: decode -> each asset group's detector on
+its own devices (window, score, threshold, episode) -> alerts topic + Redis, unusable input ->
 dead-letter topic. Offsets are committed after a batch is handled: delivery is at-least-once,
 and both sinks are idempotent.
 """
@@ -13,14 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
 
 import faust
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
-from faust.types import EventT
+from confluent_kafka import Message
+from faust.app.base import BootStrategy
 
+from .consume import ReadingsConsumer
 from .contracts import Reading
 from .decode import Rejection, dead_letter, decode
 from .group_detector import GroupDetector
@@ -30,9 +31,6 @@ from .settings import Settings
 from .sinks import RedisSink, alert_bytes
 
 log = logging.getLogger(__name__)
-
-# Fetch wait against the embedded broker; see _short_fetch_consumer.
-EMBEDDED_FETCH_MAX_WAIT_MS = 20
 
 
 def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) -> faust.App:
@@ -47,13 +45,10 @@ def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) ->
         datadir=str(datadir),
         web_enabled=False,
         topic_disable_leader=True,
-        # A worker that joins after readings were produced still scores them.
-        consumer_auto_offset_reset="earliest",
     )
-    if settings.kafka_profile == "embedded":
-        app.transport.Consumer = _short_fetch_consumer(EMBEDDED_FETCH_MAX_WAIT_MS)
+    # Readings come through consume.py; Faust's own consumer would only join a group for nothing.
+    app.boot_strategy = BootStrategy(app, enable_kafka_consumer=False)
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-    readings_topic = app.topic(settings.readings_topic, partitions=settings.readings_partitions, **raw)
     alerts_topic = app.topic(settings.alerts_topic, partitions=settings.alerts_partitions, **raw)
     dlq_topic = app.topic(settings.dlq_topic, partitions=1, **raw)
     sink = RedisSink(
@@ -64,18 +59,18 @@ def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) ->
         on_drop=metrics.redis_dropped.inc,
     )
 
-    async def handle(events: Sequence[EventT]) -> None:
+    async def handle(messages: list[Message]) -> None:
         started = time.perf_counter()
         readings: list[Reading] = []
-        origin: dict[int, EventT] = {}
+        origin: dict[int, Message] = {}
         dead = []
-        for event in events:
-            decoded = decode(event.value)
+        for message in messages:
+            decoded = decode(message.value())
             for reading in decoded.readings:
-                origin[id(reading)] = event
+                origin[id(reading)] = message
             readings.extend(decoded.readings)
-            dead += [await _to_dlq(dlq_topic, event, rejection) for rejection in decoded.rejections]
-        metrics.messages.inc(len(events))
+            dead += [await _to_dlq(dlq_topic, message, rejection) for rejection in decoded.rejections]
+        metrics.messages.inc(len(messages))
         metrics.readings.inc(len(readings))
 
         # Devices new to this worker (a restart, a rebalance): carry on with the episodes their
@@ -102,13 +97,9 @@ def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) ->
         metrics.batch_seconds.observe(time.perf_counter() - started)
         metrics.redis_pending.set(sink.pending)
 
-    @app.agent(readings_topic)
-    async def score(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_max_size, within=settings.batch_max_wait_s):
-            try:
-                await handle(events)
-            except Exception:  # the worker never stops on one bad batch
-                log.exception("batch of %d messages failed; offsets advance, see the log", len(events))
+    @app.task
+    async def consume_readings() -> None:
+        await ReadingsConsumer(settings, handle).run()
 
     @app.timer(interval=1.0)
     async def flush_redis() -> None:
@@ -118,29 +109,6 @@ def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) ->
         metrics.redis_pending.set(sink.pending)
 
     return app
-
-
-def _short_fetch_consumer(wait_ms: int) -> type:
-    """Faust's aiokafka consumer with a short fetch wait (Faust hard-codes 1500 ms).
-
-    The embedded broker holds a fetch for about half its max wait even when records arrive
-    meanwhile (measured: ~720 ms per reading at 1500 ms, 1-7 ms at 20 ms), which would put
-    hundreds of milliseconds into every reading's latency. Apache Kafka answers as soon as
-    records arrive, so the ``kafka`` profile keeps Faust's setting.
-    """
-    from faust.transport.drivers import aiokafka as driver
-
-    class ShortFetchThread(driver.AIOKafkaConsumerThread):
-        def _create_worker_consumer(self, transport):  # type: ignore[no-untyped-def]
-            consumer = super()._create_worker_consumer(transport)
-            consumer._fetch_max_wait_ms = wait_ms  # read by AIOKafkaConsumer.start() to build its fetcher
-            return consumer
-
-    class ShortFetchConsumer(driver.Consumer):
-        def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
-            return ShortFetchThread(self, loop=self.loop, beacon=self.beacon)
-
-    return ShortFetchConsumer
 
 
 async def _resume_episodes(detector: GroupDetector, sink: RedisSink, device_ids: list[str]) -> None:
@@ -155,9 +123,8 @@ async def _resume_episodes(detector: GroupDetector, sink: RedisSink, device_ids:
         log.info("resumed %d open episode(s) of devices new to this worker", len(episodes))
 
 
-async def _to_dlq(topic: faust.TopicT, event: EventT, rejection: Rejection) -> asyncio.Future:
-    message = event.message
+async def _to_dlq(topic: faust.TopicT, message: Message, rejection: Rejection) -> asyncio.Future:
     letter = dead_letter(
-        rejection, topic=message.topic, partition=message.partition, offset=message.offset, key=message.key
+        rejection, topic=message.topic(), partition=message.partition(), offset=message.offset(), key=message.key()
     )
-    return await topic.send(key=message.key, value=orjson.dumps(letter.model_dump(mode="json")))
+    return await topic.send(key=message.key(), value=orjson.dumps(letter.model_dump(mode="json")))

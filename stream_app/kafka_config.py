@@ -50,7 +50,10 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
 
 
 def consumer_config(settings: Settings, group_id: str, **extra: Any) -> dict[str, Any]:
-    timeouts = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000} if settings.kafka_profile == "embedded" else {}
+    # Tansu joins a group after about half the session timeout, and holds a fetch for about half
+    # its max wait even when records arrive meanwhile (500 ms by default: 250 ms on every reading).
+    embedded = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000, "fetch.wait.max.ms": 20}
+    timeouts = embedded if settings.kafka_profile == "embedded" else {}
     return confluent_config(
         settings, **{"group.id": group_id, "enable.auto.commit": True, **timeouts, **extra}
     )
