@@ -58,7 +58,7 @@ class ReadingsConsumer:
         await self._call(consumer.subscribe, [self.settings.readings_topic], on_assign=_log_assign, on_revoke=_log_revoke)
         try:
             while True:
-                messages = await self._call(consumer.consume, self.settings.batch_max_size, self.settings.batch_max_wait_s)
+                messages = await self._call(self._next_batch)
                 usable = [m for m in messages if _usable(m)]
                 if not usable:
                     continue
@@ -69,6 +69,21 @@ class ReadingsConsumer:
                 await self._commit()
         finally:
             await asyncio.shield(self._close())
+
+    def _next_batch(self) -> list[Message]:
+        """What librdkafka has already fetched, up to ``batch_max_size``; if nothing, the first
+        message to arrive within ``batch_max_wait_s`` and whatever came with it.
+
+        So a batch never waits to fill: under load the fetched backlog makes batches large, and
+        a quiet stream's reading is handled as soon as it arrives.
+        """
+        consume, size = self._consumer.consume, self.settings.batch_max_size
+        batch = consume(size, 0)
+        if not batch:
+            batch = consume(1, self.settings.batch_max_wait_s)
+            if batch and size > 1:
+                batch += consume(size - 1, 0)
+        return batch
 
     async def _commit(self) -> None:
         try:
