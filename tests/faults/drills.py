@@ -119,7 +119,7 @@ def kafka_partition(key: bytes, partitions: int) -> int:
     return (h & 0x7FFFFFFF) % partitions
 
 
-def assigned_partitions(log_text: str, topic: str) -> set[int]:
-    """The partitions of ``topic`` in the last assignment a faust worker logged."""
-    found = re.findall(rf"\| {re.escape(topic)}\s*\| \{{([\d, ]*)\}}", log_text)
+def assigned_partitions(log_text: str) -> set[int]:
+    """The readings partitions of the last assignment a worker logged (see ``consume.py``)."""
+    found = re.findall(r"readings partitions assigned: \[([\d, ]*)\]", log_text)
     return {int(p) for p in found[-1].split(",") if p.strip()} if found else set()

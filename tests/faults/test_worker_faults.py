@@ -56,7 +56,8 @@ def test_kill9_one_of_two_workers(drill_factory, record) -> None:
     run.start()
     run.wait_sim(kill_at)
     consumed_by_victim = first.counter("readings")
-    victim_partitions = assigned_partitions(first.tail(200_000), drill.settings.readings_topic)
+    victim_partitions = assigned_partitions(first.tail(200_000))
+    assert victim_partitions, f"the worker to kill logged no assignment:\n{first.tail()}"
     first.kill9()
     killed_wall = time.monotonic()
     stats, sim = run.finish()
