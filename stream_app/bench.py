@@ -34,7 +34,7 @@ class BenchConfig(BaseModel):
     model_seconds: float = 1.0  # per batch size
     e2e: bool = True
     devices: int = 1000
-    readings_per_device: int = 300
+    readings_per_device: int = 1000
     batched_form: int = 10  # readings per message in the batched run; 0 skips it
     # The target's 10k/s, and one a single-form worker sustains here (see the throughput rows).
     latency_rates: list[float] = [10_000.0, 5_000.0]

@@ -363,7 +363,7 @@ def bench(
     model_dir: Annotated[Optional[Path], typer.Option(help="model store; default: the configured one, else train")] = None,
     batch_sizes: Annotated[str, typer.Option(help="model-only batch sizes, comma-separated")] = "1,64,256,1024,4096",
     devices: Annotated[int, typer.Option(help="devices in the throughput backlog")] = 1000,
-    readings: Annotated[int, typer.Option(help="readings per device in the throughput backlog")] = 300,
+    readings: Annotated[int, typer.Option(help="readings per device in the throughput backlog")] = 1000,
     batched_form: Annotated[int, typer.Option(help="readings per message in the batched run (0 = skip)")] = 10,
     rates: Annotated[str, typer.Option(help="offered readings/s of each latency run, comma-separated")] = "10000,5000",
     latency_seconds: Annotated[float, typer.Option(help="length of the latency run")] = 20.0,
