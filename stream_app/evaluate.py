@@ -1,7 +1,7 @@
 """``floorwatch evaluate``: run the worker's detector over labelled data and measure it.
 
 The same ``Detector`` the worker runs is fed the readings in time order, in micro-batches of
-``batch_size`` readings across devices, exactly as the Faust agent feeds it: windows, stride,
+``batch_size`` readings across devices, exactly as the worker feeds it: windows, stride,
 thresholds, checks and episodes all behave as in production, and nothing looks ahead. Each reading
 then gets two verdicts: whether its device had an alert episode open after it ("episode", the
 default, what operators see) and whether its own window was over the line ("window").
