@@ -47,8 +47,6 @@ class ReadingsConsumer:
                     "enable.auto.commit": False,
                     # A worker that joins after readings were produced still scores them.
                     "auto.offset.reset": "earliest",
-                    # Whole batches per fetch: up to 1 MB per partition, as Faust's default.
-                    "max.partition.fetch.bytes": 1_048_576,
                 },
             )
         )
@@ -89,7 +87,8 @@ class ReadingsConsumer:
         try:
             await self._call(self._consumer.commit, asynchronous=False)
         except KafkaException as exc:
-            # e.g. partitions revoked meanwhile: their new owner re-reads the batch (at-least-once).
+            # e.g. the broker restarting: the batch's partitions are read again from the last
+            # commit, by this worker or their next owner (at-least-once; the sinks are idempotent).
             if exc.args[0].code() != KafkaError._NO_OFFSET:
                 log.warning("offset commit failed (%s); the batch may be read again", exc.args[0].str())
 
