@@ -43,7 +43,8 @@ class WindowStore:
 
     @property
     def nbytes(self) -> int:
-        return self._values.nbytes + self._ts.nbytes + 3 * 8 * len(self._pos)
+        """Bytes of the window arrays (the per-slot lists add about 60 bytes a device)."""
+        return self._values.nbytes + self._ts.nbytes
 
     def push(self, device_id: str, ts_ms: int, values: np.ndarray) -> int:
         """Add a reading; return the device's slot, or a negative ``Push`` code if refused."""
