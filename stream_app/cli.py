@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from contextlib import nullcontext
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import orjson
 import redis.asyncio as aioredis
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from .contracts import Alert, iso_ms, to_epoch_ms
@@ -191,7 +192,13 @@ class RedisSink:
         for device, entries in zip(device_ids, await pipe.execute()):
             if not entries:
                 continue
-            episode = Alert.model_validate_json(entries[0][1][b"alert"]).episode
+            try:
+                episode = Alert.model_validate_json(entries[0][1].get(b"alert", b"")).episode
+            except ValidationError:
+                # Not an alert this version can read: the device starts afresh rather than every
+                # batch with its readings failing here.
+                log.warning("last alert of %s unreadable: its episode, if open, is not resumed", device)
+                continue
             if episode.state == "open":
                 found[device] = OpenEpisode(
                     episode.episode_id, to_epoch_ms(episode.started_at), episode.peak_ratio, episode.windows

@@ -34,3 +34,19 @@ async def test_open_episodes_are_those_whose_last_alert_opened_them(services: Em
     }
     assert await sink.open_episodes([]) == {}
     await client.aclose()
+
+
+async def test_an_unreadable_last_alert_is_skipped_not_raised(services: EmbeddedServices) -> None:
+    state = services.state()
+    assert state is not None
+    client = aioredis.from_url(state.redis_url)
+    sink = RedisSink(client, f"resume-bad-{time.time_ns()}")
+    opened = alert("press-01", START)
+    assert await sink.write([opened], {})
+    await client.xadd(sink.keys.device_alerts("press-02"), {"alert": b"{not json"})
+    await client.xadd(sink.keys.device_alerts("press-03"), {"other": b"1"})
+
+    found = await sink.open_episodes(["press-01", "press-02", "press-03"])
+
+    assert set(found) == {"press-01"}
+    await client.aclose()
