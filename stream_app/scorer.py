@@ -3,7 +3,9 @@
 ``model.predict`` costs tens of milliseconds per call whatever the batch, so the hot path uses a
 compiled function instead: ``tf.function(jit_compile=True)`` (XLA) on TensorFlow, ``jax.jit`` on
 JAX. A compiled function is specialised to its input shape, so batches are padded up to a few fixed
-sizes, all compiled ("warmed") before the first message arrives.
+sizes, all compiled ("warmed") before the first message arrives. Scaling happens inside the compiled
+function too: one pass over the windows instead of three numpy passes, and on a GPU the raw windows
+go to the device as they are.
 
 The same ``.keras`` file runs on every Keras 3 backend; pick one with ``KERAS_BACKEND``.
 """
@@ -56,11 +58,10 @@ class Scorer:
         self.max_batch = max_batch
         # Batch shapes to compile; the benchmark passes its own so each measured size is exact.
         self.sizes = sorted({*(s for s in sizes or () if 0 < s < max_batch), max_batch}) if sizes else pad_sizes(max_batch)
-        self._scaler = scaler
         self._reference = np.asarray(reference or [1.0] * self.n_features, np.float32)
-        self._errors = _compile(model)
+        self._errors = _compile(unrolled(model), np.asarray(scaler.mean, np.float32), np.asarray(scaler.scale, np.float32))
         self._pad = np.zeros((max_batch, self.window, self.n_features), np.float32)
-        self.backend, self.device = _backend_and_device()
+        self.backend, self.device = backend_and_device()
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle, *, max_batch: int = 1024) -> Scorer:
@@ -85,22 +86,44 @@ class Scorer:
         out = np.empty((len(windows), self.n_features), np.float32)
         for start in range(0, len(windows), self.max_batch):
             chunk = windows[start : start + self.max_batch]
-            out[start : start + len(chunk)] = self._raw_errors(self._scaler.transform(chunk))
+            out[start : start + len(chunk)] = self._raw_errors(chunk)
         return out
 
-    def _raw_errors(self, scaled: np.ndarray) -> np.ndarray:
-        n = len(scaled)
+    def _raw_errors(self, windows: np.ndarray) -> np.ndarray:
+        n = len(windows)
         size = next(s for s in self.sizes if s >= n)
-        if size == n:
-            batch = scaled
+        if size == n and windows.dtype == np.float32:
+            batch = windows
         else:
             batch = self._pad[:size]
-            batch[:n] = scaled
+            batch[:n] = windows
             batch[n:] = 0.0
         return np.asarray(self._errors(batch))[:n]
 
 
-def _compile(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
+def unrolled(model: keras.Model) -> keras.Model:
+    """A copy of ``model`` whose recurrent layers are unrolled over the (short, fixed) window.
+
+    A rolled LSTM compiles to a loop of T steps; on a GPU each step is a round of small kernel launches,
+    and the loop ran 70x slower than the unrolled graph at 65,536 windows on an H100 (93k vs 6.5M
+    windows/s). Unrolled, XLA fuses across steps; on CPU it is about the same speed. Same weights,
+    same function: only how it is compiled changes.
+    """
+    import keras
+
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        config = layer.get_config()
+        if isinstance(layer, keras.layers.RNN) and not config.get("unroll"):
+            config["unroll"] = True
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _compile(model: keras.Model, mean: np.ndarray, scale: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Raw windows (n, T, F) -> per-feature mean absolute reconstruction error of the scaled windows (n, F)."""
     import keras
 
     backend = keras.backend.backend()
@@ -108,7 +131,8 @@ def _compile(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
         import tensorflow as tf
 
         @tf.function(jit_compile=True, reduce_retracing=True)
-        def errors_tf(x: tf.Tensor) -> tf.Tensor:
+        def errors_tf(raw: tf.Tensor) -> tf.Tensor:
+            x = (raw - mean) / scale
             return tf.reduce_mean(tf.abs(x - model(x, training=False)), axis=1)
 
         return lambda x: errors_tf(tf.convert_to_tensor(x)).numpy()
@@ -120,26 +144,40 @@ def _compile(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
         frozen = [v.value for v in model.non_trainable_variables]
 
         @jax.jit
-        def errors_jax(x: jax.Array) -> jax.Array:
+        def errors_jax(raw: jax.Array) -> jax.Array:
+            x = (raw - mean) / scale
             recon, _ = model.stateless_call(trainable, frozen, x, training=False)
             return jnp.mean(jnp.abs(x - recon), axis=1)
 
         return lambda x: np.asarray(errors_jax(x))
+
     # torch and others: an uncompiled call, correct but slower.
-    return lambda x: keras.ops.convert_to_numpy(keras.ops.mean(keras.ops.abs(x - model(x, training=False)), axis=1))
+    def errors_eager(raw: np.ndarray) -> np.ndarray:
+        x = (raw - mean) / scale
+        return keras.ops.convert_to_numpy(keras.ops.mean(keras.ops.abs(x - model(x, training=False)), axis=1))
+
+    return errors_eager
 
 
-def _backend_and_device() -> tuple[str, str]:
+def backend_and_device() -> tuple[str, str]:
+    """The Keras backend, and what it computes on: "cpu", or "gpu: <name>" (e.g. "gpu: NVIDIA H100 80GB HBM3")."""
     import keras
 
     backend = keras.backend.backend()
-    device = "cpu"
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return backend, "cpu" if device.platform == "cpu" else f"{device.platform}: {device.device_kind}"
     if backend == "tensorflow":
         import tensorflow as tf
 
-        device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
-    elif backend == "jax":
-        import jax
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            return backend, "gpu: " + tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
+    if backend == "torch":
+        import torch
 
-        device = jax.default_backend()
-    return backend, device
+        if torch.cuda.is_available():
+            return backend, f"gpu: {torch.cuda.get_device_name(0)}"
+    return backend, "cpu"
