@@ -18,3 +18,17 @@ def build_autoencoder(window: int, n_features: int, units: int = 16, *, seed: in
     decoded = keras.layers.LSTM(units, return_sequences=True, name="decoder")(repeated)
     outputs = keras.layers.TimeDistributed(keras.layers.Dense(n_features), name="reconstruction")(decoded)
     return keras.Model(inputs, outputs, name=f"lstm_ae_t{window}_f{n_features}_u{units}")
+
+
+def flops_per_window(window: int, n_features: int, units: int = 16) -> int:
+    """Floating-point operations of one forward pass (2 per multiply-add of the layers' matrix products).
+
+    Each LSTM step multiplies its input and its state by the four gates' kernels; the decoder's input
+    is the repeated code (``units`` wide); the dense layer maps each step back to ``n_features``.
+    Element-wise gate arithmetic is left out: it is a few percent of the total and not matrix work.
+    """
+    gates = 4 * units
+    encoder = window * 2 * (n_features + units) * gates
+    decoder = window * 2 * (units + units) * gates
+    dense = window * 2 * units * n_features
+    return encoder + decoder + dense

@@ -22,10 +22,11 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
+from .autoencoder import flops_per_window
 from .bench_stats import BenchResult, MemoryPoint, ModelRate, Throughput, cpu_model, rss_mb
 from .contracts import Reading
 from .model_store import ModelBundle, ModelStore
-from .scorer import Scorer
+from .scorer import Scorer, backend_and_device
 from .settings import Settings
 
 
@@ -67,6 +68,7 @@ def model_only(bundle: ModelBundle, batch_sizes: Sequence[int], seconds: float =
         bundle.load_keras(), bundle.scaler, reference=bundle.thresholds.feature_reference, max_batch=sizes[-1], sizes=sizes
     )
     scorer.warm()
+    flops = flops_per_window(scorer.window, scorer.n_features, bundle.card.units)
     rng = np.random.default_rng(seed)
     mean, scale = np.asarray(bundle.scaler.mean, np.float32), np.asarray(bundle.scaler.scale, np.float32)
     out = []
@@ -80,13 +82,34 @@ def model_only(bundle: ModelBundle, batch_sizes: Sequence[int], seconds: float =
             elapsed = time.perf_counter() - started
             if elapsed >= seconds and calls >= 3:
                 break
-        ms = elapsed / calls * 1000
-        out.append(ModelRate(batch=size, ms_per_batch=round(ms, 3), windows_per_s=round(size * calls / elapsed, 1)))
+        ms, rate = elapsed / calls * 1000, size * calls / elapsed
+        out.append(ModelRate(batch=size, ms_per_batch=round(ms, 3), windows_per_s=round(rate, 1), gflop_per_s=round(rate * flops / 1e9, 2)))
     return out
+
+
+def matmul_ceiling(seconds: float = 1.0, seed: int = 0) -> float:
+    """GFLOP/s of a large float32 matrix product on the Keras backend's default device."""
+    import keras
+
+    n = 2048 if backend_and_device()[1] == "cpu" else 8192  # big enough to fill the device, small enough to time in a second
+    rng = np.random.default_rng(seed)
+    a = keras.ops.convert_to_tensor(rng.standard_normal((n, n), dtype=np.float32))
+    b = keras.ops.convert_to_tensor(rng.standard_normal((n, n), dtype=np.float32))
+    keras.ops.convert_to_numpy(keras.ops.matmul(a, b)[0, 0])  # warm-up
+    calls, started = 0, time.perf_counter()
+    while True:
+        # Reading one element back waits for the product (JAX and GPUs run asynchronously).
+        keras.ops.convert_to_numpy(keras.ops.matmul(a, b)[0, 0])
+        calls += 1
+        elapsed = time.perf_counter() - started
+        if elapsed >= seconds and calls >= 3:
+            return round(2 * n**3 * calls / elapsed / 1e9, 1)
 
 
 def memory(bundle: ModelBundle, device_counts: Sequence[int], max_batch: int = 1024) -> list[MemoryPoint]:
     """RSS of this process as one detector holds one full window per device, counts ascending."""
+    if not device_counts:
+        return []
     from .detector import Detector
     from .worker import detector_config
 
@@ -139,6 +162,7 @@ def run_bench(settings: Settings, config: BenchConfig, console: Console, *, mode
                 "cores": str(_cores()),
                 "python": platform.python_version(),
                 "keras_backend": keras.backend.backend(),
+                "scorer_device": backend_and_device()[1],
             },
             settings={k: getattr(settings, k) for k in ("batch_max_size", "batch_max_wait_s", "stride")},
             model={
@@ -146,12 +170,16 @@ def run_bench(settings: Settings, config: BenchConfig, console: Console, *, mode
                 "window": bundle.card.window,
                 "units": bundle.card.units,
                 "features": len(bundle.card.features),
+                "flops_per_window": flops_per_window(bundle.card.window, len(bundle.card.features), bundle.card.units),
             },
             notes=["shared 2-core machine: figures vary by tens of percent between runs"],
         )
         log(f"model-only scoring, batch sizes {config.batch_sizes}")
         result.model_only = model_only(bundle, config.batch_sizes, config.model_seconds)
-        log("memory: detector holding 1 window per device")
+        log("arithmetic ceiling: a large float32 matrix product")
+        result.matmul_gflop_per_s = matmul_ceiling(config.model_seconds)
+        if config.memory_devices:
+            log("memory: detector holding 1 window per device")
         result.memory = memory(bundle, config.memory_devices, settings.batch_max_size)
         if config.e2e:
             _end_to_end(settings, config, result, workdir, log)
@@ -223,12 +251,20 @@ def _cores() -> int:
 
 def print_result(result: BenchResult, console: Console) -> None:
     m = result.machine
-    console.print(f"[bold]floorwatch bench[/] on {m['cpu']} ({m['cores']} cores), Keras backend {m['keras_backend']}")
-    table = Table(title="Model-only scoring (the ceiling)")
-    for col in ("batch", "ms/batch", "windows/s"):
+    device = m.get("scorer_device", "cpu")
+    console.print(
+        f"[bold]floorwatch bench[/] on {m['cpu']} ({m['cores']} cores), Keras backend {m['keras_backend']}, scoring on {device}"
+    )
+    ceiling = result.matmul_gflop_per_s
+    table = Table(
+        title="Model-only scoring (the ceiling)",
+        caption=f"{result.model.get('flops_per_window')} FLOPs per window; float32 matrix product: {ceiling or 0:,.0f} GFLOP/s",
+    )
+    for col in ("batch", "ms/batch", "windows/s", "GFLOP/s", "share of matmul"):
         table.add_column(col, justify="right")
     for r in result.model_only:
-        table.add_row(str(r.batch), f"{r.ms_per_batch:.2f}", f"{r.windows_per_s:,.0f}")
+        share = f"{r.gflop_per_s / ceiling:.2%}" if ceiling and r.gflop_per_s is not None else "-"
+        table.add_row(str(r.batch), f"{r.ms_per_batch:.2f}", f"{r.windows_per_s:,.0f}", f"{r.gflop_per_s or 0:,.1f}", share)
     console.print(table)
     if result.throughput:
         table = Table(title="End-to-end throughput (one worker, backlog drained)")

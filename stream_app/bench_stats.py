@@ -26,6 +26,7 @@ class ModelRate(BaseModel):
     batch: int
     ms_per_batch: float
     windows_per_s: float
+    gflop_per_s: float | None = None  # windows/s x the model's FLOPs per window
 
 
 class Throughput(BaseModel):
@@ -70,6 +71,9 @@ class BenchResult(BaseModel):
     settings: dict[str, object]
     model: dict[str, object]
     model_only: list[ModelRate] = []
+    # A large float32 matrix product on the scorer's backend and device: the arithmetic ceiling the
+    # model-only rows are set against (same precision settings as the model's own matrix products).
+    matmul_gflop_per_s: float | None = None
     throughput: list[Throughput] = []
     latency: list[Latency] = []
     memory: list[MemoryPoint] = []

@@ -55,10 +55,44 @@ def test_model_only_and_memory_tiny(tiny_model_dir: Path) -> None:
     rates = model_only(bundle, [4, 1], seconds=0.01)
     assert [r.batch for r in rates] == [1, 4]
     assert all(r.windows_per_s > 0 and math.isfinite(r.ms_per_batch) for r in rates)
+    assert all(r.gflop_per_s is not None and r.gflop_per_s > 0 for r in rates)
 
     points = memory(bundle, [20, 5], max_batch=8)
     assert [p.devices for p in points] == [5, 20]
     assert all(p.rss_mb > 0 and p.window_store_mb >= 0 for p in points)
+
+
+def test_flops_per_window_counts_every_kernel_weight_once_per_step(tiny_model_dir: Path) -> None:
+    # Each step multiplies by every kernel (LSTM input and recurrent kernels, the dense kernel) once:
+    # one multiply-add per weight, 2 FLOPs. Counted from the built model, independently of the formula.
+    from stream_app.autoencoder import build_autoencoder, flops_per_window
+
+    model = build_autoencoder(window=16, n_features=4, units=16)
+    kernel_weights = sum(int(v.numpy().size) for v in model.weights if "kernel" in v.path)
+    assert flops_per_window(16, 4, 16) == 2 * 16 * kernel_weights == 108_544
+    assert flops_per_window(10, 8, 8) == 2 * 10 * (4 * 8 * (8 + 8) + 4 * 8 * (8 + 8) + 8 * 8)
+
+
+def test_matmul_ceiling_is_positive() -> None:
+    from stream_app.bench import matmul_ceiling
+
+    assert matmul_ceiling(seconds=0.0) > 0
+
+
+def test_scorer_unrolls_a_copy_with_the_same_outputs(tiny_model_dir: Path) -> None:
+    import keras
+    import numpy as np
+
+    from stream_app.model_store import ModelStore
+    from stream_app.scorer import unrolled
+
+    model = ModelStore(tiny_model_dir).load().load_keras()
+    copy = unrolled(model)
+    rnns = lambda m: [layer for layer in m.layers if isinstance(layer, keras.layers.RNN)]  # noqa: E731
+    assert rnns(copy) and all(layer.unroll for layer in rnns(copy))
+    assert not any(layer.unroll for layer in rnns(model))  # the caller's model is left as it was
+    x = np.random.default_rng(1).normal(size=(5, *model.input_shape[1:])).astype(np.float32)
+    np.testing.assert_allclose(copy.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
 
 
 def test_scorer_compiles_the_given_sizes(tiny_model_dir: Path) -> None:
