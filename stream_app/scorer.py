@@ -12,6 +12,7 @@ The same ``.keras`` file runs on every Keras 3 backend; pick one with ``KERAS_BA
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,7 +60,7 @@ class Scorer:
         # Batch shapes to compile; the benchmark passes its own so each measured size is exact.
         self.sizes = sorted({*(s for s in sizes or () if 0 < s < max_batch), max_batch}) if sizes else pad_sizes(max_batch)
         self._reference = np.asarray(reference or [1.0] * self.n_features, np.float32)
-        self._errors = _compile(unrolled(model), np.asarray(scaler.mean, np.float32), np.asarray(scaler.scale, np.float32))
+        self._errors = compiled_errors(unrolled(model), np.asarray(scaler.mean, np.float32), np.asarray(scaler.scale, np.float32))
         self._pad = np.zeros((max_batch, self.window, self.n_features), np.float32)
         self.backend, self.device = backend_and_device()
 
@@ -79,7 +80,9 @@ class Scorer:
     def score(self, windows: np.ndarray) -> Scores:
         """Score raw (unscaled) windows of shape (n, T, F)."""
         relative = self.raw_errors(windows) / self._reference
-        return Scores(feature_errors=relative, score=relative.max(axis=1))
+        # Column by column: numpy's max(axis=1) over a short last axis costs ~40 ns a row, which at
+        # GPU batch sizes took longer than the model (7 ms of 11 at 65,536 windows on an H100 host).
+        return Scores(feature_errors=relative, score=functools.reduce(np.maximum, relative.T))
 
     def raw_errors(self, windows: np.ndarray) -> np.ndarray:
         """Per-feature mean absolute errors of raw windows (n, T, F), before normalisation; any n."""
@@ -122,7 +125,7 @@ def unrolled(model: keras.Model) -> keras.Model:
     return copy
 
 
-def _compile(model: keras.Model, mean: np.ndarray, scale: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+def compiled_errors(model: keras.Model, mean: np.ndarray, scale: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     """Raw windows (n, T, F) -> per-feature mean absolute reconstruction error of the scaled windows (n, F)."""
     import keras
 
