@@ -7,6 +7,7 @@ with nothing from later readings.
 
 from __future__ import annotations
 
+import functools
 import operator
 import time
 from collections.abc import Iterable, Sequence
@@ -190,12 +191,16 @@ class Detector:
         scores = self.scorer.score(windows)
         # Checks beside the model: a sensor repeating one value for its last readings is stuck, and
         # a window whose mean leaves the normal envelope is out of range, whatever the model says.
-        stuck = (np.ptp(windows[:, -self._stuck_run :], axis=1) == 0.0) & self._stuck_mask
-        level = np.abs(windows.mean(axis=1) - self._centre) / self._half  # 1.0 = edge of the envelope
+        # (Reductions over the short window and feature axes are written as a few whole-array ops:
+        # numpy's own, e.g. np.ptp(axis=1), cost ~1 us a window, a tenth of the detector's time.)
+        last = windows[:, -1]
+        same = (windows[:, t] == last for t in range(-self._stuck_run, -1))
+        stuck = functools.reduce(np.logical_and, same, np.broadcast_to(self._stuck_mask, last.shape))
+        level = np.abs(np.einsum("ntf->nf", windows) / windows.shape[1] - self._centre) / self._half  # 1.0 = edge of the envelope
         out_of_range = level > 1.0
-        ratio = np.maximum(self._model_ratio(devices, scores), level.max(axis=1))
+        ratio = np.maximum(self._model_ratio(devices, scores), _row_max(level))
         broken = self._broken_rules(windows, fresh)
-        ratio[stuck.any(axis=1) | broken.any(axis=1)] = np.inf
+        ratio[_row_any(stuck) | _row_any(broken)] = np.inf
         is_open = np.zeros(len(devices), bool)
         for i, device in enumerate(devices):
             score = float(scores.score[i])
@@ -234,7 +239,7 @@ class Detector:
     def _model_ratio(self, devices: list[str], scores: Scores) -> np.ndarray:
         """Each window's model verdict as a ratio to its line, by the calibrated method."""
         if self._method == "per-feature":
-            return (scores.feature_errors / self._feature_lines).max(axis=1)
+            return _row_max(scores.feature_errors / self._feature_lines)
         if self._method == "dynamic":
             smoothed = np.empty(len(devices), np.float32)
             for i, device in enumerate(devices):  # in reading order, so each device's EWMA stays causal
@@ -278,3 +283,13 @@ class Detector:
                 windows=transition.windows,
             ),
         )
+
+
+def _row_max(a: np.ndarray) -> np.ndarray:
+    """Each row's maximum of an (n, k) array, k small: column by column (``max(axis=1)`` is ~40 ns a row)."""
+    return functools.reduce(np.maximum, a.T)
+
+
+def _row_any(a: np.ndarray) -> np.ndarray:
+    """Whether each row of an (n, k) boolean array has a True; all False when k is 0."""
+    return functools.reduce(np.logical_or, a.T, np.zeros(len(a), bool))

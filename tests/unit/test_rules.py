@@ -126,7 +126,9 @@ class PerFeatureMaxScorer:
         return Scores(feature_errors=errors, score=errors.max(axis=1))
 
 
-def _detector(rules: str = "", *, stride: int = 1, window: int = 3, open_after: int = 3) -> Detector:
+def _detector(
+    rules: str = "", *, stride: int = 1, window: int = 3, open_after: int = 3, **thresholds_extra: object
+) -> Detector:
     features = ["x", "y"]
     card = ModelCard(
         features=features, window=window, units=0,
@@ -136,8 +138,9 @@ def _detector(rules: str = "", *, stride: int = 1, window: int = 3, open_after: 
                                      validation_score_max=0, validation_windows_over_threshold=0),
     )  # fmt: skip
     # No envelope and no stuck features: only the model (line at 1.0) and the rules can alert.
-    thresholds = Thresholds(
-        quantile=0.99, multiplier=1.0, threshold=1.0, feature_reference=[1.0, 1.0], stuck_features=[]
+    thresholds = Thresholds.model_validate(
+        dict(quantile=0.99, multiplier=1.0, threshold=1.0, feature_reference=[1.0, 1.0], stuck_features=[])
+        | thresholds_extra
     )
     scaler = Scaler(mean=[0.0, 0.0], scale=[1.0, 1.0])
     bundle = ModelBundle(path=Path("."), card=card, scaler=scaler, thresholds=thresholds)
@@ -155,6 +158,32 @@ def _readings(x: list[float], y: float = 0.5) -> list[Reading]:
 
 def _feed(detector: Detector, readings: list[Reading]) -> Detection:
     return detector.process(readings, now_ms=T0 + 10**8)
+
+
+def test_a_sensor_repeating_one_value_for_its_last_readings_is_stuck() -> None:
+    # x repeats 0.3 for readings 5-9; y is flat throughout but is not a stuck-checked feature.
+    x = [0.1, 0.2, 0.1, 0.2, 0.1] + [0.3] * 5 + [0.1, 0.2, 0.1, 0.2]
+    readings = [Reading(device_id="d", ts=T0 + i * 1000, values={"x": v, "y": 0.5}) for i, v in enumerate(x)]
+
+    out = _feed(_detector(open_after=1, window=4, stuck_features=["x"], stuck_run=3), readings)
+
+    # Windows end at readings 3..13; those ending at 7, 8, 9 have x's last three readings all 0.3.
+    assert np.isinf(out.window_ratio).tolist() == [i in (7, 8, 9) for i in range(3, 14)]
+    assert out.alerts[0].check_failures == ["stuck:x"]
+
+
+def test_a_window_whose_mean_leaves_the_envelope_is_out_of_range() -> None:
+    # x's normal envelope is [0, 0.4]; the model (line 1.0) sees nothing wrong with 0.7.
+    x = [0.2] * 5 + [0.7] * 4 + [0.2] * 5
+    out = _feed(_detector(open_after=2, feature_envelope={"x": (0.0, 0.4)}), _readings(x))
+
+    values = np.array([[r.values["x"], r.values["y"]] for r in _readings(x)])
+    windows = np.lib.stride_tricks.sliding_window_view(values, 3, axis=0)  # (n, 2, 3)
+    model = windows.max(axis=(1, 2))  # the stand-in model's score, over a line of 1.0
+    level = np.abs(windows[:, 0].mean(axis=1) - 0.2) / 0.2  # distance from the envelope's centre / half-width
+    np.testing.assert_allclose(out.window_ratio, np.maximum(model, level), rtol=1e-5)
+    assert (level > 1).any() and (level < 1).any()
+    assert out.alerts[0].episode.state == "open" and out.alerts[0].check_failures == ["level:x"]
 
 
 def test_a_rule_on_a_feature_the_model_does_not_use_fails_at_construction() -> None:
