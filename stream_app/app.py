@@ -97,9 +97,18 @@ def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) ->
         metrics.batch_seconds.observe(time.perf_counter() - started)
         metrics.redis_pending.set(sink.pending)
 
+    async def dead_letter_batch(messages: list[Message], exc: Exception) -> None:
+        # A batch the worker failed on (a bug, or a sink failing past its retries): every message
+        # goes to the dead-letter topic with its bytes, so it can be replayed once the cause is fixed.
+        # Alerts it may already have sent carry the same ids on replay: the sinks drop the repeats.
+        reason = f"the worker failed on this message's batch: {type(exc).__name__}: {str(exc)[:300]}"
+        sent = [await _to_dlq(dlq_topic, m, Rejection(reason, m.value() or b"")) for m in messages]
+        await asyncio.gather(*sent)
+        metrics.dead_letters.inc(len(sent))
+
     @app.task
     async def consume_readings() -> None:
-        await ReadingsConsumer(settings, handle).run()
+        await ReadingsConsumer(settings, handle, on_failure=dead_letter_batch).run()
 
     @app.timer(interval=1.0)
     async def flush_redis() -> None:

@@ -28,14 +28,17 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 Handler = Callable[[list[Message]], Awaitable[None]]
+# Called with a batch whose handler raised, and the exception: the app dead-letters its messages.
+FailureHandler = Callable[[list[Message], Exception], Awaitable[None]]
 
 
 class ReadingsConsumer:
     """The worker's consumer-group member for the readings topic; ``run`` until cancelled."""
 
-    def __init__(self, settings: Settings, handle: Handler) -> None:
+    def __init__(self, settings: Settings, handle: Handler, on_failure: FailureHandler | None = None) -> None:
         self.settings = settings
         self.handle = handle
+        self.on_failure = on_failure
         # Every call into the consumer happens on this one thread, in order: consume blocks
         # there (the event loop stays free) and librdkafka's rebalance callbacks run there too.
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="readings-consumer")
@@ -62,8 +65,9 @@ class ReadingsConsumer:
                     continue
                 try:
                     await self.handle(usable)
-                except Exception:  # the worker never stops on one bad batch
-                    log.exception("batch of %d messages failed; offsets advance, see the log", len(usable))
+                except Exception as exc:  # the worker never stops on one bad batch
+                    log.exception("batch of %d messages failed; they go to the dead-letter topic", len(usable))
+                    await self._fail(usable, exc)
                 await self._commit()
         finally:
             await asyncio.shield(self._close())
@@ -82,6 +86,17 @@ class ReadingsConsumer:
             if batch and size > 1:
                 batch += consume(size - 1, 0)
         return batch
+
+    async def _fail(self, messages: list[Message], exc: Exception) -> None:
+        """Hand a failed batch to ``on_failure`` (its bytes are kept, not dropped); the batch is then committed."""
+        if self.on_failure is None:
+            return
+        try:
+            await self.on_failure(messages, exc)
+        except Exception:
+            # The broker is likely unreachable; then the commit that follows fails too, and the
+            # batch is read again from the last commit (by this worker's successor in the group).
+            log.exception("could not dead-letter the failed batch's %d messages", len(messages))
 
     async def _commit(self) -> None:
         try:

@@ -1,6 +1,10 @@
 """How the readings consumer cuts batches (the consumer itself runs against the real broker in the
 integration and fault tests; here a stub stands in for librdkafka's local queue)."""
 
+import asyncio
+
+import pytest
+
 from stream_app.consume import ReadingsConsumer
 from stream_app.settings import Settings
 
@@ -44,3 +48,82 @@ def test_a_quiet_stream_gives_an_empty_batch_after_the_wait() -> None:
     stub = QueueStub([], [])
     assert consumer_over(stub)._next_batch() == []
     assert stub.calls == [(4, 0), (1, 0.05)]
+
+
+class BrokerStub:
+    """The consumer calls ``run`` makes, over one batch; then it is cancelled, as at shutdown."""
+
+    def __init__(self, batch: list[str]) -> None:
+        self.batches, self.commits, self.closed = [batch], 0, False
+
+    def subscribe(self, topics: list[str], **callbacks: object) -> None:
+        pass
+
+    def consume(self, n: int, timeout: float) -> list[str]:
+        if not self.batches:
+            raise asyncio.CancelledError  # what stopping the worker's task does
+        return self.batches.pop(0)
+
+    def commit(self, asynchronous: bool) -> None:
+        self.commits += 1
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class MessageStub:
+    def __init__(self, value: bytes) -> None:
+        self._value = value
+
+    def error(self) -> None:
+        return None
+
+    def value(self) -> bytes:
+        return self._value
+
+
+def run_one_batch(handle, on_failure) -> BrokerStub:  # type: ignore[no-untyped-def]
+    stub = BrokerStub([MessageStub(b"one"), MessageStub(b"two")])  # type: ignore[list-item]
+    consumer = ReadingsConsumer(Settings(), handle, on_failure=on_failure)
+    consumer._consumer = stub  # type: ignore[assignment]
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(consumer.run())
+    return stub
+
+
+def test_a_batch_whose_handler_fails_goes_to_the_failure_handler_then_is_committed() -> None:
+    failed: list[tuple[list[bytes], str]] = []
+
+    async def handle(messages: list) -> None:  # type: ignore[type-arg]
+        raise RuntimeError("a bug")
+
+    async def on_failure(messages: list, exc: Exception) -> None:  # type: ignore[type-arg]
+        failed.append(([m.value() for m in messages], str(exc)))
+
+    stub = run_one_batch(handle, on_failure)
+    assert failed == [([b"one", b"two"], "a bug")]  # every message, with the cause
+    assert stub.commits == 1 and stub.closed
+
+
+def test_a_failing_failure_handler_does_not_stop_the_worker() -> None:
+    async def handle(messages: list) -> None:  # type: ignore[type-arg]
+        raise RuntimeError("a bug")
+
+    async def on_failure(messages: list, exc: Exception) -> None:  # type: ignore[type-arg]
+        raise ConnectionError("broker unreachable")
+
+    stub = run_one_batch(handle, on_failure)
+    assert stub.commits == 1  # tried; against an unreachable broker the commit fails and the batch is read again
+
+
+def test_a_handled_batch_is_committed_without_the_failure_handler() -> None:
+    handled: list[int] = []
+
+    async def handle(messages: list) -> None:  # type: ignore[type-arg]
+        handled.append(len(messages))
+
+    async def on_failure(messages: list, exc: Exception) -> None:  # type: ignore[type-arg]
+        raise AssertionError("not called")
+
+    stub = run_one_batch(handle, on_failure)
+    assert handled == [2] and stub.commits == 1
