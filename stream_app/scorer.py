@@ -60,9 +60,12 @@ class Scorer:
         # Batch shapes to compile; the benchmark passes its own so each measured size is exact.
         self.sizes = sorted({*(s for s in sizes or () if 0 < s < max_batch), max_batch}) if sizes else pad_sizes(max_batch)
         self._reference = np.asarray(reference or [1.0] * self.n_features, np.float32)
-        self._errors = compiled_errors(unrolled(model), np.asarray(scaler.mean, np.float32), np.asarray(scaler.scale, np.float32))
-        self._pad = np.zeros((max_batch, self.window, self.n_features), np.float32)
         self.backend, self.device = backend_and_device()
+        # Unrolled LSTMs pay on a GPU (see ``unrolled``); on a CPU they score no faster and the
+        # larger compiled graphs cost a TensorFlow worker ~20-30 MB, so there the model stays rolled.
+        compiled_model = model if self.device == "cpu" else unrolled(model)
+        self._errors = compiled_errors(compiled_model, np.asarray(scaler.mean, np.float32), np.asarray(scaler.scale, np.float32))
+        self._pad = np.zeros((max_batch, self.window, self.n_features), np.float32)
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle, *, max_batch: int = 1024) -> Scorer:
@@ -109,8 +112,8 @@ def unrolled(model: keras.Model) -> keras.Model:
 
     A rolled LSTM compiles to a loop of T steps; on a GPU each step is a round of small kernel launches,
     and the loop ran 70x slower than the unrolled graph at 65,536 windows on an H100 (93k vs 6.5M
-    windows/s). Unrolled, XLA fuses across steps; on CPU it is about the same speed. Same weights,
-    same function: only how it is compiled changes.
+    windows/s). Unrolled, XLA fuses across steps; on CPU it is about the same speed, so the scorer
+    unrolls only on an accelerator. Same weights, same function: only how it is compiled changes.
     """
     import keras
 
