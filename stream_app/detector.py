@@ -20,7 +20,7 @@ from .contracts import Alert, Episode, Reading, iso_ms
 from .episodes import EpisodeRule, EpisodeTracker, OpenEpisode, Transition
 from .model_store import ModelBundle
 from .rules import Rule
-from .scorer import Scorer, Scores
+from .scorer import Scorer, Scores, row_max
 from .thresholds import severity
 from .windows import Push, WindowStore
 
@@ -198,7 +198,7 @@ class Detector:
         stuck = functools.reduce(np.logical_and, same, np.broadcast_to(self._stuck_mask, last.shape))
         level = np.abs(np.einsum("ntf->nf", windows) / windows.shape[1] - self._centre) / self._half  # 1.0 = edge of the envelope
         out_of_range = level > 1.0
-        ratio = np.maximum(self._model_ratio(devices, scores), _row_max(level))
+        ratio = np.maximum(self._model_ratio(devices, scores), row_max(level))
         broken = self._broken_rules(windows, fresh)
         ratio[_row_any(stuck) | _row_any(broken)] = np.inf
         is_open = np.zeros(len(devices), bool)
@@ -239,7 +239,7 @@ class Detector:
     def _model_ratio(self, devices: list[str], scores: Scores) -> np.ndarray:
         """Each window's model verdict as a ratio to its line, by the calibrated method."""
         if self._method == "per-feature":
-            return _row_max(scores.feature_errors / self._feature_lines)
+            return row_max(scores.feature_errors / self._feature_lines)
         if self._method == "dynamic":
             smoothed = np.empty(len(devices), np.float32)
             for i, device in enumerate(devices):  # in reading order, so each device's EWMA stays causal
@@ -283,11 +283,6 @@ class Detector:
                 windows=transition.windows,
             ),
         )
-
-
-def _row_max(a: np.ndarray) -> np.ndarray:
-    """Each row's maximum of an (n, k) array, k small: column by column (``max(axis=1)`` is ~40 ns a row)."""
-    return functools.reduce(np.maximum, a.T)
 
 
 def _row_any(a: np.ndarray) -> np.ndarray:
