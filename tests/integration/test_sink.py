@@ -4,7 +4,9 @@ worker reads back when it takes over devices."""
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 
+import pytest_asyncio
 import redis.asyncio as aioredis
 
 from stream_app.contracts import to_epoch_ms
@@ -16,11 +18,17 @@ from tests.unit.test_evaluation import alert
 START = 1_795_000_000_000
 
 
-async def test_open_episodes_are_those_whose_last_alert_opened_them(services: EmbeddedServices) -> None:
+@pytest_asyncio.fixture(loop_scope="function")  # the client lives in the test's own loop
+async def sink(services: EmbeddedServices) -> AsyncIterator[RedisSink]:
+    """A sink on the embedded Redis under a key prefix of its own."""
     state = services.state()
     assert state is not None
     client = aioredis.from_url(state.redis_url)
-    sink = RedisSink(client, f"resume-{time.time_ns()}")
+    yield RedisSink(client, f"resume-{time.time_ns()}")
+    await client.aclose()
+
+
+async def test_open_episodes_are_those_whose_last_alert_opened_them(sink: RedisSink) -> None:
     opened = alert("press-01", START)
     closed = alert("press-02", START, state="closed")
     assert await sink.write([opened, alert("press-02", START), closed], {})
@@ -33,20 +41,14 @@ async def test_open_episodes_are_those_whose_last_alert_opened_them(services: Em
         )
     }
     assert await sink.open_episodes([]) == {}
-    await client.aclose()
 
 
-async def test_an_unreadable_last_alert_is_skipped_not_raised(services: EmbeddedServices) -> None:
-    state = services.state()
-    assert state is not None
-    client = aioredis.from_url(state.redis_url)
-    sink = RedisSink(client, f"resume-bad-{time.time_ns()}")
+async def test_an_unreadable_last_alert_is_skipped_not_raised(sink: RedisSink) -> None:
     opened = alert("press-01", START)
     assert await sink.write([opened], {})
-    await client.xadd(sink.keys.device_alerts("press-02"), {"alert": b"{not json"})
-    await client.xadd(sink.keys.device_alerts("press-03"), {"other": b"1"})
+    await sink.client.xadd(sink.keys.device_alerts("press-02"), {"alert": b"{not json"})
+    await sink.client.xadd(sink.keys.device_alerts("press-03"), {"other": b"1"})
 
     found = await sink.open_episodes(["press-01", "press-02", "press-03"])
 
     assert set(found) == {"press-01"}
-    await client.aclose()
