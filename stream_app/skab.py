@@ -54,6 +54,11 @@ class LabelledSeries:
         if n > 1 and np.any(np.diff(self.ts) <= 0):
             raise ValueError(f"{self.device_id}: timestamps must be strictly increasing")
 
+    @property
+    def training_anomalies(self) -> int:
+        """Training rows labelled anomalous: a model trained on them learns that behaviour as normal."""
+        return int(self.labels[: self.train_rows].sum())
+
 
 def read_labelled_csv(
     path: Path,

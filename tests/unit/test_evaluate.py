@@ -9,7 +9,7 @@ import pytest
 
 from stream_app.detector import Detector, DetectorConfig
 from stream_app.episodes import EpisodeRule
-from stream_app.evaluate import stream
+from stream_app.evaluate import stream, training_warnings
 from stream_app.model_store import ModelBundle, ModelCard, Scaler, Thresholds, TrainingSummary, ValidationMetrics
 from stream_app.scorer import Scores
 from stream_app.skab import LabelledSeries
@@ -65,3 +65,15 @@ def test_devices_interleave_without_mixing_and_training_rows_are_left_out() -> N
     assert len(traces[0].ts) == 55 and len(traces[1].ts) == 60
     assert np.flatnonzero(traces[0].is_open).tolist() == [i - 5 for i in range(12, 31)]
     assert np.flatnonzero(traces[1].is_open).tolist() == list(range(12, 31))
+
+
+def test_training_warnings_count_labelled_rows_in_training_only() -> None:
+    labels = np.zeros(10, bool)
+    labels[[1, 2, 7]] = True  # two in the 4 training rows, one after
+    ts = np.arange(10, dtype=np.int64)
+    clean = LabelledSeries("clean", ["x"], ts, np.zeros((10, 1), np.float32), np.arange(10) >= 4, train_rows=4)
+    dirty = LabelledSeries("dirty", ["x"], ts, np.zeros((10, 1), np.float32), labels, train_rows=4)
+    assert clean.training_anomalies == 0 and dirty.training_anomalies == 2
+    assert training_warnings([clean, dirty]) == [
+        "dirty: 2 of its 4 training rows are labelled anomalous; its model learns that behaviour as normal"
+    ]

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stream_app.evaluate import training_warnings
 from stream_app.skab import SKAB_FEATURES, SKAB_TRAIN_ROWS, load_skab, read_labelled_csv
 
 SKAB = Path(os.environ.get("FLOORWATCH_SKAB_DIR", Path(__file__).resolve().parents[3] / "shared" / "data" / "skab"))
@@ -24,6 +25,14 @@ def test_skab_protocol_figures_match_its_provenance() -> None:
     assert len(test_labels) == 23_801
     assert round(test_labels.mean(), 3) == 0.537
     assert all(s.train_rows == SKAB_TRAIN_ROWS and s.features == SKAB_FEATURES for s in series)
+
+
+@needs_skab
+def test_only_other_2_trains_on_rows_labelled_anomalous() -> None:
+    # Its fault starts at row 104 and ends at 487, so SKAB's protocol trains its model on the fault.
+    assert training_warnings(load_skab(SKAB)) == [
+        "other-2: 296 of its 400 training rows are labelled anomalous; its model learns that behaviour as normal"
+    ]
 
 
 @needs_skab
