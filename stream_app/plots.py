@@ -63,12 +63,16 @@ def plot_histogram(traces: list[Trace], path: Path, *, title: str) -> None:
     ratio, truth = np.clip(ratio[keep], 1e-3, _CAP), truth[keep]  # clip also brings inf (stuck) to the cap
     bins = np.logspace(np.log10(max(ratio.min(), 1e-3)), np.log10(_CAP), 60)
     fig, ax = plt.subplots(figsize=(8, 4), dpi=110)
-    ax.hist(ratio[~truth], bins=bins, alpha=0.6, color="tab:blue", label=f"normal points ({(~truth).sum()})")
-    ax.hist(ratio[truth], bins=bins, alpha=0.6, color="tab:red", label=f"anomalous points ({truth.sum()})")
+    # Each class as shares of its own points: anomalies are often under 1% of the points, and on a
+    # count axis their histogram would be invisible beside the normal one.
+    for name, part, colour in (("normal", ratio[~truth], "tab:blue"), ("anomalous", ratio[truth], "tab:red")):
+        if len(part):
+            label = f"{name} points ({len(part):,}; {(part > 1.0).mean():.2%} over the line)"
+            ax.hist(part, bins=bins, weights=np.full(len(part), 1 / len(part)), alpha=0.6, color=colour, label=label)
     ax.axvline(1.0, color="black", ls="--", lw=1, label="alert line (1.0)")
     ax.set_xscale("log")
     ax.set_xlabel("score / threshold")
-    ax.set_ylabel("points")
+    ax.set_ylabel("share of the class's points")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
