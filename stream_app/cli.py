@@ -405,7 +405,7 @@ def evaluate(
     label_column: Annotated[str, typer.Option(help="CSV: 0/1 label column")] = "anomaly",
     time_column: Annotated[Optional[str], typer.Option(help="CSV: time column (default: the first)")] = None,
     features: Annotated[Optional[str], typer.Option(help="CSV or SKAB: comma-separated sensor columns (default: all sensors)")] = None,
-    train_rows: Annotated[int, typer.Option(help="CSV: train a model per file on its first N rows (0: use the stored model)")] = 0,
+    train_rows: Annotated[int, typer.Option("--train-rows", "--warmup-rows", help="CSV: learn a model per file on its first N rows, then score the rest causally while it keeps learning (0: use the stored model)")] = 0,
     skab: Annotated[Optional[Path], typer.Option(help="SKAB data folder, e.g. ../shared/data/skab (SKAB protocol)")] = None,
     detector: Annotated[str, typer.Option(help="lstm (autoencoder) or iforest (IsolationForest baseline)")] = "lstm",
     point_mode: Annotated[str, typer.Option(help="a point is anomalous when its device's episode is open (episode) or its window is over the line (window)")] = "episode",
@@ -422,6 +422,7 @@ def evaluate(
     max_gap: Annotated[Optional[float], typer.Option(help="window restart after a silence, seconds (default: config; 300 for SKAB)")] = None,
     batch_size: Annotated[int, typer.Option(help="readings per micro-batch")] = 256,
     plot: Annotated[Optional[Path], typer.Option(help="write PNG plots to this folder")] = None,
+    detections: Annotated[Optional[Path], typer.Option(help="write per-point rows (score, line, ratio, episode, opened) to this CSV")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Run the worker's detector over labelled data: point-wise and event-wise detection quality."""
@@ -444,6 +445,11 @@ def evaluate(
         sys.stdout.write(report.model_dump_json(indent=2) + "\n")
     else:
         print_report(report, console)
+    if detections is not None:
+        from .evaluate import write_detections
+
+        rows = write_detections(traces, detections)
+        (console if not as_json else Console(stderr=True)).print(f"{rows} detection rows written to {detections}")
     if plot is not None:
         from .plots import write_plots
 

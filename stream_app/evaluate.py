@@ -43,6 +43,12 @@ class Trace:
     is_open: np.ndarray  # (n,) bool: an episode of this device is open after this reading
     over_line: np.ndarray  # (n,) bool: this reading's window is over the line
     ratio: np.ndarray  # (n,) float: this reading's window's distance to normal (1.0 = line); NaN: no window
+    # Per reading, for --detections: the window's model score and its device's line (NaN: no window),
+    # the episode it belongs to ("" if none) and whether an episode opened at it.
+    score: np.ndarray | None = None
+    line: np.ndarray | None = None
+    episode: np.ndarray | None = None
+    opened: np.ndarray | None = None
 
     def predicted(self, mode: PointMode) -> np.ndarray:
         return self.is_open if mode == "episode" else self.over_line
@@ -54,6 +60,8 @@ class Model:
 
     detector: Detector
     train_s: float = 0.0
+    # Where its versions (and its refits) live for the evaluation's lifetime.
+    workdir: tempfile.TemporaryDirectory[str] | None = None
 
 
 class EvaluationReport(BaseModel):
@@ -68,6 +76,8 @@ class EvaluationReport(BaseModel):
     train_s: float
     score_s: float
     config: dict[str, object]
+    # Continual learning during the run: candidates kept and discarded.
+    refits: dict[str, int] = {}
     # What may make the figures misleading, in words (e.g. training rows labelled anomalous).
     warnings: list[str] = []
 
@@ -94,6 +104,10 @@ def stream(detector: Detector, series: list[LabelledSeries], *, batch_size: int 
     row = np.concatenate([np.arange(len(s.ts)) for s in series])
     order = np.argsort(ts_all, kind="stable")  # each series is already in time order
     ratio = [np.full(len(s.ts), np.nan, np.float32) for s in series]
+    score = [np.full(len(s.ts), np.nan, np.float32) for s in series]
+    line = [np.full(len(s.ts), np.nan, np.float32) for s in series]
+    episode = [np.full(len(s.ts), "", object) for s in series]
+    opened = [np.zeros(len(s.ts), bool) for s in series]
     window_open = [np.full(len(s.ts), -1, np.int8) for s in series]
     index = {s.device_id: i for i, s in enumerate(series)}
     if len(index) != len(series):
@@ -112,28 +126,88 @@ def stream(detector: Detector, series: list[LabelledSeries], *, batch_size: int 
         out = detector.process(readings, now_ms=now_ms)
         if out.refused:
             raise ValueError(f"the detector refused a reading: {out.refused[0].reason}")
-        for device, end_ms, r, is_open in zip(out.window_devices, out.window_end_ms, out.window_ratio, out.window_open):
+        traced = len(out.window_score) == len(out.window_devices)
+        for w, (device, end_ms) in enumerate(zip(out.window_devices, out.window_end_ms)):
             i = index[device]
             at = int(np.searchsorted(series[i].ts, end_ms))
-            ratio[i][at] = r
-            window_open[i][at] = is_open
+            ratio[i][at] = out.window_ratio[w]
+            window_open[i][at] = out.window_open[w]
+            if traced:
+                score[i][at] = out.window_score[w]
+                line[i][at] = out.window_line[w]
+                episode[i][at] = out.window_episode[w] or ""
+                opened[i][at] = out.window_opened[w]
     traces = []
-    for s, r, w in zip(series, ratio, window_open):
+    for k, (s, r, w) in enumerate(zip(series, ratio, window_open)):
         # A reading without a window of its own (window filling, stride) keeps its device's state.
         has = w >= 0
         last = np.maximum.accumulate(np.where(has, np.arange(len(w)), -1))
         is_open = np.where(last >= 0, w[np.maximum(last, 0)] == 1, False)
         test = slice(s.train_rows, None)
         traces.append(
-            Trace(s.device_id, s.ts[test], s.labels[test], is_open[test], (np.nan_to_num(r, nan=0.0) > 1.0)[test], r[test])
+            Trace(
+                s.device_id, s.ts[test], s.labels[test], is_open[test], (np.nan_to_num(r, nan=0.0) > 1.0)[test], r[test],
+                score=score[k][test], line=line[k][test], episode=episode[k][test], opened=opened[k][test],
+            )  # fmt: skip
         )
     return traces
 
 
-def _detector(bundle: ModelBundle, scorer: object, options: EvaluateOptions) -> Detector:
+def write_detections(traces: list[Trace], path: Path) -> int:
+    """Per-point rows any benchmark's scoring code can read; returns the number of rows written.
+
+    Columns: timestamp (ISO-8601 UTC), epoch_ms, device, score (the model's window score), line (the
+    device's alerting line in score units), ratio (distance to normal: 1.0 = the line; the detector's
+    anomaly score), anomaly_score (ratio squashed into [0, 1): ratio / (1 + ratio), 0.5 = the line),
+    episode_id, episode_open (1 while an episode is open), opened (1 where an episode opened: a
+    detection), label (the ground truth, when the data had one). A reading without a window of its
+    own (the window still filling, stride) has empty score/line/ratio.
+    """
+    import csv
+
+    from .contracts import iso_ms
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = 0
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(
+            ["timestamp", "epoch_ms", "device", "score", "line", "ratio", "anomaly_score", "episode_id", "episode_open", "opened", "label"]
+        )
+        for t in traces:
+            assert t.score is not None and t.line is not None and t.episode is not None and t.opened is not None
+            for k in range(len(t.ts)):
+                r = float(t.ratio[k])
+                has = np.isfinite(t.score[k])
+                ratio = min(r, 1e6) if has else None  # a failed check is an infinite distance: capped
+                out.writerow([
+                    iso_ms(int(t.ts[k])), int(t.ts[k]), t.device_id,
+                    f"{t.score[k]:.6g}" if has else "", f"{t.line[k]:.6g}" if has else "",
+                    f"{ratio:.6g}" if ratio is not None else "",
+                    f"{_anomaly_score(ratio, bool(t.opened[k])):.6f}" if ratio is not None else "",
+                    t.episode[k], int(t.is_open[k]), int(t.opened[k]), int(t.truth[k]),
+                ])  # fmt: skip
+                rows += 1
+    return rows
+
+
+def _anomaly_score(ratio: float, opened: bool) -> float:
+    squashed = ratio / (1.0 + ratio)
+    return 0.5 + 0.5 * squashed if opened else min(0.5 * squashed, 0.499999)
+
+
+def _detector(bundle: ModelBundle, scorer: object, options: EvaluateOptions, store: Path | None = None) -> Detector:
+    """The worker's detector on ``bundle``, tracing every window; refitting into ``store`` as it goes."""
     if not options.level_checks:
         bundle = bundle.model_copy(update={"thresholds": bundle.thresholds.model_copy(update={"feature_envelope": {}})})
-    return Detector(bundle, scorer, options.detector_config)  # type: ignore[arg-type]
+    config = dataclasses.replace(options.detector_config, trace=True)
+    hook = None
+    if store is not None and config.refit.enabled and bundle.card.detector == "lstm-autoencoder":
+        from .model_store import ModelStore
+        from .refit import SyncRefitter
+
+        hook = SyncRefitter(ModelStore(store), options.training, config.refit, max_batch=options.batch_size)
+    return Detector(bundle, scorer, config, on_refit=hook)  # type: ignore[arg-type]
 
 
 def build_model(
@@ -152,10 +226,11 @@ def build_model(
         from .model_store import ModelStore
         from .training import train
 
-        with tempfile.TemporaryDirectory(prefix="floorwatch-eval-") as tmp:
-            bundle = train(train_series, features, ModelStore(Path(tmp)), options.training, source=source)
-            scorer = Scorer.from_bundle(bundle, max_batch=options.batch_size)
-        detector = _detector(bundle, scorer, options)
+        workdir = tempfile.TemporaryDirectory(prefix="floorwatch-eval-")
+        bundle = train(train_series, features, ModelStore(Path(workdir.name)), options.training, source=source)
+        scorer = Scorer.from_bundle(bundle, max_batch=options.batch_size)
+        detector = _detector(bundle, scorer, options, store=Path(workdir.name) / "refits")
+        return Model(detector, time.perf_counter() - started, workdir)
     return Model(detector, time.perf_counter() - started)
 
 
@@ -164,7 +239,9 @@ def stored_model(model_dir: Path, version: str | None, options: EvaluateOptions)
     from .scorer import Scorer
 
     bundle = ModelStore(model_dir).load(version)
-    return Model(_detector(bundle, Scorer.from_bundle(bundle, max_batch=options.batch_size), options))
+    workdir = tempfile.TemporaryDirectory(prefix="floorwatch-eval-")  # refits stay out of the user's store
+    detector = _detector(bundle, Scorer.from_bundle(bundle, max_batch=options.batch_size), options, store=Path(workdir.name))
+    return Model(detector, workdir=workdir)
 
 
 def evaluate_shared(model: Model, series: list[LabelledSeries], options: EvaluateOptions, *, source: str) -> tuple[EvaluationReport, list[Trace]]:
@@ -174,7 +251,8 @@ def evaluate_shared(model: Model, series: list[LabelledSeries], options: Evaluat
         raise ValueError(f"the model needs sensor(s) {', '.join(missing)} that the data lacks")
     started = time.perf_counter()
     traces = stream(model.detector, series, batch_size=options.batch_size)
-    return _report(traces, model.detector, options, source, model.train_s, time.perf_counter() - started), traces
+    report = _report(traces, model.detector, options, source, model.train_s, time.perf_counter() - started)
+    return report.model_copy(update={"refits": dict(model.detector.refits)}), traces
 
 
 def evaluate_per_series(
@@ -184,6 +262,7 @@ def evaluate_per_series(
     traces: list[Trace] = []
     train_s = score_s = 0.0
     detector = None
+    refits = {"kept": 0, "discarded": 0}
     for s in series:
         if s.train_rows < 2 * options.training.window:
             raise ValueError(f"{s.device_id}: {s.train_rows} training rows are too few for windows of {options.training.window}")
@@ -193,9 +272,11 @@ def evaluate_per_series(
         traces += stream(model.detector, [s], batch_size=options.batch_size)
         score_s += time.perf_counter() - started
         detector = model.detector
+        for k, v in detector.refits.items():
+            refits[k] += v
     assert detector is not None
     report = _report(traces, detector, options, source, train_s, score_s)
-    return report.model_copy(update={"warnings": training_warnings(series)}), traces
+    return report.model_copy(update={"warnings": training_warnings(series), "refits": refits}), traces
 
 
 def training_warnings(series: list[LabelledSeries]) -> list[str]:
@@ -241,6 +322,10 @@ def _report(
             "open_after": cfg.rule.open_after,
             "close_after": cfg.rule.close_after,
             "close_ratio": cfg.rule.close_ratio,
+            "close_after_s": cfg.rule.close_after_s,
+            "max_duration_s": cfg.rule.max_duration_s,
+            "adaptive_lines": cfg.lines.enabled,
+            "refit": cfg.refit.enabled,
             "batch_size": options.batch_size,
             "event_grace_samples": detector.windows.length,
         },
@@ -406,6 +491,7 @@ def print_report(report: EvaluationReport, console: object) -> None:
         ("detection delay (samples)", delay(e.delay_samples_median, e.delay_samples_max, "")),
         ("detection delay (seconds)", delay(e.delay_s_median, e.delay_s_max, "s")),
         ("alert episodes", str(e.episodes)),
+        ("refits (kept / discarded)", f"{report.refits.get('kept', 0)} / {report.refits.get('discarded', 0)}"),
         ("false alert episodes", f"{e.false_episodes} ({e.false_per_device_hour:.3f} per device-hour, {e.normal_device_hours:.1f} normal device-hours)"),
         ("time", f"training {report.train_s:.1f}s, scoring {report.score_s:.1f}s"),
     ]
