@@ -407,6 +407,8 @@ def evaluate(
     features: Annotated[Optional[str], typer.Option(help="CSV or SKAB: comma-separated sensor columns (default: all sensors)")] = None,
     train_rows: Annotated[int, typer.Option(help="CSV: train a model per file on its first N rows (0: use the stored model)")] = 0,
     skab: Annotated[Optional[Path], typer.Option(help="SKAB data folder, e.g. ../shared/data/skab (SKAB protocol)")] = None,
+    smd: Annotated[Optional[Path], typer.Option(help="SMD data folder, e.g. ../shared/data/smd (a model per machine on its train part)")] = None,
+    machines: Annotated[Optional[str], typer.Option(help="SMD: comma-separated machines (default: all in the folder)")] = None,
     detector: Annotated[str, typer.Option(help="lstm (autoencoder) or iforest (IsolationForest baseline)")] = "lstm",
     point_mode: Annotated[str, typer.Option(help="a point is anomalous when its device's episode is open (episode) or its window is over the line (window)")] = "episode",
     train_model: Annotated[bool, typer.Option("--train", help="simulate/csv: train a fresh model instead of the stored one")] = False,
@@ -427,10 +429,11 @@ def evaluate(
     """Run the worker's detector over labelled data: point-wise and event-wise detection quality."""
     from .evaluate import run_evaluation, print_report, EvaluateRequest
 
-    if sum([simulate or scenario is not None, bool(csv), skab is not None]) != 1:
-        raise CliError("choose one source: --simulate (or --scenario FILE), --csv FILE or --skab DIR")
+    if sum([simulate or scenario is not None, bool(csv), skab is not None, smd is not None]) != 1:
+        raise CliError("choose one source: --simulate (or --scenario FILE), --csv FILE, --skab DIR or --smd DIR")
     request = EvaluateRequest(
-        source="skab" if skab is not None else "csv" if csv else "simulate",
+        source="skab" if skab is not None else "smd" if smd is not None else "csv" if csv else "simulate",
+        smd=smd, machines=[m.strip() for m in machines.split(",")] if machines else None,
         devices=devices, duration_s=duration, failures=failures, kinds=kind or [], seed=seed, scenario=scenario,
         csv=csv or [], label_column=label_column, time_column=time_column,
         features=[f.strip() for f in features.split(",")] if features else None, train_rows=train_rows,
