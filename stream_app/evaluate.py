@@ -72,6 +72,8 @@ class EvaluationReport(BaseModel):
     warnings: list[str] = []
     # Oracle: the best point-wise F1 over thresholds on the window ratio, chosen on the test labels.
     best_f1: BestF1 | None = None
+    # False: no series had labels (figures that need them are n/a; print_report says so).
+    labelled: bool = True
 
 
 @dataclass(slots=True)
@@ -283,7 +285,7 @@ class EvaluateRequest(BaseModel):
     seed: int = 7
     scenario: Path | None = None
     csv: list[Path] = []
-    label_column: str = "anomaly"
+    label_column: str | None = None  # None: `anomaly` where a file has it, else the file is unlabelled
     time_column: str | None = None
     features: list[str] | None = None
     train_rows: int = 0
@@ -350,15 +352,19 @@ def run_evaluation(settings: object, request: EvaluateRequest) -> tuple[Evaluati
 
         series = [
             read_labelled_csv(
-                p, label_column=request.label_column, time_column=request.time_column, features=request.features,
-                train_rows=request.train_rows,
+                p, label_column=request.label_column or "anomaly", time_column=request.time_column,
+                features=request.features, train_rows=request.train_rows, labels_optional=request.label_column is None,
             )  # fmt: skip
             for p in request.csv
         ]
+        if request.max_gap_s is None:
+            options.detector_config = dataclasses.replace(dconfig, max_gap_ms=int(sampling_gap_s(series, settings.max_gap_s) * 1000))
         source = "csv: " + ", ".join(p.name for p in request.csv)
         if per_file:
-            return evaluate_per_series(series, options, source=source)
-        return evaluate_shared(_fleet_model(settings, request, options, series[0].features), series, options, source=source)
+            report, traces = evaluate_per_series(series, options, source=source)
+        else:
+            report, traces = evaluate_shared(_fleet_model(settings, request, options, series[0].features), series, options, source=source)
+        return unlabelled_caveats(report, series), traces
     scenario = _scenario(request)
     start_ms = 1_795_000_000_000  # a fixed start: the same flags give the same readings and figures
     series = simulated_series(scenario, start_ms)
@@ -375,6 +381,34 @@ def evaluate_smd(root: Path, machines: list[str] | None, options: EvaluateOption
     series = load_smd(root, machines)
     names = "all machines" if machines is None else ", ".join(machines)
     return evaluate_per_series(series, options, source=f"SMD ({root}, {names})")
+
+
+# A window restarts after this many sampling intervals of silence, at the least (CSV, any rate).
+GAP_INTERVALS = 3
+
+
+def sampling_gap_s(series: list[LabelledSeries], floor_s: float) -> float:
+    """Window restart after a silence: ``GAP_INTERVALS`` of the slowest file's median interval, at least ``floor_s``.
+
+    Without it, data a reading every 5 minutes would restart every window under the 60 s default.
+    """
+    intervals = [float(np.median(np.diff(s.ts))) / 1000 for s in series if len(s.ts) > 1]
+    return max([floor_s, *(GAP_INTERVALS * i for i in intervals)])
+
+
+def unlabelled_caveats(report: EvaluationReport, series: list[LabelledSeries]) -> EvaluationReport:
+    """Mark a report over unlabelled files: the figures that need labels do not apply."""
+    unlabelled = [s.device_id for s in series if not s.labelled]
+    if not unlabelled:
+        return report
+    line = (
+        f"no labels in {', '.join(unlabelled)}: every point is taken as normal; precision, recall, F1, MAR and "
+        "failures detected do not apply, FAR is the share of points flagged and every episode counts as false"
+    )
+    return report.model_copy(
+        update={"labelled": len(unlabelled) < len(series), "best_f1": None if len(unlabelled) == len(series) else report.best_f1,
+                "warnings": [*report.warnings, line]}
+    )  # fmt: skip
 
 
 def _default_gap_s(settings: object, request: EvaluateRequest) -> float:
@@ -423,21 +457,24 @@ def print_report(report: EvaluationReport, console: object) -> None:
     def delay(med: float | None, mx: float | None, unit: str) -> str:
         return "-" if med is None else f"median {med:g}{unit}, max {mx:g}{unit}"
 
+    def labelled(text: str) -> str:
+        return text if report.labelled else "n/a (no labels)"
+
     b = report.best_f1
     oracle = "-" if b is None else f"{b.f1:.3f} (P {b.precision:.3f}, R {b.recall:.3f}) at {b.threshold:.3g} x the line, chosen on the labels"
     rows = [
         ("detector", f"{report.detector}, threshold {report.threshold_method}, points = {report.point_mode}"),
         ("devices / scored points", f"{report.devices} / {report.points}"),
-        ("point-wise precision", f"{p.precision:.3f}"),
-        ("point-wise recall", f"{p.recall:.3f}"),
-        ("point-wise F1", f"{p.f1:.3f}"),
-        ("FAR = FP/(FP+TN)", f"{p.far:.2%}"),
-        ("MAR = FN/(FN+TP)", f"{p.mar:.2%}"),
+        ("point-wise precision", labelled(f"{p.precision:.3f}")),
+        ("point-wise recall", labelled(f"{p.recall:.3f}")),
+        ("point-wise F1", labelled(f"{p.f1:.3f}")),
+        ("FAR = FP/(FP+TN)", f"{p.far:.2%}" if report.labelled else f"{p.far:.2%} of points flagged (no labels)"),
+        ("MAR = FN/(FN+TP)", labelled(f"{p.mar:.2%}")),
         ("TP / FP / TN / FN", f"{p.tp} / {p.fp} / {p.tn} / {p.fn}"),
-        ("best F1 over lines (oracle)", oracle),
-        ("failures detected", f"{e.detected} of {e.injected}"),
-        ("detection delay (samples)", delay(e.delay_samples_median, e.delay_samples_max, "")),
-        ("detection delay (seconds)", delay(e.delay_s_median, e.delay_s_max, "s")),
+        ("best F1 over lines (oracle)", labelled(oracle)),
+        ("failures detected", labelled(f"{e.detected} of {e.injected}")),
+        ("detection delay (samples)", labelled(delay(e.delay_samples_median, e.delay_samples_max, ""))),
+        ("detection delay (seconds)", labelled(delay(e.delay_s_median, e.delay_s_max, "s"))),
         ("alert episodes", str(e.episodes)),
         ("false alert episodes", f"{e.false_episodes} ({e.false_per_device_hour:.3f} per device-hour, {e.normal_device_hours:.1f} normal device-hours)"),
         ("time", f"training {report.train_s:.1f}s, scoring {report.score_s:.1f}s"),
