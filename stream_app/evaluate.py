@@ -368,10 +368,15 @@ def run_evaluation(settings: object, request: EvaluateRequest) -> tuple[Evaluati
     scenario = _scenario(request)
     start_ms = 1_795_000_000_000  # a fixed start: the same flags give the same readings and figures
     series = simulated_series(scenario, start_ms)
+    if request.max_gap_s is None:  # slow-sampled scenarios (interval_s: 60, 300)
+        options.detector_config = dataclasses.replace(dconfig, max_gap_ms=int(sampling_gap_s(series, settings.max_gap_s) * 1000))
     source = (
         f"simulator: {scenario.devices} devices x {scenario.duration_s:.0f}s, {len(scenario.failures)} failures, seed {scenario.seed}"
     )
-    return evaluate_shared(_fleet_model(settings, request, options, series[0].features), series, options, source=source)
+    if scenario.benign or scenario.weekend_load:
+        source += f", {len(scenario.benign)} benign events" + (", quiet weekends" if scenario.weekend_load else "")
+    model = _fleet_model(settings, request, options, series[0].features, rate_hz=scenario.rate_hz)
+    return evaluate_shared(model, series, options, source=source)
 
 
 def evaluate_smd(root: Path, machines: list[str] | None, options: EvaluateOptions) -> tuple[EvaluationReport, list[Trace]]:
@@ -433,16 +438,20 @@ def _scenario(request: EvaluateRequest) -> object:
     return plan.model_copy(update={"failures": random_failures(plan, request.failures, kinds)})
 
 
-def _fleet_model(settings: object, request: EvaluateRequest, options: EvaluateOptions, features: list[str]) -> Model:
-    """The stored model, or (``--train`` or IsolationForest) one trained on simulated normal data as `train` does."""
+def _fleet_model(
+    settings: object, request: EvaluateRequest, options: EvaluateOptions, features: list[str], *, rate_hz: float = 1.0
+) -> Model:
+    """The stored model, or (``--train`` or IsolationForest) one trained on simulated normal data as `train` does
+    (at the simulated fleet's own sampling rate)."""
     if request.detector == "lstm" and not request.train:
         return stored_model(settings.model_dir, request.model_version, options)  # type: ignore[attr-defined]
     if request.source != "simulate":
         raise ValueError("--train and --detector iforest on CSV need --train-rows N (each file trains on its first N rows)")
     from producers.simulator import normal_training_series
 
-    series = normal_training_series(40, 2000, seed=1)
-    return build_model(series, features, options, source="simulator: 40 devices x 2000 readings, seed 1")
+    series = normal_training_series(40, 2000, rate_hz=rate_hz, seed=1)
+    every = "" if rate_hz == 1.0 else f" every {1 / rate_hz:g}s"
+    return build_model(series, features, options, source=f"simulator: 40 devices x 2000 readings{every}, seed 1")
 
 
 def print_report(report: EvaluationReport, console: object) -> None:
