@@ -25,7 +25,8 @@ from pydantic import BaseModel
 from .contracts import Reading
 from .detector import Detector, DetectorConfig
 from .model_store import ModelBundle
-from .quality import BestF1, DeviceTrace, EventMetrics, PointMetrics, best_f1, event_metrics, point_metrics
+from .nab import EventWindowScore, events_score
+from .quality import BestF1, DeviceTrace, EventMetrics, PointMetrics, best_f1, event_metrics, openings, point_metrics
 from .skab import LabelledSeries
 from .training import TrainingConfig
 
@@ -74,6 +75,8 @@ class EvaluationReport(BaseModel):
     best_f1: BestF1 | None = None
     # False: no series had labels (figures that need them are n/a; print_report says so).
     labelled: bool = True
+    # NAB-style event-window score (standard profile) of episode openings against labelled runs.
+    events_score: EventWindowScore | None = None
 
 
 @dataclass(slots=True)
@@ -233,6 +236,7 @@ def _report(
         point=point_metrics(truth, predicted),
         events=events,
         best_f1=best_f1(truth, np.concatenate([t.ratio for t in traces])),
+        events_score=episode_events_score(traces),
         train_s=round(train_s, 2),
         score_s=round(score_s, 2),
         config={
@@ -250,6 +254,16 @@ def _report(
             "event_grace_samples": detector.windows.length,
         },
     )
+
+
+def episode_events_score(traces: list[Trace]) -> EventWindowScore:
+    """The NAB-style score of each device's episode openings (detections) against its labelled runs."""
+    detections = []
+    for t in traces:
+        opened = np.zeros(len(t.ts), bool)
+        opened[openings(t.is_open)] = True
+        detections.append((t.ts, opened, t.truth))
+    return events_score(detections)
 
 
 def simulated_series(scenario: object, start_ms: int) -> list[LabelledSeries]:
@@ -410,10 +424,11 @@ def unlabelled_caveats(report: EvaluationReport, series: list[LabelledSeries]) -
         f"no labels in {', '.join(unlabelled)}: every point is taken as normal; precision, recall, F1, MAR and "
         "failures detected do not apply, FAR is the share of points flagged and every episode counts as false"
     )
+    if len(unlabelled) < len(series):
+        return report.model_copy(update={"warnings": [*report.warnings, line]})
     return report.model_copy(
-        update={"labelled": len(unlabelled) < len(series), "best_f1": None if len(unlabelled) == len(series) else report.best_f1,
-                "warnings": [*report.warnings, line]}
-    )  # fmt: skip
+        update={"labelled": False, "best_f1": None, "events_score": None, "warnings": [*report.warnings, line]}
+    )
 
 
 def _default_gap_s(settings: object, request: EvaluateRequest) -> float:
@@ -471,6 +486,11 @@ def print_report(report: EvaluationReport, console: object) -> None:
 
     b = report.best_f1
     oracle = "-" if b is None else f"{b.f1:.3f} (P {b.precision:.3f}, R {b.recall:.3f}) at {b.threshold:.3g} x the line, chosen on the labels"
+    w = report.events_score
+    nab = (
+        "-" if w is None or w.score is None
+        else f"{w.score:.1f} (0 = no detections, 100 = perfect; {w.detected} of {w.windows} windows, {w.false_detections} false openings)"
+    )  # fmt: skip
     rows = [
         ("detector", f"{report.detector}, threshold {report.threshold_method}, points = {report.point_mode}"),
         ("devices / scored points", f"{report.devices} / {report.points}"),
@@ -481,6 +501,7 @@ def print_report(report: EvaluationReport, console: object) -> None:
         ("MAR = FN/(FN+TP)", labelled(f"{p.mar:.2%}")),
         ("TP / FP / TN / FN", f"{p.tp} / {p.fp} / {p.tn} / {p.fn}"),
         ("best F1 over lines (oracle)", labelled(oracle)),
+        ("event-window score (NAB-style)", labelled(nab)),
         ("failures detected", labelled(f"{e.detected} of {e.injected}")),
         ("detection delay (samples)", labelled(delay(e.delay_samples_median, e.delay_samples_max, ""))),
         ("detection delay (seconds)", labelled(delay(e.delay_s_median, e.delay_s_max, "s"))),
