@@ -101,12 +101,18 @@ class FleetSimulator:
         ]
 
     def benign_spans(self) -> list[BenignSpan]:
-        """Where each benign event acts, per device (steps: their first tick); not anomalies."""
-        return [
+        """Where each benign event acts, per device (steps: their first tick), and the quiet weekends; not anomalies."""
+        spans = [
             BenignSpan(self.device_ids[d], b.kind.value, self._tick_ms(b.start_tick), self._tick_ms(b.end_tick - 1))
             for b in self._benign
             for d in b.devices
         ]
+        if self.scenario.weekend_load:
+            dt = 1.0 / self.scenario.rate_hz
+            lighter = np.array([_weekend(self.start_ms / 1000.0 + k * dt) > 0 for k in range(self.scenario.ticks)])
+            for first, last in _runs(lighter):
+                spans += [BenignSpan(d, "weekend", self._tick_ms(first), self._tick_ms(last)) for d in self.device_ids]
+        return spans
 
     def ticks(self) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (timestamp ms, values of every device (devices, 4)) for each tick."""
@@ -214,6 +220,11 @@ class FleetSimulator:
         start = int(failure.start_s * self.scenario.rate_hz)
         end = min(self.scenario.ticks, start + max(1, int(failure.duration_s * self.scenario.rate_hz)))
         return _ActiveFailure(failure.device, failure.kind, FEATURES.index(sensor), magnitude, start, end)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), (np.flatnonzero(edges == -1) - 1).tolist()))
 
 
 def _weekend(t_s: float) -> float:

@@ -26,7 +26,7 @@ from .contracts import Reading
 from .detector import Detector, DetectorConfig
 from .model_store import ModelBundle
 from .nab import EventWindowScore, events_score
-from .quality import BestF1, DeviceTrace, EventMetrics, PointMetrics, best_f1, event_metrics, openings, point_metrics
+from .quality import BestF1, DeviceTrace, EventMetrics, PointMetrics, best_f1, event_metrics, openings, point_metrics, runs
 from .skab import LabelledSeries
 from .training import TrainingConfig
 
@@ -77,6 +77,9 @@ class EvaluationReport(BaseModel):
     labelled: bool = True
     # NAB-style event-window score (standard profile) of episode openings against labelled runs.
     events_score: EventWindowScore | None = None
+    # Simulator with benign events: false episodes that opened during one (or within an hour after),
+    # per kind; an episode near two kinds counts for each.
+    benign_false_episodes: dict[str, int] | None = None
 
 
 @dataclass(slots=True)
@@ -288,6 +291,29 @@ def simulated_series(scenario: object, start_ms: int) -> list[LabelledSeries]:
     ]
 
 
+BENIGN_AFTER_MS = 3_600_000  # an episode this soon after a benign step or stretch is blamed on it
+
+
+def benign_false_episodes(traces: list[Trace], spans: list[object], *, grace: int) -> dict[str, int]:
+    """False episodes (openings matching no labelled failure, as ``event_metrics`` decides) near benign spans."""
+    from producers.simulator import BenignSpan
+
+    counts: dict[str, int] = {}
+    by_device: dict[str, list[BenignSpan]] = {}
+    for span in spans:
+        assert isinstance(span, BenignSpan)
+        by_device.setdefault(span.device_id, []).append(span)
+    for t in traces:
+        opened = openings(t.is_open)
+        matched = np.zeros(len(opened), bool)
+        for start, end in runs(t.truth):
+            matched |= (opened >= start) & (opened <= end + grace)
+        for at in t.ts[opened[~matched]].tolist():
+            for kind in {s.kind for s in by_device.get(t.device_id, []) if s.start <= at <= s.end + BENIGN_AFTER_MS}:
+                counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 class EvaluateRequest(BaseModel):
     """What ``floorwatch evaluate`` was asked for (the CLI's flags)."""
 
@@ -390,7 +416,14 @@ def run_evaluation(settings: object, request: EvaluateRequest) -> tuple[Evaluati
     if scenario.benign or scenario.weekend_load:
         source += f", {len(scenario.benign)} benign events" + (", quiet weekends" if scenario.weekend_load else "")
     model = _fleet_model(settings, request, options, series[0].features, rate_hz=scenario.rate_hz)
-    return evaluate_shared(model, series, options, source=source)
+    report, traces = evaluate_shared(model, series, options, source=source)
+    if scenario.benign or scenario.weekend_load:
+        from producers.simulator import FleetSimulator
+
+        spans = FleetSimulator(scenario, start_ms).benign_spans()
+        blamed = benign_false_episodes(traces, spans, grace=model.detector.windows.length)  # type: ignore[arg-type]
+        report = report.model_copy(update={"benign_false_episodes": blamed})
+    return report, traces
 
 
 def evaluate_smd(root: Path, machines: list[str] | None, options: EvaluateOptions) -> tuple[EvaluationReport, list[Trace]]:
@@ -509,6 +542,9 @@ def print_report(report: EvaluationReport, console: object) -> None:
         ("false alert episodes", f"{e.false_episodes} ({e.false_per_device_hour:.3f} per device-hour, {e.normal_device_hours:.1f} normal device-hours)"),
         ("time", f"training {report.train_s:.1f}s, scoring {report.score_s:.1f}s"),
     ]
+    if report.benign_false_episodes is not None:
+        blamed = ", ".join(f"{k} {n}" for k, n in report.benign_false_episodes.items()) or "none"
+        rows.insert(-1, ("false episodes at benign events", f"{blamed} (during one or within an hour after)"))
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)  # type: ignore[attr-defined]

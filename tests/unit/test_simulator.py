@@ -103,3 +103,30 @@ def test_benign_events_are_checked_like_failures() -> None:
         Scenario(devices=2, benign=[Benign(device=5, kind=BenignKind.regime, start_s=0)])
     with pytest.raises(ValueError, match="needs duration_s"):
         Benign(kind=BenignKind.flat, start_s=0)
+
+
+def test_weekends_are_benign_spans() -> None:
+    sim = FleetSimulator(Scenario(devices=1, interval_s=3600, duration_s=7 * 86400, weekend_load=1.0), START_MS)
+    (weekend,) = sim.benign_spans()
+    # Thursday start: lighter from Friday 23:00 (ramping in) to Monday 01:00.
+    assert weekend.kind == "weekend" and (weekend.start - START_MS) / 3_600_000 == 47
+    assert (weekend.end - START_MS) / 3_600_000 == 97
+
+
+def test_false_episodes_are_blamed_on_the_benign_event_they_follow() -> None:
+    from producers.simulator import BenignSpan
+    from stream_app.evaluate import Trace, benign_false_episodes
+
+    ts = START_MS + np.arange(200, dtype=np.int64) * 60_000
+    truth = np.zeros(200, bool)
+    truth[150:160] = True
+    is_open = np.zeros(200, bool)
+    for opens in (20, 100, 152):  # during the regime, long after everything, at the failure
+        is_open[opens : opens + 5] = True
+    trace = Trace("press-00", ts, truth, is_open, is_open, np.zeros(200, np.float32))
+    spans = [
+        BenignSpan("press-00", "regime", int(ts[10]), int(ts[30])),
+        BenignSpan("press-00", "recalibration", int(ts[10]), int(ts[10])),  # a step: blamed for an hour after
+        BenignSpan("press-01", "flat", int(ts[0]), int(ts[199])),  # another device's
+    ]
+    assert benign_false_episodes([trace], spans, grace=16) == {"recalibration": 1, "regime": 1}
