@@ -6,8 +6,10 @@ thresholds, checks and episodes all behave as in production, and nothing looks a
 then gets two verdicts: whether its device had an alert episode open after it ("episode", the
 default, what operators see) and whether its own window was over the line ("window").
 
-Sources: a simulated fleet with its injected failures, CSV recordings with a label column, and the
-SKAB benchmark (per file, the first 400 rows train that file's model; the rest are scored).
+Sources: a simulated fleet with its injected failures (and benign events, never labelled), CSV
+recordings with a label column or without one, the SKAB benchmark (per file, the first 400 rows train
+that file's model; the rest are scored) and SMD (per machine, its train part trains the model; its
+test part is scored).
 """
 
 from __future__ import annotations
@@ -397,8 +399,8 @@ def run_evaluation(settings: object, request: EvaluateRequest) -> tuple[Evaluati
             )  # fmt: skip
             for p in request.csv
         ]
-        if request.max_gap_s is None:
-            options.detector_config = dataclasses.replace(dconfig, max_gap_ms=int(sampling_gap_s(series, settings.max_gap_s) * 1000))
+        if request.max_gap_s is None:  # any sampling rate
+            _follow_sampling(options, series, settings.max_gap_s)
         source = "csv: " + ", ".join(p.name for p in request.csv)
         if per_file:
             report, traces = evaluate_per_series(series, options, source=source)
@@ -409,7 +411,7 @@ def run_evaluation(settings: object, request: EvaluateRequest) -> tuple[Evaluati
     start_ms = 1_795_000_000_000  # a fixed start: the same flags give the same readings and figures
     series = simulated_series(scenario, start_ms)
     if request.max_gap_s is None:  # slow-sampled scenarios (interval_s: 60, 300)
-        options.detector_config = dataclasses.replace(dconfig, max_gap_ms=int(sampling_gap_s(series, settings.max_gap_s) * 1000))
+        _follow_sampling(options, series, settings.max_gap_s)
     source = (
         f"simulator: {scenario.devices} devices x {scenario.duration_s:.0f}s, {len(scenario.failures)} failures, seed {scenario.seed}"
     )
@@ -446,6 +448,10 @@ def sampling_gap_s(series: list[LabelledSeries], floor_s: float) -> float:
     """
     intervals = [float(np.median(np.diff(s.ts))) / 1000 for s in series if len(s.ts) > 1]
     return max([floor_s, *(GAP_INTERVALS * i for i in intervals)])
+
+
+def _follow_sampling(options: EvaluateOptions, series: list[LabelledSeries], floor_s: float) -> None:
+    options.detector_config = dataclasses.replace(options.detector_config, max_gap_ms=int(sampling_gap_s(series, floor_s) * 1000))
 
 
 def unlabelled_caveats(report: EvaluationReport, series: list[LabelledSeries]) -> EvaluationReport:
