@@ -280,7 +280,7 @@ def replay(
     speed: Annotated[float, typer.Option(help="times real time; 0 = as fast as possible")] = 1.0,
     time_column: Annotated[Optional[str], typer.Option(help="default: the first column")] = None,
     columns: Annotated[Optional[str], typer.Option(help="comma-separated sensor columns")] = None,
-    delimiter: Annotated[Optional[str], typer.Option(help="default: guessed (, or ;)")] = None,
+    delimiter: Annotated[Optional[str], typer.Option(help="default: sniffed (, ; tab or |)")] = None,
 ) -> None:
     """Publish a CSV recording to the readings topic as DEVICE."""
     from producers.replay import replay as replay_file

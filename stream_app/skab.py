@@ -128,6 +128,9 @@ def read_labelled_csv(
 
 def sniff_delimiter(sample: str) -> str:
     """The CSV delimiter among , ; tab and |, sniffed from a sample; a comma when it cannot tell."""
+    lines = sample.splitlines()
+    if len(lines) > 2:
+        sample = "\n".join(lines[:-1])  # a sample's last line may be cut short
     try:
         return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
     except csv.Error:

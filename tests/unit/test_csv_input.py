@@ -103,3 +103,8 @@ def test_an_unlabelled_file_reports_label_figures_as_not_applicable(tmp_path: Pa
     text = out.getvalue()
     assert "point-wise F1" in text and text.count("n/a (no labels)") >= 6
     assert "no labels in line" in text
+
+
+def test_a_sample_cut_mid_line_still_sniffs() -> None:
+    rows = "".join(f"2026-01-01 00:{m:02d}:00;{m}.5;0\n" for m in range(40))
+    assert sniff_delimiter(("timestamp;value;label\n" + rows)[:300]) == ";"
