@@ -405,7 +405,7 @@ def evaluate(
     label_column: Annotated[Optional[str], typer.Option(help="CSV: 0/1 label column (default: `anomaly` where present; a file without labels is scored as all normal)")] = None,
     time_column: Annotated[Optional[str], typer.Option(help="CSV: time column (default: the first)")] = None,
     features: Annotated[Optional[str], typer.Option(help="CSV or SKAB: comma-separated sensor columns (default: all sensors)")] = None,
-    train_rows: Annotated[int, typer.Option("--train-rows", "--warmup-rows", help="CSV: learn a model per file on its first N rows, then score the rest causally while it keeps learning (0: use the stored model)")] = 0,
+    train_rows: Annotated[float, typer.Option("--train-rows", "--warmup-rows", help="CSV: learn a model per file on its first N rows (N < 1: that share of each file's rows), then score the rest causally while it keeps learning (0: use the stored model)")] = 0,
     skab: Annotated[Optional[Path], typer.Option(help="SKAB data folder, e.g. ../shared/data/skab (SKAB protocol)")] = None,
     smd: Annotated[Optional[Path], typer.Option(help="SMD data folder, e.g. ../shared/data/smd (a model per machine on its train part)")] = None,
     machines: Annotated[Optional[str], typer.Option(help="SMD: comma-separated machines (default: all in the folder)")] = None,

@@ -80,8 +80,8 @@ class DetectorConfig:
     lines: LineConfig = LineConfig()
     refit: RefitConfig = RefitConfig()
     trace: bool = False  # fill Detection's per-window evaluation arrays
-    # A level envelope or a stuck exemption list learnt from fewer windows than this describes a few
-    # hours of one machine, not its process: the check is then off (and says so) rather than wrong.
+    # A level envelope learnt from fewer windows than this describes a few hours of one machine, not
+    # its process: the check is then off (and says so) rather than wrong.
     min_check_windows: int = 1000
 
 
@@ -139,16 +139,22 @@ class Detector:
                 bundle.version, bundle.card.training.validation_windows, self.config.min_check_windows,
             )  # fmt: skip
         bounds = np.array([envelope.get(f, (-np.inf, np.inf)) for f in self.features], np.float64)
-        finite = np.isfinite(bounds).all(axis=1)
+        # A sensor that never moved in calibration has an envelope of zero width: any reading would be
+        # infinitely far from normal. It says nothing about how far is too far, so it has no level check.
+        finite = np.isfinite(bounds).all(axis=1) & (bounds[:, 1] - bounds[:, 0] > 1e-9 * (1.0 + np.abs(bounds).max(axis=1)))
         with np.errstate(invalid="ignore"):  # (-inf + inf) / 2 for features without an envelope, masked below
             self._centre = np.where(finite, bounds.mean(axis=1), 0.0).astype(np.float32)
         self._half = np.where(finite, (bounds[:, 1] - bounds[:, 0]) / 2, np.inf).astype(np.float32)
-        stuck = thresholds.stuck_features
-        trained = bundle.card.training.train_windows + bundle.card.training.validation_windows
-        if trained < self.config.min_check_windows:
-            stuck = []  # too little history to know which sensors may legitimately sit still
-        self._stuck_mask = np.array([stuck is None or f in stuck for f in self.features], bool)
-        self._stuck_run = min(thresholds.stuck_run or bundle.card.window, bundle.card.window)
+        # Each feature's stuck run: how many equal readings in a row are not chance for it (thresholds.stuck_runs);
+        # a run longer than the window can never be seen, so the feature has no stuck check.
+        never = bundle.card.window + 1
+        if thresholds.stuck_runs:
+            runs = [thresholds.stuck_runs.get(f, never) for f in self.features]
+        else:  # models from before per-feature runs: one run for the features that never sat still
+            run = min(thresholds.stuck_run or bundle.card.window, bundle.card.window)
+            stuck = thresholds.stuck_features
+            runs = [run if stuck is None or f in stuck else never for f in self.features]
+        self._stuck_runs = np.array(runs, np.int64)
         self._method = thresholds.method
         # Per-feature method: each feature's relative error against its own line.
         self._feature_lines = np.array(
@@ -251,9 +257,7 @@ class Detector:
         # a window whose mean leaves the normal envelope is out of range, whatever the model says.
         # (Reductions over the short window and feature axes are written as a few whole-array ops:
         # numpy's own, e.g. np.ptp(axis=1), cost ~1 us a window, a tenth of the detector's time.)
-        last = windows[:, -1]
-        same = (windows[:, t] == last for t in range(-self._stuck_run, -1))
-        stuck = functools.reduce(np.logical_and, same, np.broadcast_to(self._stuck_mask, last.shape))
+        stuck = _trailing_run(windows) >= self._stuck_runs
         level = np.abs(np.einsum("ntf->nf", windows) / windows.shape[1] - self._centre) / self._half  # 1.0 = edge of the envelope
         model = self._model_ratio(devices, scores)  # 1.0 = the model's calibrated line
         level_max = row_max(level)
@@ -379,6 +383,17 @@ class Detector:
                 close_reason=transition.reason or None,
             ),
         )
+
+
+def _trailing_run(windows: np.ndarray) -> np.ndarray:
+    """(n, T, F) -> (n, F): how many of each window's last readings equal its very last one."""
+    same = windows == windows[:, -1:, :]
+    run = np.ones(same.shape[::2], np.int64)
+    still = np.ones(same.shape[::2], bool)
+    for t in range(windows.shape[1] - 2, -1, -1):  # T is short: a few whole-array steps
+        still &= same[:, t]
+        run += still
+    return run
 
 
 def _row_any(a: np.ndarray) -> np.ndarray:

@@ -86,6 +86,9 @@ class Thresholds(BaseModel):
     # None: every feature.
     stuck_features: list[str] | None = None
     stuck_run: int | None = None
+    # Newer models: each feature's own stuck run, from how often it repeated itself in normal data
+    # (thresholds.stuck_runs); a feature absent here is never stuck. Empty: the two fields above apply.
+    stuck_runs: dict[str, int] = Field(default_factory=dict)
     # method "dynamic" (telemanom-style): scores are EWMA-smoothed per device with ``ewma_alpha``
     # and ``threshold`` = mean + z * sd of smoothed normal scores, z picked by the pruning criterion.
     ewma_alpha: float | None = None

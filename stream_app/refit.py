@@ -159,6 +159,7 @@ def refit(
                 f: max(v, t.feature_thresholds.get(f, v)) for f, v in thresholds.feature_thresholds.items()
             },
             "feature_envelope": _union(thresholds.feature_envelope, t.feature_envelope),
+            "stuck_runs": t.stuck_runs,  # learnt from the model's full training data, not an hour of it
         }
     )
     if bundle.thresholds.stuck_features is not None and thresholds.stuck_features is not None:

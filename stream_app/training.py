@@ -54,6 +54,11 @@ def run_ranges(windows: np.ndarray, run: int) -> np.ndarray:
     return np.ptp(runs, axis=-1).min(axis=1)
 
 
+def repeats(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """(per-feature count of readings equal to the one before, number of consecutive pairs) of (n, F) readings."""
+    return (values[1:] == values[:-1]).sum(axis=0), max(0, len(values) - 1)
+
+
 def windows_of(series: np.ndarray, window: int, stride: int = 1) -> np.ndarray:
     """All windows (n, T, F) of a (time, F) series, every ``stride`` steps; a copy."""
     if len(series) < window:
@@ -91,6 +96,7 @@ class TrainingData:
             window_means=self.x_val.mean(axis=1),
             window_ranges=np.concatenate([run_ranges(self.x_train, config.stuck_run), run_ranges(self.x_val, config.stuck_run)]),
             stuck_run=config.stuck_run,
+            repeats=repeats(self.train_values),
             quantile=config.quantile,
             multiplier=config.multiplier,
             method=config.threshold_method,
@@ -125,7 +131,7 @@ def validation_metrics(
 
 def calibration_record(thresholds: Thresholds) -> dict[str, object]:
     """What the model card records of the calibration (the full lines are in thresholds.json)."""
-    return thresholds.model_dump(include={"method", "quantile", "multiplier", "ewma_alpha", "z", "threshold", "feature_thresholds", "stuck_features", "stuck_run"})
+    return thresholds.model_dump(include={"method", "quantile", "multiplier", "ewma_alpha", "z", "threshold", "feature_thresholds", "stuck_features", "stuck_run", "stuck_runs"})
 
 
 def train(
