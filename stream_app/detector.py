@@ -112,6 +112,7 @@ class Detector:
         self.reservoir = NormalReservoir(bundle.card.window, len(self.features), config.refit) if on_refit else None
         self.on_refit = on_refit
         self.refits = {"kept": 0, "discarded": 0}
+        self._episode_top: dict[str, str] = {}  # device -> the top feature of its open episode
         # A background refit's result, installed at the start of the next batch (refit.BackgroundRefitter).
         self.pending_refit: RefitResult | None = None
         # Staging area for one micro-batch of windows; grown on demand.
@@ -161,6 +162,7 @@ class Detector:
             [thresholds.feature_thresholds.get(f, self.threshold) for f in self.features], np.float32
         )
         self._alpha = thresholds.ewma_alpha or 1.0
+        self._peak_threshold = thresholds.peak_threshold
 
     @property
     def model_version(self) -> str:
@@ -260,6 +262,8 @@ class Detector:
         stuck = _trailing_run(windows) >= self._stuck_runs
         level = np.abs(np.einsum("ntf->nf", windows) / windows.shape[1] - self._centre) / self._half  # 1.0 = edge of the envelope
         model = self._model_ratio(devices, scores)  # 1.0 = the model's calibrated line
+        if scores.peak is not None and self._peak_threshold:
+            model = np.maximum(model, scores.peak / self._peak_threshold)
         level_max = row_max(level)
         broken = self._broken_rules(windows, fresh)
         checked = _row_any(stuck) | _row_any(broken)
@@ -304,7 +308,7 @@ class Detector:
                 checks += [(f"stuck:{self.features[j]}", self.features[j]) for j in np.flatnonzero(stuck[i])]
                 checks += [(f"level:{self.features[j]}", self.features[j]) for j in np.flatnonzero(level[i] / l_line > 1.0)]
                 out.alerts.append(
-                    self._alert(device, spans[i], scores, i, m_line, checks, transition)
+                    self._alert(device, spans[i], scores, i, m_line, float(r), checks, transition)
                 )
         out.scored = n
         out.window_devices = devices
@@ -353,11 +357,24 @@ class Detector:
         scores: Scores,
         i: int,
         line: float,
+        ratio: float,
         checks: list[tuple[str, str]],
         transition: Transition,
     ) -> Alert:
         errors = {f: round(float(e), 4) for f, e in zip(self.features, scores.feature_errors[i])}
-        top = checks[0][1] if checks else max(errors, key=errors.__getitem__)
+        # The feature that raised the episode names every alert of it, the closing one too.
+        top = self._episode_top.get(device) if transition.kind != "open" else None
+        if top is None:
+            top = checks[0][1] if checks else max(errors, key=errors.__getitem__)
+        if transition.kind == "open":
+            self._episode_top[device] = top
+        elif transition.kind == "closed":
+            self._episode_top.pop(device, None)
+        threshold = self.threshold * line
+        # ``score`` is the window's distance to normal in score units, so score > threshold exactly when the
+        # window was over the line, whichever part (model or level check) put it there; a stuck sensor or a
+        # broken rule (an infinite distance) keeps the model's score, and check_failures says why.
+        score = ratio * threshold if np.isfinite(ratio) else float(scores.score[i])
         # The alert id names the escalation too: each update of one episode is its own alert.
         state_key = transition.kind if transition.kind != "update" else f"update:{severity(transition.peak_score)}"
         return Alert(
@@ -365,8 +382,8 @@ class Detector:
             device_id=device,
             window_start=iso_ms(span[0]),
             window_end=iso_ms(span[1]),
-            score=round(float(scores.score[i]), 4),
-            threshold=round(self.threshold * line, 4),
+            score=round(score, 4),
+            threshold=round(threshold, 4),
             severity=severity(transition.peak_score),
             feature_errors=errors,
             top_feature=top,

@@ -89,6 +89,10 @@ class Thresholds(BaseModel):
     # Newer models: each feature's own stuck run, from how often it repeated itself in normal data
     # (thresholds.stuck_runs); a feature absent here is never stuck. Empty: the two fields above apply.
     stuck_runs: dict[str, int] = Field(default_factory=dict)
+    # The peak line (newer models): each feature's typical largest single-reading error on normal windows,
+    # and the line for the window's largest relative peak. None: no peak check (models from before it).
+    peak_reference: list[float] | None = None
+    peak_threshold: float | None = None
     # method "dynamic" (telemanom-style): scores are EWMA-smoothed per device with ``ewma_alpha``
     # and ``threshold`` = mean + z * sd of smoothed normal scores, z picked by the pruning criterion.
     ewma_alpha: float | None = None

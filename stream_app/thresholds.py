@@ -31,6 +31,7 @@ def calibrate(
     window_ranges: np.ndarray | None = None,
     stuck_run: int | None = None,
     repeats: tuple[np.ndarray, int] | None = None,
+    peak_errors: np.ndarray | None = None,
     quantile: float = DEFAULT_QUANTILE,
     multiplier: float = DEFAULT_MULTIPLIER,
     method: str = "quantile",
@@ -42,6 +43,8 @@ def calibrate(
     the central ``quantile`` range, widened by ``ENVELOPE_MARGIN`` around its centre.
     ``window_ranges`` (m, F), max - min of normal runs of ``stuck_run`` readings, limits the stuck check to features that
     never sat still for a whole normal window.
+    ``peak_errors`` (n, F), the same windows' largest absolute errors, gives the peak line: the window's
+    largest relative peak at ``quantile`` x ``multiplier``, beside whichever method sets ``threshold``.
     ``repeats``: (per-feature count of consecutive equal readings, number of consecutive pairs) in normal
     data; it sets each feature's stuck run (``stuck_runs``), see ``stuck_runs``.
     ``method``: "quantile" (the window score's quantile x multiplier), "per-feature" (each feature's
@@ -67,6 +70,12 @@ def calibrate(
         alpha = ewma_alpha
         epsilon, z = telemanom_epsilon(ewma(scores, ewma_alpha))
         threshold = epsilon * multiplier
+    peak_reference = peak_threshold = None
+    if peak_errors is not None:
+        peak_ref = np.median(peak_errors, axis=0)
+        peak_ref = np.where(peak_ref > 1e-9, peak_ref, 1e-9)
+        peak_reference = peak_ref.astype(float).tolist()
+        peak_threshold = float(np.quantile((peak_errors / peak_ref).max(axis=1), quantile) * multiplier)
     stuck = None
     if window_ranges is not None:
         stuck = [f for f, never in zip(features, (np.asarray(window_ranges) > 0).all(axis=0)) if never]
@@ -81,6 +90,8 @@ def calibrate(
         stuck_features=stuck,
         stuck_run=stuck_run,
         stuck_runs=stuck_runs(*repeats, features) if repeats is not None else {},
+        peak_reference=peak_reference,
+        peak_threshold=peak_threshold,
         ewma_alpha=alpha,
         z=z,
     )

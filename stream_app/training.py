@@ -88,11 +88,14 @@ class TrainingData:
             raise ValueError(f"not enough data: {len(x_train)} training and {len(x_val)} validation windows")
         return cls(len(series), int(sum(len(s) for s in series)), train_values, Scaler.fit(train_values), x_train, x_val)
 
-    def calibrate(self, val_errors: np.ndarray, features: list[str], config: TrainingConfig) -> Thresholds:
-        """Thresholds from the validation windows' per-feature errors (n, F), by the configured method."""
+    def calibrate(
+        self, val_errors: np.ndarray, features: list[str], config: TrainingConfig, val_peaks: np.ndarray | None = None
+    ) -> Thresholds:
+        """Thresholds from the validation windows' per-feature errors (n, F) (and largest errors), by the configured method."""
         return calibrate(
             val_errors,
             features,
+            peak_errors=val_peaks,
             window_means=self.x_val.mean(axis=1),
             window_ranges=np.concatenate([run_ranges(self.x_train, config.stuck_run), run_ranges(self.x_val, config.stuck_run)]),
             stuck_run=config.stuck_run,
@@ -131,7 +134,7 @@ def validation_metrics(
 
 def calibration_record(thresholds: Thresholds) -> dict[str, object]:
     """What the model card records of the calibration (the full lines are in thresholds.json)."""
-    return thresholds.model_dump(include={"method", "quantile", "multiplier", "ewma_alpha", "z", "threshold", "feature_thresholds", "stuck_features", "stuck_run", "stuck_runs"})
+    return thresholds.model_dump(include={"method", "quantile", "multiplier", "ewma_alpha", "z", "threshold", "feature_thresholds", "stuck_features", "stuck_run", "stuck_runs", "peak_threshold"})
 
 
 def train(
@@ -166,8 +169,8 @@ def train(
         ],
     )
 
-    val_errors = Scorer(model, scaler).raw_errors(x_val)
-    thresholds = data.calibrate(val_errors, features, config)
+    val_errors, val_peaks = Scorer(model, scaler).raw_errors_and_peaks(x_val)
+    thresholds = data.calibrate(val_errors, features, config, val_peaks)
     val_scores = (val_errors / np.asarray(thresholds.feature_reference)).max(axis=1)
     card = ModelCard(
         features=features,
