@@ -15,7 +15,6 @@ import logging
 import time
 
 import faust
-import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from confluent_kafka import Message
@@ -23,7 +22,8 @@ from faust.app.base import BootStrategy
 
 from .consume import ReadingsConsumer
 from .contracts import Reading
-from .decode import Rejection, dead_letter, decode
+from .dead_letters import dead_letter_record
+from .decode import Decoded, Rejection, decode
 from .group_detector import GroupDetector
 from .kafka_config import faust_broker_settings
 from .metrics import Metrics
@@ -62,12 +62,13 @@ def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) ->
     async def handle(messages: list[Message]) -> None:
         started = time.perf_counter()
         readings: list[Reading] = []
-        origin: dict[int, Message] = {}
+        # Each reading's message and its place in it, to dead-letter a refused one with its own bytes.
+        origin: dict[int, tuple[Message, Decoded, int]] = {}
         dead = []
         for message in messages:
             decoded = decode(message.value())
-            for reading in decoded.readings:
-                origin[id(reading)] = message
+            for k, reading in enumerate(decoded.readings):
+                origin[id(reading)] = (message, decoded, k)
             readings.extend(decoded.readings)
             dead += [await _to_dlq(dlq_topic, message, rejection) for rejection in decoded.rejections]
         metrics.messages.inc(len(messages))
@@ -80,8 +81,10 @@ def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) ->
             await _resume_episodes(detector, sink, unseen)
         detection = detector.process(readings)
         for refused in detection.refused:
-            original = orjson.dumps(refused.reading.model_dump(mode="json"))
-            dead.append(await _to_dlq(dlq_topic, origin[id(refused.reading)], Rejection(refused.reason, original)))
+            message, decoded, k = origin[id(refused.reading)]
+            where, part = decoded.part(k)
+            original = (message.value() or b"") if part is None else part
+            dead.append(await _to_dlq(dlq_topic, message, Rejection(where + refused.reason, original)))
         sent = []
         for alert in detection.alerts:
             sent.append(await alerts_topic.send(key=alert.device_id.encode(), value=alert_bytes(alert)))
@@ -98,10 +101,10 @@ def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) ->
         metrics.redis_pending.set(sink.pending)
 
     async def dead_letter_batch(messages: list[Message], exc: Exception) -> None:
-        # A batch the worker failed on (a bug, or a sink failing past its retries): every message
-        # goes to the dead-letter topic with its bytes, so it can be replayed once the cause is fixed.
+        # A message the worker failed on, alone (a bug, or a sink failing past its retries): it goes
+        # to the dead-letter topic with its bytes, so it can be replayed once the cause is fixed.
         # Alerts it may already have sent carry the same ids on replay: the sinks drop the repeats.
-        reason = f"the worker failed on this message's batch: {type(exc).__name__}: {str(exc)[:300]}"
+        reason = f"the worker failed on this message: {type(exc).__name__}: {str(exc)[:300]}"
         sent = [await _to_dlq(dlq_topic, m, Rejection(reason, m.value() or b"")) for m in messages]
         await asyncio.gather(*sent)
         metrics.dead_letters.inc(len(sent))
@@ -133,7 +136,7 @@ async def _resume_episodes(detector: GroupDetector, sink: RedisSink, device_ids:
 
 
 async def _to_dlq(topic: faust.TopicT, message: Message, rejection: Rejection) -> asyncio.Future:
-    letter = dead_letter(
+    key, value = dead_letter_record(
         rejection, topic=message.topic(), partition=message.partition(), offset=message.offset(), key=message.key()
     )
-    return await topic.send(key=message.key(), value=orjson.dumps(letter.model_dump(mode="json")))
+    return await topic.send(key=key, value=value)

@@ -10,7 +10,9 @@ lifecycle and signals, the producer for alerts and dead letters, the timers.
 
 Delivery is at-least-once: offsets are committed after a batch is handled (alerts acknowledged by
 the broker, Redis written or buffered), synchronously, so a revoked partition's processed
-messages are committed before the next owner reads it and nothing is committed unprocessed.
+messages are committed before the next owner reads it and nothing is committed unprocessed. A
+batch that fails is handled again message by message; a message that fails alone is dead-lettered,
+and one that cannot be dead-lettered either is read again rather than committed past.
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
+# How long to wait before reading again a message that could not be dead-lettered (broker trouble).
+_RETRY_PAUSE_S = 1.0
+
 Handler = Callable[[list[Message]], Awaitable[None]]
-# Called with a batch whose handler raised, and the exception: the app dead-letters its messages.
+# Called with a message whose handler raised, and the exception: the app dead-letters it.
 FailureHandler = Callable[[list[Message], Exception], Awaitable[None]]
 
 
@@ -63,14 +68,57 @@ class ReadingsConsumer:
                 usable = [m for m in messages if _usable(m)]
                 if not usable:
                     continue
-                try:
-                    await self.handle(usable)
-                except Exception as exc:  # the worker never stops on one bad batch
-                    log.exception("batch of %d messages failed; they go to the dead-letter topic", len(usable))
-                    await self._fail(usable, exc)
-                await self._commit()
+                stopped = await self._handle(usable)
+                await self._commit(_next_offsets(usable, stopped))
+                if stopped:
+                    await self._rewind(stopped)
         finally:
             await asyncio.shield(self._close())
+
+    async def _handle(self, messages: list[Message]) -> dict[tuple[str, int], int]:
+        """Handle a batch; if that fails, each message on its own, so one bad message costs no other.
+
+        A message whose handling fails goes to ``on_failure`` (the dead-letter topic). If that fails
+        too (the broker unreachable), nothing from there on is committed: returns, per partition,
+        the offset of the first message neither handled nor dead-lettered, to be read again.
+        """
+        try:
+            await self.handle(messages)
+            return {}
+        except Exception:  # the worker never stops on one bad batch
+            log.exception("batch of %d messages failed; handling them one by one", len(messages))
+        stopped: dict[tuple[str, int], int] = {}
+        for message in messages:
+            where = (message.topic(), message.partition())
+            if where in stopped:
+                continue
+            if stopped:
+                stopped[where] = message.offset()  # after a failed dead letter: stop every partition
+                continue
+            try:
+                await self.handle([message])
+                continue
+            except Exception as exc:
+                failure = exc
+            try:
+                if self.on_failure is None:
+                    raise failure
+                await self.on_failure([message], failure)
+            except Exception:
+                log.exception(
+                    "could not dead-letter %s [%d] offset %d; reading it again", *where, message.offset()
+                )
+                stopped[where] = message.offset()
+        return stopped
+
+    async def _rewind(self, stopped: dict[tuple[str, int], int]) -> None:
+        """Read the partitions again from their first unhandled message, after a pause."""
+        for (topic, partition), offset in stopped.items():
+            try:
+                await self._call(self._consumer.seek, TopicPartition(topic, partition, offset))
+            except KafkaException as exc:  # e.g. revoked meanwhile: its next owner reads it from the commit
+                log.warning("could not rewind %s [%d] (%s)", topic, partition, exc.args[0].str())
+        await asyncio.sleep(_RETRY_PAUSE_S)
 
     def _next_batch(self) -> list[Message]:
         """What librdkafka has already fetched, up to ``batch_max_size``; if nothing, the first
@@ -87,20 +135,9 @@ class ReadingsConsumer:
                 batch += consume(size - 1, 0)
         return batch
 
-    async def _fail(self, messages: list[Message], exc: Exception) -> None:
-        """Hand a failed batch to ``on_failure`` (its bytes are kept, not dropped); the batch is then committed."""
-        if self.on_failure is None:
-            return
+    async def _commit(self, offsets: list[TopicPartition]) -> None:
         try:
-            await self.on_failure(messages, exc)
-        except Exception:
-            # The broker is likely unreachable; then the commit that follows fails too, and the
-            # batch is read again from the last commit (by this worker's successor in the group).
-            log.exception("could not dead-letter the failed batch's %d messages", len(messages))
-
-    async def _commit(self) -> None:
-        try:
-            await self._call(self._consumer.commit, asynchronous=False)
+            await self._call(self._consumer.commit, offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             # e.g. the broker restarting: the batch's partitions are read again from the last
             # commit, by this worker or their next owner (at-least-once; the sinks are idempotent).
@@ -115,6 +152,16 @@ class ReadingsConsumer:
 
     async def _call(self, fn: Callable[..., object], *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
         return await asyncio.get_running_loop().run_in_executor(self._thread, lambda: fn(*args, **kwargs))
+
+
+def _next_offsets(messages: list[Message], stopped: dict[tuple[str, int], int]) -> list[TopicPartition]:
+    """Per partition, the offset to commit: past its last message, or at its first unhandled one."""
+    ends: dict[tuple[str, int], int] = {}
+    for message in messages:
+        where = (message.topic(), message.partition())
+        ends[where] = max(ends.get(where, -1), message.offset() + 1)
+    ends.update(stopped)
+    return [TopicPartition(topic, partition, offset) for (topic, partition), offset in ends.items()]
 
 
 def _usable(message: Message) -> bool:
