@@ -54,6 +54,8 @@ def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) ->
     sink = RedisSink(
         aioredis.from_url(settings.redis_url_value(), socket_timeout=2, socket_connect_timeout=2),
         settings.redis_prefix,
+        probe_interval_s=settings.redis_probe_interval_s,
+        probe_timeout_s=settings.redis_budget_s,
         stream_maxlen=settings.redis_stream_maxlen,
         id_ttl_s=settings.redis_alert_id_ttl_s,
         on_drop=metrics.redis_dropped.inc,
@@ -78,7 +80,7 @@ def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) ->
         # previous worker left open, so a failure that spans the handover stays one episode.
         unseen = detector.unseen(dict.fromkeys(r.device_id for r in readings))
         if unseen and sink.available:
-            await _resume_episodes(detector, sink, unseen)
+            await _resume_episodes(detector, sink, unseen, settings.redis_budget_s)
         detection = detector.process(readings)
         for refused in detection.refused:
             message, decoded, k = origin[id(refused.reading)]
@@ -91,7 +93,8 @@ def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) ->
             metrics.alerts.labels(alert.episode.state).inc()
         # Wait for the broker to take every record before this batch's offsets may be committed.
         await asyncio.gather(*dead, *sent)
-        await sink.write(detection.alerts, detection.statuses())
+        # Buffered for the sink's background writer: Redis, slow or hung, never holds up scoring.
+        sink.submit(detection.alerts, detection.statuses())
 
         metrics.dead_letters.inc(len(dead))
         metrics.duplicates.inc(detection.duplicates)
@@ -113,20 +116,26 @@ def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) ->
     async def consume_readings() -> None:
         await ReadingsConsumer(settings, handle, on_failure=dead_letter_batch).run()
 
-    @app.timer(interval=1.0)
-    async def flush_redis() -> None:
+    @app.task
+    async def write_redis() -> None:
         # Alerts buffered while Redis was down are written once it answers again, and device
         # statuses of a quiet stream reach their hashes.
-        await sink.write((), {})
+        await sink.run()
+
+    @app.timer(interval=1.0)
+    async def redis_gauges() -> None:
         metrics.redis_pending.set(sink.pending)
+        metrics.redis_available.set(1 if sink.available else 0)
 
     return app
 
 
-async def _resume_episodes(detector: GroupDetector, sink: RedisSink, device_ids: list[str]) -> None:
+async def _resume_episodes(detector: GroupDetector, sink: RedisSink, device_ids: list[str], budget_s: float) -> None:
+    # On the batch's path, so bounded: a Redis that does not answer in time opens the sink's breaker.
     try:
-        episodes = await sink.open_episodes(device_ids)
+        episodes = await asyncio.wait_for(sink.open_episodes(device_ids), budget_s)
     except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        sink.trip()
         log.warning("open episodes unreadable (%s): %d device(s) start afresh", type(exc).__name__, len(device_ids))
         return
     for device, episode in episodes.items():

@@ -20,6 +20,9 @@ class Metrics:
         )
         self.batch_seconds = Histogram("floorwatch_batch_seconds", "Time to process one micro-batch", registry=r)
         self.redis_pending = Gauge("floorwatch_redis_pending_alerts", "Alerts waiting for Redis", registry=r)
+        self.redis_available = Gauge(
+            "floorwatch_redis_available", "1 while the Redis sink's breaker is closed, 0 while it buffers", registry=r
+        )
         self.redis_dropped = Counter("floorwatch_redis_dropped_alerts_total", "Alerts dropped from the Redis buffer", registry=r)
 
     def totals(self) -> dict[str, float]:
