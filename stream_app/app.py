@@ -114,7 +114,7 @@ def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) ->
 
     @app.task
     async def consume_readings() -> None:
-        await ReadingsConsumer(settings, handle, on_failure=dead_letter_batch).run()
+        await ReadingsConsumer(settings, handle, on_failure=dead_letter_batch, metrics=metrics).run()
 
     @app.task
     async def write_redis() -> None:
