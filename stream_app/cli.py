@@ -504,6 +504,16 @@ def main() -> None:
 
 
 def _fail(message: str, code: int = 1) -> None:
-    # One line, never wrapped, whatever the terminal width.
-    sys.stderr.write("error: " + " ".join(message.split()) + "\n")
+    # One line, never wrapped, whatever the terminal width; a secret some library quoted is masked.
+    sys.stderr.write("error: " + " ".join(_scrub(message).split()) + "\n")
     sys.exit(code)
+
+
+def _scrub(message: str) -> str:
+    try:
+        secrets = Settings().secrets()
+    except Exception:  # the configuration itself is what failed: nothing to scrub with
+        return message
+    for secret in sorted(secrets, key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message
