@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from stream_app.contracts import to_epoch_ms
+from stream_app.skab import sniff_delimiter
 from stream_app.settings import Settings
 
 from .checks import RefusedReadings, check_message, check_not_future, check_sensors
@@ -32,7 +33,7 @@ def read_recording(
         raise ReplayError(f"cannot open {path}: {exc.strerror}") from exc
     sample = handle.read(4096)
     handle.seek(0)
-    sep = delimiter or (";" if sample.count(";") > sample.count(",") else ",")
+    sep = delimiter or sniff_delimiter(sample)
     reader = csv.DictReader(handle, delimiter=sep)
     header = reader.fieldnames or []
     if not header:

@@ -39,6 +39,48 @@ FAILURE_EFFECTS: dict[FailureKind, tuple[str, float, float]] = {
 }
 
 
+class BenignKind(str, Enum):
+    """Normal change a real machine goes through: never labelled anomalous, must not alert."""
+
+    regime = "regime"  # the machine runs at another load level: current up, speed down, temperature follows
+    maintenance = "maintenance"  # drift and slow sensor drift reset; the serviced bearing runs quieter
+    recalibration = "recalibration"  # one sensor's reading steps and stays
+    sensor_drift = "sensor_drift"  # one sensor drifts slowly (linearly over the event), then holds
+    flat = "flat"  # one sensor sits at one value for a while (an idle axis, a held set-point)
+
+
+# Default sensor and magnitude of each benign kind. Magnitudes are in the sensor's sd (the load's,
+# for a regime), except `flat`'s, which is the value itself (default: the reading when it starts).
+BENIGN_DEFAULTS: dict[BenignKind, tuple[str | None, float | None]] = {
+    BenignKind.regime: (None, 2.5),
+    BenignKind.maintenance: ("vibration", -1.5),
+    BenignKind.recalibration: ("temperature", 2.0),
+    BenignKind.sensor_drift: ("temperature", 3.0),
+    BenignKind.flat: ("vibration", None),
+}
+
+
+class Benign(BaseModel):
+    """A benign change on one device (or every device when ``device`` is None), from ``start_s``.
+
+    ``duration_s``: how long a regime or a flat stretch lasts (a regime with 0 lasts to the end),
+    or how long a sensor drift takes to reach its magnitude; maintenance and recalibration are steps.
+    """
+
+    device: int | None = Field(None, ge=0, description="device index; None: every device")
+    kind: BenignKind
+    start_s: float = Field(ge=0)
+    duration_s: float = Field(0.0, ge=0)
+    sensor: str | None = None
+    magnitude: float | None = None
+
+    @model_validator(mode="after")
+    def _needs_a_duration(self) -> Benign:
+        if self.kind in (BenignKind.sensor_drift, BenignKind.flat) and self.duration_s <= 0:
+            raise ValueError(f"a {self.kind.value} event needs duration_s > 0")
+        return self
+
+
 class Failure(BaseModel):
     device: int = Field(ge=0, description="device index in the fleet")
     kind: FailureKind
@@ -55,14 +97,34 @@ class Scenario(BaseModel):
     duration_s: float = Field(600.0, gt=0)
     seed: int = 7
     failures: list[Failure] = Field(default_factory=list)
+    # Benign non-stationarity, never labelled: see ``Benign``.
+    benign: list[Benign] = Field(default_factory=list)
+    # Weekly seasonality: on Saturdays and Sundays (UTC) every machine's load is this much lower
+    # (in the load's sd), with 4-hour transitions around midnight.
+    weekend_load: float = 0.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _interval(cls, data: object) -> object:
+        # `interval_s: 300` reads better in a scenario file than `rate_hz: 0.00333...`.
+        if isinstance(data, dict) and "interval_s" in data:
+            data = dict(data)
+            interval = data.pop("interval_s")
+            if "rate_hz" in data:
+                raise ValueError("give rate_hz or interval_s, not both")
+            if not isinstance(interval, (int, float)) or interval <= 0:
+                raise ValueError("interval_s must be a positive number of seconds")
+            data["rate_hz"] = 1.0 / interval
+        return data
 
     @model_validator(mode="after")
     def _failures_fit(self) -> Scenario:
-        for f in self.failures:
-            if f.device >= self.devices:
-                raise ValueError(f"failure on device {f.device}, but the fleet has {self.devices} devices")
-            if f.sensor is not None and f.sensor not in SEED_SENSORS:
-                raise ValueError(f"unknown sensor {f.sensor!r}; known: {', '.join(FEATURES)}")
+        for event in [*self.failures, *self.benign]:
+            what = "failure" if isinstance(event, Failure) else f"{event.kind.value} event"
+            if event.device is not None and event.device >= self.devices:
+                raise ValueError(f"{what} on device {event.device}, but the fleet has {self.devices} devices")
+            if event.sensor is not None and event.sensor not in SEED_SENSORS:
+                raise ValueError(f"unknown sensor {event.sensor!r}; known: {', '.join(FEATURES)}")
         return self
 
     def device_id(self, index: int) -> str:

@@ -279,7 +279,7 @@ def replay(
     speed: Annotated[float, typer.Option(help="times real time; 0 = as fast as possible")] = 1.0,
     time_column: Annotated[Optional[str], typer.Option(help="default: the first column")] = None,
     columns: Annotated[Optional[str], typer.Option(help="comma-separated sensor columns")] = None,
-    delimiter: Annotated[Optional[str], typer.Option(help="default: guessed (, or ;)")] = None,
+    delimiter: Annotated[Optional[str], typer.Option(help="default: sniffed (, ; tab or |)")] = None,
 ) -> None:
     """Publish a CSV recording to the readings topic as DEVICE."""
     from producers.replay import replay as replay_file
@@ -400,12 +400,14 @@ def evaluate(
     kind: Annotated[Optional[list[str]], typer.Option(help="failure kinds to cycle through")] = None,
     seed: Annotated[int, typer.Option(help="simulation seed")] = 7,
     scenario: Annotated[Optional[Path], typer.Option(help="YAML/JSON scenario file (instead of the flags above)")] = None,
-    csv: Annotated[Optional[list[Path]], typer.Option(help="labelled CSV recording(s), one device each")] = None,
-    label_column: Annotated[str, typer.Option(help="CSV: 0/1 label column")] = "anomaly",
+    csv: Annotated[Optional[list[Path]], typer.Option(help="CSV recording(s), one device each, labelled or not, any delimiter, time format and rate")] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="CSV: 0/1 label column (default: `anomaly` where present; a file without labels is scored as all normal)")] = None,
     time_column: Annotated[Optional[str], typer.Option(help="CSV: time column (default: the first)")] = None,
     features: Annotated[Optional[str], typer.Option(help="CSV or SKAB: comma-separated sensor columns (default: all sensors)")] = None,
-    train_rows: Annotated[int, typer.Option(help="CSV: train a model per file on its first N rows (0: use the stored model)")] = 0,
+    train_rows: Annotated[int, typer.Option("--train-rows", "--warmup-rows", help="CSV: learn a model per file on its first N rows, then score the rest causally while it keeps learning (0: use the stored model)")] = 0,
     skab: Annotated[Optional[Path], typer.Option(help="SKAB data folder, e.g. ../shared/data/skab (SKAB protocol)")] = None,
+    smd: Annotated[Optional[Path], typer.Option(help="SMD data folder, e.g. ../shared/data/smd (a model per machine on its train part)")] = None,
+    machines: Annotated[Optional[str], typer.Option(help="SMD: comma-separated machines (default: all in the folder)")] = None,
     detector: Annotated[str, typer.Option(help="lstm (autoencoder) or iforest (IsolationForest baseline)")] = "lstm",
     point_mode: Annotated[str, typer.Option(help="a point is anomalous when its device's episode is open (episode) or its window is over the line (window)")] = "episode",
     train_model: Annotated[bool, typer.Option("--train", help="simulate/csv: train a fresh model instead of the stored one")] = False,
@@ -421,15 +423,17 @@ def evaluate(
     max_gap: Annotated[Optional[float], typer.Option(help="window restart after a silence, seconds (default: config; 300 for SKAB)")] = None,
     batch_size: Annotated[int, typer.Option(help="readings per micro-batch")] = 256,
     plot: Annotated[Optional[Path], typer.Option(help="write PNG plots to this folder")] = None,
+    detections: Annotated[Optional[Path], typer.Option(help="write per-point rows (score, line, ratio, episode, opened) to this CSV")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Run the worker's detector over labelled data: point-wise and event-wise detection quality."""
     from .evaluate import run_evaluation, print_report, EvaluateRequest
 
-    if sum([simulate or scenario is not None, bool(csv), skab is not None]) != 1:
-        raise CliError("choose one source: --simulate (or --scenario FILE), --csv FILE or --skab DIR")
+    if sum([simulate or scenario is not None, bool(csv), skab is not None, smd is not None]) != 1:
+        raise CliError("choose one source: --simulate (or --scenario FILE), --csv FILE, --skab DIR or --smd DIR")
     request = EvaluateRequest(
-        source="skab" if skab is not None else "csv" if csv else "simulate",
+        source="skab" if skab is not None else "smd" if smd is not None else "csv" if csv else "simulate",
+        smd=smd, machines=[m.strip() for m in machines.split(",")] if machines else None,
         devices=devices, duration_s=duration, failures=failures, kinds=kind or [], seed=seed, scenario=scenario,
         csv=csv or [], label_column=label_column, time_column=time_column,
         features=[f.strip() for f in features.split(",")] if features else None, train_rows=train_rows,
@@ -443,6 +447,11 @@ def evaluate(
         sys.stdout.write(report.model_dump_json(indent=2) + "\n")
     else:
         print_report(report, console)
+    if detections is not None:
+        from .evaluate import write_detections
+
+        rows = write_detections(traces, detections)
+        (console if not as_json else Console(stderr=True)).print(f"{rows} detection rows written to {detections}")
     if plot is not None:
         from .plots import write_plots
 

@@ -103,11 +103,14 @@ class Episode(BaseModel):
     """An alert episode: the span during which one device was judged anomalous."""
 
     episode_id: str
-    state: Literal["open", "closed"]
+    # "update": the open episode escalated to a higher severity.
+    state: Literal["open", "update", "closed"]
     started_at: str
     ended_at: str | None = None
     peak_ratio: float = Field(description="largest distance from normal in the episode; 1.0 is the alerting line")
     windows: int
+    # Why a closed episode closed: "quiet", "new episode" (a new fault followed) or "max duration".
+    close_reason: str | None = None
 
 
 class Alert(BaseModel):

@@ -8,9 +8,10 @@ with nothing from later readings.
 from __future__ import annotations
 
 import functools
+import logging
 import operator
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,11 +19,16 @@ import numpy as np
 
 from .contracts import Alert, Episode, Reading, iso_ms
 from .episodes import EpisodeRule, EpisodeTracker, OpenEpisode, Transition
+from .lines import AdaptiveLines, LineConfig
 from .model_store import ModelBundle
+from .refit import NormalReservoir, RefitConfig, RefitResult, record
 from .rules import Rule
 from .scorer import Scorer, Scores, row_max
 from .thresholds import severity
 from .windows import Push, WindowStore
+
+log = logging.getLogger(__name__)
+
 
 
 @dataclass(slots=True)
@@ -56,6 +62,12 @@ class Detection:
     # The window's distance to normal (1.0 = the line), and whether its device's episode is open after it.
     window_ratio: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
     window_open: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
+    # With ``DetectorConfig.trace`` (evaluation's --detections): the model score, the device's line in
+    # score units, the episode the window belongs to and whether an episode opened at it.
+    window_score: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
+    window_line: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
+    window_episode: list[str | None] = field(default_factory=list)
+    window_opened: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,34 +77,24 @@ class DetectorConfig:
     max_future_ms: int = 300_000
     rule: EpisodeRule = EpisodeRule()
     rules: tuple[Rule, ...] = ()  # operator bounds, checked on each reading beside the model
+    lines: LineConfig = LineConfig()
+    refit: RefitConfig = RefitConfig()
+    trace: bool = False  # fill Detection's per-window evaluation arrays
+    # A level envelope or a stuck exemption list learnt from fewer windows than this describes a few
+    # hours of one machine, not its process: the check is then off (and says so) rather than wrong.
+    min_check_windows: int = 1000
+
+
+# Called when a group's reservoir is due for a refit: (detector, recent normal windows oldest first, stream ms).
+RefitHook = Callable[["Detector", np.ndarray, int], None]
 
 
 class Detector:
-    def __init__(self, bundle: ModelBundle, scorer: Scorer, config: DetectorConfig = DetectorConfig()) -> None:
-        self.bundle = bundle
-        self.scorer = scorer
+    def __init__(
+        self, bundle: ModelBundle, scorer: Scorer, config: DetectorConfig = DetectorConfig(), *, on_refit: RefitHook | None = None
+    ) -> None:
         self.config = config
         self.features = bundle.card.features
-        self.threshold = bundle.thresholds.threshold
-        envelope = bundle.thresholds.feature_envelope
-        bounds = np.array([envelope.get(f, (-np.inf, np.inf)) for f in self.features], np.float64)
-        finite = np.isfinite(bounds).all(axis=1)
-        with np.errstate(invalid="ignore"):  # (-inf + inf) / 2 for features without an envelope, masked below
-            self._centre = np.where(finite, bounds.mean(axis=1), 0.0).astype(np.float32)
-        self._half = np.where(finite, (bounds[:, 1] - bounds[:, 0]) / 2, np.inf).astype(
-            np.float32
-        )
-        thresholds = bundle.thresholds
-        stuck = thresholds.stuck_features
-        self._stuck_mask = np.array([stuck is None or f in stuck for f in self.features], bool)
-        self._stuck_run = min(thresholds.stuck_run or bundle.card.window, bundle.card.window)
-        self._method = thresholds.method
-        # Per-feature method: each feature's relative error against its own line.
-        self._feature_lines = np.array(
-            [thresholds.feature_thresholds.get(f, self.threshold) for f in self.features], np.float32
-        )
-        self._alpha = thresholds.ewma_alpha or 1.0
-        self._smoothed: dict[str, float] = {}  # dynamic method: each device's EWMA of its window scores
         unknown = [r.name for r in config.rules if r.feature not in self.features]
         if unknown:
             known = ", ".join(self.features)
@@ -102,8 +104,57 @@ class Detector:
         self._get_features = operator.itemgetter(*self.features)
         self.windows = WindowStore(bundle.card.window, len(self.features), max_gap_ms=config.max_gap_ms)
         self.episodes = EpisodeTracker(config.rule)
+        # Each device's line follows its own normal (lines.py), for the model and for the level check.
+        self.model_lines = AdaptiveLines(config.lines)
+        self.level_lines = AdaptiveLines(config.lines)
+        self._smoothed: dict[str, float] = {}  # dynamic method: each device's EWMA of its window scores
+        # Continual learning: recent plainly normal windows of this group, and who refits on them.
+        self.reservoir = NormalReservoir(bundle.card.window, len(self.features), config.refit) if on_refit else None
+        self.on_refit = on_refit
+        self.refits = {"kept": 0, "discarded": 0}
+        # A background refit's result, installed at the start of the next batch (refit.BackgroundRefitter).
+        self.pending_refit: RefitResult | None = None
         # Staging area for one micro-batch of windows; grown on demand.
         self._batch = np.zeros((scorer.max_batch, bundle.card.window, len(self.features)), np.float32)
+        self.use_model(bundle, scorer)
+
+    def use_model(self, bundle: ModelBundle, scorer: Scorer) -> None:
+        """Score with another version of this group's model from the next batch on (a refit, a promotion).
+
+        Windows, episodes and lines carry over: the model must have the same features and window length.
+        """
+        if bundle.card.features != self.features or bundle.card.window != self.windows.length:
+            raise ValueError(
+                f"model {bundle.version} has other features or window length than {self.features} x {self.windows.length}"
+            )
+        self.bundle = bundle
+        self.scorer = scorer
+        thresholds = bundle.thresholds
+        self.threshold = thresholds.threshold
+        confident = bundle.card.training.validation_windows >= self.config.min_check_windows
+        envelope = thresholds.feature_envelope if confident else {}
+        if thresholds.feature_envelope and not confident:
+            log.warning(
+                "model %s: level check off (calibrated on %d windows, fewer than %d)",
+                bundle.version, bundle.card.training.validation_windows, self.config.min_check_windows,
+            )  # fmt: skip
+        bounds = np.array([envelope.get(f, (-np.inf, np.inf)) for f in self.features], np.float64)
+        finite = np.isfinite(bounds).all(axis=1)
+        with np.errstate(invalid="ignore"):  # (-inf + inf) / 2 for features without an envelope, masked below
+            self._centre = np.where(finite, bounds.mean(axis=1), 0.0).astype(np.float32)
+        self._half = np.where(finite, (bounds[:, 1] - bounds[:, 0]) / 2, np.inf).astype(np.float32)
+        stuck = thresholds.stuck_features
+        trained = bundle.card.training.train_windows + bundle.card.training.validation_windows
+        if trained < self.config.min_check_windows:
+            stuck = []  # too little history to know which sensors may legitimately sit still
+        self._stuck_mask = np.array([stuck is None or f in stuck for f in self.features], bool)
+        self._stuck_run = min(thresholds.stuck_run or bundle.card.window, bundle.card.window)
+        self._method = thresholds.method
+        # Per-feature method: each feature's relative error against its own line.
+        self._feature_lines = np.array(
+            [thresholds.feature_thresholds.get(f, self.threshold) for f in self.features], np.float32
+        )
+        self._alpha = thresholds.ewma_alpha or 1.0
 
     @property
     def model_version(self) -> str:
@@ -119,6 +170,9 @@ class Detector:
 
     def process(self, readings: Sequence[Reading], *, now_ms: int | None = None) -> Detection:
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        if self.pending_refit is not None:
+            result, self.pending_refit = self.pending_refit, None
+            record(self, result)
         out = Detection()
         readings, values = self._values_of(readings, out)
         devices: list[str] = []
@@ -145,6 +199,10 @@ class Detector:
             fresh.append(filled if filled == length else min(stride, length))
         if devices:
             self._score(devices, spans, fresh, out)
+            stream_ms = max(s[1] for s in spans)
+            if self.reservoir is not None and self.on_refit is not None and self.reservoir.due(stream_ms):
+                self.reservoir.fitted(stream_ms)
+                self.on_refit(self, self.reservoir.windows(), stream_ms)
         return out
 
     def _values_of(self, readings: Sequence[Reading], out: Detection) -> tuple[Sequence[Reading], np.ndarray]:
@@ -197,29 +255,63 @@ class Detector:
         same = (windows[:, t] == last for t in range(-self._stuck_run, -1))
         stuck = functools.reduce(np.logical_and, same, np.broadcast_to(self._stuck_mask, last.shape))
         level = np.abs(np.einsum("ntf->nf", windows) / windows.shape[1] - self._centre) / self._half  # 1.0 = edge of the envelope
-        out_of_range = level > 1.0
-        ratio = np.maximum(self._model_ratio(devices, scores), row_max(level))
+        model = self._model_ratio(devices, scores)  # 1.0 = the model's calibrated line
+        level_max = row_max(level)
         broken = self._broken_rules(windows, fresh)
-        ratio[_row_any(stuck) | _row_any(broken)] = np.inf
-        is_open = np.zeros(len(devices), bool)
+        checked = _row_any(stuck) | _row_any(broken)
+        n = len(devices)
+        ratio = np.empty(n, np.float32)
+        is_open = np.zeros(n, bool)
+        trace = self.config.trace
+        line = np.empty(n, np.float32) if trace else None
+        episode: list[str | None] = []
+        opened = np.zeros(n, bool) if trace else None
+        model_lines, level_lines, episodes = self.model_lines, self.level_lines, self.episodes
         for i, device in enumerate(devices):
-            score = float(scores.score[i])
-            transition = self.episodes.update(device, spans[i][1], float(ratio[i]))
+            m_line, l_line = model_lines.line(device), level_lines.line(device)
+            r = max(model[i] / m_line, level_max[i] / l_line)
+            learning = model_lines.learning(device)
+            if checked[i]:
+                r = np.inf
+            elif learning:
+                r = min(r, 1.0)  # its line is not trusted yet: it learns, it does not alert
+            ratio[i] = r
+            transitions = episodes.update(device, spans[i][1], float(r))
+            is_open[i] = open_now = episodes.is_open(device)
+            if not open_now:
+                model_lines.observe(device, float(model[i]))
+                level_lines.observe(device, float(level_max[i]))
+                if self.reservoir is not None and r <= 1.0 and not learning:
+                    self.reservoir.add(windows[i])
             status = out.statuses[device]
-            status.last_score = score
-            is_open[i] = self.episodes.is_open(device)
-            status.state = "anomalous" if is_open[i] else "normal"
-            if transition is not None:
+            status.last_score = float(scores.score[i])
+            status.state = "anomalous" if open_now else "normal"
+            if trace:
+                line[i] = self.threshold * m_line  # type: ignore[index]
+                opened[i] = any(t.kind == "open" for t in transitions)  # type: ignore[index]
+                episode.append(next((t.episode_id for t in transitions), None) or episodes.open_episodes_of(device))
+            for transition in transitions:
+                if transition.reason == "max duration":
+                    # It lasted: this is how the device runs now. Relearn its lines from here.
+                    model_lines.relearn(device)
+                    level_lines.relearn(device)
                 # (check, feature); the first names the alert's top feature.
                 checks = [(self.config.rules[k].name, self.config.rules[k].feature) for k in np.flatnonzero(broken[i])]
                 checks += [(f"stuck:{self.features[j]}", self.features[j]) for j in np.flatnonzero(stuck[i])]
-                checks += [(f"level:{self.features[j]}", self.features[j]) for j in np.flatnonzero(out_of_range[i])]
-                out.alerts.append(self._alert(device, spans[i], score, scores.feature_errors[i], checks, transition))
-        out.scored = len(devices)
+                checks += [(f"level:{self.features[j]}", self.features[j]) for j in np.flatnonzero(level[i] / l_line > 1.0)]
+                out.alerts.append(
+                    self._alert(device, spans[i], scores, i, m_line, checks, transition)
+                )
+        out.scored = n
         out.window_devices = devices
         out.window_end_ms = np.fromiter((s[1] for s in spans), np.int64, len(spans))
-        out.window_ratio = ratio.astype(np.float32)
+        out.window_ratio = ratio
         out.window_open = is_open
+        if trace:
+            out.window_score = scores.score.astype(np.float32)
+            out.window_line = line  # type: ignore[assignment]
+            out.window_episode = episode
+            out.window_opened = opened  # type: ignore[assignment]
 
     def _broken_rules(self, windows: np.ndarray, fresh: list[int]) -> np.ndarray:
         """(n, rules): whether each window's fresh readings break each rule.
@@ -254,20 +346,23 @@ class Detector:
         self,
         device: str,
         span: tuple[int, int],
-        score: float,
-        feature_errors: np.ndarray,
+        scores: Scores,
+        i: int,
+        line: float,
         checks: list[tuple[str, str]],
         transition: Transition,
     ) -> Alert:
-        errors = {f: round(float(e), 4) for f, e in zip(self.features, feature_errors)}
+        errors = {f: round(float(e), 4) for f, e in zip(self.features, scores.feature_errors[i])}
         top = checks[0][1] if checks else max(errors, key=errors.__getitem__)
+        # The alert id names the escalation too: each update of one episode is its own alert.
+        state_key = transition.kind if transition.kind != "update" else f"update:{severity(transition.peak_score)}"
         return Alert(
-            alert_id=Alert.make_id(transition.episode_id, transition.kind, self.model_version),
+            alert_id=Alert.make_id(transition.episode_id, state_key, self.model_version),
             device_id=device,
             window_start=iso_ms(span[0]),
             window_end=iso_ms(span[1]),
-            score=round(score, 4),
-            threshold=round(self.threshold, 4),
+            score=round(float(scores.score[i]), 4),
+            threshold=round(self.threshold * line, 4),
             severity=severity(transition.peak_score),
             feature_errors=errors,
             top_feature=top,
@@ -281,6 +376,7 @@ class Detector:
                 ended_at=iso_ms(transition.ended_ms) if transition.ended_ms is not None else None,
                 peak_ratio=round(min(transition.peak_score, 1e6), 4),
                 windows=transition.windows,
+                close_reason=transition.reason or None,
             ),
         )
 

@@ -6,8 +6,10 @@ thresholds, checks and episodes all behave as in production, and nothing looks a
 then gets two verdicts: whether its device had an alert episode open after it ("episode", the
 default, what operators see) and whether its own window was over the line ("window").
 
-Sources: a simulated fleet with its injected failures, CSV recordings with a label column, and the
-SKAB benchmark (per file, the first 400 rows train that file's model; the rest are scored).
+Sources: a simulated fleet with its injected failures (and benign events, never labelled), CSV
+recordings with a label column or without one, the SKAB benchmark (per file, the first 400 rows train
+that file's model; the rest are scored) and SMD (per machine, its train part trains the model; its
+test part is scored).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from pydantic import BaseModel
 from .contracts import Reading
 from .detector import Detector, DetectorConfig
 from .model_store import ModelBundle
-from .quality import DeviceTrace, EventMetrics, PointMetrics, event_metrics, point_metrics
+from .nab import EventWindowScore, events_score
+from .quality import BestF1, DeviceTrace, EventMetrics, PointMetrics, best_f1, event_metrics, openings, point_metrics, runs
 from .skab import LabelledSeries
 from .training import TrainingConfig
 
@@ -43,6 +46,12 @@ class Trace:
     is_open: np.ndarray  # (n,) bool: an episode of this device is open after this reading
     over_line: np.ndarray  # (n,) bool: this reading's window is over the line
     ratio: np.ndarray  # (n,) float: this reading's window's distance to normal (1.0 = line); NaN: no window
+    # Per reading, for --detections: the window's model score and its device's line (NaN: no window),
+    # the episode it belongs to ("" if none) and whether an episode opened at it.
+    score: np.ndarray | None = None
+    line: np.ndarray | None = None
+    episode: np.ndarray | None = None
+    opened: np.ndarray | None = None
 
     def predicted(self, mode: PointMode) -> np.ndarray:
         return self.is_open if mode == "episode" else self.over_line
@@ -54,6 +63,8 @@ class Model:
 
     detector: Detector
     train_s: float = 0.0
+    # Where its versions (and its refits) live for the evaluation's lifetime.
+    workdir: tempfile.TemporaryDirectory[str] | None = None
 
 
 class EvaluationReport(BaseModel):
@@ -68,8 +79,19 @@ class EvaluationReport(BaseModel):
     train_s: float
     score_s: float
     config: dict[str, object]
+    # Continual learning during the run: candidates kept and discarded.
+    refits: dict[str, int] = {}
     # What may make the figures misleading, in words (e.g. training rows labelled anomalous).
     warnings: list[str] = []
+    # Oracle: the best point-wise F1 over thresholds on the window ratio, chosen on the test labels.
+    best_f1: BestF1 | None = None
+    # False: no series had labels (figures that need them are n/a; print_report says so).
+    labelled: bool = True
+    # NAB-style event-window score (standard profile) of episode openings against labelled runs.
+    events_score: EventWindowScore | None = None
+    # Simulator with benign events: false episodes that opened during one (or within an hour after),
+    # per kind; an episode near two kinds counts for each.
+    benign_false_episodes: dict[str, int] | None = None
 
 
 @dataclass(slots=True)
@@ -94,6 +116,10 @@ def stream(detector: Detector, series: list[LabelledSeries], *, batch_size: int 
     row = np.concatenate([np.arange(len(s.ts)) for s in series])
     order = np.argsort(ts_all, kind="stable")  # each series is already in time order
     ratio = [np.full(len(s.ts), np.nan, np.float32) for s in series]
+    score = [np.full(len(s.ts), np.nan, np.float32) for s in series]
+    line = [np.full(len(s.ts), np.nan, np.float32) for s in series]
+    episode = [np.full(len(s.ts), "", object) for s in series]
+    opened = [np.zeros(len(s.ts), bool) for s in series]
     window_open = [np.full(len(s.ts), -1, np.int8) for s in series]
     index = {s.device_id: i for i, s in enumerate(series)}
     if len(index) != len(series):
@@ -112,28 +138,88 @@ def stream(detector: Detector, series: list[LabelledSeries], *, batch_size: int 
         out = detector.process(readings, now_ms=now_ms)
         if out.refused:
             raise ValueError(f"the detector refused a reading: {out.refused[0].reason}")
-        for device, end_ms, r, is_open in zip(out.window_devices, out.window_end_ms, out.window_ratio, out.window_open):
+        traced = len(out.window_score) == len(out.window_devices)
+        for w, (device, end_ms) in enumerate(zip(out.window_devices, out.window_end_ms)):
             i = index[device]
             at = int(np.searchsorted(series[i].ts, end_ms))
-            ratio[i][at] = r
-            window_open[i][at] = is_open
+            ratio[i][at] = out.window_ratio[w]
+            window_open[i][at] = out.window_open[w]
+            if traced:
+                score[i][at] = out.window_score[w]
+                line[i][at] = out.window_line[w]
+                episode[i][at] = out.window_episode[w] or ""
+                opened[i][at] = out.window_opened[w]
     traces = []
-    for s, r, w in zip(series, ratio, window_open):
+    for k, (s, r, w) in enumerate(zip(series, ratio, window_open)):
         # A reading without a window of its own (window filling, stride) keeps its device's state.
         has = w >= 0
         last = np.maximum.accumulate(np.where(has, np.arange(len(w)), -1))
         is_open = np.where(last >= 0, w[np.maximum(last, 0)] == 1, False)
         test = slice(s.train_rows, None)
         traces.append(
-            Trace(s.device_id, s.ts[test], s.labels[test], is_open[test], (np.nan_to_num(r, nan=0.0) > 1.0)[test], r[test])
+            Trace(
+                s.device_id, s.ts[test], s.labels[test], is_open[test], (np.nan_to_num(r, nan=0.0) > 1.0)[test], r[test],
+                score=score[k][test], line=line[k][test], episode=episode[k][test], opened=opened[k][test],
+            )  # fmt: skip
         )
     return traces
 
 
-def _detector(bundle: ModelBundle, scorer: object, options: EvaluateOptions) -> Detector:
+def write_detections(traces: list[Trace], path: Path) -> int:
+    """Per-point rows any benchmark's scoring code can read; returns the number of rows written.
+
+    Columns: timestamp (ISO-8601 UTC), epoch_ms, device, score (the model's window score), line (the
+    device's alerting line in score units), ratio (distance to normal: 1.0 = the line; the detector's
+    anomaly score), anomaly_score (ratio squashed into [0, 1): ratio / (1 + ratio), 0.5 = the line),
+    episode_id, episode_open (1 while an episode is open), opened (1 where an episode opened: a
+    detection), label (the ground truth, when the data had one). A reading without a window of its
+    own (the window still filling, stride) has empty score/line/ratio.
+    """
+    import csv
+
+    from .contracts import iso_ms
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = 0
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(
+            ["timestamp", "epoch_ms", "device", "score", "line", "ratio", "anomaly_score", "episode_id", "episode_open", "opened", "label"]
+        )
+        for t in traces:
+            assert t.score is not None and t.line is not None and t.episode is not None and t.opened is not None
+            for k in range(len(t.ts)):
+                r = float(t.ratio[k])
+                has = np.isfinite(t.score[k])
+                ratio = min(r, 1e6) if has else None  # a failed check is an infinite distance: capped
+                out.writerow([
+                    iso_ms(int(t.ts[k])), int(t.ts[k]), t.device_id,
+                    f"{t.score[k]:.6g}" if has else "", f"{t.line[k]:.6g}" if has else "",
+                    f"{ratio:.6g}" if ratio is not None else "",
+                    f"{_anomaly_score(ratio, bool(t.opened[k])):.6f}" if ratio is not None else "",
+                    t.episode[k], int(t.is_open[k]), int(t.opened[k]), int(t.truth[k]),
+                ])  # fmt: skip
+                rows += 1
+    return rows
+
+
+def _anomaly_score(ratio: float, opened: bool) -> float:
+    squashed = ratio / (1.0 + ratio)
+    return 0.5 + 0.5 * squashed if opened else min(0.5 * squashed, 0.499999)
+
+
+def _detector(bundle: ModelBundle, scorer: object, options: EvaluateOptions, store: Path | None = None) -> Detector:
+    """The worker's detector on ``bundle``, tracing every window; refitting into ``store`` as it goes."""
     if not options.level_checks:
         bundle = bundle.model_copy(update={"thresholds": bundle.thresholds.model_copy(update={"feature_envelope": {}})})
-    return Detector(bundle, scorer, options.detector_config)  # type: ignore[arg-type]
+    config = dataclasses.replace(options.detector_config, trace=True)
+    hook = None
+    if store is not None and config.refit.enabled and bundle.card.detector == "lstm-autoencoder":
+        from .model_store import ModelStore
+        from .refit import SyncRefitter
+
+        hook = SyncRefitter(ModelStore(store), options.training, config.refit, max_batch=options.batch_size)
+    return Detector(bundle, scorer, config, on_refit=hook)  # type: ignore[arg-type]
 
 
 def build_model(
@@ -152,10 +238,11 @@ def build_model(
         from .model_store import ModelStore
         from .training import train
 
-        with tempfile.TemporaryDirectory(prefix="floorwatch-eval-") as tmp:
-            bundle = train(train_series, features, ModelStore(Path(tmp)), options.training, source=source)
-            scorer = Scorer.from_bundle(bundle, max_batch=options.batch_size)
-        detector = _detector(bundle, scorer, options)
+        workdir = tempfile.TemporaryDirectory(prefix="floorwatch-eval-")
+        bundle = train(train_series, features, ModelStore(Path(workdir.name)), options.training, source=source)
+        scorer = Scorer.from_bundle(bundle, max_batch=options.batch_size)
+        detector = _detector(bundle, scorer, options, store=Path(workdir.name) / "refits")
+        return Model(detector, time.perf_counter() - started, workdir)
     return Model(detector, time.perf_counter() - started)
 
 
@@ -164,7 +251,9 @@ def stored_model(model_dir: Path, version: str | None, options: EvaluateOptions)
     from .scorer import Scorer
 
     bundle = ModelStore(model_dir).load(version)
-    return Model(_detector(bundle, Scorer.from_bundle(bundle, max_batch=options.batch_size), options))
+    workdir = tempfile.TemporaryDirectory(prefix="floorwatch-eval-")  # refits stay out of the user's store
+    detector = _detector(bundle, Scorer.from_bundle(bundle, max_batch=options.batch_size), options, store=Path(workdir.name))
+    return Model(detector, workdir=workdir)
 
 
 def evaluate_shared(model: Model, series: list[LabelledSeries], options: EvaluateOptions, *, source: str) -> tuple[EvaluationReport, list[Trace]]:
@@ -174,7 +263,8 @@ def evaluate_shared(model: Model, series: list[LabelledSeries], options: Evaluat
         raise ValueError(f"the model needs sensor(s) {', '.join(missing)} that the data lacks")
     started = time.perf_counter()
     traces = stream(model.detector, series, batch_size=options.batch_size)
-    return _report(traces, model.detector, options, source, model.train_s, time.perf_counter() - started), traces
+    report = _report(traces, model.detector, options, source, model.train_s, time.perf_counter() - started)
+    return report.model_copy(update={"refits": dict(model.detector.refits)}), traces
 
 
 def evaluate_per_series(
@@ -184,6 +274,7 @@ def evaluate_per_series(
     traces: list[Trace] = []
     train_s = score_s = 0.0
     detector = None
+    refits = {"kept": 0, "discarded": 0}
     for s in series:
         if s.train_rows < 2 * options.training.window:
             raise ValueError(f"{s.device_id}: {s.train_rows} training rows are too few for windows of {options.training.window}")
@@ -193,9 +284,11 @@ def evaluate_per_series(
         traces += stream(model.detector, [s], batch_size=options.batch_size)
         score_s += time.perf_counter() - started
         detector = model.detector
+        for k, v in detector.refits.items():
+            refits[k] += v
     assert detector is not None
     report = _report(traces, detector, options, source, train_s, score_s)
-    return report.model_copy(update={"warnings": training_warnings(series)}), traces
+    return report.model_copy(update={"warnings": training_warnings(series), "refits": refits}), traces
 
 
 def training_warnings(series: list[LabelledSeries]) -> list[str]:
@@ -228,6 +321,8 @@ def _report(
         points=len(truth),
         point=point_metrics(truth, predicted),
         events=events,
+        best_f1=best_f1(truth, np.concatenate([t.ratio for t in traces])),
+        events_score=episode_events_score(traces),
         train_s=round(train_s, 2),
         score_s=round(score_s, 2),
         config={
@@ -241,10 +336,24 @@ def _report(
             "open_after": cfg.rule.open_after,
             "close_after": cfg.rule.close_after,
             "close_ratio": cfg.rule.close_ratio,
+            "close_after_s": cfg.rule.close_after_s,
+            "max_duration_s": cfg.rule.max_duration_s,
+            "adaptive_lines": cfg.lines.enabled,
+            "refit": cfg.refit.enabled,
             "batch_size": options.batch_size,
             "event_grace_samples": detector.windows.length,
         },
     )
+
+
+def episode_events_score(traces: list[Trace]) -> EventWindowScore:
+    """The NAB-style score of each device's episode openings (detections) against its labelled runs."""
+    detections = []
+    for t in traces:
+        opened = np.zeros(len(t.ts), bool)
+        opened[openings(t.is_open)] = True
+        detections.append((t.ts, opened, t.truth))
+    return events_score(detections)
 
 
 def simulated_series(scenario: object, start_ms: int) -> list[LabelledSeries]:
@@ -269,10 +378,33 @@ def simulated_series(scenario: object, start_ms: int) -> list[LabelledSeries]:
     ]
 
 
+BENIGN_AFTER_MS = 3_600_000  # an episode this soon after a benign step or stretch is blamed on it
+
+
+def benign_false_episodes(traces: list[Trace], spans: list[object], *, grace: int) -> dict[str, int]:
+    """False episodes (openings matching no labelled failure, as ``event_metrics`` decides) near benign spans."""
+    from producers.simulator import BenignSpan
+
+    counts: dict[str, int] = {}
+    by_device: dict[str, list[BenignSpan]] = {}
+    for span in spans:
+        assert isinstance(span, BenignSpan)
+        by_device.setdefault(span.device_id, []).append(span)
+    for t in traces:
+        opened = openings(t.is_open)
+        matched = np.zeros(len(opened), bool)
+        for start, end in runs(t.truth):
+            matched |= (opened >= start) & (opened <= end + grace)
+        for at in t.ts[opened[~matched]].tolist():
+            for kind in {s.kind for s in by_device.get(t.device_id, []) if s.start <= at <= s.end + BENIGN_AFTER_MS}:
+                counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 class EvaluateRequest(BaseModel):
     """What ``floorwatch evaluate`` was asked for (the CLI's flags)."""
 
-    source: Literal["simulate", "csv", "skab"]
+    source: Literal["simulate", "csv", "skab", "smd"]
     devices: int = 20
     duration_s: float = 3600.0
     failures: int = 4
@@ -280,11 +412,13 @@ class EvaluateRequest(BaseModel):
     seed: int = 7
     scenario: Path | None = None
     csv: list[Path] = []
-    label_column: str = "anomaly"
+    label_column: str | None = None  # None: `anomaly` where a file has it, else the file is unlabelled
     time_column: str | None = None
     features: list[str] | None = None
     train_rows: int = 0
     skab: Path | None = None
+    smd: Path | None = None
+    machines: list[str] | None = None
     detector: DetectorKind = "lstm"
     point_mode: PointMode = "episode"
     train: bool = False
@@ -304,6 +438,10 @@ class EvaluateRequest(BaseModel):
 # Per-file models (SKAB, CSV with --train-rows) learn from a few hundred rows: small and quick.
 PER_FILE_TRAINING = dict(window=10, units=8, epochs=20, train_stride=1, validation_share=0.25, jit_compile=False)
 SKAB_MAX_GAP_S = 300.0  # SKAB has gaps of up to ~4 minutes inside its recordings
+# SMD: each machine's model learns from its ~23,700 unlabelled train rows (16 days a minute apart). The
+# worker's model shape; a stride of 4 between training windows keeps it to about a minute a machine.
+SMD_TRAINING = dict(window=16, units=16, epochs=15, train_stride=4, validation_share=0.2)
+SMD_MAX_GAP_S = 180.0  # one row a minute, no gaps: a window restarts only after 3 missing rows
 
 
 def run_evaluation(settings: object, request: EvaluateRequest) -> tuple[EvaluationReport, list[Trace]]:
@@ -312,7 +450,7 @@ def run_evaluation(settings: object, request: EvaluateRequest) -> tuple[Evaluati
 
     assert isinstance(settings, Settings)
     per_file = request.source == "skab" or (request.source == "csv" and request.train_rows > 0)
-    base = dict(PER_FILE_TRAINING) if per_file else {}
+    base = dict(PER_FILE_TRAINING) if per_file else dict(SMD_TRAINING) if request.source == "smd" else {}
     for name in ("window", "units", "epochs"):
         if getattr(request, name) is not None:
             base[name] = getattr(request, name)
@@ -320,7 +458,7 @@ def run_evaluation(settings: object, request: EvaluateRequest) -> tuple[Evaluati
         **base, quantile=request.quantile, multiplier=request.multiplier, threshold_method=request.threshold_method,
         ewma_alpha=request.ewma_alpha,
     )  # fmt: skip
-    gap = request.max_gap_s if request.max_gap_s is not None else SKAB_MAX_GAP_S if request.source == "skab" else settings.max_gap_s
+    gap = request.max_gap_s if request.max_gap_s is not None else _default_gap_s(settings, request)
     dconfig = dataclasses.replace(detector_config(settings), max_gap_ms=int(gap * 1000))
     options = EvaluateOptions(
         detector=request.detector, point_mode=request.point_mode, batch_size=request.batch_size,
@@ -333,27 +471,97 @@ def run_evaluation(settings: object, request: EvaluateRequest) -> tuple[Evaluati
         series = load_skab(request.skab, features=request.features)
         sensors = "" if request.features is None else f", {len(request.features)} of 8 sensors"
         return evaluate_per_series(series, options, source=f"SKAB ({request.skab}{sensors})")
+    if request.source == "smd":
+        assert request.smd is not None
+        return evaluate_smd(request.smd, request.machines, options)
     if request.source == "csv":
         from .skab import read_labelled_csv
 
         series = [
             read_labelled_csv(
-                p, label_column=request.label_column, time_column=request.time_column, features=request.features,
-                train_rows=request.train_rows,
+                p, label_column=request.label_column or "anomaly", time_column=request.time_column,
+                features=request.features, train_rows=request.train_rows, labels_optional=request.label_column is None,
             )  # fmt: skip
             for p in request.csv
         ]
+        if request.max_gap_s is None:  # any sampling rate
+            _follow_sampling(options, series, settings.max_gap_s)
         source = "csv: " + ", ".join(p.name for p in request.csv)
         if per_file:
-            return evaluate_per_series(series, options, source=source)
-        return evaluate_shared(_fleet_model(settings, request, options, series[0].features), series, options, source=source)
+            report, traces = evaluate_per_series(series, options, source=source)
+        else:
+            report, traces = evaluate_shared(_fleet_model(settings, request, options, series[0].features), series, options, source=source)
+        return unlabelled_caveats(report, series), traces
     scenario = _scenario(request)
     start_ms = 1_795_000_000_000  # a fixed start: the same flags give the same readings and figures
     series = simulated_series(scenario, start_ms)
+    if request.max_gap_s is None:  # slow-sampled scenarios (interval_s: 60, 300)
+        _follow_sampling(options, series, settings.max_gap_s)
     source = (
         f"simulator: {scenario.devices} devices x {scenario.duration_s:.0f}s, {len(scenario.failures)} failures, seed {scenario.seed}"
     )
-    return evaluate_shared(_fleet_model(settings, request, options, series[0].features), series, options, source=source)
+    if scenario.benign or scenario.weekend_load:
+        source += f", {len(scenario.benign)} benign events" + (", quiet weekends" if scenario.weekend_load else "")
+    model = _fleet_model(settings, request, options, series[0].features, rate_hz=scenario.rate_hz)
+    report, traces = evaluate_shared(model, series, options, source=source)
+    if scenario.benign or scenario.weekend_load:
+        from producers.simulator import FleetSimulator
+
+        spans = FleetSimulator(scenario, start_ms).benign_spans()
+        blamed = benign_false_episodes(traces, spans, grace=model.detector.windows.length)  # type: ignore[arg-type]
+        report = report.model_copy(update={"benign_false_episodes": blamed})
+    return report, traces
+
+
+def evaluate_smd(root: Path, machines: list[str] | None, options: EvaluateOptions) -> tuple[EvaluationReport, list[Trace]]:
+    """SMD's protocol: each machine trains on its whole (unlabelled) train part; its test part is scored."""
+    from .smd import load_smd
+
+    series = load_smd(root, machines)
+    names = "all machines" if machines is None else ", ".join(machines)
+    return evaluate_per_series(series, options, source=f"SMD ({root}, {names})")
+
+
+# A window restarts after this many sampling intervals of silence, at the least (CSV, any rate).
+GAP_INTERVALS = 3
+
+
+def sampling_gap_s(series: list[LabelledSeries], floor_s: float) -> float:
+    """Window restart after a silence: ``GAP_INTERVALS`` of the slowest file's median interval, at least ``floor_s``.
+
+    Without it, data a reading every 5 minutes would restart every window under the 60 s default.
+    """
+    intervals = [float(np.median(np.diff(s.ts))) / 1000 for s in series if len(s.ts) > 1]
+    return max([floor_s, *(GAP_INTERVALS * i for i in intervals)])
+
+
+def _follow_sampling(options: EvaluateOptions, series: list[LabelledSeries], floor_s: float) -> None:
+    options.detector_config = dataclasses.replace(options.detector_config, max_gap_ms=int(sampling_gap_s(series, floor_s) * 1000))
+
+
+def unlabelled_caveats(report: EvaluationReport, series: list[LabelledSeries]) -> EvaluationReport:
+    """Mark a report over unlabelled files: the figures that need labels do not apply."""
+    unlabelled = [s.device_id for s in series if not s.labelled]
+    if not unlabelled:
+        return report
+    line = (
+        f"no labels in {', '.join(unlabelled)}: every point is taken as normal; precision, recall, F1, MAR and "
+        "failures detected do not apply, FAR is the share of points flagged and every episode counts as false"
+    )
+    if len(unlabelled) < len(series):
+        return report.model_copy(update={"warnings": [*report.warnings, line]})
+    return report.model_copy(
+        update={"labelled": False, "best_f1": None, "events_score": None, "warnings": [*report.warnings, line]}
+    )
+
+
+def _default_gap_s(settings: object, request: EvaluateRequest) -> float:
+    """Window restart after a silence, when not given: per source."""
+    if request.source == "skab":
+        return SKAB_MAX_GAP_S
+    if request.source == "smd":
+        return SMD_MAX_GAP_S
+    return float(settings.max_gap_s)  # type: ignore[attr-defined]
 
 
 def _scenario(request: EvaluateRequest) -> object:
@@ -369,16 +577,20 @@ def _scenario(request: EvaluateRequest) -> object:
     return plan.model_copy(update={"failures": random_failures(plan, request.failures, kinds)})
 
 
-def _fleet_model(settings: object, request: EvaluateRequest, options: EvaluateOptions, features: list[str]) -> Model:
-    """The stored model, or (``--train`` or IsolationForest) one trained on simulated normal data as `train` does."""
+def _fleet_model(
+    settings: object, request: EvaluateRequest, options: EvaluateOptions, features: list[str], *, rate_hz: float = 1.0
+) -> Model:
+    """The stored model, or (``--train`` or IsolationForest) one trained on simulated normal data as `train` does
+    (at the simulated fleet's own sampling rate)."""
     if request.detector == "lstm" and not request.train:
         return stored_model(settings.model_dir, request.model_version, options)  # type: ignore[attr-defined]
     if request.source != "simulate":
         raise ValueError("--train and --detector iforest on CSV need --train-rows N (each file trains on its first N rows)")
     from producers.simulator import normal_training_series
 
-    series = normal_training_series(40, 2000, seed=1)
-    return build_model(series, features, options, source="simulator: 40 devices x 2000 readings, seed 1")
+    series = normal_training_series(40, 2000, rate_hz=rate_hz, seed=1)
+    every = "" if rate_hz == 1.0 else f" every {1 / rate_hz:g}s"
+    return build_model(series, features, options, source=f"simulator: 40 devices x 2000 readings{every}, seed 1")
 
 
 def print_report(report: EvaluationReport, console: object) -> None:
@@ -393,22 +605,38 @@ def print_report(report: EvaluationReport, console: object) -> None:
     def delay(med: float | None, mx: float | None, unit: str) -> str:
         return "-" if med is None else f"median {med:g}{unit}, max {mx:g}{unit}"
 
+    def labelled(text: str) -> str:
+        return text if report.labelled else "n/a (no labels)"
+
+    b = report.best_f1
+    oracle = "-" if b is None else f"{b.f1:.3f} (P {b.precision:.3f}, R {b.recall:.3f}) at {b.threshold:.3g} x the line, chosen on the labels"
+    w = report.events_score
+    nab = (
+        "-" if w is None or w.score is None
+        else f"{w.score:.1f} (0 = no detections, 100 = perfect; {w.detected} of {w.windows} windows, {w.false_detections} false openings)"
+    )  # fmt: skip
     rows = [
         ("detector", f"{report.detector}, threshold {report.threshold_method}, points = {report.point_mode}"),
         ("devices / scored points", f"{report.devices} / {report.points}"),
-        ("point-wise precision", f"{p.precision:.3f}"),
-        ("point-wise recall", f"{p.recall:.3f}"),
-        ("point-wise F1", f"{p.f1:.3f}"),
-        ("FAR = FP/(FP+TN)", f"{p.far:.2%}"),
-        ("MAR = FN/(FN+TP)", f"{p.mar:.2%}"),
+        ("point-wise precision", labelled(f"{p.precision:.3f}")),
+        ("point-wise recall", labelled(f"{p.recall:.3f}")),
+        ("point-wise F1", labelled(f"{p.f1:.3f}")),
+        ("FAR = FP/(FP+TN)", f"{p.far:.2%}" if report.labelled else f"{p.far:.2%} of points flagged (no labels)"),
+        ("MAR = FN/(FN+TP)", labelled(f"{p.mar:.2%}")),
         ("TP / FP / TN / FN", f"{p.tp} / {p.fp} / {p.tn} / {p.fn}"),
-        ("failures detected", f"{e.detected} of {e.injected}"),
-        ("detection delay (samples)", delay(e.delay_samples_median, e.delay_samples_max, "")),
-        ("detection delay (seconds)", delay(e.delay_s_median, e.delay_s_max, "s")),
+        ("best F1 over lines (oracle)", labelled(oracle)),
+        ("event-window score (NAB-style)", labelled(nab)),
+        ("failures detected", labelled(f"{e.detected} of {e.injected}")),
+        ("detection delay (samples)", labelled(delay(e.delay_samples_median, e.delay_samples_max, ""))),
+        ("detection delay (seconds)", labelled(delay(e.delay_s_median, e.delay_s_max, "s"))),
         ("alert episodes", str(e.episodes)),
+        ("refits (kept / discarded)", f"{report.refits.get('kept', 0)} / {report.refits.get('discarded', 0)}"),
         ("false alert episodes", f"{e.false_episodes} ({e.false_per_device_hour:.3f} per device-hour, {e.normal_device_hours:.1f} normal device-hours)"),
         ("time", f"training {report.train_s:.1f}s, scoring {report.score_s:.1f}s"),
     ]
+    if report.benign_false_episodes is not None:
+        blamed = ", ".join(f"{k} {n}" for k, n in report.benign_false_episodes.items()) or "none"
+        rows.insert(-1, ("false episodes at benign events", f"{blamed} (during one or within an hour after)"))
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)  # type: ignore[attr-defined]

@@ -181,3 +181,33 @@ def event_metrics(traces: Sequence[DeviceTrace], *, grace: int) -> EventMetrics:
             period_s = float(np.median(np.diff(t.ts))) / 1000
             hours += int((~np.asarray(t.truth, bool)).sum()) * period_s / 3600
     return EventMetrics(failures=failures, episodes=episodes, false_episodes=false, normal_device_hours=hours)
+
+
+class BestF1(BaseModel):
+    """The best point-wise F1 over every threshold on a score, the threshold chosen on the test labels.
+
+    An oracle upper bound, not an operating point: it is what most published tables report (SMD's F1*).
+    """
+
+    f1: float
+    precision: float
+    recall: float
+    threshold: float
+
+
+def best_f1(truth: np.ndarray, score: np.ndarray) -> BestF1:
+    """Flag ``score >= threshold`` for each distinct score; keep the threshold with the best F1."""
+    truth = np.asarray(truth, bool)
+    score = np.nan_to_num(np.asarray(score, float), nan=-np.inf)
+    if truth.shape != score.shape:
+        raise ValueError(f"truth {truth.shape} and scores {score.shape} differ in shape")
+    if not truth.any() or not len(score):
+        return BestF1(f1=0.0, precision=0.0, recall=0.0, threshold=float("inf"))
+    order = np.argsort(-score, kind="stable")
+    s, t = score[order], truth[order]
+    tp, fp = np.cumsum(t), np.cumsum(~t)
+    last = np.flatnonzero(np.concatenate([s[1:] != s[:-1], [True]]))  # last index of each distinct score
+    tp, fp = tp[last], fp[last]
+    f1 = 2 * tp / (2 * tp + fp + (truth.sum() - tp))
+    i = int(np.argmax(f1))
+    return BestF1(f1=float(f1[i]), precision=float(tp[i] / (tp[i] + fp[i])), recall=float(tp[i] / truth.sum()), threshold=float(s[last[i]]))

@@ -78,6 +78,18 @@ class Settings(BaseSettings):
     # 30: intermittent faults (spikes, a ramp hovering at the line) stay one episode; see README.
     episode_close_after: int = Field(30, ge=1, description="consecutive quiet windows to close")
     episode_close_ratio: float = Field(0.8, gt=0, le=1, description="quiet means score < ratio*threshold")
+    # Quiet this long also closes an episode (slow streams: 30 windows can be days); 0: windows only.
+    episode_close_after_s: float = Field(900.0, ge=0)
+    # An episode open longer closes and the device relearns its line: it is the new normal. 0: no limit.
+    episode_max_duration_s: float = Field(6 * 3600.0, ge=0)
+
+    # --- Adaptation: lines that follow each device, models refitted on the stream --------------
+    adapt_lines: bool = True
+    # A device's first windows (and those after a relearn) fill its line's history; it opens no episode meanwhile.
+    adapt_warmup_windows: int = Field(64, ge=0)
+    refit: bool = True
+    refit_min_interval_s: float = Field(3600.0, ge=0)
+    refit_every_windows: int = Field(2048, ge=1)
 
     # --- Operations --------------------------------------------------------------------------
     state_dir: Path = Path(".floorwatch")

@@ -239,7 +239,7 @@ class RedisSink:
                 # batch with its readings failing here.
                 log.warning("last alert of %s unreadable: its episode, if open, is not resumed", device)
                 continue
-            if episode.state == "open":
+            if episode.state in ("open", "update"):
                 found[device] = OpenEpisode(
                     episode.episode_id, to_epoch_ms(episode.started_at), episode.peak_ratio, episode.windows
                 )

@@ -9,7 +9,9 @@ over all test rows of all files together.
 from __future__ import annotations
 
 import csv
+import gzip
 from dataclasses import dataclass
+from datetime import timezone
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +48,8 @@ class LabelledSeries:
     values: np.ndarray  # (n, F) float32
     labels: np.ndarray  # (n,) bool
     train_rows: int = 0
+    # False: the source had no labels (every label False); metrics that need labels do not apply.
+    labelled: bool = True
 
     def __post_init__(self) -> None:
         n = len(self.ts)
@@ -69,44 +73,106 @@ def read_labelled_csv(
     delimiter: str | None = None,
     device_id: str | None = None,
     train_rows: int = 0,
+    labels_optional: bool = False,
 ) -> LabelledSeries:
-    """A CSV recording with a 0/1 label column; features default to every other numeric column."""
+    """A CSV recording (plain or ``.gz``) with a 0/1 label column; features default to every other numeric column.
+
+    ``labels_optional``: a file without ``label_column`` is read as unlabelled (every label False,
+    ``labelled`` False). The delimiter is sniffed when not given; times may be ISO-8601, a common
+    date-time text (``2026-01-01 00:05``, ``01/31/2026 10:00``) or epoch seconds, ms, us or ns
+    (see ``parse_times``); any sampling interval.
+    """
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror}") from exc
-    sep = delimiter or (";" if text[:4096].count(";") > text[:4096].count(",") else ",")
+        text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+    sep = delimiter or sniff_delimiter(text[:8192])
     reader = csv.reader(text.splitlines(), delimiter=sep)
     header = next(reader, None)
     if not header:
         raise ValueError(f"{path} has no header row")
     time_col = time_column or header[0]
-    for name in (time_col, label_column, *(features or [])):
+    labelled = label_column in header or not labels_optional
+    for name in (time_col, *([label_column] if labelled else []), *(features or [])):
         if name not in header:
             raise ValueError(f"column {name!r} not in {path.name} (columns: {', '.join(header)})")
     names = features or [c for c in header if c not in (time_col, label_column) and c not in _NOT_SENSORS]
-    t_i, l_i, f_i = header.index(time_col), header.index(label_column), [header.index(c) for c in names]
-    ts, values, labels = [], [], []
+    t_i, f_i = header.index(time_col), [header.index(c) for c in names]
+    l_i = header.index(label_column) if labelled else None
+    raw_ts, values, labels = [], [], []
     for line, row in enumerate(reader, start=2):
         if not row:
             continue
         try:
-            raw_ts = row[t_i]
-            ts.append(to_epoch_ms(float(raw_ts) if _is_number(raw_ts) else raw_ts))
+            raw_ts.append(row[t_i])
             values.append([float(row[i]) for i in f_i])
-            labels.append(float(row[l_i]) > 0.5)
+            labels.append(l_i is not None and float(row[l_i]) > 0.5)
         except (ValueError, IndexError) as exc:
             raise ValueError(f"{path.name} line {line}: {exc}") from exc
-    if not ts:
+    if not raw_ts:
         raise ValueError(f"{path} has no data rows")
+    try:
+        ts = parse_times(raw_ts)
+    except ValueError as exc:
+        raise ValueError(f"{path.name}: {exc}") from exc
     return LabelledSeries(
         device_id=device_id or _device_id(path),
         features=names,
-        ts=np.asarray(ts, np.int64),
+        ts=ts,
         values=np.asarray(values, np.float32),
         labels=np.asarray(labels, bool),
         train_rows=train_rows,
+        labelled=labelled,
     )
+
+
+def sniff_delimiter(sample: str) -> str:
+    """The CSV delimiter among , ; tab and |, sniffed from a sample; a comma when it cannot tell."""
+    lines = sample.splitlines()
+    if len(lines) > 2:
+        sample = "\n".join(lines[:-1])  # a sample's last line may be cut short
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+# Epoch numbers: the unit is read from the magnitude of the first one. Below 1e9 they stay
+# milliseconds (the 1970s), as numbers were read before; 1e9-1e11 are seconds (2001-5138).
+_EPOCH_UNITS_MS = ((1e9, 1.0), (1e11, 1000.0), (1e14, 1.0), (1e17, 1e-3), (float("inf"), 1e-6))
+
+
+def parse_times(raw: list[str]) -> np.ndarray:
+    """Time texts to int64 epoch ms: all numbers (epoch s, ms, us or ns, by magnitude) or all date-times.
+
+    Date-times are ISO-8601 where they can be (fast), else whatever ``dateutil`` reads (month first
+    when ambiguous); without a zone they are UTC.
+    """
+    if _is_number(raw[0]):
+        try:
+            numbers = np.asarray([float(t) for t in raw], float)
+        except ValueError as exc:
+            raise ValueError(f"time {exc}: the first time is a number, so all must be") from exc
+        first = abs(numbers[0])
+        to_ms = next(factor for limit, factor in _EPOCH_UNITS_MS if first < limit)
+        return np.asarray([to_epoch_ms(float(v)) for v in numbers * to_ms], np.int64)
+    return np.asarray([_date_time_ms(t) for t in raw], np.int64)
+
+
+def _date_time_ms(text: str) -> int:
+    try:
+        return to_epoch_ms(text)
+    except ValueError:
+        pass
+    from dateutil import parser
+
+    try:
+        parsed = parser.parse(text)
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"time {text[:40]!r} is neither a number nor a date-time") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return to_epoch_ms(int(parsed.timestamp() * 1000))
 
 
 def skab_files(root: Path) -> list[Path]:

@@ -20,12 +20,17 @@ class Push(IntEnum):
 
 
 class WindowStore:
-    def __init__(self, length: int, n_features: int, *, max_gap_ms: int, capacity: int = 256) -> None:
+    def __init__(
+        self, length: int, n_features: int, *, max_gap_ms: int, gap_intervals: float = 10.0, capacity: int = 256
+    ) -> None:
         if length < 1 or n_features < 1:
             raise ValueError("window length and feature count must be positive")
         self.length = length
         self.n_features = n_features
+        # A gap restarts the window when it is longer than ``max_gap_ms`` and than ``gap_intervals`` of
+        # the device's own typical interval: a 5-minute stream is not "silent" after 60 s.
         self.max_gap_ms = max_gap_ms
+        self.gap_intervals = gap_intervals
         self._slots: dict[str, int] = {}
         self._values = np.zeros((capacity, 2 * length, n_features), dtype=np.float32)
         self._ts = np.zeros((capacity, 2 * length), dtype=np.int64)
@@ -34,6 +39,7 @@ class WindowStore:
         self._pos: list[int] = []
         self._count: list[int] = []
         self._last_ts: list[int] = []
+        self._interval: list[float] = []  # EWMA of the device's time between readings (0: unknown)
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -54,8 +60,13 @@ class WindowStore:
         last = self._last_ts[slot]
         if ts_ms <= last:
             return Push.DUPLICATE if ts_ms == last else Push.OUT_OF_ORDER
-        if last >= 0 and ts_ms - last > self.max_gap_ms:
-            self._count[slot] = 0  # a long silence: the old readings no longer describe "now"
+        if last >= 0:
+            step = ts_ms - last
+            interval = self._interval[slot]
+            if step > self.max_gap_ms and step > self.gap_intervals * interval:
+                self._count[slot] = 0  # a long silence: the old readings no longer describe "now"
+            # Folded in even across a restart: a slow device's first step is how its pace is learnt.
+            self._interval[slot] = step if interval == 0 else 0.95 * interval + 0.05 * step
         p = self._pos[slot]
         t = self.length
         self._values[slot, p] = self._values[slot, p + t] = values
@@ -88,4 +99,10 @@ class WindowStore:
         self._pos.append(0)
         self._count.append(0)
         self._last_ts.append(-1)
+        self._interval.append(0.0)
         return slot
+
+    def interval_ms(self, device_id: str) -> float:
+        """The device's typical time between readings (0 until known)."""
+        slot = self._slots.get(device_id)
+        return 0.0 if slot is None else self._interval[slot]

@@ -10,6 +10,9 @@ import logging
 
 from .detector import Detector, DetectorConfig
 from .episodes import EpisodeRule
+from .lines import LineConfig
+from .refit import BackgroundRefitter, RefitConfig
+from .training import TrainingConfig
 from .group_detector import GroupDetector
 from .metrics import Metrics
 from .model_store import ModelBundle, ModelStore, ModelStoreError
@@ -58,7 +61,13 @@ def build_detector(settings: Settings, bundle: ModelBundle) -> Detector:
     scorer.warm()  # compile every padded shape before the first message, not during it
     config = detector_config(settings)
     rules = tuple(r for r in config.rules if r.feature in bundle.card.features)
-    return Detector(bundle, scorer, dataclasses.replace(config, rules=rules))
+    refitter = None
+    if config.refit.enabled and bundle.card.detector == "lstm-autoencoder":
+        training = TrainingConfig(window=bundle.card.window, units=bundle.card.units, jit_compile=False)
+        refitter = BackgroundRefitter(
+            ModelStore.for_group(settings.model_dir, bundle.group), training, config.refit, max_batch=settings.batch_max_size
+        )
+    return Detector(bundle, scorer, dataclasses.replace(config, rules=rules), on_refit=refitter)
 
 
 def detector_config(settings: Settings) -> DetectorConfig:
@@ -66,8 +75,15 @@ def detector_config(settings: Settings) -> DetectorConfig:
         stride=settings.stride,
         max_gap_ms=int(settings.max_gap_s * 1000),
         max_future_ms=int(settings.max_future_s * 1000),
-        rule=EpisodeRule(settings.episode_open_after, settings.episode_close_after, settings.episode_close_ratio),
+        rule=EpisodeRule(
+            settings.episode_open_after, settings.episode_close_after, settings.episode_close_ratio,
+            close_after_s=settings.episode_close_after_s, max_duration_s=settings.episode_max_duration_s,
+        ),  # fmt: skip
         rules=settings.rule_list(),
+        lines=LineConfig(enabled=settings.adapt_lines, warmup=settings.adapt_warmup_windows),
+        refit=RefitConfig(
+            enabled=settings.refit, min_interval_s=settings.refit_min_interval_s, every_windows=settings.refit_every_windows
+        ),
     )
 
 

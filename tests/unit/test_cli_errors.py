@@ -66,6 +66,9 @@ CASES = {
     "list a group's models with a bad name": (["models", "list", "--group", "../x"], "lowercase"),
     "promote in a group without models": (["models", "promote", "v0001", "--group", "pumps"], "unknown model version"),
     "worker with a group without a model": (["worker"], "floorwatch train --group pumps"),
+    "evaluate a missing SMD folder": (["evaluate", "--smd", "{tmp}/nope"], "SMD folder"),
+    "evaluate two sources": (["evaluate", "--smd", "{tmp}", "--skab", "{tmp}"], "choose one source"),
+    "evaluate a bad CSV without labels": (["evaluate", "--csv", "{bad_csv}"], "line 2"),
 }
 # Environment for the cases that need one.
 CASE_ENV = {

@@ -10,15 +10,25 @@ RULE = EpisodeRule(open_after=3, close_after=5, close_ratio=0.8)
 STEP = 1000  # ms between windows
 
 
-def feed(tracker: EpisodeTracker, device: str, ratios: list[float], *, start_ms: int = 0) -> list[tuple[int, Transition]]:
-    """Feed one ratio per window, STEP apart from ``start_ms``; return (at_ms, transition) for each transition."""
+def feed(
+    tracker: EpisodeTracker, device: str, ratios: list[float], *, start_ms: int = 0, updates: bool = False
+) -> list[tuple[int, Transition]]:
+    """Feed one ratio per window, STEP apart from ``start_ms``; return (at_ms, transition) for each
+    open and close (and severity update, with ``updates``)."""
     out = []
     for i, ratio in enumerate(ratios):
         at_ms = start_ms + i * STEP
-        transition = tracker.update(device, at_ms, ratio)
-        if transition is not None:
-            out.append((at_ms, transition))
+        for transition in tracker.update(device, at_ms, ratio):
+            if updates or transition.kind != "update":
+                out.append((at_ms, transition))
     return out
+
+
+def one(transitions: list[Transition]) -> Transition | None:
+    """The single open/close transition of one window, or None (severity updates left out)."""
+    kept = [t for t in transitions if t.kind != "update"]
+    assert len(kept) <= 1
+    return kept[0] if kept else None
 
 
 @pytest.fixture
@@ -61,7 +71,7 @@ def test_five_quiet_windows_close_with_end_at_the_last_anomalous_window(tracker:
     assert [t.kind for _, t in transitions] == ["open", "closed"]
     at_ms, closed = transitions[1]
     assert at_ms == 9 * STEP  # the fifth quiet window
-    assert closed == Transition("closed", "d@0", started_ms=0, ended_ms=3 * STEP, peak_score=3.0, windows=10)
+    assert closed == Transition("closed", "d@0", started_ms=0, ended_ms=3 * STEP, peak_score=3.0, windows=10, reason="quiet")
     assert not tracker.is_open("d")
     assert tracker.open_episodes() == {}
 
@@ -92,8 +102,8 @@ def test_devices_are_independent(tracker: EpisodeTracker) -> None:
     # Interleave: "a" is anomalous, "b" alternates, so only "a" reaches three in a row.
     events = []
     for i in range(4):
-        events.append(("a", tracker.update("a", i * STEP, 2.0)))
-        events.append(("b", tracker.update("b", i * STEP, 2.0 if i % 2 == 0 else 0.5)))
+        events.append(("a", one(tracker.update("a", i * STEP, 2.0))))
+        events.append(("b", one(tracker.update("b", i * STEP, 2.0 if i % 2 == 0 else 0.5))))
 
     opened = [(device, t) for device, t in events if t is not None]
     assert len(opened) == 1
@@ -127,10 +137,10 @@ from stream_app.episodes import OpenEpisode  # noqa: E402
 def test_resumed_episode_is_joined_by_the_first_window_at_or_after_its_start() -> None:
     tracker = EpisodeTracker(EpisodeRule(open_after=3, close_after=2, close_ratio=0.8))
     tracker.resume("d", OpenEpisode("d@1000", 1000, 2.5, 4))
-    assert tracker.update("d", 900, 1.5) is None and not tracker.is_open("d")  # re-read history before it
-    assert tracker.update("d", 1100, 1.5) is None and tracker.is_open("d")  # joined, no second "open"
-    assert tracker.update("d", 1200, 0.1) is None
-    closed = tracker.update("d", 1300, 0.1)
+    assert one(tracker.update("d", 900, 1.5)) is None and not tracker.is_open("d")  # re-read history before it
+    assert one(tracker.update("d", 1100, 1.5)) is None and tracker.is_open("d")  # joined, no second "open"
+    assert one(tracker.update("d", 1200, 0.1)) is None
+    closed = one(tracker.update("d", 1300, 0.1))
     assert closed is not None and closed.kind == "closed" and closed.episode_id == "d@1000"
     assert closed.started_ms == 1000 and closed.peak_score == 2.5 and closed.windows == 7
 
@@ -138,24 +148,62 @@ def test_resumed_episode_is_joined_by_the_first_window_at_or_after_its_start() -
 def test_re_read_readings_that_reach_the_episode_start_join_it_without_a_second_open() -> None:
     tracker = EpisodeTracker(EpisodeRule(open_after=2, close_after=5, close_ratio=0.8))
     tracker.resume("d", OpenEpisode("d@1000", 1000, 2.0, 3))
-    assert tracker.update("d", 900, 0.2) is None
-    assert tracker.update("d", 1000, 2.0) is None and tracker.open_episodes() == {"d": "d@1000"}
-    assert tracker.update("d", 1100, 2.0) is None
+    assert one(tracker.update("d", 900, 0.2)) is None
+    assert one(tracker.update("d", 1000, 2.0)) is None and tracker.open_episodes() == {"d": "d@1000"}
+    assert one(tracker.update("d", 1100, 2.0)) is None
 
 
 def test_an_episode_that_opens_before_the_resumed_one_replaces_it() -> None:
     tracker = EpisodeTracker(EpisodeRule(open_after=2, close_after=1, close_ratio=0.8))
     tracker.resume("d", OpenEpisode("d@1000", 1000, 2.0, 3))
-    assert tracker.update("d", 700, 2.0) is None
-    opened = tracker.update("d", 800, 2.0)  # this worker saw an earlier episode open: it is authoritative
+    assert one(tracker.update("d", 700, 2.0)) is None
+    opened = one(tracker.update("d", 800, 2.0))  # this worker saw an earlier episode open: it is authoritative
     assert opened is not None and opened.episode_id == "d@700"
-    closed = tracker.update("d", 900, 0.1)
+    closed = one(tracker.update("d", 900, 0.1))
     assert closed is not None and closed.episode_id == "d@700"
-    assert tracker.update("d", 1100, 0.1) is None and not tracker.is_open("d")  # the resumed copy is gone
+    assert one(tracker.update("d", 1100, 0.1)) is None and not tracker.is_open("d")  # the resumed copy is gone
 
 
 def test_resume_does_not_override_a_device_this_worker_already_tracks() -> None:
     tracker = EpisodeTracker(EpisodeRule(open_after=1, close_after=5, close_ratio=0.8))
-    tracker.update("d", 500, 0.2)
+    one(tracker.update("d", 500, 0.2))
     tracker.resume("d", OpenEpisode("d@1000", 1000, 2.0, 3))
-    assert tracker.update("d", 1100, 0.2) is None and not tracker.is_open("d")
+    assert one(tracker.update("d", 1100, 0.2)) is None and not tracker.is_open("d")
+
+
+# --- Time-aware closing, new faults inside an episode, escalation, maximum length ---------------
+
+
+def test_a_slow_stream_closes_after_close_after_s_not_thirty_windows() -> None:
+    rule = EpisodeRule(open_after=3, close_after=30, close_ratio=0.8, close_after_s=900)
+    tracker = EpisodeTracker(rule)
+    hour = 3_600_000
+    for i in range(3):
+        tracker.update("d", i * hour, 0.1)  # learn the pace: one window an hour
+    feed_at = [(3 + i) * hour for i in range(6)]
+    kinds = [[t.kind for t in tracker.update("d", at, r)] for at, r in zip(feed_at, [2.0, 2.0, 2.0, 0.1, 0.1, 0.1])]
+    # 900 s is under one window: the quiet stretch is min(open_after, close_after) = 3 windows.
+    assert kinds == [[], [], ["open"], [], [], ["closed"]]
+
+
+def test_a_new_fault_after_a_quiet_stretch_opens_its_own_episode() -> None:
+    tracker = EpisodeTracker(EpisodeRule(open_after=3, close_after=10, close_ratio=0.8))
+    out = feed(tracker, "d", [2.0] * 3 + [0.1] * 5 + [2.0] * 3)
+    assert [(t.kind, t.episode_id, t.reason) for _, t in out] == [
+        ("open", "d@0", ""),
+        ("closed", "d@0", "new episode"),
+        ("open", "d@8000", ""),
+    ]
+    assert out[1][1].ended_ms == 2 * STEP
+
+
+def test_an_open_episode_reports_each_escalation_once() -> None:
+    tracker = EpisodeTracker(EpisodeRule(open_after=2, close_after=5, close_ratio=0.8))
+    out = feed(tracker, "d", [1.2, 1.2, 1.6, 1.7, 3.5, 3.6, 2.0], updates=True)
+    assert [(t.kind, t.peak_score) for _, t in out] == [("open", 1.2), ("update", 1.6), ("update", 3.5)]
+
+
+def test_an_episode_longer_than_max_duration_closes() -> None:
+    tracker = EpisodeTracker(EpisodeRule(open_after=2, close_after=5, close_ratio=0.8, max_duration_s=10))
+    out = feed(tracker, "d", [2.0] * 14)
+    assert [(at, t.kind, t.reason) for at, t in out] == [(1000, "open", ""), (10_000, "closed", "max duration"), (12_000, "open", "")]

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stream_app.lines import LineConfig
 from stream_app.detector import Detector, DetectorConfig
 from stream_app.episodes import EpisodeRule
 from stream_app.evaluate import stream, training_warnings
@@ -36,7 +37,7 @@ def _detector(window: int = 3) -> Detector:
     thresholds = Thresholds(quantile=0.99, multiplier=1.0, threshold=1.0, feature_reference=[1.0], stuck_features=[])
     bundle = ModelBundle(path=Path("."), card=card, scaler=Scaler(mean=[0.0], scale=[1.0]), thresholds=thresholds)
     rule = EpisodeRule(open_after=3, close_after=10, close_ratio=0.8)
-    return Detector(bundle, MaxScorer(), DetectorConfig(rule=rule))  # type: ignore[arg-type]
+    return Detector(bundle, MaxScorer(), DetectorConfig(rule=rule, lines=LineConfig(enabled=False), min_check_windows=0))  # type: ignore[arg-type]
 
 
 def _series(device: str, n: int = 60, train_rows: int = 0) -> LabelledSeries:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from stream_app.contracts import Reading
+from stream_app.lines import LineConfig
 from stream_app.detector import Detector, DetectorConfig
 from stream_app.group_detector import GroupDetector
 from stream_app.model_store import ModelBundle, ModelCard, Scaler, Thresholds, TrainingSummary, ValidationMetrics
@@ -42,7 +43,7 @@ def _detector(features: list[str], group: str) -> Detector:
     thresholds = Thresholds(quantile=0.99, multiplier=1.0, threshold=1.0, feature_reference=[1.0] * n, stuck_features=[])
     scaler = Scaler(mean=[0.0] * n, scale=[1.0] * n)
     bundle = ModelBundle(path=Path("."), card=card, scaler=scaler, thresholds=thresholds, group=group)
-    return Detector(bundle, MaxScorer(), DetectorConfig())  # type: ignore[arg-type]
+    return Detector(bundle, MaxScorer(), DetectorConfig(lines=LineConfig(enabled=False), min_check_windows=0))  # type: ignore[arg-type]
 
 
 @pytest.fixture

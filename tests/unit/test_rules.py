@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from stream_app.contracts import Reading
+from stream_app.lines import LineConfig
 from stream_app.detector import Detection, Detector, DetectorConfig
 from stream_app.episodes import EpisodeRule
 from stream_app.model_store import ModelBundle, ModelCard, Scaler, Thresholds, TrainingSummary, ValidationMetrics
@@ -145,7 +146,9 @@ def _detector(
     scaler = Scaler(mean=[0.0, 0.0], scale=[1.0, 1.0])
     bundle = ModelBundle(path=Path("."), card=card, scaler=scaler, thresholds=thresholds)
     episodes = EpisodeRule(open_after=open_after, close_after=3, close_ratio=0.8)
-    config = DetectorConfig(stride=stride, rule=episodes, rules=tuple(parse_rules(rules)))
+    config = DetectorConfig(
+        stride=stride, rule=episodes, rules=tuple(parse_rules(rules)), lines=LineConfig(enabled=False), min_check_windows=0
+    )
     return Detector(bundle, PerFeatureMaxScorer(), config)  # type: ignore[arg-type]
 
 

@@ -80,7 +80,7 @@ def test_refusal_codes_are_negative_so_they_cannot_be_mistaken_for_a_slot() -> N
 
 
 def test_gap_longer_than_max_gap_restarts_the_count() -> None:
-    store = WindowStore(T, F, max_gap_ms=100)
+    store = WindowStore(T, F, max_gap_ms=100, gap_intervals=0)
     slot = fill(store, "d", [0, 50, 100, 150, 200])
     assert store.filled(slot) == 5
 
@@ -136,3 +136,13 @@ def test_devices_are_independent() -> None:
 def test_rejects_empty_shapes(length: int, features: int) -> None:
     with pytest.raises(ValueError):
         WindowStore(length, features, max_gap_ms=1)
+
+
+def test_a_slow_device_is_not_silent_at_its_own_pace() -> None:
+    # Readings every 5 minutes against a 60 s max_gap: only the very first step restarts (pace unknown).
+    store = WindowStore(T, F, max_gap_ms=60_000)
+    slot = fill(store, "d", [i * 300_000 for i in range(6)])
+    assert store.filled(slot) == 5
+    assert store.interval_ms("d") == 300_000
+    store.push("d", 5 * 300_000 + 11 * 300_000, values(0))  # 55 minutes of silence: more than 10 intervals
+    assert store.filled(slot) == 1

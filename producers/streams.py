@@ -1,0 +1,176 @@
+"""Univariate test streams the detector was never tuned on: ``timestamp,value,label`` CSVs.
+
+    python -m producers.streams OUT_DIR --files 20 --seed 1
+
+Each file is one sensor with its own sampling interval (1 minute to 1 hour) and benign behaviour a
+real stream has: a level, noise (some of it autocorrelated), daily and weekly cycles, slow drift,
+regime changes (a lasting move to another level, over a short ramp), idle stretches sitting at one
+value on a schedule, and quantised readings. None of that is labelled. Labelled anomalies, 0-3 a
+file after its first 15% (NAB's probationary share), are of these kinds:
+
+- ``spike``: one to three readings far off the level;
+- ``level_shift``: an abrupt, large shift that lasts a while, then ends;
+- ``variance_burst``: the noise grows several-fold for a while;
+- ``ramp``: a slow ramp to failure, labelled over the whole ramp (then the machine is repaired);
+- ``stopped``: the signal freezes at its last value (no noise, no cycle), off the idle schedule.
+
+Benign and anomalous changes differ in what a model of the stream can learn: regime changes are
+moderate, gradual and lasting; idle stretches recur on a schedule; anomalies are abrupt, large,
+temporary or out of schedule. Seeded and deterministic: the same seed gives the same bytes.
+``streams.json`` in OUT_DIR lists each file's parameters and labelled spans.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+INTERVALS_S = (60, 120, 300, 600, 900, 1800, 3600)
+ANOMALY_KINDS = ("spike", "level_shift", "variance_burst", "ramp", "stopped")
+START = datetime(2026, 1, 5, tzinfo=timezone.utc)  # a Monday
+_DAY_S, _WEEK_S = 86_400, 7 * 86_400
+
+
+class Anomaly(BaseModel):
+    kind: str
+    start: int  # first labelled row
+    end: int  # last labelled row, inclusive
+
+
+class StreamSpec(BaseModel):
+    """What one generated stream holds (written to ``streams.json``)."""
+
+    file: str
+    interval_s: int
+    rows: int
+    level: float
+    noise_sd: float
+    autocorrelation: float
+    daily: float  # amplitude, in noise sd
+    weekly: float  # weekend drop, in noise sd
+    drift: float  # total slow drift over the file, in noise sd
+    regimes: list[tuple[int, float]]  # (row, new level offset in noise sd)
+    idle_hours: tuple[int, int] | None  # (from, to) hour of day at which the signal sits at its floor
+    resolution: float  # readings are rounded to this (0: not rounded)
+    anomalies: list[Anomaly]
+
+
+def generate(index: int, rng: np.random.Generator) -> tuple[StreamSpec, np.ndarray, np.ndarray, np.ndarray]:
+    """One stream: its spec, epoch-second times, values and labels."""
+    interval = int(rng.choice(INTERVALS_S))
+    # Long enough for several daily cycles at 1/min, several weeks at 1/h; 2,000-8,000 rows.
+    rows = int(rng.integers(2000, 8001))
+    t0 = START.timestamp() + int(rng.integers(0, 7)) * _DAY_S
+    t = t0 + np.arange(rows, dtype=np.float64) * interval
+    level = float(rng.choice([0.0, 1.0, 20.0, 60.0, 500.0]) + rng.uniform(0, 10))
+    sd = float(abs(level) * rng.uniform(0.01, 0.05) + rng.uniform(0.05, 0.5))
+    phi = float(rng.choice([0.0, 0.5, 0.9]))
+    daily = float(rng.choice([0.0, 1.0, 3.0])) if interval <= 1800 else float(rng.choice([0.0, 2.0]))
+    weekly = float(rng.choice([0.0, 0.0, 2.0])) if rows * interval >= 2 * _WEEK_S else 0.0
+    drift = float(rng.uniform(-3.0, 3.0))
+    idle = (int(h := rng.integers(0, 20)), int(h + rng.integers(2, 5))) if rng.random() < 0.25 else None
+    resolution = float(rng.choice([0.0, 0.0, sd / 2]))
+
+    noise = rng.normal(0, sd, rows)
+    for i in range(1, rows):  # AR(1) with the same marginal sd
+        noise[i] = phi * noise[i - 1] + math.sqrt(1 - phi**2) * noise[i]
+    hour = (t % _DAY_S) / 3600
+    weekend = ((t // _DAY_S + 3) % 7) >= 5  # 1970-01-01 was a Thursday
+    x = level + noise + daily * sd * np.sin(2 * math.pi * (hour - 9) / 24)
+    x -= weekly * sd * weekend
+    x += drift * sd * np.linspace(0, 1, rows)
+    regimes = []
+    for _ in range(int(rng.integers(0, 3))):
+        at, shift = int(rng.integers(rows // 10, rows)), float(rng.choice([-1, 1]) * rng.uniform(1.0, 2.5))
+        ramp = max(1, int(3600 / interval))  # an hour to settle
+        x += shift * sd * np.clip((np.arange(rows) - at) / ramp, 0, 1)
+        regimes.append((at, round(shift, 3)))
+    floor = level - 3 * sd
+    is_idle = np.zeros(rows, bool)
+    if idle is not None:
+        is_idle = (hour >= idle[0]) & (hour < idle[1])
+        x[is_idle] = floor
+
+    labels = np.zeros(rows, bool)
+    anomalies: list[Anomaly] = []
+    count = int(rng.choice([0, 1, 2, 2, 3, 3]))
+    slots = np.linspace(int(rows * 0.15), rows - 1, count + 1).astype(int)  # one anomaly per slot, apart
+    for k in range(count):
+        kind = str(rng.choice(ANOMALY_KINDS))
+        lo, hi = int(slots[k]), int(slots[k + 1])
+        length = {
+            "spike": int(rng.integers(1, 4)),
+            "level_shift": int(rng.integers(10, 60)),
+            "variance_burst": int(rng.integers(20, 80)),
+            "ramp": int(rng.integers(40, 200)),
+            "stopped": max(30, int(rng.integers(4, 12) * 3600 / interval)),
+        }[kind]
+        length = min(length, max(1, (hi - lo) // 2))
+        start = int(rng.integers(lo, max(lo + 1, hi - length)))
+        end = start + length - 1
+        span = slice(start, end + 1)
+        sign = float(rng.choice([-1.0, 1.0]))
+        if kind == "spike":
+            x[span] += sign * rng.uniform(6, 10) * sd
+        elif kind == "level_shift":
+            x[span] += sign * rng.uniform(5, 8) * sd
+        elif kind == "variance_burst":
+            x[span] += rng.normal(0, rng.uniform(4, 8) * sd, length)
+        elif kind == "ramp":
+            x[span] += sign * np.linspace(0, rng.uniform(6, 10), length) * sd
+        else:  # stopped: frozen at its last live value
+            live = np.flatnonzero(~is_idle[:start])
+            x[span] = x[live[-1]] if len(live) else x[start - 1]
+            is_idle[span] = True
+        labels[span] = True
+        anomalies.append(Anomaly(kind=kind, start=start, end=end))
+    if resolution:
+        live = ~is_idle
+        x[live] = np.round(x[live] / resolution) * resolution
+    spec = StreamSpec(
+        file=f"stream-{index:02d}-{interval}s.csv", interval_s=interval, rows=rows, level=round(level, 4),
+        noise_sd=round(sd, 4), autocorrelation=phi, daily=daily, weekly=weekly, drift=round(drift, 3), regimes=regimes,
+        idle_hours=idle, resolution=round(resolution, 6), anomalies=anomalies,
+    )  # fmt: skip
+    return spec, t, x, labels
+
+
+def write_streams(out: Path, files: int, seed: int) -> list[StreamSpec]:
+    """Write ``files`` streams and ``streams.json`` into ``out``; the same seed writes the same bytes."""
+    out.mkdir(parents=True, exist_ok=True)
+    specs = []
+    for index, child in enumerate(np.random.SeedSequence(seed).spawn(files)):
+        spec, t, x, labels = generate(index, np.random.default_rng(child))
+        lines = ["timestamp,value,label"]
+        lines += [
+            f"{datetime.fromtimestamp(ts, timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')},{v:.6g},{int(lab)}"
+            for ts, v, lab in zip(t.tolist(), x.tolist(), labels.tolist())
+        ]
+        (out / spec.file).write_text("\n".join(lines) + "\n")
+        specs.append(spec)
+    manifest = {"seed": seed, "files": [s.model_dump() for s in specs]}
+    (out / "streams.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return specs
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m producers.streams", description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path, help="folder to write the CSVs into")
+    parser.add_argument("--files", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    if args.files < 1:
+        parser.error("--files must be at least 1")
+    specs = write_streams(args.out, args.files, args.seed)
+    labelled = sum(len(s.anomalies) for s in specs)
+    print(f"{len(specs)} streams, {sum(s.rows for s in specs)} rows, {labelled} labelled anomalies -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Alerting lines that follow each device's own normal.
+
+A model's calibrated line (1.0) is fitted once, on the data the model was trained on. Machines
+drift, get serviced and change regime, and a model meets devices whose normal it never saw; a
+frozen line then reads that normal as anomalous for ever. ``AdaptiveLines`` keeps, per device, a
+short history of its verdicts (in units of the calibrated line) from windows outside alert
+episodes, and sets the device's line at a high quantile of that history times a margin, never
+below the calibrated line:
+
+- the history holds block maxima (the largest of ``block`` windows), so a few hundred entries span
+  thousands of windows and keep the tail that matters for a high quantile;
+- the line moves at most ``max_step`` (relative) per recomputation, so a slow fault that creeps up
+  cannot drag the notion of normal along with it faster than the fault grows;
+- a device's first ``warmup`` windows (and the windows after ``relearn``) only fill its history:
+  its line is not trusted yet, so the detector opens no episode for it meanwhile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class LineConfig:
+    history: int = 256  # block maxima kept per device
+    block: int = 4  # windows per block
+    quantile: float = 0.99
+    margin: float = 1.25  # the line is the quantile x margin, as calibration's multiplier
+    warmup: int = 64  # windows before a device's own line is trusted
+    max_step: float = 0.05  # largest relative move of a line per recomputation (every block)
+    enabled: bool = True
+
+
+class AdaptiveLines:
+    """Per-device lines in units of the calibrated line: 1.0 = the model's own line."""
+
+    def __init__(self, config: LineConfig = LineConfig()) -> None:
+        self.config = config
+        self._slots: dict[str, int] = {}
+        self._history = np.zeros((64, config.history), np.float32)
+        self._filled: list[int] = []  # block maxima stored
+        self._pos: list[int] = []
+        self._seen: list[int] = []  # windows observed since the device (re)started learning
+        self._block_max: list[float] = []
+        self._block_n: list[int] = []
+        self._line: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def line(self, device_id: str) -> float:
+        slot = self._slots.get(device_id)
+        return 1.0 if slot is None else self._line[slot]
+
+    def learning(self, device_id: str) -> bool:
+        """Whether the device is still in warm-up (its line is not trusted yet)."""
+        if not self.config.enabled:
+            return False
+        slot = self._slots.get(device_id)
+        return slot is None or self._seen[slot] < self.config.warmup
+
+    def observe(self, device_id: str, value: float) -> None:
+        """Record one window's verdict (1.0 = calibrated line) from outside any episode."""
+        if not self.config.enabled:
+            return
+        slot = self._slots.get(device_id)
+        if slot is None:
+            slot = self._add(device_id)
+        self._seen[slot] += 1
+        if value > self._block_max[slot]:
+            self._block_max[slot] = value
+        self._block_n[slot] += 1
+        if self._block_n[slot] < self.config.block:
+            return
+        p = self._pos[slot]
+        self._history[slot, p] = self._block_max[slot]
+        self._pos[slot] = (p + 1) % self.config.history
+        self._filled[slot] = min(self._filled[slot] + 1, self.config.history)
+        self._block_max[slot], self._block_n[slot] = -np.inf, 0
+        self._recompute(slot)
+
+    def relearn(self, device_id: str) -> None:
+        """Forget the device's history: what it does now is its new normal (after a long episode)."""
+        slot = self._slots.get(device_id)
+        if slot is None:
+            return
+        self._filled[slot] = self._pos[slot] = self._seen[slot] = self._block_n[slot] = 0
+        self._block_max[slot] = -np.inf
+        self._line[slot] = 1.0
+
+    def forget(self, device_id: str) -> None:
+        """Drop the device (eviction); its slot is left unused."""
+        self._slots.pop(device_id, None)
+
+    def _recompute(self, slot: int) -> None:
+        cfg = self.config
+        n = self._filled[slot]
+        target = float(np.quantile(self._history[slot, :n], cfg.quantile)) * cfg.margin
+        if self._seen[slot] < cfg.warmup:
+            self._line[slot] = max(1.0, target)  # free to settle while it learns
+            return
+        old = self._line[slot]
+        target = min(max(target, old * (1 - cfg.max_step)), old * (1 + cfg.max_step))
+        self._line[slot] = max(1.0, target)
+
+    def _add(self, device_id: str) -> int:
+        slot = len(self._pos)
+        if slot == len(self._history):
+            self._history = np.concatenate([self._history, np.zeros_like(self._history)])
+        self._slots[device_id] = slot
+        self._filled.append(0)
+        self._pos.append(0)
+        self._seen.append(0)
+        self._block_max.append(-np.inf)
+        self._block_n.append(0)
+        self._line.append(1.0)
+        return slot

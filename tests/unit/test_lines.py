@@ -1,0 +1,58 @@
+"""AdaptiveLines: each device's line follows its own normal, slowly, and never below calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stream_app.lines import AdaptiveLines, LineConfig
+
+CONFIG = LineConfig(history=64, block=4, quantile=0.99, margin=1.25, warmup=32, max_step=0.05)
+
+
+def feed(lines: AdaptiveLines, device: str, values: np.ndarray) -> list[float]:
+    out = []
+    for v in values:
+        lines.observe(device, float(v))
+        out.append(lines.line(device))
+    return out
+
+
+def test_a_device_that_fits_the_model_keeps_the_calibrated_line() -> None:
+    lines = AdaptiveLines(CONFIG)
+    rng = np.random.default_rng(0)
+    feed(lines, "d", rng.uniform(0.1, 0.6, 500))
+    assert lines.line("d") == 1.0
+    assert not lines.learning("d")
+
+
+def test_a_device_whose_normal_the_model_never_saw_gets_its_own_line_during_warmup() -> None:
+    lines = AdaptiveLines(CONFIG)
+    assert lines.learning("d")
+    feed(lines, "d", np.full(32, 4.0))
+    assert not lines.learning("d")
+    assert lines.line("d") == 4.0 * 1.25  # free to settle while it learns
+    assert lines.line("other") == 1.0  # devices are independent
+
+
+def test_after_warmup_a_line_rises_at_most_max_step_per_block() -> None:
+    lines = AdaptiveLines(CONFIG)
+    feed(lines, "d", np.full(32, 0.5))
+    assert lines.line("d") == 1.0
+    trail = feed(lines, "d", np.linspace(0.5, 10.0, 80))  # a creeping fault, 20 blocks
+    steps = np.diff([1.0, *trail])
+    assert np.all(steps <= np.array([1.0, *trail[:-1]]) * 0.05 + 1e-6)
+    assert trail[-1] < 1.05**20 + 1e-6  # the fault grew 20x; the line at most 2.65x
+
+
+def test_relearn_forgets_the_history() -> None:
+    lines = AdaptiveLines(CONFIG)
+    feed(lines, "d", np.full(200, 3.0))
+    assert lines.line("d") > 1.0
+    lines.relearn("d")
+    assert lines.learning("d") and lines.line("d") == 1.0
+
+
+def test_disabled_lines_stay_at_calibration_and_never_learn() -> None:
+    lines = AdaptiveLines(LineConfig(enabled=False))
+    feed(lines, "d", np.full(100, 5.0))
+    assert lines.line("d") == 1.0 and not lines.learning("d")

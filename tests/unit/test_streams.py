@@ -1,0 +1,40 @@
+"""producers.streams: seeded univariate test streams that `evaluate --csv` reads as they are."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from producers.streams import ANOMALY_KINDS, INTERVALS_S, main, write_streams
+from stream_app.skab import read_labelled_csv
+
+
+def test_the_same_seed_writes_the_same_bytes_and_another_seed_does_not(tmp_path: Path) -> None:
+    write_streams(tmp_path / "a", 4, seed=1)
+    write_streams(tmp_path / "b", 4, seed=1)
+    write_streams(tmp_path / "c", 4, seed=2)
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert len(names) == 5 and "streams.json" in names
+    assert all((tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes() for n in names)
+    assert (tmp_path / "a" / "streams.json").read_bytes() != (tmp_path / "c" / "streams.json").read_bytes()
+
+
+def test_streams_read_back_with_their_labels_rates_and_kinds(tmp_path: Path, capsys: object) -> None:
+    main([str(tmp_path), "--files", "12", "--seed", "1"])
+    manifest = json.loads((tmp_path / "streams.json").read_text())["files"]
+    kinds, intervals = set(), set()
+    for spec in manifest:
+        s = read_labelled_csv(tmp_path / spec["file"], label_column="label")
+        assert s.features == ["value"] and len(s.ts) == spec["rows"]
+        assert set(np.diff(s.ts).tolist()) == {spec["interval_s"] * 1000}
+        expected = np.zeros(spec["rows"], bool)
+        for a in spec["anomalies"]:
+            expected[a["start"] : a["end"] + 1] = True
+            assert a["start"] >= 0.15 * spec["rows"]  # after NAB's probationary share
+            kinds.add(a["kind"])
+        assert (s.labels == expected).all()
+        intervals.add(spec["interval_s"])
+    assert kinds <= set(ANOMALY_KINDS) and len(kinds) >= 4
+    assert intervals <= set(INTERVALS_S) and len(intervals) >= 3
