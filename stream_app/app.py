@@ -55,6 +55,7 @@ def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) ->
         aioredis.from_url(settings.redis_url_value(), socket_timeout=2, socket_connect_timeout=2),
         settings.redis_prefix,
         probe_interval_s=settings.redis_probe_interval_s,
+        device_ttl_s=settings.redis_device_ttl_s,
         probe_timeout_s=settings.redis_budget_s,
         stream_maxlen=settings.redis_stream_maxlen,
         id_ttl_s=settings.redis_alert_id_ttl_s,
@@ -122,12 +123,27 @@ def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) ->
         # statuses of a quiet stream reach their hashes.
         await sink.run()
 
+    @app.timer(interval=_evict_every_s(settings.device_idle_s))
+    async def evict_idle_devices() -> None:
+        # Bounded state: a fleet that churns through device ids does not grow the worker for ever.
+        if settings.device_idle_s > 0:
+            evicted = detector.evict_idle(int(time.time() * 1000), int(settings.device_idle_s * 1000))
+            metrics.devices_evicted.inc(len(evicted))
+            if evicted:
+                log.info("dropped the state of %d device(s) idle for %.0f s", len(evicted), settings.device_idle_s)
+        metrics.devices.set(detector.devices)
+
     @app.timer(interval=1.0)
     async def redis_gauges() -> None:
         metrics.redis_pending.set(sink.pending)
         metrics.redis_available.set(1 if sink.available else 0)
 
     return app
+
+
+def _evict_every_s(idle_s: float) -> float:
+    """A tenth of the idle limit, between 1 s and a minute: a device is dropped at most 10% late."""
+    return min(60.0, max(1.0, idle_s / 10)) if idle_s > 0 else 60.0
 
 
 async def _resume_episodes(detector: GroupDetector, sink: RedisSink, device_ids: list[str], budget_s: float) -> None:

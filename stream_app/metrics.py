@@ -29,6 +29,10 @@ class Metrics:
         self.consumer_stalls = Counter(
             "floorwatch_consumer_stalls_total", "Readings partitions found stalled below their high watermark", registry=r
         )
+        self.devices = Gauge("floorwatch_devices", "Devices the worker holds state for", registry=r)
+        self.devices_evicted = Counter(
+            "floorwatch_devices_evicted_total", "Devices whose state was dropped after FLOORWATCH_DEVICE_IDLE_S", registry=r
+        )
         self.redis_available = Gauge(
             "floorwatch_redis_available", "1 while the Redis sink's breaker is closed, 0 while it buffers", registry=r
         )

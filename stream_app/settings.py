@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     redis_budget_s: float = Field(0.2, gt=0)
     # While Redis is out (or hung), one probe per this many seconds.
     redis_probe_interval_s: float = Field(1.0, gt=0)
+    # Device hashes and per-device alert streams expire this long after their last write.
+    redis_device_ttl_s: int = Field(7 * 24 * 3600, ge=60)
 
     # --- Model and scoring -------------------------------------------------------------------
     model_dir: Path = Path(".floorwatch/models")
@@ -66,6 +68,8 @@ class Settings(BaseSettings):
     batch_max_wait_s: float = Field(0.05, gt=0)
     # Score every k-th reading of a device; 1 scores every reading.
     stride: int = Field(1, ge=1)
+    # A device with no reading for this long (worker's clock) has its state dropped; 0 keeps all.
+    device_idle_s: float = Field(6 * 3600.0, ge=0)
     # A gap longer than this between two readings of a device restarts its window.
     max_gap_s: float = Field(60.0, gt=0)
     # Readings stamped further than this into the future are rejected.

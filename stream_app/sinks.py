@@ -3,8 +3,10 @@
 Redis layout (prefix ``floorwatch`` by default):
 
 * ``<prefix>:alerts``               stream of every alert, capped at ``redis_stream_maxlen``
-* ``<prefix>:alerts:<device>``      stream of one device's alerts, capped likewise
-* ``<prefix>:device:<device>``      hash: last_score, state, last_reading_ts, model_version, updated_at
+* ``<prefix>:alerts:<device>``      stream of one device's alerts, capped likewise, expires ``device_ttl_s``
+  after its last alert
+* ``<prefix>:device:<device>``      hash: last_score, state, last_reading_ts, model_version, updated_at;
+  expires ``device_ttl_s`` after its last write
 * ``<prefix>:alert-ids:<alert_id>`` de-duplication marker, expires after ``redis_alert_id_ttl_s``
 
 Alerts are written by one Lua script that adds them only if their id is new, so at-least-once
@@ -35,6 +37,7 @@ _ADD_ALERT = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[3]) then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'alert_id', ARGV[4], 'alert', ARGV[1])
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'alert_id', ARGV[4], 'alert', ARGV[1])
+  redis.call('EXPIRE', KEYS[3], ARGV[5])
   return 1
 end
 return 0
@@ -78,7 +81,9 @@ class RedisSink:
         status_interval_s: float = 1.0,
         probe_interval_s: float = 1.0,
         probe_timeout_s: float = 0.5,
+        device_ttl_s: int = 7 * 24 * 3600,
     ) -> None:
+        self.device_ttl_s = device_ttl_s
         self.client = client
         self.keys = RedisKeys(prefix)
         self.stream_maxlen = stream_maxlen
@@ -185,7 +190,7 @@ class RedisSink:
             # EXISTS + LOAD), so a restarted Redis with an empty script cache is fine.
             await self._add_alert(
                 keys=[self.keys.alert_id(alert.alert_id), self.keys.alerts, self.keys.device_alerts(alert.device_id)],
-                args=[alert.model_dump_json(), self.stream_maxlen, self.id_ttl_s, alert.alert_id],
+                args=[alert.model_dump_json(), self.stream_maxlen, self.id_ttl_s, alert.alert_id, self.device_ttl_s],
                 client=pipe,
             )
         for status, model_version in statuses:
@@ -198,6 +203,7 @@ class RedisSink:
             if status.last_score is not None:
                 mapping["last_score"] = f"{status.last_score:.6g}"
             pipe.hset(self.keys.device(status.device_id), mapping=mapping)
+            pipe.expire(self.keys.device(status.device_id), self.device_ttl_s)
         if not (batch or statuses):
             return
         # Connection errors raise (everything stays buffered); a command's own error comes back
