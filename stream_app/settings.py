@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     redis_alert_id_ttl_s: int = Field(7 * 24 * 3600, ge=60)
     # The most a batch waits on Redis (reading open episodes of devices new to the worker; writes
     # are off the batch's path), and the bound on each probe while Redis is out.
-    redis_budget_s: float = Field(0.2, gt=0)
+    redis_budget_s: float = Field(1.0, gt=0)
     # While Redis is out (or hung), one probe per this many seconds.
     redis_probe_interval_s: float = Field(1.0, gt=0)
     # Device hashes and per-device alert streams expire this long after their last write.

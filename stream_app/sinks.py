@@ -44,6 +44,10 @@ return 0
 """
 
 
+# Device statuses per pipeline (see RedisSink._flush).
+_STATUS_CHUNK = 1_000
+
+
 class RedisKeys:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -183,6 +187,28 @@ class RedisSink:
             log.warning("Redis did not answer in time; buffering alerts (at most %d)", self.max_pending)
 
     async def _flush(self, statuses: list[tuple[DeviceStatus, str]]) -> None:
+        if self._pending:
+            await self._flush_alerts()
+        # Statuses in pipelines of a bounded size: building and parsing one runs on the event loop,
+        # and tens of thousands in one go held scoring up for a second (measured with 1M devices).
+        for start in range(0, len(statuses), _STATUS_CHUNK):
+            pipe = self.client.pipeline(transaction=False)
+            updated_at = iso_ms(_now_ms())
+            for status, model_version in statuses[start : start + _STATUS_CHUNK]:
+                mapping: dict[str, str] = {
+                    "state": status.state,
+                    "last_reading_ts": iso_ms(status.last_reading_ms),
+                    "model_version": model_version,
+                    "updated_at": updated_at,
+                }
+                if status.last_score is not None:
+                    mapping["last_score"] = f"{status.last_score:.6g}"
+                key = self.keys.device(status.device_id)
+                pipe.hset(key, mapping=mapping)
+                pipe.expire(key, self.device_ttl_s)
+            await pipe.execute()
+
+    async def _flush_alerts(self) -> None:
         pipe = self.client.pipeline(transaction=False)
         batch = list(self._pending)
         for alert in batch:
@@ -193,19 +219,6 @@ class RedisSink:
                 args=[alert.model_dump_json(), self.stream_maxlen, self.id_ttl_s, alert.alert_id, self.device_ttl_s],
                 client=pipe,
             )
-        for status, model_version in statuses:
-            mapping: dict[str, str] = {
-                "state": status.state,
-                "last_reading_ts": iso_ms(status.last_reading_ms),
-                "model_version": model_version,
-                "updated_at": iso_ms(_now_ms()),
-            }
-            if status.last_score is not None:
-                mapping["last_score"] = f"{status.last_score:.6g}"
-            pipe.hset(self.keys.device(status.device_id), mapping=mapping)
-            pipe.expire(self.keys.device(status.device_id), self.device_ttl_s)
-        if not (batch or statuses):
-            return
         # Connection errors raise (everything stays buffered); a command's own error comes back
         # in its slot, so one failed alert stays buffered without holding back the others.
         results = await pipe.execute(raise_on_error=False)
