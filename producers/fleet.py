@@ -6,9 +6,22 @@ import time
 
 from stream_app.settings import Settings
 
+from .checks import check_message, check_sensors
 from .publish import PublishStats, ReadingPublisher, batch_json, paced, reading_json
 from .scenarios import FEATURES, Scenario
 from .simulator import FleetSimulator
+
+
+def start_ms_for(duration_s: float, speed: float, now_ms: int) -> int:
+    """The first timestamp of a run, so that no reading is stamped later than the moment it is sent.
+
+    Played ``speed`` times faster than real time, simulated time outruns the clock by
+    ``duration * (1 - 1/speed)`` over the run: start that much in the past, and the last reading is
+    stamped at about the moment it is sent. As fast as possible (0), the run ends now.
+    """
+    if speed <= 0:
+        return now_ms - int(duration_s * 1000)
+    return now_ms - int(duration_s * 1000 * max(0.0, 1.0 - 1.0 / speed))
 
 
 def run_simulation(
@@ -16,6 +29,9 @@ def run_simulation(
 ) -> tuple[PublishStats, FleetSimulator]:
     """Publish every tick of ``scenario``; ``batch`` > 1 uses the batched message form."""
     sim = FleetSimulator(scenario, start_ms)
+    # Checked before anything is published: device ids (all share one pattern), and every model's sensors.
+    check_message(reading_json(sim.device_ids[-1], start_ms, dict.fromkeys(FEATURES, 0.0)), f"device {sim.device_ids[-1]!r}")
+    check_sensors(settings, sim.device_ids, FEATURES, "the simulator")
     publisher = ReadingPublisher(settings)
     publisher.publish_labels(sim.labels())
     stats = PublishStats(last_ts_ms={})

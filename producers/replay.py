@@ -12,11 +12,15 @@ from stream_app.contracts import to_epoch_ms
 from stream_app.skab import sniff_delimiter
 from stream_app.settings import Settings
 
+from .checks import RefusedReadings, check_message, check_not_future, check_sensors
 from .publish import PublishStats, ReadingPublisher, paced, reading_json
 
 
 class ReplayError(Exception):
     """The recording cannot be replayed as asked."""
+
+
+__all__ = ["RefusedReadings", "ReplayError", "read_recording", "replay"]
 
 
 def read_recording(
@@ -65,10 +69,20 @@ def replay(
     delimiter: str | None = None,
 ) -> PublishStats:
     sensors, rows = read_recording(path, time_column=time_column, columns=columns, delimiter=delimiter)
+    # Everything is checked before anything is published: a refused recording publishes nothing.
+    check_message(reading_json(device_id, 0, dict.fromkeys(sensors or ["none"], 0.0)), f"device {device_id!r}")
+    check_sensors(settings, [device_id], sensors, path.name)
+    recording = list(rows)
+    payloads = []
+    for line, (ts, values) in enumerate(recording, start=2):
+        payload = reading_json(device_id, ts, dict(zip(sensors, values.tolist())))
+        check_message(payload, f"{path.name} line {line}")
+        check_not_future(settings, ts, f"{path.name} line {line}")
+        payloads.append(payload)
     publisher = ReadingPublisher(settings)
     stats = PublishStats(last_ts_ms={})
-    for ts, values in paced(rows, speed):
-        publisher.send(device_id, reading_json(device_id, ts, dict(zip(sensors, values.tolist()))))
+    for (ts, _), payload in zip(paced(recording, speed), payloads):
+        publisher.send(device_id, payload)
         publisher.poll()
         stats.messages += 1
         stats.readings += 1

@@ -35,7 +35,10 @@ def follow_alerts(
     settings: Settings, *, from_beginning: bool = False, max_alerts: int = 0, idle_s: float = 0.0
 ) -> Iterator[Alert]:
     """Yield alerts from the topic as they come. Uses manual assignment: no group, no commits."""
-    consumer = Consumer(consumer_config(settings, f"floorwatch-tail-{uuid.uuid4().hex[:8]}", **{"enable.auto.commit": False}))
+    # 500 ms, not the embedded profile's 20 ms: the worker writes each alert as a one-record batch,
+    # and past ~30,000 of those the embedded broker answers short fetch waits with nothing (see stall.py).
+    extra = {"enable.auto.commit": False, "fetch.wait.max.ms": 500}
+    consumer = Consumer(consumer_config(settings, f"floorwatch-tail-{uuid.uuid4().hex[:8]}", **extra))
     try:
         meta = consumer.list_topics(settings.alerts_topic, timeout=10).topics.get(settings.alerts_topic)
         if meta is None or meta.error is not None or not meta.partitions:

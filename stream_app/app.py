@@ -15,7 +15,6 @@ import logging
 import time
 
 import faust
-import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from confluent_kafka import Message
@@ -23,7 +22,8 @@ from faust.app.base import BootStrategy
 
 from .consume import ReadingsConsumer
 from .contracts import Reading
-from .decode import Rejection, dead_letter, decode
+from .dead_letters import dead_letter_record
+from .decode import Decoded, Rejection, decode
 from .group_detector import GroupDetector
 from .kafka_config import faust_broker_settings
 from .metrics import Metrics
@@ -54,6 +54,9 @@ def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) ->
     sink = RedisSink(
         aioredis.from_url(settings.redis_url_value(), socket_timeout=2, socket_connect_timeout=2),
         settings.redis_prefix,
+        probe_interval_s=settings.redis_probe_interval_s,
+        device_ttl_s=settings.redis_device_ttl_s,
+        probe_timeout_s=settings.redis_budget_s,
         stream_maxlen=settings.redis_stream_maxlen,
         id_ttl_s=settings.redis_alert_id_ttl_s,
         on_drop=metrics.redis_dropped.inc,
@@ -62,12 +65,13 @@ def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) ->
     async def handle(messages: list[Message]) -> None:
         started = time.perf_counter()
         readings: list[Reading] = []
-        origin: dict[int, Message] = {}
+        # Each reading's message and its place in it, to dead-letter a refused one with its own bytes.
+        origin: dict[int, tuple[Message, Decoded, int]] = {}
         dead = []
         for message in messages:
             decoded = decode(message.value())
-            for reading in decoded.readings:
-                origin[id(reading)] = message
+            for k, reading in enumerate(decoded.readings):
+                origin[id(reading)] = (message, decoded, k)
             readings.extend(decoded.readings)
             dead += [await _to_dlq(dlq_topic, message, rejection) for rejection in decoded.rejections]
         metrics.messages.inc(len(messages))
@@ -77,18 +81,21 @@ def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) ->
         # previous worker left open, so a failure that spans the handover stays one episode.
         unseen = detector.unseen(dict.fromkeys(r.device_id for r in readings))
         if unseen and sink.available:
-            await _resume_episodes(detector, sink, unseen)
+            await _resume_episodes(detector, sink, unseen, settings.redis_budget_s)
         detection = detector.process(readings)
         for refused in detection.refused:
-            original = orjson.dumps(refused.reading.model_dump(mode="json"))
-            dead.append(await _to_dlq(dlq_topic, origin[id(refused.reading)], Rejection(refused.reason, original)))
+            message, decoded, k = origin[id(refused.reading)]
+            where, part = decoded.part(k)
+            original = (message.value() or b"") if part is None else part
+            dead.append(await _to_dlq(dlq_topic, message, Rejection(where + refused.reason, original)))
         sent = []
         for alert in detection.alerts:
             sent.append(await alerts_topic.send(key=alert.device_id.encode(), value=alert_bytes(alert)))
             metrics.alerts.labels(alert.episode.state).inc()
         # Wait for the broker to take every record before this batch's offsets may be committed.
         await asyncio.gather(*dead, *sent)
-        await sink.write(detection.alerts, detection.statuses())
+        # Buffered for the sink's background writer: Redis, slow or hung, never holds up scoring.
+        sink.submit(detection.alerts, detection.statuses())
 
         metrics.dead_letters.inc(len(dead))
         metrics.duplicates.inc(detection.duplicates)
@@ -98,32 +105,53 @@ def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) ->
         metrics.redis_pending.set(sink.pending)
 
     async def dead_letter_batch(messages: list[Message], exc: Exception) -> None:
-        # A batch the worker failed on (a bug, or a sink failing past its retries): every message
-        # goes to the dead-letter topic with its bytes, so it can be replayed once the cause is fixed.
+        # A message the worker failed on, alone (a bug, or a sink failing past its retries): it goes
+        # to the dead-letter topic with its bytes, so it can be replayed once the cause is fixed.
         # Alerts it may already have sent carry the same ids on replay: the sinks drop the repeats.
-        reason = f"the worker failed on this message's batch: {type(exc).__name__}: {str(exc)[:300]}"
+        reason = f"the worker failed on this message: {type(exc).__name__}: {str(exc)[:300]}"
         sent = [await _to_dlq(dlq_topic, m, Rejection(reason, m.value() or b"")) for m in messages]
         await asyncio.gather(*sent)
         metrics.dead_letters.inc(len(sent))
 
     @app.task
     async def consume_readings() -> None:
-        await ReadingsConsumer(settings, handle, on_failure=dead_letter_batch).run()
+        await ReadingsConsumer(settings, handle, on_failure=dead_letter_batch, metrics=metrics).run()
 
-    @app.timer(interval=1.0)
-    async def flush_redis() -> None:
+    @app.task
+    async def write_redis() -> None:
         # Alerts buffered while Redis was down are written once it answers again, and device
         # statuses of a quiet stream reach their hashes.
-        await sink.write((), {})
+        await sink.run()
+
+    @app.timer(interval=_evict_every_s(settings.device_idle_s))
+    async def evict_idle_devices() -> None:
+        # Bounded state: a fleet that churns through device ids does not grow the worker for ever.
+        if settings.device_idle_s > 0:
+            evicted = detector.evict_idle(int(time.time() * 1000), int(settings.device_idle_s * 1000))
+            metrics.devices_evicted.inc(len(evicted))
+            if evicted:
+                log.info("dropped the state of %d device(s) idle for %.0f s", len(evicted), settings.device_idle_s)
+        metrics.devices.set(detector.devices)
+
+    @app.timer(interval=1.0)
+    async def redis_gauges() -> None:
         metrics.redis_pending.set(sink.pending)
+        metrics.redis_available.set(1 if sink.available else 0)
 
     return app
 
 
-async def _resume_episodes(detector: GroupDetector, sink: RedisSink, device_ids: list[str]) -> None:
+def _evict_every_s(idle_s: float) -> float:
+    """A tenth of the idle limit, between 1 s and a minute: a device is dropped at most 10% late."""
+    return min(60.0, max(1.0, idle_s / 10)) if idle_s > 0 else 60.0
+
+
+async def _resume_episodes(detector: GroupDetector, sink: RedisSink, device_ids: list[str], budget_s: float) -> None:
+    # On the batch's path, so bounded: a Redis that does not answer in time opens the sink's breaker.
     try:
-        episodes = await sink.open_episodes(device_ids)
+        episodes = await asyncio.wait_for(sink.open_episodes(device_ids), budget_s)
     except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        sink.trip()
         log.warning("open episodes unreadable (%s): %d device(s) start afresh", type(exc).__name__, len(device_ids))
         return
     for device, episode in episodes.items():
@@ -133,7 +161,7 @@ async def _resume_episodes(detector: GroupDetector, sink: RedisSink, device_ids:
 
 
 async def _to_dlq(topic: faust.TopicT, message: Message, rejection: Rejection) -> asyncio.Future:
-    letter = dead_letter(
+    key, value = dead_letter_record(
         rejection, topic=message.topic(), partition=message.partition(), offset=message.offset(), key=message.key()
     )
-    return await topic.send(key=message.key(), value=orjson.dumps(letter.model_dump(mode="json")))
+    return await topic.send(key=key, value=value)

@@ -249,7 +249,7 @@ def simulate(
     seed: Annotated[int, typer.Option()] = 7,
 ) -> None:
     """Publish a simulated fleet's readings (and failure labels) to Kafka."""
-    from producers.fleet import run_simulation
+    from producers.fleet import run_simulation, start_ms_for
     from producers.scenarios import FailureKind, Scenario, load_scenario, random_failures
 
     if scenario is not None:
@@ -261,9 +261,8 @@ def simulate(
         except ValueError as exc:
             raise CliError(f"{exc}; kinds: {', '.join(k.value for k in FailureKind)}") from exc
         plan = plan.model_copy(update={"failures": random_failures(plan, failures, kinds)})
-    now_ms = int(time.time() * 1000)
-    # Played faster than real time, the run ends now rather than in the future.
-    start_ms = now_ms - int(plan.duration_s * 1000) if speed <= 0 else now_ms
+    # Played faster than real time, the run starts in the past: no reading is stamped in the future.
+    start_ms = start_ms_for(plan.duration_s, speed, int(time.time() * 1000))
     stats, sim = run_simulation(_settings(), plan, start_ms=start_ms, speed=speed, batch=batch)
     console.print(
         f"published {stats.readings} readings from {plan.devices} devices in {stats.messages} messages "
@@ -513,6 +512,16 @@ def main() -> None:
 
 
 def _fail(message: str, code: int = 1) -> None:
-    # One line, never wrapped, whatever the terminal width.
-    sys.stderr.write("error: " + " ".join(message.split()) + "\n")
+    # One line, never wrapped, whatever the terminal width; a secret some library quoted is masked.
+    sys.stderr.write("error: " + " ".join(_scrub(message).split()) + "\n")
     sys.exit(code)
+
+
+def _scrub(message: str) -> str:
+    try:
+        secrets = Settings().secrets()
+    except Exception:  # the configuration itself is what failed: nothing to scrub with
+        return message
+    for secret in sorted(secrets, key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message

@@ -76,7 +76,8 @@ class ReadingBatch(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     device_id: DeviceId
-    readings: list[dict[str, object]] = Field(min_length=1, max_length=10_000)
+    # Items are checked one by one (decode.py): a bad one is dead-lettered alone as ``readings[i]``.
+    readings: list[object] = Field(min_length=1, max_length=10_000)
 
 
 class DeadLetter(BaseModel):
@@ -91,6 +92,11 @@ class DeadLetter(BaseModel):
     original: str | None = None
     original_b64: str | None = None
     received_at: str
+    # The whole original's length and SHA-256. ``truncated``: the letter would not fit the producer's
+    # record limit, so ``original``/``original_b64`` hold only a prefix of it (see dead_letters.py).
+    original_size: int | None = None
+    original_sha256: str | None = None
+    truncated: bool = False
 
 
 class Episode(BaseModel):

@@ -7,6 +7,7 @@ reason for each unusable part, which it sends to the dead-letter topic.
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -18,6 +19,7 @@ from .contracts import DeadLetter, Reading, ReadingBatch
 # Larger messages are refused before parsing so one bad gateway cannot stall a worker.
 MAX_MESSAGE_BYTES = 1_000_000
 _READINGS = TypeAdapter(list[Reading])
+_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean", type(None): "null"}
 # Plainer words than pydantic's for a sensor value's bounds (see contracts.SensorValue).
 _SENSOR_VALUE_ERRORS = {
     "finite_number": "value is not finite",
@@ -38,6 +40,18 @@ class Rejection:
 class Decoded:
     readings: list[Reading] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    # Batched form only: each reading's index in ``readings`` of the message, and the raw items,
+    # so a reading the detector refuses later is dead-lettered as ``readings[i]`` with its own item.
+    indices: list[int] | None = None
+    items: list[object] | None = None
+
+    def part(self, k: int) -> tuple[str, bytes | None]:
+        """The ``readings[i]: `` reason prefix and the item's bytes of the k-th reading (batched
+        form), or ``("", None)``: the reading is the whole message."""
+        if self.indices is None or self.items is None:
+            return "", None
+        i = self.indices[k]
+        return f"readings[{i}]: ", orjson.dumps({"device_id": self.readings[k].device_id, "reading": self.items[i]}, default=str)
 
 
 def decode(raw: bytes | str | None) -> Decoded:
@@ -74,19 +88,30 @@ def _decode_batch(payload: dict[str, object], original: bytes) -> Decoded:
         batch = ReadingBatch.model_validate(payload)
     except ValidationError as exc:
         return _reject(describe(exc), original)
-    items = [{**item, "device_id": batch.device_id} for item in batch.readings]
-    try:
-        return Decoded(readings=_READINGS.validate_python(items))  # all good: one call into pydantic-core
-    except ValidationError:
-        pass  # some are bad: sort them one by one, keeping the usable ones
-    result = Decoded()
-    for index, item in enumerate(batch.readings):
+    raw = batch.readings
+    if all(isinstance(item, dict) for item in raw):
+        items = [{**item, "device_id": batch.device_id} for item in raw]  # type: ignore[dict-item]
         try:
+            # All good: one call into pydantic-core.
+            return Decoded(readings=_READINGS.validate_python(items), indices=list(range(len(raw))), items=raw)
+        except ValidationError:
+            pass  # some are bad: sort them one by one, keeping the usable ones
+    result = Decoded(indices=[], items=raw)
+    for index, item in enumerate(raw):
+        try:
+            if not isinstance(item, dict):
+                raise _NotAnObject(_JSON_TYPES.get(type(item), type(item).__name__))
             result.readings.append(Reading.model_validate({**item, "device_id": batch.device_id}))
-        except ValidationError as exc:
+            result.indices.append(index)  # type: ignore[union-attr]
+        except (ValidationError, _NotAnObject) as exc:
             part = orjson.dumps({"device_id": batch.device_id, "reading": item}, default=str)
-            result.rejections.append(Rejection(f"readings[{index}]: {describe(exc)}", part))
+            why = describe(exc) if isinstance(exc, ValidationError) else f"expected a JSON object, got {exc}"
+            result.rejections.append(Rejection(f"readings[{index}]: {why}", part))
     return result
+
+
+class _NotAnObject(Exception):
+    """A batched message's item that is not a JSON object."""
 
 
 def describe(exc: ValidationError) -> str:
@@ -121,6 +146,8 @@ def dead_letter(
         original=text,
         original_b64=b64,
         received_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        original_size=len(rejection.original),
+        original_sha256=hashlib.sha256(rejection.original).hexdigest(),
     )
 
 

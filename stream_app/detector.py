@@ -108,6 +108,7 @@ class Detector:
         self.model_lines = AdaptiveLines(config.lines)
         self.level_lines = AdaptiveLines(config.lines)
         self._smoothed: dict[str, float] = {}  # dynamic method: each device's EWMA of its window scores
+        self._seen_ms: dict[str, int] = {}  # each device's last reading, by the worker's clock (eviction)
         # Continual learning: recent plainly normal windows of this group, and who refits on them.
         self.reservoir = NormalReservoir(bundle.card.window, len(self.features), config.refit) if on_refit else None
         self.on_refit = on_refit
@@ -172,6 +173,27 @@ class Detector:
         """Devices this detector has no reading of yet (a new device, or one taken over from another worker)."""
         return [d for d in device_ids if d not in self.windows]
 
+    def evict_idle(self, now_ms: int, idle_ms: int) -> list[str]:
+        """Drop every piece of per-device state (window, episode, lines, EWMA) of the devices that have
+        sent no reading for ``idle_ms`` by the worker's clock (not the readings' timestamps: a replay
+        of old data is not idle); return their ids. A device that comes back starts afresh, and an
+        episode it had open is resumed from Redis like after a handover."""
+        cutoff = now_ms - idle_ms
+        idle = [d for d, seen in self._seen_ms.items() if seen < cutoff]
+        for device in idle:
+            del self._seen_ms[device]
+            self.windows.remove(device)
+            self.episodes.forget(device)
+            self.model_lines.forget(device)
+            self.level_lines.forget(device)
+            self._smoothed.pop(device, None)
+        return idle
+
+    @property
+    def devices(self) -> int:
+        """Devices this detector holds state for."""
+        return len(self._seen_ms)
+
     def resume(self, device_id: str, episode: OpenEpisode) -> None:
         """Carry on with an episode the device's previous worker had open (see ``EpisodeTracker.resume``)."""
         self.episodes.resume(device_id, episode)
@@ -205,6 +227,9 @@ class Detector:
             devices.append(reading.device_id)
             spans.append(self.windows.window_span(slot))
             fresh.append(filled if filled == length else min(stride, length))
+        seen = self._seen_ms
+        for device in out.statuses:  # the devices that had a reading windowed in this batch
+            seen[device] = now_ms
         if devices:
             self._score(devices, spans, fresh, out)
             stream_ms = max(s[1] for s in spans)

@@ -74,6 +74,14 @@ class GroupDetector:
             return self._single.unseen(device_ids)
         return [d for d in device_ids if self.detector_for(d).unseen((d,))]
 
+    def evict_idle(self, now_ms: int, idle_ms: int) -> list[str]:
+        """Every group's devices idle for ``idle_ms`` (see ``Detector.evict_idle``), dropped."""
+        return [d for detector in self.detectors.values() for d in detector.evict_idle(now_ms, idle_ms)]
+
+    @property
+    def devices(self) -> int:
+        return sum(d.devices for d in self.detectors.values())
+
     def resume(self, device_id: str, episode: OpenEpisode) -> None:
         self.detector_for(device_id).resume(device_id, episode)
 

@@ -46,6 +46,7 @@ class AdaptiveLines:
         self._block_max: list[float] = []
         self._block_n: list[int] = []
         self._line: list[float] = []
+        self._free: list[int] = []  # slots of forgotten devices
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -91,8 +92,10 @@ class AdaptiveLines:
         self._line[slot] = 1.0
 
     def forget(self, device_id: str) -> None:
-        """Drop the device (eviction); its slot is left unused."""
-        self._slots.pop(device_id, None)
+        """Drop the device (eviction); its slot is reused by the next new device."""
+        slot = self._slots.pop(device_id, None)
+        if slot is not None:
+            self._free.append(slot)
 
     def _recompute(self, slot: int) -> None:
         cfg = self.config
@@ -106,6 +109,11 @@ class AdaptiveLines:
         self._line[slot] = max(1.0, target)
 
     def _add(self, device_id: str) -> int:
+        if self._free:
+            slot = self._slots[device_id] = self._free.pop()
+            self._filled[slot] = self._pos[slot] = self._seen[slot] = self._block_n[slot] = 0
+            self._block_max[slot], self._line[slot] = -np.inf, 1.0
+            return slot
         slot = len(self._pos)
         if slot == len(self._history):
             self._history = np.concatenate([self._history, np.zeros_like(self._history)])

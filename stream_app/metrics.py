@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 
@@ -20,7 +22,30 @@ class Metrics:
         )
         self.batch_seconds = Histogram("floorwatch_batch_seconds", "Time to process one micro-batch", registry=r)
         self.redis_pending = Gauge("floorwatch_redis_pending_alerts", "Alerts waiting for Redis", registry=r)
+        self.readings_lag = Gauge(
+            "floorwatch_readings_lag", "Readings partition lag: high watermark - position", ["partition"], registry=r
+        )
+        self._lag_labels: set[str] = set()
+        self.consumer_stalls = Counter(
+            "floorwatch_consumer_stalls_total", "Readings partitions found stalled below their high watermark", registry=r
+        )
+        self.devices = Gauge("floorwatch_devices", "Devices the worker holds state for", registry=r)
+        self.devices_evicted = Counter(
+            "floorwatch_devices_evicted_total", "Devices whose state was dropped after FLOORWATCH_DEVICE_IDLE_S", registry=r
+        )
+        self.redis_available = Gauge(
+            "floorwatch_redis_available", "1 while the Redis sink's breaker is closed, 0 while it buffers", registry=r
+        )
         self.redis_dropped = Counter("floorwatch_redis_dropped_alerts_total", "Alerts dropped from the Redis buffer", registry=r)
+
+    def set_lag(self, lag: Mapping[tuple[str, int], int]) -> None:
+        """Each assigned readings partition's lag (high watermark - position); revoked ones removed."""
+        labels = {str(partition) for _, partition in lag}
+        for gone in self._lag_labels - labels:
+            self.readings_lag.remove(gone)
+        for (_, partition), value in lag.items():
+            self.readings_lag.labels(str(partition)).set(value)
+        self._lag_labels = labels
 
     def totals(self) -> dict[str, float]:
         """Every counter's total (labelled ones summed), keyed by its exported ``*_total`` name."""

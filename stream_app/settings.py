@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .rules import Rule, parse_rules
+from .secret_urls import mask_url, normalize_url, secrets_of
 from .routing import AssetGroup, parse_asset_groups
 
 
@@ -52,6 +52,13 @@ class Settings(BaseSettings):
     redis_stream_maxlen: int = Field(10_000, ge=10)
     # How long an alert id is remembered for de-duplication.
     redis_alert_id_ttl_s: int = Field(7 * 24 * 3600, ge=60)
+    # The most a batch waits on Redis (reading open episodes of devices new to the worker; writes
+    # are off the batch's path), and the bound on each probe while Redis is out.
+    redis_budget_s: float = Field(1.0, gt=0)
+    # While Redis is out (or hung), one probe per this many seconds.
+    redis_probe_interval_s: float = Field(1.0, gt=0)
+    # Device hashes and per-device alert streams expire this long after their last write.
+    redis_device_ttl_s: int = Field(7 * 24 * 3600, ge=60)
 
     # --- Model and scoring -------------------------------------------------------------------
     model_dir: Path = Path(".floorwatch/models")
@@ -61,6 +68,8 @@ class Settings(BaseSettings):
     batch_max_wait_s: float = Field(0.05, gt=0)
     # Score every k-th reading of a device; 1 scores every reading.
     stride: int = Field(1, ge=1)
+    # A device with no reading for this long (worker's clock) has its state dropped; 0 keeps all.
+    device_idle_s: float = Field(6 * 3600.0, ge=0)
     # A gap longer than this between two readings of a device restarts its window.
     max_gap_s: float = Field(60.0, gt=0)
     # Readings stamped further than this into the future are rejected.
@@ -110,8 +119,23 @@ class Settings(BaseSettings):
     def asset_group_list(self) -> tuple[AssetGroup, ...]:
         return parse_asset_groups(self.asset_groups)
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_reads(cls, value: SecretStr) -> SecretStr:
+        normalize_url(value.get_secret_value())  # UrlError's message never quotes the URL
+        return value
+
     def redis_url_value(self) -> str:
-        return self.redis_url.get_secret_value()
+        """The Redis URL for a client, its credentials percent-encoded (a raw ``#``, ``/``, ``?``, ``@``
+        or ``%`` in the password would otherwise be read as part of the host, port or path)."""
+        return normalize_url(self.redis_url.get_secret_value())
+
+    def secrets(self) -> list[str]:
+        """Every secret these settings hold, in the forms it may take, to scrub from messages."""
+        found = secrets_of(self.redis_url.get_secret_value())
+        if self.kafka_sasl_password is not None and self.kafka_sasl_password.get_secret_value():
+            found.append(self.kafka_sasl_password.get_secret_value())
+        return found
 
     def as_env(self) -> dict[str, str]:
         """These settings as the environment variables that would load them again, secrets included:
@@ -129,17 +153,7 @@ class Settings(BaseSettings):
     def public_dump(self) -> dict[str, object]:
         """Settings for display: secrets masked, credentials stripped from URLs."""
         data = self.model_dump(mode="json")
-        data["redis_url"] = _mask_url(self.redis_url_value())
+        data["redis_url"] = mask_url(self.redis_url.get_secret_value())
         if self.kafka_sasl_password is not None:
             data["kafka_sasl_password"] = "**********"
         return data
-
-
-def _mask_url(url: str) -> str:
-    """Drop credentials from a URL: user:password@ and any password/username query parameter."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)[1] if "@" in parts.netloc else parts.netloc
-    if "@" in parts.netloc:
-        netloc = "***@" + netloc
-    query = [(k, "***" if k.lower() in ("password", "username", "user") else v) for k, v in parse_qsl(parts.query)]
-    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="*"), parts.fragment))

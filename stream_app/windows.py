@@ -39,6 +39,7 @@ class WindowStore:
         self._pos: list[int] = []
         self._count: list[int] = []
         self._last_ts: list[int] = []
+        self._free: list[int] = []  # slots of evicted devices, reused before the arrays grow
         self._interval: list[float] = []  # EWMA of the device's time between readings (0: unknown)
 
     def __len__(self) -> int:
@@ -90,8 +91,21 @@ class WindowStore:
         p = self._pos[slot]
         return int(self._ts[slot, p]), self._last_ts[slot]
 
+    def remove(self, device_id: str) -> bool:
+        """Forget a device (idle eviction); its slot is reused by the next new device."""
+        slot = self._slots.pop(device_id, None)
+        if slot is None:
+            return False
+        self._free.append(slot)
+        return True
+
     def _add_device(self, device_id: str) -> int:
-        slot = len(self._slots)
+        if self._free:
+            slot = self._free.pop()
+            self._slots[device_id] = slot
+            self._pos[slot], self._count[slot], self._last_ts[slot] = 0, 0, -1
+            return slot
+        slot = len(self._pos)
         if slot == len(self._values):
             self._values = np.concatenate([self._values, np.zeros_like(self._values)])
             self._ts = np.concatenate([self._ts, np.zeros_like(self._ts)])

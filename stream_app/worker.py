@@ -91,7 +91,9 @@ def run_worker(settings: Settings, version: str | None = None) -> None:
     import faust
 
     from .app import create_app
+    from .preflight import check_services
 
+    check_services(settings)  # before minutes of model loading: a wrong password or no Kafka is one line now
     detector = build_detectors(settings, version)
     metrics = Metrics()
     metrics.serve(settings.metrics_host, settings.metrics_port)

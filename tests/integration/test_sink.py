@@ -52,3 +52,13 @@ async def test_an_unreadable_last_alert_is_skipped_not_raised(sink: RedisSink) -
     found = await sink.open_episodes(["press-01", "press-02", "press-03"])
 
     assert set(found) == {"press-01"}
+
+
+async def test_device_hashes_and_device_streams_expire(sink: RedisSink) -> None:
+    from stream_app.detector import DeviceStatus
+
+    sink.device_ttl_s = 3600
+    assert await sink.write([alert("press-09", START)], {"v0001": [DeviceStatus("press-09", START)]})
+    assert 0 < await sink.client.ttl(sink.keys.device("press-09")) <= 3600
+    assert 0 < await sink.client.ttl(sink.keys.device_alerts("press-09")) <= 3600
+    assert await sink.client.ttl(sink.keys.alerts) == -1  # the global stream is capped, not expired

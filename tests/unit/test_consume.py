@@ -54,7 +54,8 @@ class BrokerStub:
     """The consumer calls ``run`` makes, over one batch; then it is cancelled, as at shutdown."""
 
     def __init__(self, batch: list[str]) -> None:
-        self.batches, self.commits, self.closed = [batch], 0, False
+        self.batches, self.commits, self.closed = [batch], [], False
+        self.seeks: list[tuple[int, int]] = []
 
     def subscribe(self, topics: list[str], **callbacks: object) -> None:
         pass
@@ -64,16 +65,19 @@ class BrokerStub:
             raise asyncio.CancelledError  # what stopping the worker's task does
         return self.batches.pop(0)
 
-    def commit(self, asynchronous: bool) -> None:
-        self.commits += 1
+    def commit(self, offsets: list, asynchronous: bool) -> None:  # type: ignore[type-arg]
+        self.commits.append(sorted((tp.partition, tp.offset) for tp in offsets))
+
+    def seek(self, tp) -> None:  # type: ignore[no-untyped-def]
+        self.seeks.append((tp.partition, tp.offset))
 
     def close(self) -> None:
         self.closed = True
 
 
 class MessageStub:
-    def __init__(self, value: bytes) -> None:
-        self._value = value
+    def __init__(self, value: bytes, partition: int = 0, offset: int = 0) -> None:
+        self._value, self._partition, self._offset = value, partition, offset
 
     def error(self) -> None:
         return None
@@ -81,9 +85,19 @@ class MessageStub:
     def value(self) -> bytes:
         return self._value
 
+    def topic(self) -> str:
+        return "sensor-readings"
 
-def run_one_batch(handle, on_failure) -> BrokerStub:  # type: ignore[no-untyped-def]
-    stub = BrokerStub([MessageStub(b"one"), MessageStub(b"two")])  # type: ignore[list-item]
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+
+def run_one_batch(handle, on_failure, batch=None) -> BrokerStub:  # type: ignore[no-untyped-def]
+    batch = batch or [MessageStub(b"one", 0, 10), MessageStub(b"two", 0, 11)]
+    stub = BrokerStub(batch)  # type: ignore[arg-type]
     consumer = ReadingsConsumer(Settings(), handle, on_failure=on_failure)
     consumer._consumer = stub  # type: ignore[assignment]
     with pytest.raises(asyncio.CancelledError):
@@ -91,29 +105,40 @@ def run_one_batch(handle, on_failure) -> BrokerStub:  # type: ignore[no-untyped-
     return stub
 
 
-def test_a_batch_whose_handler_fails_goes_to_the_failure_handler_then_is_committed() -> None:
+def test_a_failing_batch_is_handled_message_by_message_and_only_the_bad_one_is_dead_lettered() -> None:
+    handled: list[list[bytes]] = []
     failed: list[tuple[list[bytes], str]] = []
 
     async def handle(messages: list) -> None:  # type: ignore[type-arg]
-        raise RuntimeError("a bug")
+        values = [m.value() for m in messages]
+        if b"poison" in values:
+            raise RuntimeError("a bug")
+        handled.append(values)
 
     async def on_failure(messages: list, exc: Exception) -> None:  # type: ignore[type-arg]
         failed.append(([m.value() for m in messages], str(exc)))
 
-    stub = run_one_batch(handle, on_failure)
-    assert failed == [([b"one", b"two"], "a bug")]  # every message, with the cause
-    assert stub.commits == 1 and stub.closed
+    batch = [MessageStub(b"one", 0, 10), MessageStub(b"poison", 0, 11), MessageStub(b"two", 1, 5), MessageStub(b"three", 0, 12)]
+    stub = run_one_batch(handle, on_failure, batch)
+    assert handled == [[b"one"], [b"two"], [b"three"]]  # every good message handled
+    assert failed == [([b"poison"], "a bug")]  # only the bad one dead-lettered, with the cause
+    assert stub.commits == [[(0, 13), (1, 6)]] and stub.seeks == [] and stub.closed
 
 
-def test_a_failing_failure_handler_does_not_stop_the_worker() -> None:
+def test_a_message_that_cannot_be_dead_lettered_is_not_committed_past() -> None:
     async def handle(messages: list) -> None:  # type: ignore[type-arg]
-        raise RuntimeError("a bug")
+        if any(m.value() == b"poison" for m in messages):
+            raise RuntimeError("a bug")
 
     async def on_failure(messages: list, exc: Exception) -> None:  # type: ignore[type-arg]
         raise ConnectionError("broker unreachable")
 
-    stub = run_one_batch(handle, on_failure)
-    assert stub.commits == 1  # tried; against an unreachable broker the commit fails and the batch is read again
+    batch = [MessageStub(b"one", 0, 10), MessageStub(b"poison", 0, 11), MessageStub(b"two", 1, 5), MessageStub(b"three", 0, 12)]
+    stub = run_one_batch(handle, on_failure, batch)
+    # Partition 0 committed up to the poison message and read again from it; partition 1's
+    # message came after the failed dead letter, so it is read again too.
+    assert stub.commits == [[(0, 11), (1, 5)]]
+    assert sorted(stub.seeks) == [(0, 11), (1, 5)]
 
 
 def test_a_handled_batch_is_committed_without_the_failure_handler() -> None:
@@ -126,4 +151,4 @@ def test_a_handled_batch_is_committed_without_the_failure_handler() -> None:
         raise AssertionError("not called")
 
     stub = run_one_batch(handle, on_failure)
-    assert handled == [2] and stub.commits == 1
+    assert handled == [2] and stub.commits == [[(0, 12)]]

@@ -105,16 +105,30 @@ def test_batch_device_id_overrides_a_device_id_inside_a_reading() -> None:
     "batch",
     [
         {"device_id": "press-01", "readings": []},
-        {"device_id": "press-01", "readings": [1, 2]},
         {"device_id": "press 01", "readings": [{"ts": 1, "values": {"t": 1.0}}]},
         {"readings": [{"ts": 1, "values": {"t": 1.0}}]},
     ],
-    ids=["empty-list", "not-objects", "bad-device", "no-device"],
+    ids=["empty-list", "bad-device", "no-device"],
 )
 def test_a_malformed_batch_is_rejected_whole(batch: dict[str, object]) -> None:
     raw = orjson.dumps(batch)
     rejection = only_rejection(decode(raw))
     assert rejection.original == raw
+
+
+def test_a_batch_item_that_is_not_an_object_is_rejected_alone() -> None:
+    good = {"ts": 1, "values": {"t": 1.0}}
+    decoded = decode(message(device_id="press-01", readings=[good, 7, {**good, "ts": 2}]))
+    assert [r.ts for r in decoded.readings] == [1, 2]  # the good readings are kept
+    [rejection] = decoded.rejections
+    assert rejection.reason == "readings[1]: expected a JSON object, got a number"
+    assert orjson.loads(rejection.original) == {"device_id": "press-01", "reading": 7}
+    # Each kept reading knows its place, for a dead letter the detector asks for later.
+    assert decoded.part(1) == ("readings[2]: ", orjson.dumps({"device_id": "press-01", "reading": {**good, "ts": 2}}))
+
+
+def test_a_single_reading_is_its_own_whole_message() -> None:
+    assert decode(reading()).part(0) == ("", None)
 
 
 # --- messages that are not a reading at all --------------------------------------------------

@@ -117,6 +117,9 @@ class _Pipeline:
     def hset(self, key: str, mapping: dict[str, str]) -> None:
         self.hashes[key] = mapping
 
+    def expire(self, key: str, seconds: int) -> None:
+        pass
+
     async def execute(self, raise_on_error: bool = True) -> list[object]:
         return []
 

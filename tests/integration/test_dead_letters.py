@@ -1,0 +1,64 @@
+"""Oversized and poisonous messages against the real broker and worker: each gets exactly one dead
+letter that fits the producer's limit, and no reading beside them is lost."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import orjson
+from confluent_kafka import Producer
+
+from producers.publish import reading_json
+from stream_app.contracts import DeadLetter
+from stream_app.kafka_config import producer_config
+from stream_app.settings import Settings
+
+from .helpers import topic_messages, wait_scored
+
+GOOD = {"temperature": 0.06, "vibration": 0.075, "motor_rpm": 0.045, "motor_amps": 0.084}
+
+
+def _bad_messages(now_ms: int) -> dict[str, bytes]:
+    """Key -> message, each unusable, several too large for a dead letter holding them whole."""
+    reading = {"ts": 1, "values": GOOD}
+    return {
+        "big-2mb": b"{" + b" " * 2_000_000 + b"}",
+        "big-100k": orjson.dumps(
+            {"device_id": "big-100k", "readings": [{"ts": now_ms - 200_000 + i, "values": GOOD} for i in range(100_000)]}
+        ),
+        "big-quotes": b'"' * 900_000,
+        "big-nonutf8": bytes(range(128, 256)) * 7_000,
+        "big-nul": b"\x00" * 200_000,
+        # Under the 1 MB message limit, over the 10,000-readings limit of a batched message.
+        "big-10001": orjson.dumps({"device_id": "big-10001", "readings": [reading] * 10_001}),
+    }
+
+
+def test_oversized_messages_each_get_one_dead_letter_and_cost_no_good_reading(settings: Settings, worker) -> None:
+    # Our gateway-side producer takes records up to 20 MB (the broker does too); the worker's
+    # producer keeps its default ~1 MB limit, which its dead letters must fit.
+    producer = Producer(producer_config(settings, **{"message.max.bytes": 20_000_000}))
+    now = int(time.time() * 1000)
+    bad = _bad_messages(now)
+    last_ts: dict[str, int] = {}
+    # Good readings of 24 devices around the bad messages, so they share the worker's batches.
+    for i in range(24):
+        device = f"good-{i}"
+        last_ts[device] = now - 60_000 + i
+        producer.produce(settings.readings_topic, key=device.encode(), value=reading_json(device, last_ts[device], GOOD))
+        if i % 4 == 1:
+            key = list(bad)[i // 4]
+            producer.produce(settings.readings_topic, key=key.encode(), value=bad[key])
+    assert producer.flush(60) == 0
+
+    wait_scored(settings, last_ts, timeout_s=120)  # every good reading scored
+    letters = [DeadLetter.model_validate_json(v) for v in topic_messages(settings, settings.dlq_topic)]
+    for key, original in bad.items():
+        ours = [letter for letter in letters if letter.key == key]
+        assert len(ours) == 1, (key, [letter.reason for letter in ours])
+        [letter] = ours
+        assert letter.original_size == len(original)
+        assert letter.original_sha256 == hashlib.sha256(original).hexdigest()
+        assert letter.truncated  # each is too large to carry whole
+    assert not [letter for letter in letters if (letter.key or "").startswith("good-")]
