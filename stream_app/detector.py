@@ -187,6 +187,7 @@ class Detector:
             self.model_lines.forget(device)
             self.level_lines.forget(device)
             self._smoothed.pop(device, None)
+            self._episode_top.pop(device, None)
         return idle
 
     @property
