@@ -205,9 +205,36 @@ def models_promote(version: str, group: GroupOption = None) -> None:
     """Make VERSION the model that workers load (for the default model, or an asset group's)."""
     settings = _settings()
     store = _group_store(settings, group)
-    store.promote(version)
-    console.print(f"{store.load(version).version} is now current; restart workers to load it")
+    previous = store.promote(version)
+    console.print(
+        f"{store.load(version).version} is now current (was {previous or 'none'}); running workers swap to it "
+        "within seconds, between two batches (see `floorwatch models history`)"
+    )
     _note_if_unrouted(settings, group)
+
+
+@models_app.command("rollback")
+def models_rollback(group: GroupOption = None) -> None:
+    """Make the version current again that the current one replaced (for the default model, or an asset group's)."""
+    settings = _settings()
+    store = _group_store(settings, group)
+    previous, target = store.rollback()
+    console.print(f"rolled back {previous} -> {target}; running workers swap to it within seconds")
+
+
+@models_app.command("history")
+def models_history(group: GroupOption = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The model store's audit log: train, promote, rollback, shadow, refused versions (oldest first)."""
+    store = _group_store(_settings(), group)
+    entries = store.audit.entries()
+    if as_json:
+        for entry in entries:
+            sys.stdout.write(entry.model_dump_json() + "\n")
+        return
+    table = Table("at", "action", "version", "previous", "by", "note")
+    for e in entries:
+        table.add_row(e.at, e.action, e.version or "", e.previous or "", e.by, e.note[:80])
+    console.print(table if entries else f"no history in {store.root}")
 
 
 def _group_store(settings: Settings, group: str | None) -> ModelStore:

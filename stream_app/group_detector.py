@@ -65,6 +65,16 @@ class GroupDetector:
         """Asset group -> the model version its detector serves."""
         return {group: d.model_version for group, d in self.detectors.items()}
 
+    def install(self, group: str, detector: Detector) -> bool:
+        """Serve ``group`` with ``detector`` from the next batch on, carrying over the state of the one
+        it replaces (see ``Detector.carry_over_from``); True when windows carried over too."""
+        old = self.detectors[group]
+        carried = detector.carry_over_from(old)
+        self.detectors[group] = detector
+        if self._single is old:
+            self._single = detector
+        return carried
+
     def detector_for(self, device_id: str) -> Detector:
         return self._single or self.detectors[self.router.group_of(device_id)]
 

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     dlq_topic: str = "sensor-readings-dlq"
     alerts_topic: str = "anomaly-alerts"
     labels_topic: str = "sensor-labels"
+    health_topic: str = "model-health"
+    feedback_topic: str = "alert-feedback"
     readings_partitions: int = Field(8, ge=1)
     alerts_partitions: int = Field(4, ge=1)
     app_id: str = "floorwatch"
@@ -67,6 +69,10 @@ class Settings(BaseSettings):
     max_future_s: float = Field(300.0, ge=0)
     # Operator bounds checked beside the model, e.g. "temperature<0.09, vibration<=0.1" (see rules.py).
     rules: str = ""
+
+    # --- Model lifecycle (reload.py, drift.py, shadow.py, feedback.py) -------------------------
+    # How often a worker checks the model store for a promoted version; 0 turns hot reload off.
+    reload_interval_s: float = Field(1.0, ge=0)
 
     # --- Episodes: one failure, one alert episode ----------------------------------------------
     episode_open_after: int = Field(3, ge=1, description="consecutive anomalous windows to open")

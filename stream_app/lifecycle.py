@@ -1,0 +1,79 @@
+"""The model lifecycle inside a running worker, attached to the Faust app by a few hooks.
+
+* hot reload of promoted versions (reload.py), every ``reload_interval_s``;
+* model-health events (health.py) on the ``model-health`` topic and in Redis.
+
+The app calls ``before_batch`` before scoring a batch (a built model is installed there, between
+two batches) and ``after_batch`` once the batch is handled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import redis.asyncio as aioredis
+
+from .contracts import Reading
+from .detector import Detector
+from .group_detector import Detections, GroupDetector
+from .health import HealthSink
+from .model_store import ModelBundle
+from .reload import ModelReloader
+from .settings import Settings
+
+if TYPE_CHECKING:
+    import faust
+
+log = logging.getLogger(__name__)
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        settings: Settings,
+        detector: GroupDetector,
+        build: Callable[[ModelBundle], Detector],
+        *,
+        pinned_default: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.detector = detector
+        self.build = build
+        self.pinned_default = pinned_default
+        self.redis: aioredis.Redis | None = None
+        self.health: HealthSink | None = None
+        self.reloader: ModelReloader | None = None
+
+    def attach(self, app: faust.App) -> None:
+        """Create the lifecycle's topics, sinks and timers on the worker's app."""
+        s = self.settings
+        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+        health_topic = app.topic(s.health_topic, partitions=1, **raw)
+        self.redis = aioredis.from_url(s.redis_url_value(), socket_timeout=2, socket_connect_timeout=2)
+
+        async def send_health(key: bytes, value: bytes) -> object:
+            return await (await health_topic.send(key=key, value=value))
+
+        self.health = HealthSink(self.redis, s.redis_prefix, send_health)
+        if s.reload_interval_s > 0:
+            self.reloader = ModelReloader(
+                s.model_dir, self.detector, self.build, health=self.health, pinned_default=self.pinned_default
+            )
+
+            @app.timer(interval=s.reload_interval_s)
+            async def watch_models() -> None:
+                assert self.reloader is not None
+                try:
+                    await self.reloader.poll()
+                except Exception:  # a bug here must not stop the timer, nor the worker
+                    log.exception("model watch failed; trying again in %.0fs", s.reload_interval_s)
+
+    def before_batch(self, readings: Sequence[Reading]) -> None:
+        if self.reloader is not None:
+            self.reloader.apply()
+            self.reloader.observe(readings)
+
+    async def after_batch(self, readings: Sequence[Reading], detection: Detections) -> None:
+        return None
