@@ -1,0 +1,185 @@
+"""The model lifecycle in a running worker, on the real embedded broker and Redis: a promote under
+traffic loses no reading and leaves none unscored, a broken version is refused.
+
+The worker here has its own topics, Redis prefix and model store (a copy), so promoting does not
+disturb the session's other tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+import redis
+
+from producers.publish import ReadingPublisher, reading_json
+from stream_app.embedded import free_port
+from stream_app.model_store import ModelStore
+from stream_app.settings import Settings
+from stream_app.sinks import RedisKeys
+from stream_app.topics import ensure_topics
+
+from .helpers import redis_alerts, topic_alerts, topic_messages, wait_scored
+
+pytestmark = pytest.mark.integration
+
+NORMAL = {"temperature": 0.06, "vibration": 0.075, "motor_rpm": 0.045, "motor_amps": 0.084}
+WINDOW = 8  # the session's tiny model
+
+
+def copy_version(store: ModelStore, source: str) -> str:
+    """A new version with the same weights (what matters here is which version scores)."""
+    version = f"v{int(store.versions()[-1][1:]) + 1:04d}"
+    shutil.copytree(store.root / source, store.root / version)
+    card = orjson.loads((store.root / version / "card.json").read_bytes())
+    (store.root / version / "card.json").write_bytes(orjson.dumps({**card, "version": version}))
+    return version
+
+
+@pytest.fixture(scope="module")
+def lc_settings(settings: Settings, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    models = tmp_path_factory.mktemp("lifecycle") / "models"
+    shutil.copytree(tiny_model_dir, models)
+    s = settings.model_copy(update={
+        "model_dir": models, "app_id": "floorwatch-lifecycle", "redis_prefix": "fwlc",
+        "readings_topic": "lc-readings", "alerts_topic": "lc-alerts", "dlq_topic": "lc-dlq",
+        "health_topic": "lc-model-health", "feedback_topic": "lc-alert-feedback", "labels_topic": "lc-labels",
+        "metrics_port": free_port(),
+    })  # fmt: skip
+    ensure_topics(s)
+    return s
+
+
+class Worker:
+    def __init__(self, process: subprocess.Popen[bytes], log: Path, metrics_port: int) -> None:
+        self.process, self.log, self.metrics_port = process, log, metrics_port
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_log(self, needle: str, timeout_s: float = 90) -> None:
+        deadline = time.monotonic() + timeout_s
+        while needle not in self.text():
+            assert self.process.poll() is None, f"worker exited:\n{self.text()[-3000:]}"
+            assert time.monotonic() < deadline, f"{needle!r} not in the worker's log:\n{self.text()[-3000:]}"
+            time.sleep(0.2)
+
+    def counter(self, name: str) -> float:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
+        return sum(float(line.split()[-1]) for line in body.splitlines() if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
+@pytest.fixture(scope="module")
+def lc_worker(lc_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    log = tmp_path_factory.mktemp("lc-worker") / "worker.log"
+    env = {**os.environ, **lc_settings.model_copy(update={"log_level": "info"}).as_env()}
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "stream_app", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    worker = Worker(process, log, lc_settings.metrics_port)
+    try:
+        publisher = ReadingPublisher(lc_settings)
+        client = redis.Redis.from_url(lc_settings.redis_url_value())
+        probe = RedisKeys(lc_settings.redis_prefix).device("lcprobe-0")
+        deadline = time.monotonic() + 120
+        ts = int(time.time() * 1000) - 3_600_000
+        while not client.exists(probe):
+            assert process.poll() is None, f"worker exited:\n{worker.text()[-3000:]}"
+            assert time.monotonic() < deadline, f"worker not ready:\n{worker.text()[-3000:]}"
+            ts += 1000
+            publisher.send("lcprobe-0", reading_json("lcprobe-0", ts, NORMAL))
+            publisher.flush()
+            time.sleep(0.5)
+        yield worker
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        print(worker.text()[-3000:])
+
+
+def _noisy(rng: np.random.Generator) -> dict[str, float]:
+    return {k: v + float(rng.normal(0, 0.0005)) for k, v in NORMAL.items()}
+
+
+def test_promote_under_traffic_loses_no_reading_and_leaves_none_unscored(lc_settings: Settings, lc_worker: Worker) -> None:
+    store = ModelStore(lc_settings.model_dir)
+    old = store.current()
+    new = copy_version(store, old)
+    publisher = ReadingPublisher(lc_settings)
+    rng = np.random.default_rng(3)
+    devices = [f"swap-{i}" for i in range(10)]
+    start = int(time.time() * 1000) - 1_800_000
+    windows_before = lc_worker.counter("floorwatch_windows_scored_total")
+
+    sent, promoted_at, swapped_at = 0, None, None
+    tick = 0
+    while swapped_at is None or tick < swapped_at + 40:
+        for d in devices:
+            publisher.send(d, reading_json(d, start + tick * 1000, _noisy(rng)))
+        publisher.poll()
+        sent += len(devices)
+        tick += 1
+        if tick == 30:
+            store.promote(new)
+            promoted_at = tick
+        if promoted_at is not None and swapped_at is None and "model swapped for group default" in lc_worker.text():
+            swapped_at = tick
+        assert tick < 1500, f"no swap in the worker's log:\n{lc_worker.text()[-3000:]}"
+        time.sleep(0.05)
+    # A device stuck after the swap: its alert names the new version.
+    for t in range(tick, tick + 30):
+        publisher.send(devices[0], reading_json(devices[0], start + t * 1000, NORMAL))
+        for d in devices[1:]:
+            publisher.send(d, reading_json(d, start + t * 1000, _noisy(rng)))
+        sent += len(devices)
+    publisher.flush()
+    last = start + (tick + 29) * 1000
+    wait_scored(lc_settings, {d: last for d in devices})
+
+    assert f"{old} -> {new} (windows and episodes carried over)" in lc_worker.text()
+    # No reading lost or unscored: every reading after a device's first T - 1 completed a window.
+    scored = lc_worker.counter("floorwatch_windows_scored_total") - windows_before
+    assert scored == sent - len(devices) * (WINDOW - 1)
+    client = redis.Redis.from_url(lc_settings.redis_url_value())
+    keys = RedisKeys(lc_settings.redis_prefix)
+    assert {client.hget(keys.device(d), "model_version").decode() for d in devices} == {new}
+    alerts = redis_alerts(lc_settings, "swap-")
+    assert alerts and {a.model_version for a in alerts} == {new} and {a.device_id for a in alerts} == {devices[0]}
+    assert {a.model_version for a in topic_alerts(lc_settings, "swap-")} == {new}
+
+
+def test_a_broken_version_is_refused_and_the_worker_keeps_scoring(lc_settings: Settings, lc_worker: Worker) -> None:
+    store = ModelStore(lc_settings.model_dir)
+    serving = store.current()
+    broken = copy_version(store, serving)
+    (store.root / broken / "model.keras").write_bytes(b"PK\x03\x04 truncated")
+    store.promote(broken)
+    lc_worker.wait_log(f"promoted model {broken} for group default refused, still serving {serving}")
+    events = [json.loads(v) for v in topic_messages(lc_settings, lc_settings.health_topic)]
+    refused = [e for e in events if e["kind"] == "load-refused"]
+    assert refused and broken in refused[-1]["message"] and refused[-1]["model_version"] == serving
+    client = redis.Redis.from_url(lc_settings.redis_url_value())
+    assert client.xlen(f"{lc_settings.redis_prefix}:model-health") >= 1
+
+    # Still scoring, with the version it had.
+    publisher = ReadingPublisher(lc_settings)
+    rng = np.random.default_rng(5)
+    start = int(time.time() * 1000) - 600_000
+    for t in range(20):
+        publisher.send("keep-0", reading_json("keep-0", start + t * 1000, _noisy(rng)))
+    publisher.flush()
+    wait_scored(lc_settings, {"keep-0": start + 19_000})
+    assert client.hget(RedisKeys(lc_settings.redis_prefix).device("keep-0"), "model_version").decode() == serving
+    store.rollback()  # leave the store serving a working version for the tests after this one
