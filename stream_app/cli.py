@@ -349,25 +349,70 @@ def alerts_recent(
 
     settings = _settings()
 
-    async def fetch() -> list:
+    async def fetch_with_feedback() -> tuple[list, dict[str, dict[str, str]]]:
+        from .feedback import FeedbackStore
+
         client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
         try:
-            return await recent_alerts(client, settings.redis_prefix, device, count)
+            found = await recent_alerts(client, settings.redis_prefix, device, count)
+            return found, await FeedbackStore(client, settings.redis_prefix).for_alerts(found)
         finally:
             await client.aclose()
 
-    alerts = asyncio.run(fetch())
+    alerts, feedback = asyncio.run(fetch_with_feedback())
     if as_json:
+        import orjson
+
         for alert in alerts:
-            _print_alert(alert, True)
+            doc = alert.model_dump(mode="json") | {"feedback": feedback.get(alert.alert_id)}
+            sys.stdout.write(orjson.dumps(doc).decode() + "\n")
         return
-    table = Table("detected", "device", "episode", "severity", "score/thr", "top feature", "checks", "window end")
+    table = Table("detected", "alert id", "device", "episode", "severity", "score/thr", "top feature", "checks",
+                  "window end", "model", "feedback")  # fmt: skip
     for a in alerts:
+        label = feedback.get(a.alert_id, {})
         table.add_row(
-            a.detected_at, a.device_id, a.episode.state, a.severity, f"{a.score:.2f}/{a.threshold:.2f}",
-            a.top_feature, ",".join(a.check_failures), a.window_end,
+            a.detected_at, a.alert_id, a.device_id, a.episode.state, a.severity, f"{a.score:.2f}/{a.threshold:.2f}",
+            a.top_feature, ",".join(a.check_failures), a.window_end, a.model_version,
+            (label.get("verdict", "") + (f": {label['note']}" if label.get("note") else "")).replace("_", " "),
         )  # fmt: skip
     console.print(table if alerts else "no alerts")
+
+
+@alerts_app.command("label")
+def alerts_label(
+    alert_id: str,
+    confirmed: Annotated[bool, typer.Option("--confirmed", help="the alert was a real fault")] = False,
+    false_alarm: Annotated[bool, typer.Option("--false-alarm", help="the alert was wrong")] = False,
+    note: Annotated[str, typer.Option(help="what was found")] = "",
+    by: Annotated[Optional[str], typer.Option(help="who judged it (default: your user name)")] = None,
+) -> None:
+    """Say whether an alert was right: feeds precision per model version and retraining."""
+    import redis.asyncio as aioredis
+
+    from .feedback import Feedback, FeedbackStore, UnknownAlert
+    from .registry_audit import _who
+
+    if confirmed == false_alarm:
+        raise CliError("give exactly one of --confirmed or --false-alarm")
+    settings = _settings()
+    feedback = Feedback(alert_id=alert_id, verdict="confirmed" if confirmed else "false_alarm", note=note, by=by or _who())
+
+    async def record():  # type: ignore[no-untyped-def]
+        client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
+        try:
+            return await FeedbackStore(client, settings.redis_prefix).record(feedback)
+        finally:
+            await client.aclose()
+
+    try:
+        alert = asyncio.run(record())
+    except UnknownAlert as exc:
+        raise CliError(str(exc)) from exc
+    console.print(
+        f"alert {alert_id} ({alert.device_id}, episode {alert.episode.episode_id}, model {alert.model_version}) "
+        f"labelled {feedback.verdict.replace('_', ' ')}"
+    )
 
 
 def _print_alert(alert, as_json: bool) -> None:  # type: ignore[no-untyped-def]

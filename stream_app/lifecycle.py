@@ -1,7 +1,8 @@
 """The model lifecycle inside a running worker, attached to the Faust app by a few hooks.
 
 * hot reload of promoted versions (reload.py), every ``reload_interval_s``;
-* model-health events (health.py) on the ``model-health`` topic and in Redis.
+* model-health events (health.py) on the ``model-health`` topic and in Redis;
+* operator feedback from the ``alert-feedback`` topic into Redis (feedback.py).
 
 The app calls ``before_batch`` before scoring a batch (a built model is installed there, between
 two batches) and ``after_batch`` once the batch is handled.
@@ -13,12 +14,17 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+import orjson
 import redis.asyncio as aioredis
+from confluent_kafka import Message
 
 from .contracts import Reading
+from .decode import Rejection, dead_letter
 from .detector import Detector
+from .feedback import FeedbackConsumer, FeedbackStore
 from .group_detector import Detections, GroupDetector
 from .health import HealthSink
+from .kafka_config import consumer_config
 from .model_store import ModelBundle
 from .reload import ModelReloader
 from .settings import Settings
@@ -69,6 +75,21 @@ class Lifecycle:
                     await self.reloader.poll()
                 except Exception:  # a bug here must not stop the timer, nor the worker
                     log.exception("model watch failed; trying again in %.0fs", s.reload_interval_s)
+
+        dlq_topic = app.topic(s.dlq_topic, partitions=1, **raw)
+
+        async def feedback_dead_letter(message: Message, reason: str) -> object:
+            letter = dead_letter(
+                Rejection(reason, message.value() or b""), topic=message.topic(), partition=message.partition(),
+                offset=message.offset(), key=message.key(),
+            )  # fmt: skip
+            return await (await dlq_topic.send(key=message.key(), value=orjson.dumps(letter.model_dump(mode="json"))))
+
+        @app.task
+        async def consume_feedback() -> None:
+            config = consumer_config(s, f"{s.app_id}-feedback", **{"enable.auto.commit": False, "auto.offset.reset": "earliest"})
+            store = FeedbackStore(self.redis, s.redis_prefix)  # type: ignore[arg-type]
+            await FeedbackConsumer(config, s.feedback_topic, store, feedback_dead_letter).run()
 
     def before_batch(self, readings: Sequence[Reading]) -> None:
         if self.reloader is not None:

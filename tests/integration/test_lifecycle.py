@@ -183,3 +183,76 @@ def test_a_broken_version_is_refused_and_the_worker_keeps_scoring(lc_settings: S
     wait_scored(lc_settings, {"keep-0": start + 19_000})
     assert client.hget(RedisKeys(lc_settings.redis_prefix).device("keep-0"), "model_version").decode() == serving
     store.rollback()  # leave the store serving a working version for the tests after this one
+
+
+def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **settings.as_env()}
+    return subprocess.run([sys.executable, "-m", "stream_app", *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def _stuck_alert(settings: Settings, device: str) -> list:
+    """Readings of a device whose sensors repeat one value: one alert episode (the stuck check)."""
+    publisher = ReadingPublisher(settings)
+    start = int(time.time() * 1000) - 300_000
+    for t in range(30):
+        publisher.send(device, reading_json(device, start + t * 1000, NORMAL))
+    publisher.flush()
+    wait_scored(settings, {device: start + 29_000})
+    alerts = redis_alerts(settings, device)
+    assert alerts, "a stuck device raises an alert"
+    return alerts
+
+
+def test_operator_feedback_by_cli_and_topic(lc_settings: Settings, lc_worker: Worker) -> None:
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from stream_app.feedback import FeedbackStore
+
+    first = _stuck_alert(lc_settings, "fb-0")[0]
+    done = _cli(lc_settings, "alerts", "label", first.alert_id, "--confirmed", "--note", "bearing replaced")
+    assert done.returncode == 0, done.stderr
+    assert "labelled confirmed" in done.stdout
+
+    unknown = _cli(lc_settings, "alerts", "label", "no-such-alert", "--false-alarm")
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip() == "error: unknown alert id 'no-such-alert': no such alert in Redis (or it expired)"
+
+    recent = _cli(lc_settings, "alerts", "recent", "--device", "fb-0", "--json")
+    shown = [json.loads(line) for line in recent.stdout.splitlines()]
+    assert shown and shown[-1]["feedback"]["verdict"] == "confirmed" and shown[-1]["feedback"]["note"] == "bearing replaced"
+
+    # The topic path: another tool judges another device's alert as a false alarm; an unknown id
+    # and a malformed message are dead-lettered with the reason.
+    second = _stuck_alert(lc_settings, "fb-1")[0]
+    publisher = ReadingPublisher(lc_settings)
+    topic = lc_settings.feedback_topic
+    publisher.send(second.alert_id, orjson.dumps({"alert_id": second.alert_id, "verdict": "false_alarm", "by": "cmms"}), topic=topic)
+    publisher.send("x", orjson.dumps({"alert_id": "nope-123", "verdict": "confirmed"}), topic=topic)
+    publisher.send("x", b'{"alert_id": "a", "verdict": "maybe"}', topic=topic)
+    publisher.flush()
+
+    async def judged() -> dict:
+        client = aioredis.from_url(lc_settings.redis_url_value())
+        try:
+            store = FeedbackStore(client, lc_settings.redis_prefix)
+            return {"feedback": await store.for_alerts([second]), "precision": await store.precision()}
+        finally:
+            await client.aclose()
+
+    deadline = time.monotonic() + 60
+    while not (state := asyncio.run(judged()))["feedback"]:
+        assert time.monotonic() < deadline, lc_worker.text()[-3000:]
+        time.sleep(0.5)
+    assert state["feedback"][second.alert_id]["verdict"] == "false_alarm"
+    version = first.model_version
+    assert second.model_version == version
+    precision = state["precision"][version]
+    assert (precision.confirmed, precision.false_alarms, precision.precision) == (1, 1, 0.5)
+
+    lc_worker.wait_log("alert feedback refused: not a feedback message: verdict")
+    letters = [json.loads(v) for v in topic_messages(lc_settings, lc_settings.dlq_topic)]
+    reasons = [l["reason"] for l in letters if l["source_topic"] == topic]
+    assert any(r.startswith("unknown alert id 'nope-123'") for r in reasons), reasons
+    assert any(r.startswith("not a feedback message: verdict") for r in reasons), reasons
