@@ -222,6 +222,61 @@ def models_rollback(group: GroupOption = None) -> None:
     console.print(f"rolled back {previous} -> {target}; running workers swap to it within seconds")
 
 
+@models_app.command("health")
+def models_health(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    events: Annotated[int, typer.Option(help="how many recent model-health events to show")] = 10,
+) -> None:
+    """Drift figures per asset group and feature (from the workers), recent model-health events, and
+    each model version's precision from operator feedback."""
+    import redis.asyncio as aioredis
+
+    from .feedback import FeedbackStore
+    from .health import read_events, read_figures
+    from .routing import DEFAULT_GROUP
+
+    settings = _settings()
+    groups = [DEFAULT_GROUP, *(g.name for g in settings.asset_group_list())]
+
+    async def fetch():  # type: ignore[no-untyped-def]
+        client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
+        try:
+            return (
+                await read_figures(client, settings.redis_prefix, groups),
+                await read_events(client, settings.redis_prefix, events),
+                await FeedbackStore(client, settings.redis_prefix).precision(),
+            )
+        finally:
+            await client.aclose()
+
+    figures, recent, precision = asyncio.run(fetch())
+    if as_json:
+        import orjson
+
+        doc = {
+            "figures": figures,
+            "events": [e.model_dump(mode="json") for e in recent],
+            "precision": {v: p.model_dump() | {"precision": p.precision} for v, p in precision.items()},
+        }
+        sys.stdout.write(orjson.dumps(doc).decode() + "\n")
+        return
+    table = Table("group", "model", "figure", "feature", "value", "limit", "")
+    for group, found in figures.items():
+        for key, f in found.items():
+            figure, _, feature = key.partition(":")
+            over = float(f["value"]) > float(f["limit"])
+            table.add_row(group, str(f.get("model_version", "")), figure, feature, f"{f['value']:.4f}", f"{f['limit']:g}",
+                          "[red]over[/]" if over else "ok")  # fmt: skip
+    console.print(table if any(figures.values()) else "no drift figures yet (workers write them once a minute of readings)")
+    ptable = Table("model", "labelled episodes", "confirmed", "false alarms", "precision")
+    for version, p in precision.items():
+        ptable.add_row(version, str(p.labelled), str(p.confirmed), str(p.false_alarms),
+                       f"{p.precision:.2f}" if p.precision is not None else "-")  # fmt: skip
+    console.print(ptable if precision else "no operator feedback yet (floorwatch alerts label ALERT_ID --confirmed|--false-alarm)")
+    for e in recent:
+        console.print(f"{e.at}  {e.kind:12} {e.message}", markup=False, highlight=False)
+
+
 @models_app.command("history")
 def models_history(group: GroupOption = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The model store's audit log: train, promote, rollback, shadow, refused versions (oldest first)."""

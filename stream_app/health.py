@@ -85,6 +85,20 @@ class HealthSink:
         self.send = send
         self.maxlen = maxlen
         self.timeout_s = timeout_s
+        self._tasks: set[asyncio.Task] = set()
+        self.dropped = 0
+
+    def submit(self, write: Awaitable[None], *, limit: int = 64) -> None:
+        """Run a write in the background: the batch path never waits for Redis or the broker here.
+        Past ``limit`` writes in flight (a hung Redis) new ones are dropped and counted."""
+        if len(self._tasks) >= limit:
+            self.dropped += 1
+            if asyncio.iscoroutine(write):
+                write.close()
+            return
+        task = asyncio.ensure_future(write)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def emit(self, event: HealthEvent) -> None:
         (log.error if event.kind == "load-refused" else log.warning)("model health: %s", event.message)

@@ -2,7 +2,8 @@
 
 * hot reload of promoted versions (reload.py), every ``reload_interval_s``;
 * model-health events (health.py) on the ``model-health`` topic and in Redis;
-* operator feedback from the ``alert-feedback`` topic into Redis (feedback.py).
+* operator feedback from the ``alert-feedback`` topic into Redis (feedback.py);
+* the drift watch (drift.py): figures as Prometheus gauges and in Redis, events when over a limit.
 
 The app calls ``before_batch`` before scoring a batch (a built model is installed there, between
 two batches) and ``after_batch`` once the batch is handled.
@@ -21,10 +22,12 @@ from confluent_kafka import Message
 from .contracts import Reading
 from .decode import Rejection, dead_letter
 from .detector import Detector
+from .drift import DriftLimits, FleetDrift
 from .feedback import FeedbackConsumer, FeedbackStore
 from .group_detector import Detections, GroupDetector
 from .health import HealthSink
 from .kafka_config import consumer_config
+from .metrics import Metrics
 from .model_store import ModelBundle
 from .reload import ModelReloader
 from .settings import Settings
@@ -41,13 +44,16 @@ class Lifecycle:
         settings: Settings,
         detector: GroupDetector,
         build: Callable[[ModelBundle], Detector],
+        metrics: Metrics | None = None,
         *,
         pinned_default: bool = False,
     ) -> None:
         self.settings = settings
         self.detector = detector
         self.build = build
+        self.metrics = metrics
         self.pinned_default = pinned_default
+        self.drift = FleetDrift(detector, drift_limits(settings)) if settings.drift_watch else None
         self.redis: aioredis.Redis | None = None
         self.health: HealthSink | None = None
         self.reloader: ModelReloader | None = None
@@ -93,8 +99,31 @@ class Lifecycle:
 
     def before_batch(self, readings: Sequence[Reading]) -> None:
         if self.reloader is not None:
-            self.reloader.apply()
+            for group in self.reloader.apply():
+                if self.metrics is not None:
+                    self.metrics.model_swaps.labels(group).inc()
             self.reloader.observe(readings)
 
-    async def after_batch(self, readings: Sequence[Reading], detection: Detections) -> None:
-        return None
+    async def after_batch(self, readings: Sequence[Reading], detections: Detections) -> None:
+        if self.drift is not None:
+            result = self.drift.observe(readings, detections)
+            for watch in result.evaluated:
+                if self.metrics is not None:
+                    for key, figure in watch.figures.items():
+                        name, _, feature = key.partition(":")
+                        self.metrics.model_drift.labels(watch.group, feature, name).set(float(figure["value"]))  # type: ignore[arg-type]
+                if self.health is not None:
+                    self.health.submit(self.health.figures(watch.group, watch.figures))
+            for event in result.events:
+                if self.health is not None:
+                    self.health.submit(self.health.emit(event))
+
+
+def drift_limits(settings: Settings) -> DriftLimits:
+    return DriftLimits(
+        psi=settings.drift_psi_limit, ks=settings.drift_ks_limit, score_psi=settings.drift_score_psi_limit,
+        over_line_ratio=settings.drift_over_line_ratio_limit,
+        alerts_per_device_day=settings.drift_alerts_per_device_day_limit, window_s=settings.drift_window_s,
+        rate_window_s=settings.drift_rate_window_s, sample_every=settings.drift_sample_every,
+        min_samples=settings.drift_min_samples,
+    )  # fmt: skip

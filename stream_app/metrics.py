@@ -20,6 +20,11 @@ class Metrics:
         )
         self.batch_seconds = Histogram("floorwatch_batch_seconds", "Time to process one micro-batch", registry=r)
         self.redis_pending = Gauge("floorwatch_redis_pending_alerts", "Alerts waiting for Redis", registry=r)
+        self.model_drift = Gauge(
+            "floorwatch_model_drift", "Drift figure of a model (drift.py)", ["group", "feature", "figure"], registry=r
+        )
+        self.model_swaps = Counter("floorwatch_model_swaps_total", "Promoted versions swapped in", ["group"], registry=r)
+        self.shadow_alerts = Counter("floorwatch_shadow_alerts_total", "Alerts of shadow models (not sent)", ["model"], registry=r)
         self.redis_dropped = Counter("floorwatch_redis_dropped_alerts_total", "Alerts dropped from the Redis buffer", registry=r)
 
     def totals(self) -> dict[str, float]:

@@ -121,14 +121,18 @@ class ValidationMetrics(BaseModel):
 class DriftReference(BaseModel):
     """What the drift watch compares live traffic with (drift.py), recorded at training time.
 
-    ``feature_edges``: per feature, the quantiles of its training readings at 0, 1/B, ..., 1 (B bins
-    of equal training mass). ``ratio_edges``: the same for normal validation windows' distance to the
-    line (score / threshold). ``windows_over_line``: the share of normal validation windows over it.
+    ``feature_edges``: per feature, the interior quantiles of its training readings (1/B, ..., (B-1)/B;
+    repeats dropped, so a quantised sensor has fewer bins), and ``feature_shares`` the training
+    share in each of the bins they make (open at both ends). ``ratio_edges`` and ``ratio_shares``:
+    the same for normal validation windows' distance to the line (1.0 = the line).
+    ``windows_over_line``: the share of normal validation windows over the line.
     """
 
     bins: int
     feature_edges: dict[str, list[float]]
+    feature_shares: dict[str, list[float]]
     ratio_edges: list[float]
+    ratio_shares: list[float]
     windows_over_line: float
 
 

@@ -73,6 +73,17 @@ class Settings(BaseSettings):
     # --- Model lifecycle (reload.py, drift.py, shadow.py, feedback.py) -------------------------
     # How often a worker checks the model store for a promoted version; 0 turns hot reload off.
     reload_interval_s: float = Field(1.0, ge=0)
+    # Drift watch (drift.py): limits of each figure, and how much of the traffic it samples.
+    drift_watch: bool = True
+    drift_psi_limit: float = Field(0.25, gt=0)
+    drift_ks_limit: float = Field(0.2, gt=0)
+    drift_score_psi_limit: float = Field(0.25, gt=0)
+    drift_over_line_ratio_limit: float = Field(20.0, gt=0, description="share of windows over the line / calibrated share")
+    drift_alerts_per_device_day_limit: float = Field(2.0, gt=0)
+    drift_window_s: float = Field(300.0, ge=60)
+    drift_rate_window_s: float = Field(86_400.0, ge=60)
+    drift_sample_every: int = Field(10, ge=1, description="one reading in N is binned")
+    drift_min_samples: int = Field(200, ge=1)
 
     # --- Episodes: one failure, one alert episode ----------------------------------------------
     episode_open_after: int = Field(3, ge=1, description="consecutive anomalous windows to open")

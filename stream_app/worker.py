@@ -82,7 +82,7 @@ def run_worker(settings: Settings, version: str | None = None) -> None:
     metrics = Metrics()
     metrics.serve(settings.metrics_host, settings.metrics_port)
     lifecycle = Lifecycle(
-        settings, detector, lambda bundle: build_detector(settings, bundle), pinned_default=version is not None
+        settings, detector, lambda bundle: build_detector(settings, bundle), metrics, pinned_default=version is not None
     )
     app = create_app(settings, detector, metrics, lifecycle)
     # TensorFlow and Keras leave millions of long-lived objects; without this every full

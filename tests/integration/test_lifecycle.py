@@ -54,7 +54,7 @@ def lc_settings(settings: Settings, tiny_model_dir: Path, tmp_path_factory: pyte
         "model_dir": models, "app_id": "floorwatch-lifecycle", "redis_prefix": "fwlc",
         "readings_topic": "lc-readings", "alerts_topic": "lc-alerts", "dlq_topic": "lc-dlq",
         "health_topic": "lc-model-health", "feedback_topic": "lc-alert-feedback", "labels_topic": "lc-labels",
-        "metrics_port": free_port(),
+        "metrics_port": free_port(), "drift_sample_every": 1, "drift_min_samples": 100,
     })  # fmt: skip
     ensure_topics(s)
     return s
@@ -111,6 +111,40 @@ def lc_worker(lc_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
 
 def _noisy(rng: np.random.Generator) -> dict[str, float]:
     return {k: v + float(rng.normal(0, 0.0005)) for k, v in NORMAL.items()}
+
+
+def test_drift_in_one_feature_gives_a_model_health_event(lc_settings: Settings, lc_worker: Worker) -> None:
+    from producers.scenarios import Scenario
+    from producers.simulator import FleetSimulator
+    from stream_app.contracts import to_epoch_ms
+
+    start = (int(time.time() * 1000) - 900_000) // 60_000 * 60_000
+    sim = FleetSimulator(Scenario(devices=10, duration_s=840, seed=21, device_prefix="drift"), start)
+    series = sim.series()
+    shift_at = 480
+    series[shift_at:, :, 0] += 3 * 0.0015  # temperature reads 3 training SDs higher from here on
+    publisher = ReadingPublisher(lc_settings)
+    for tick, values in enumerate(series):
+        for d, device in enumerate(sim.device_ids):
+            publisher.send(device, reading_json(device, start + tick * 1000, dict(zip(NORMAL, map(float, values[d])))))
+    publisher.flush()
+    wait_scored(lc_settings, {d: start + (len(series) - 1) * 1000 for d in sim.device_ids})
+
+    deadline = time.monotonic() + 30
+    while True:
+        events = [json.loads(v) for v in topic_messages(lc_settings, lc_settings.health_topic)]
+        drift = [e for e in events if e["kind"] == "drift" and e["feature"] == "temperature"]
+        if drift or time.monotonic() > deadline:
+            break
+    assert drift, events
+    first = drift[0]
+    assert first["group"] == "default" and first["figure"] in ("psi", "ks") and first["limit"] > 0
+    assert to_epoch_ms(first["at"]) - (start + shift_at * 1000) <= 5 * 60_000
+    health = _cli(lc_settings, "models", "health", "--json")
+    assert health.returncode == 0, health.stderr
+    figures = json.loads(health.stdout)["figures"]["default"]
+    assert "psi:temperature" in figures and figures["psi:temperature"]["value"] > figures["psi:temperature"]["limit"]
+    assert lc_worker.counter("floorwatch_model_drift") > 0
 
 
 def test_promote_under_traffic_loses_no_reading_and_leaves_none_unscored(lc_settings: Settings, lc_worker: Worker) -> None:
