@@ -119,12 +119,34 @@ def train(
     promote: Annotated[bool, typer.Option(help="make the new version current")] = True,
     if_missing: Annotated[bool, typer.Option(help="do nothing if the store has a current model")] = False,
     group: GroupOption = None,
+    from_topic: Annotated[bool, typer.Option("--from-topic", help="train a candidate on recent readings from the readings topic (not promoted)")] = False,
+    since: Annotated[str, typer.Option(help="--from-topic: how far back, e.g. 24h, 90m, 2d")] = "24h",
 ) -> None:
     """Train an LSTM autoencoder on normal data and save it as a new model version."""
     from .training import TrainingConfig, train as train_model
 
     settings = _settings()
     store = _group_store(settings, group)
+    if from_topic:
+        from .retrain import train_from_topic
+
+        config = TrainingConfig(window=window, units=units, epochs=epochs, quantile=quantile, multiplier=multiplier,
+                                threshold_method=threshold_method, ewma_alpha=ewma_alpha, seed=seed)  # fmt: skip
+        names = [f.strip() for f in features.split(",")] if features else None
+        with console.status("reading the topic and training..."):
+            bundle, summary = train_from_topic(settings, since, group, config, features=names)
+        normal, cmp = summary["normal"], summary["comparison"]
+        v = bundle.card.validation
+        console.print(f"[bold]{bundle.version}[/] saved in {bundle.path} (not promoted): {bundle.card.training.source}")
+        console.print("left out: " + ", ".join(f"{n} {k}" for k, n in summary["counts"].items()))
+        console.print(f"candidate: threshold {bundle.thresholds.threshold:.3f}, "
+                      f"{v.validation_windows_over_threshold:.2%} of recent normal windows over its line")  # fmt: skip
+        if cmp is not None:
+            console.print(f"current {cmp['version']}: threshold {cmp['threshold']:.3f}, "
+                          f"{cmp['validation_windows_over_threshold']:.2%} of the same windows over its line")  # fmt: skip
+        console.print(f"next: floorwatch models shadow {bundle.card.version}" + (f" --group {group}" if group else "")
+                      + f", then models compare, promote {bundle.card.version} or discard it")  # fmt: skip
+        return
     if if_missing and store.current() is not None:
         console.print(f"model {store.load().version} exists; not training")
         return

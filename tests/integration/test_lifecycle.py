@@ -290,3 +290,34 @@ def test_operator_feedback_by_cli_and_topic(lc_settings: Settings, lc_worker: Wo
     reasons = [l["reason"] for l in letters if l["source_topic"] == topic]
     assert any(r.startswith("unknown alert id 'nope-123'") for r in reasons), reasons
     assert any(r.startswith("not a feedback message: verdict") for r in reasons), reasons
+
+
+def test_train_from_topic_leaves_out_confirmed_faults_and_keeps_false_alarms(lc_settings: Settings, lc_worker: Worker) -> None:
+    from producers.scenarios import FEATURES
+    from stream_app.retrain import collect
+
+    # After the feedback test: fb-0's episode is a confirmed fault, fb-1's a false alarm.
+    since_ms = int(time.time() * 1000) - 3_600_000
+    normal, counts, recent = collect(lc_settings, since_ms, FEATURES, "default", window=WINDOW)
+    assert {"fb-0", "fb-1"} <= set(recent.ts), "read back from the topic by time"
+    assert counts["confirmed faults"] >= 1 and counts["false alarms kept"] >= 1
+    assert "fb-0" not in normal.kept_by_device, "a confirmed fault is never learned as normal"
+    assert normal.kept_by_device.get("fb-1") == len(recent.ts["fb-1"]), "a false alarm's readings are normal data"
+
+    # Some plain normal traffic to train on.
+    from producers.fleet import run_simulation
+    from producers.scenarios import Scenario
+
+    stats, _ = run_simulation(lc_settings, Scenario(devices=4, device_prefix="retrain", duration_s=300, seed=5),
+                              start_ms=int(time.time() * 1000) - 400_000, speed=0)  # fmt: skip
+    wait_scored(lc_settings, stats.last_ts_ms or {})
+    store = ModelStore(lc_settings.model_dir)
+    before = store.current()
+    done = _cli(lc_settings, "train", "--from-topic", "--since", "1h", "--window", str(WINDOW), "--units", "4", "--epochs", "1")
+    assert done.returncode == 0, done.stderr
+    assert "not promoted" in done.stdout and f"current {before}" in done.stdout
+    assert store.current() == before
+    card = store.load(store.versions()[-1]).card
+    assert card.notes["compared_with"]["version"] == before
+    assert card.notes["left_out"]["confirmed faults"] >= 1
+    assert card.drift_reference is not None
