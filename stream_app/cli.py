@@ -244,6 +244,98 @@ def models_rollback(group: GroupOption = None) -> None:
     console.print(f"rolled back {previous} -> {target}; running workers swap to it within seconds")
 
 
+@models_app.command("shadow")
+def models_shadow(
+    version: Annotated[Optional[str], typer.Argument(help="the candidate version to score beside the current one")] = None,
+    off: Annotated[bool, typer.Option("--off", help="stop shadow scoring")] = False,
+    group: GroupOption = None,
+) -> None:
+    """Make workers score VERSION beside the current model; its alerts go to a shadow stream only."""
+    store = _group_store(_settings(), group)
+    if off == (version is not None):
+        raise CliError("give a VERSION to shadow, or --off")
+    if off:
+        previous = store.set_shadow(None)
+        console.print(f"shadow scoring ended ({previous or 'none was set'})")
+        return
+    assert version is not None
+    if version == store.current():
+        raise CliError(f"{version} is the current version already; shadow a candidate")
+    store.load(version)  # a version whose files cannot be read is refused here, not only by the workers
+    store.set_shadow(version)
+    console.print(
+        f"workers score {version} beside {store.current()} within seconds; its alerts go to the shadow stream only. "
+        "See `floorwatch models compare`."
+    )
+
+
+@models_app.command("compare")
+def models_compare(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Champion and challenger on the same readings: alert rates, agreement, precision on feedback, scoring cost."""
+    import redis.asyncio as aioredis
+
+    from .feedback import FeedbackStore
+    from .shadow import shadow_alerts, shadow_stats
+
+    settings = _settings()
+
+    async def fetch():  # type: ignore[no-untyped-def]
+        client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
+        try:
+            feedback = FeedbackStore(client, settings.redis_prefix)
+            return (await shadow_stats(client, settings.redis_prefix), await shadow_alerts(client, settings.redis_prefix),
+                    await feedback.precision(), await feedback.labelled_episodes())  # fmt: skip
+        finally:
+            await client.aclose()
+
+    stats, alerts, precision, labelled = asyncio.run(fetch())
+    rows = []
+    for candidate, c in stats.items():
+        num = lambda k: float(c.get(k, 0) or 0)  # noqa: E731
+        champion = c.get("champion", "")
+        confirmed = false = 0
+        for alert in (a for a in alerts if a.model_version == candidate and a.episode.state == "open"):
+            from .contracts import to_epoch_ms
+
+            start = to_epoch_ms(alert.episode.started_at)
+            for label in labelled:
+                end = label.get("end_ms") or float("inf")
+                if label["device_id"] == alert.device_id and label["start_ms"] - 60_000 <= start <= end:
+                    confirmed += label["verdict"] == "confirmed"
+                    false += label["verdict"] == "false_alarm"
+                    break
+        champ = precision.get(champion)
+        per_k = lambda n, w: 1000.0 * n / w if w else 0.0  # noqa: E731
+        rows.append({
+            "group": c.get("group", ""), "champion": champion, "challenger": candidate, "readings": int(num("readings")),
+            "windows": {"champion": int(num("champion_windows")), "challenger": int(num("windows"))},
+            "over_line_share": {"champion": num("champion_over_line") / num("champion_windows") if num("champion_windows") else None,
+                                "challenger": num("over_line") / num("windows") if num("windows") else None},
+            "alerts_opened": {"champion": int(num("champion_alerts_opened")), "challenger": int(num("alerts_opened"))},
+            "agreement": num("agree") / num("compared") if num("compared") else None,
+            "precision": {"champion": champ.precision if champ else None,
+                          "challenger": confirmed / (confirmed + false) if confirmed + false else None},
+            "ms_per_1k_windows": {"champion": per_k(num("champion_seconds") * 1000, num("champion_windows")),
+                                  "challenger": per_k(num("seconds") * 1000, num("windows"))},
+        })  # fmt: skip
+    if as_json:
+        import orjson
+
+        sys.stdout.write(orjson.dumps(rows).decode() + "\n")
+        return
+    if not rows:
+        console.print("no shadow results yet (floorwatch models shadow VERSION)")
+        return
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+    table = Table("group", "model", "role", "windows", "over line", "alerts opened", "agreement", "precision", "ms/1k windows")
+    for r in rows:
+        for role, version in (("champion", r["champion"]), ("challenger", r["challenger"])):
+            table.add_row(r["group"], version, role, str(r["windows"][role]), fmt(r["over_line_share"][role], ".3%"),
+                          str(r["alerts_opened"][role]), fmt(r["agreement"], ".2%"), fmt(r["precision"][role], ".2f"),
+                          f"{r['ms_per_1k_windows'][role]:.1f}")  # fmt: skip
+    console.print(table)
+
+
 @models_app.command("health")
 def models_health(
     as_json: Annotated[bool, typer.Option("--json")] = False,

@@ -3,7 +3,8 @@
 * hot reload of promoted versions (reload.py), every ``reload_interval_s``;
 * model-health events (health.py) on the ``model-health`` topic and in Redis;
 * operator feedback from the ``alert-feedback`` topic into Redis (feedback.py);
-* the drift watch (drift.py): figures as Prometheus gauges and in Redis, events when over a limit.
+* the drift watch (drift.py): figures as Prometheus gauges and in Redis, events when over a limit;
+* shadow scoring of a candidate version beside the current one (shadow.py).
 
 The app calls ``before_batch`` before scoring a batch (a built model is installed there, between
 two batches) and ``after_batch`` once the batch is handled.
@@ -30,6 +31,7 @@ from .kafka_config import consumer_config
 from .metrics import Metrics
 from .model_store import ModelBundle
 from .reload import ModelReloader
+from .shadow import ShadowScoring
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -57,6 +59,7 @@ class Lifecycle:
         self.redis: aioredis.Redis | None = None
         self.health: HealthSink | None = None
         self.reloader: ModelReloader | None = None
+        self.shadow: ShadowScoring | None = None
 
     def attach(self, app: faust.App) -> None:
         """Create the lifecycle's topics, sinks and timers on the worker's app."""
@@ -69,9 +72,12 @@ class Lifecycle:
             return await (await health_topic.send(key=key, value=value))
 
         self.health = HealthSink(self.redis, s.redis_prefix, send_health)
+        self.shadow = ShadowScoring(self.detector, self.redis, s.redis_prefix, health=self.health,
+                                    maxlen=s.redis_stream_maxlen, id_ttl_s=s.redis_alert_id_ttl_s)  # fmt: skip
         if s.reload_interval_s > 0:
             self.reloader = ModelReloader(
-                s.model_dir, self.detector, self.build, health=self.health, pinned_default=self.pinned_default
+                s.model_dir, self.detector, self.build, health=self.health, pinned_default=self.pinned_default,
+                on_shadow=self.shadow.set, shadow_of=self.shadow.version_of,
             )
 
             @app.timer(interval=s.reload_interval_s)
@@ -105,6 +111,12 @@ class Lifecycle:
             self.reloader.observe(readings)
 
     async def after_batch(self, readings: Sequence[Reading], detections: Detections) -> None:
+        if self.shadow is not None and self.shadow.candidates:
+            for candidate, found, counters in self.shadow.score(readings, detections):
+                if self.metrics is not None and found.alerts:
+                    self.metrics.shadow_alerts.labels(candidate.model_version).inc(len(found.alerts))
+                assert self.health is not None
+                self.health.submit(self.shadow.write(candidate, found, counters))
         if self.drift is not None:
             result = self.drift.observe(readings, detections)
             for watch in result.evaluated:

@@ -168,6 +168,8 @@ class ModelReloader:
     async def _shadow_changed(self, group: str, watched: _Watched) -> None:
         assert self.on_shadow is not None
         version = watched.store.shadow_version()
+        if version == watched.store.current():
+            version = None  # the candidate was promoted: it is the current model now
         shadowing = self.shadow_of(group)
         if version == shadowing:
             return

@@ -321,3 +321,50 @@ def test_train_from_topic_leaves_out_confirmed_faults_and_keeps_false_alarms(lc_
     assert card.notes["compared_with"]["version"] == before
     assert card.notes["left_out"]["confirmed faults"] >= 1
     assert card.drift_reference is not None
+
+
+def test_shadow_alerts_never_reach_alert_consumers_and_compare_reports_both(lc_settings: Settings, lc_worker: Worker) -> None:
+    from producers.fleet import run_simulation
+    from producers.scenarios import Scenario
+
+    store = ModelStore(lc_settings.model_dir)
+    champion = store.current()
+    candidate = copy_version(store, champion)
+    thresholds = orjson.loads((store.root / candidate / "thresholds.json").read_bytes())
+    thresholds["threshold"] = 0.05  # a jumpy candidate: every window over its line
+    (store.root / candidate / "thresholds.json").write_bytes(orjson.dumps(thresholds))
+    done = _cli(lc_settings, "models", "shadow", candidate)
+    assert done.returncode == 0, done.stderr
+    lc_worker.wait_log(f"shadow scoring for group default: {candidate} beside {champion}")
+
+    stats, _ = run_simulation(lc_settings, Scenario(devices=3, device_prefix="shadowed", duration_s=120, seed=9),
+                              start_ms=int(time.time() * 1000) - 200_000, speed=0)  # fmt: skip
+    wait_scored(lc_settings, stats.last_ts_ms or {})
+    client = redis.Redis.from_url(lc_settings.redis_url_value())
+    deadline = time.monotonic() + 20
+    while True:
+        shadow = [orjson.loads(f[b"alert"]) for _, f in client.xrange(f"{lc_settings.redis_prefix}:shadow:alerts")]
+        ours = [a for a in shadow if a["device_id"].startswith("shadowed")]
+        if len(ours) >= 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert {a["model_version"] for a in ours} == {candidate} and len({a["device_id"] for a in ours}) == 3
+    # Never on the alerts topic nor in the alerts stream: nothing downstream acts on a candidate.
+    assert all(a.model_version != candidate for a in redis_alerts(lc_settings, ""))
+    assert all(a.model_version != candidate for a in topic_alerts(lc_settings, ""))
+
+    compare = _cli(lc_settings, "models", "compare", "--json")
+    assert compare.returncode == 0, compare.stderr
+    row = next(r for r in json.loads(compare.stdout) if r["challenger"] == candidate)
+    assert row["champion"] == champion and row["windows"]["challenger"] > 0 and row["windows"]["champion"] > 0
+    assert row["alerts_opened"]["challenger"] >= 3 and row["alerts_opened"]["champion"] == 0
+    assert row["agreement"] is not None and row["agreement"] < 0.5
+    assert row["ms_per_1k_windows"]["challenger"] > 0
+    table = _cli(lc_settings, "models", "compare")
+    assert "challenger" in table.stdout and candidate in table.stdout
+
+    assert _cli(lc_settings, "models", "shadow", "--off").returncode == 0
+    lc_worker.wait_log(f"shadow scoring for group default ended ({candidate})")
+    history = _cli(lc_settings, "models", "history", "--json")
+    actions = [json.loads(line)["action"] for line in history.stdout.splitlines()]
+    assert actions[-2:] == ["shadow", "shadow-off"]
