@@ -536,13 +536,14 @@ def alerts_recent(
             doc = alert.model_dump(mode="json") | {"feedback": feedback.get(alert.alert_id)}
             sys.stdout.write(orjson.dumps(doc).decode() + "\n")
         return
+    # The alert id is what `alerts label` takes; the window end is in --json.
     table = Table("detected", "alert id", "device", "episode", "severity", "score/thr", "top feature", "checks",
-                  "window end", "model", "feedback")  # fmt: skip
+                  "model", "feedback")  # fmt: skip
     for a in alerts:
         label = feedback.get(a.alert_id, {})
         table.add_row(
             a.detected_at, a.alert_id, a.device_id, a.episode.state, a.severity, f"{a.score:.2f}/{a.threshold:.2f}",
-            a.top_feature, ",".join(a.check_failures), a.window_end, a.model_version,
+            a.top_feature, ",".join(a.check_failures), a.model_version,
             (label.get("verdict", "") + (f": {label['note']}" if label.get("note") else "")).replace("_", " "),
         )  # fmt: skip
     console.print(table if alerts else "no alerts")
