@@ -336,6 +336,38 @@ def models_compare(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
     console.print(table)
 
 
+@models_app.command("autopilot")
+def models_autopilot(group: GroupOption = None) -> None:
+    """The automatic policy (off unless FLOORWATCH_POLICY_ENABLED=true): on a drift event, retrain from the
+    stream, shadow the candidate, promote it if it meets the criteria; every step in `models history`."""
+    import redis.asyncio as aioredis
+
+    from .policy import Criteria, next_drift_event, run_once
+    from .retrain import parse_since
+    from .routing import DEFAULT_GROUP
+
+    settings = _settings()
+    if not settings.policy_enabled:
+        raise CliError("the automatic policy is off: set FLOORWATCH_POLICY_ENABLED=true to run it")
+    parse_since(settings.policy_train_since)  # a bad value fails now, not after the first drift event
+    name = group or DEFAULT_GROUP
+    criteria = Criteria(min_windows=settings.policy_min_windows, max_over_line_share=settings.policy_max_over_line_share)
+    console.print(f"autopilot for group {name}: waiting for drift events (Ctrl-C to stop)")
+    last_id = "$"
+    while True:
+        async def wait(last: str):  # type: ignore[no-untyped-def]
+            client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
+            try:
+                return await next_drift_event(client, settings.redis_prefix, name, last)
+            finally:
+                await client.aclose()
+
+        last_id, event = asyncio.run(wait(last_id))
+        verdict = run_once(settings, name, event, shadow_s=settings.policy_shadow_s,
+                           since=settings.policy_train_since, criteria=criteria)  # fmt: skip
+        console.print(("promoted: " if verdict.promote else "not promoted: ") + verdict.reason)
+
+
 @models_app.command("health")
 def models_health(
     as_json: Annotated[bool, typer.Option("--json")] = False,

@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     drift_rate_window_s: float = Field(86_400.0, ge=60)
     drift_sample_every: int = Field(10, ge=1, description="one reading in N is binned")
     drift_min_samples: int = Field(200, ge=1)
+    # The automatic policy (policy.py, `models autopilot`): off unless enabled.
+    policy_enabled: bool = False
+    policy_shadow_s: float = Field(3600.0, gt=0)
+    policy_train_since: str = "24h"
+    policy_min_windows: int = Field(10_000, ge=1)
+    policy_max_over_line_share: float = Field(0.01, gt=0, le=1)
 
     # --- Episodes: one failure, one alert episode ----------------------------------------------
     episode_open_after: int = Field(3, ge=1, description="consecutive anomalous windows to open")
