@@ -43,6 +43,7 @@ class BenchConfig(BaseModel):
     latency_devices: int = 1000
     latency_failing: int = 100
     memory_devices: list[int] = [1_000, 10_000, 100_000]
+    lifecycle: bool = True  # drift watch and a shadow model, on vs off
 
 
 def ensure_model(settings: Settings, workdir: Path, log: Callable[[str], None]) -> Path:
@@ -181,6 +182,12 @@ def run_bench(settings: Settings, config: BenchConfig, console: Console, *, mode
         if config.memory_devices:
             log("memory: detector holding 1 window per device")
         result.memory = memory(bundle, config.memory_devices, settings.batch_max_size)
+        if config.lifecycle:
+            from .bench_lifecycle import builder, lifecycle_overhead
+
+            log("lifecycle: the batch path plain, with the drift watch, with the drift watch and a shadow model")
+            rates = lifecycle_overhead(bundle, builder(settings.batch_max_size), batch=settings.batch_max_size)
+            result.lifecycle = [r.model_dump() for r in rates]
         if config.e2e:
             _end_to_end(settings, config, result, workdir, log)
         return result
@@ -288,6 +295,14 @@ def print_result(result: BenchResult, console: Console) -> None:
                 f"{lat.offered_per_s:,.0f}", f"{lat.achieved_per_s:,.0f}", f"{lat.consumed:,}/{lat.readings:,}",
                 f"{lat.matched}/{lat.alerts}", fmt(s.p50_ms), fmt(s.p95_ms), fmt(s.p99_ms), fmt(s.max_ms),
             )  # fmt: skip
+        console.print(table)
+    if result.lifecycle:
+        table = Table(title="Lifecycle cost on the batch path (in process, no Kafka/Redis; best of 3 rounds)")
+        for col in ("configuration", "readings", "seconds", "readings/s", "overhead"):
+            table.add_column(col, justify="right")
+        for r in result.lifecycle:
+            table.add_row(str(r["config"]), f"{r['readings']:,}", f"{r['seconds']:.2f}", f"{r['readings_per_s']:,.0f}",
+                          f"{float(r['overhead']):+.1%}")  # type: ignore[arg-type]  # fmt: skip
         console.print(table)
     if result.memory:
         table = Table(title="Memory: detector holding one window per device")

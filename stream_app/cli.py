@@ -643,6 +643,7 @@ def bench(
     latency_seconds: Annotated[float, typer.Option(help="length of the latency run")] = 20.0,
     memory_devices: Annotated[str, typer.Option(help="device counts for the memory run")] = "1000,10000,100000",
     e2e: Annotated[bool, typer.Option(help="run the end-to-end parts (embedded services + a worker)")] = True,
+    lifecycle: Annotated[bool, typer.Option(help="measure the drift watch and a shadow model on vs off")] = True,
 ) -> None:
     """Benchmark: model-only scoring, end-to-end throughput and latency, memory; a table and JSON."""
     from .bench import BenchConfig, print_result, run_bench
@@ -655,7 +656,7 @@ def bench(
 
     config = BenchConfig(
         batch_sizes=ints(batch_sizes), devices=devices, readings_per_device=readings, batched_form=batched_form,
-        latency_rates=[float(r) for r in ints(rates)], latency_seconds=latency_seconds, memory_devices=ints(memory_devices), e2e=e2e,
+        latency_rates=[float(r) for r in ints(rates)], latency_seconds=latency_seconds, memory_devices=ints(memory_devices), e2e=e2e, lifecycle=lifecycle,
     )  # fmt: skip
     if model_dir is not None and not model_dir.is_dir():
         raise CliError(f"model store {model_dir} does not exist")

@@ -1,0 +1,89 @@
+"""``floorwatch bench``'s lifecycle part: what the drift watch and a shadow model cost a worker.
+
+In this process, without Kafka or Redis (the sinks cost the same either way): a backlog of decoded
+readings goes through the worker's batch path (detector; then the drift watch; then a shadow
+detector of the same model), batch by batch at the worker's batch size, and each configuration's
+readings/s is measured. Configurations alternate over ``rounds`` so a busy neighbour on a shared
+machine hurts each alike; the best round of each is reported.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from pydantic import BaseModel
+
+from .contracts import Reading
+from .drift import DriftLimits, FleetDrift
+from .group_detector import GroupDetector
+from .model_store import ModelBundle
+from .scorer import Scorer
+from .shadow import ShadowScoring
+
+
+class LifecycleRate(BaseModel):
+    config: str  # "plain", "drift watch", "drift watch + shadow model"
+    readings: int
+    seconds: float
+    readings_per_s: float
+    overhead: float  # readings/s of plain / this - 1
+
+
+def _readings(bundle: ModelBundle, devices: int, per_device: int, seed: int = 0) -> list[Reading]:
+    rng = np.random.default_rng(seed)
+    mean, scale = np.asarray(bundle.scaler.mean), np.asarray(bundle.scaler.scale)
+    t0 = int(time.time() * 1000) - per_device * 1000 - 60_000
+    out = []
+    for t in range(per_device):
+        values = mean + scale * rng.standard_normal((devices, len(mean)))
+        for d in range(devices):
+            out.append(Reading.model_construct(device_id=f"bench-{d}", ts=t0 + t * 1000,
+                                               values=dict(zip(bundle.card.features, map(float, values[d])))))  # fmt: skip
+    return out
+
+
+def lifecycle_overhead(bundle: ModelBundle, build, *, devices: int = 1000, per_device: int = 64,  # type: ignore[no-untyped-def]
+                       batch: int = 1024, rounds: int = 3) -> list[LifecycleRate]:  # fmt: skip
+    """Readings/s of the batch path plain, with the drift watch, and with the drift watch and a shadow model."""
+    readings = _readings(bundle, devices, per_device)
+    batches = [readings[i : i + batch] for i in range(0, len(readings), batch)]
+    configs = ("plain", "drift watch", "drift watch + shadow model")
+    best = {c: float("inf") for c in configs}
+    for _ in range(rounds):
+        for config in configs:
+            fleet = GroupDetector.single(build(bundle))
+            drift = FleetDrift(fleet, DriftLimits()) if config != "plain" else None
+            shadow = ShadowScoring(fleet, None, "bench") if config.endswith("shadow model") else None
+            if shadow is not None:
+                shadow.set("default", build(bundle))
+            started = time.perf_counter()
+            for chunk in batches:
+                detections = fleet.process(chunk)
+                if drift is not None:
+                    drift.observe(chunk, detections)
+                if shadow is not None:
+                    shadow.score(chunk, detections)
+            best[config] = min(best[config], time.perf_counter() - started)
+    plain = len(readings) / best["plain"]
+    return [
+        LifecycleRate(config=c, readings=len(readings), seconds=round(best[c], 3), readings_per_s=round(len(readings) / best[c]),
+                      overhead=round(plain / (len(readings) / best[c]) - 1.0, 4))  # fmt: skip
+        for c in configs
+    ]
+
+
+def builder(max_batch: int):  # type: ignore[no-untyped-def]
+    """Detectors for the bench: one compiled scorer shared by all (compiling is not what is measured)."""
+    from .detector import Detector, DetectorConfig
+
+    scorers: dict[str, Scorer] = {}
+
+    def build(bundle: ModelBundle) -> Detector:
+        scorer = scorers.get(bundle.version)
+        if scorer is None:
+            scorer = scorers[bundle.version] = Scorer.from_bundle(bundle, max_batch=max_batch)
+            scorer.warm()
+        return Detector(bundle, scorer, DetectorConfig())
+
+    return build
