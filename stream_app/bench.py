@@ -188,6 +188,10 @@ def run_bench(settings: Settings, config: BenchConfig, console: Console, *, mode
             log("lifecycle: the batch path plain, with the drift watch, with the drift watch and a shadow model")
             rates = lifecycle_overhead(bundle, builder(settings.batch_max_size), batch=settings.batch_max_size)
             result.lifecycle = [r.model_dump() for r in rates]
+            from .bench_lifecycle import swap_timing
+
+            log("hot reload: batch times while a new version loads and compiles on a thread")
+            result.swap = swap_timing(bundle, max_batch=settings.batch_max_size).model_dump()
         if config.e2e:
             _end_to_end(settings, config, result, workdir, log)
         return result
@@ -303,6 +307,15 @@ def print_result(result: BenchResult, console: Console) -> None:
         for r in result.lifecycle:
             table.add_row(str(r["config"]), f"{r['readings']:,}", f"{r['seconds']:.2f}", f"{r['readings_per_s']:,.0f}",
                           f"{float(r['overhead']):+.1%}")  # type: ignore[arg-type]  # fmt: skip
+        console.print(table)
+    if result.swap:
+        w = result.swap
+        table = Table(title=f"Hot reload: batch times ({w['batch']} readings) while a version loads and compiles on a thread ({w['build_seconds']} s)")
+        for col in ("phase", "batches", "p50 ms", "p99 ms", "max ms"):
+            table.add_column(col, justify="right")
+        table.add_row("normal", str(w["batches_normal"]), f"{w['p50_ms_normal']:.1f}", f"{w['p99_ms_normal']:.1f}", "")
+        table.add_row("during the build", str(w["batches_during_build"]), f"{w['p50_ms_during_build']:.1f}",
+                      f"{w['p99_ms_during_build']:.1f}", f"{w['max_ms_during_build']:.1f}")  # fmt: skip
         console.print(table)
     if result.memory:
         table = Table(title="Memory: detector holding one window per device")

@@ -87,3 +87,67 @@ def builder(max_batch: int):  # type: ignore[no-untyped-def]
         return Detector(bundle, scorer, DetectorConfig())
 
     return build
+
+
+class SwapTiming(BaseModel):
+    """Batch times of the worker's detector while a new version loads and compiles on a thread (reload.py)."""
+
+    batch: int
+    build_seconds: float
+    batches_normal: int
+    batches_during_build: int
+    p50_ms_normal: float
+    p99_ms_normal: float
+    p50_ms_during_build: float
+    p99_ms_during_build: float
+    max_ms_during_build: float
+
+
+def swap_timing(bundle: ModelBundle, *, max_batch: int = 1024, devices: int = 1000, per_device: int = 64,
+                normal_batches: int = 200) -> SwapTiming:  # fmt: skip
+    """Score batches in a loop; then load and compile ``bundle`` again on a thread (as a hot reload
+    does) while scoring goes on, and compare the batch times. The swap itself is a dict assignment."""
+    import asyncio
+
+    from .detector import Detector, DetectorConfig
+
+    def build() -> Detector:
+        scorer = Scorer.from_bundle(bundle, max_batch=max_batch)
+        scorer.warm()
+        return Detector(bundle, scorer, DetectorConfig())
+
+    readings = _readings(bundle, devices, per_device)
+    batches = [readings[i : i + max_batch] for i in range(0, len(readings), max_batch)]
+
+    async def run() -> tuple[list[float], list[float], float]:
+        fleet = GroupDetector.single(build())
+        normal: list[float] = []
+        during: list[float] = []
+        k = 0
+
+        def one() -> float:
+            nonlocal k
+            started = time.perf_counter()
+            fleet.process(batches[k % len(batches)])
+            k += 1
+            return (time.perf_counter() - started) * 1000
+
+        for _ in range(normal_batches):
+            normal.append(one())
+            await asyncio.sleep(0)
+        started = time.perf_counter()
+        task = asyncio.ensure_future(asyncio.to_thread(build))
+        while not task.done():
+            during.append(one())
+            await asyncio.sleep(0)
+        fleet.install("default", task.result())
+        return normal, during, time.perf_counter() - started
+
+    normal, during, seconds = asyncio.run(run())
+    pct = lambda xs, q: float(np.percentile(xs, q)) if xs else 0.0  # noqa: E731
+    return SwapTiming(
+        batch=max_batch, build_seconds=round(seconds, 2), batches_normal=len(normal), batches_during_build=len(during),
+        p50_ms_normal=round(pct(normal, 50), 2), p99_ms_normal=round(pct(normal, 99), 2),
+        p50_ms_during_build=round(pct(during, 50), 2), p99_ms_during_build=round(pct(during, 99), 2),
+        max_ms_during_build=round(max(during, default=0.0), 2),
+    )  # fmt: skip

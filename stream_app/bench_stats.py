@@ -79,6 +79,7 @@ class BenchResult(BaseModel):
     memory: list[MemoryPoint] = []
     # The drift watch's and a shadow model's cost on the batch path (bench_lifecycle.py).
     lifecycle: list[dict[str, object]] = []
+    swap: dict[str, object] = {}
     notes: list[str] = []
 
 
