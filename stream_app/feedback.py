@@ -93,9 +93,11 @@ class FeedbackStore:
     async def find_alert(self, alert_id: str) -> Alert | None:
         """The alert with this id: from its de-duplication marker (which holds the alert), else the alerts stream."""
         marker = await self.client.get(self.alert_keys.alert_id(alert_id))
-        if marker is not None and marker.startswith(b"{"):
+        if marker is None:
+            return None  # never alerted, or older than the markers' TTL: not scanned for (a flood of bad ids stays cheap)
+        if marker.startswith(b"{"):
             return Alert.model_validate_json(marker)
-        # Markers written before they held the alert ("1"), or expired ones: look in the capped stream.
+        # A marker written before markers held the alert ("1"): look in the capped stream.
         for _, fields in await self.client.xrevrange(self.alert_keys.alerts):
             if fields.get(b"alert_id", b"").decode() == alert_id:
                 return Alert.model_validate_json(fields[b"alert"])
