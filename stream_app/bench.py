@@ -301,7 +301,7 @@ def print_result(result: BenchResult, console: Console) -> None:
             )  # fmt: skip
         console.print(table)
     if result.lifecycle:
-        table = Table(title="Lifecycle cost on the batch path (in process, no Kafka/Redis; best of 3 rounds)")
+        table = Table(title="Lifecycle cost on the batch path (in process, no Kafka/Redis; each step timed, median of 3 passes)")
         for col in ("configuration", "readings", "seconds", "readings/s", "overhead"):
             table.add_column(col, justify="right")
         for r in result.lifecycle:

@@ -5,8 +5,8 @@ notice it (reload.py) and build the candidate. Each batch, after the current mod
 and its alerts are sent, the candidate scores the same readings with its own windows and episodes.
 Its alerts go to a shadow stream in Redis only, never to the alerts topic nor ``<prefix>:alerts``:
 nothing downstream acts on them. Promoting the candidate ends the shadow (it is then the current
-model); ``models shadow --off`` ends it too. A candidate starts with empty windows: each device's
-first T - 1 readings after the start are not scored by it.
+model); ``models shadow --off`` ends it too. A candidate with the current model's window length and
+features starts from a copy of its windows; another starts empty (T - 1 readings per device unscored by it).
 
 Redis (prefix ``floorwatch``):
 
@@ -19,6 +19,7 @@ Redis (prefix ``floorwatch``):
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections.abc import Sequence
@@ -75,6 +76,11 @@ class ShadowScoring:
         """Start (or replace, or with None end) the group's candidate; called by the reloader."""
         old = self.candidates.pop(group, None)
         if candidate is not None:
+            champion = self.detector.detectors[group]
+            if champion.features == candidate.features and champion.windows.length == candidate.windows.length:
+                # A copy of the champion's windows: the candidate scores from the next reading on,
+                # with its own episodes (a copy, so the two never share state).
+                candidate.windows = copy.deepcopy(champion.windows)
             self.candidates[group] = candidate
             log.warning("shadow scoring for group %s: %s beside %s", group, candidate.model_version,
                         self.detector.detectors[group].model_version)  # fmt: skip

@@ -20,5 +20,5 @@ def test_swap_timing_scores_while_the_new_version_compiles(tiny_model_dir: Path)
     from stream_app.bench_lifecycle import swap_timing
     from stream_app.model_store import ModelStore
 
-    timing = swap_timing(ModelStore(tiny_model_dir).load(), max_batch=64, devices=20, per_device=12, normal_batches=5)
+    timing = swap_timing(ModelStore(tiny_model_dir).load(), max_batch=64, devices=20, normal_batches=5)
     assert timing.batches_normal == 5 and timing.batches_during_build >= 1 and timing.build_seconds > 0
