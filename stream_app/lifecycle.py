@@ -104,13 +104,26 @@ class Lifecycle:
             await FeedbackConsumer(config, s.feedback_topic, store, feedback_dead_letter).run()
 
     def before_batch(self, readings: Sequence[Reading]) -> None:
+        # The lifecycle never costs the batch itself: a bug here is logged, and scoring goes on.
+        try:
+            self._before_batch(readings)
+        except Exception:
+            log.exception("model lifecycle step before the batch failed; the batch is scored as usual")
+
+    async def after_batch(self, readings: Sequence[Reading], detections: Detections) -> None:
+        try:
+            await self._after_batch(readings, detections)
+        except Exception:
+            log.exception("model lifecycle step after the batch failed (drift watch or shadow); the batch stands")
+
+    def _before_batch(self, readings: Sequence[Reading]) -> None:
         if self.reloader is not None:
             for group in self.reloader.apply():
                 if self.metrics is not None:
                     self.metrics.model_swaps.labels(group).inc()
             self.reloader.observe(readings)
 
-    async def after_batch(self, readings: Sequence[Reading], detections: Detections) -> None:
+    async def _after_batch(self, readings: Sequence[Reading], detections: Detections) -> None:
         if self.shadow is not None and self.shadow.candidates:
             for candidate, found, counters in self.shadow.score(readings, detections):
                 if self.metrics is not None and found.alerts:
