@@ -198,7 +198,7 @@ def models_list(as_json: Annotated[bool, typer.Option("--json")] = False, group:
 
     settings = _settings()
     store = _group_store(settings, group)
-    cards, current = store.cards(), store.current()
+    cards, current, shadow = store.cards(), store.current(), store.shadow_version()
     if as_json:
         import orjson
 
@@ -207,7 +207,7 @@ def models_list(as_json: Annotated[bool, typer.Option("--json")] = False, group:
     table = Table("", "version", "created", "features", "T", "units", "val. loss", "over thr.", "source")
     for c in cards:
         table.add_row(
-            "*" if c.version == current else "",
+            "*" if c.version == current else "shadow" if c.version == shadow else "",
             c.version,
             c.created_at,
             ",".join(c.features),

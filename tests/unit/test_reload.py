@@ -213,3 +213,26 @@ def test_pointer_stamp_changes_on_promote_only(store: ModelStore) -> None:
     assert store.pointer_stamp() == before
     _write_version(store, ["x", "y"])
     assert store.pointer_stamp() != before
+
+
+def _floorwatch(model_dir: Path, *args: str) -> "subprocess.CompletedProcess[str]":
+    import subprocess
+    import sys
+
+    env = {"PATH": os.environ.get("PATH", ""), "FLOORWATCH_MODEL_DIR": str(model_dir), "PYTHONPATH": os.getcwd()}
+    return subprocess.run([sys.executable, "-m", "stream_app", *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_promote_rollback_and_history(store: ModelStore) -> None:
+    _write_version(store, ["x", "y"], promote=False)
+    done = _floorwatch(store.root, "models", "promote", "v0002")
+    assert done.returncode == 0 and "v0002 is now current (was v0001)" in done.stdout, done.stderr
+    done = _floorwatch(store.root, "models", "rollback")
+    assert done.returncode == 0 and "rolled back v0002 -> v0001" in done.stdout, done.stderr
+    assert store.current() == "v0001"
+    again = _floorwatch(store.root, "models", "rollback")
+    assert again.returncode == 1 and again.stderr.startswith("error: nothing to roll back to: v0001 is the oldest version")
+    history = _floorwatch(store.root, "models", "history")
+    assert history.returncode == 0 and "rollback" in history.stdout and "promote" in history.stdout
+    unknown = _floorwatch(store.root, "models", "shadow", "v0009")
+    assert unknown.returncode == 1 and unknown.stderr.count("\n") == 1 and "unknown model version 'v0009'" in unknown.stderr
