@@ -337,8 +337,9 @@ def test_shadow_alerts_never_reach_alert_consumers_and_compare_reports_both(lc_s
     assert done.returncode == 0, done.stderr
     lc_worker.wait_log(f"shadow scoring for group default: {candidate} beside {champion}")
 
-    stats, _ = run_simulation(lc_settings, Scenario(devices=3, device_prefix="shadowed", duration_s=120, seed=9),
-                              start_ms=int(time.time() * 1000) - 200_000, speed=0)  # fmt: skip
+    scenario = Scenario(devices=3, device_prefix="shadowed", duration_s=120, seed=9)
+    start_ms = int(time.time() * 1000) - 200_000
+    stats, sim = run_simulation(lc_settings, scenario, start_ms=start_ms, speed=0)
     wait_scored(lc_settings, stats.last_ts_ms or {})
     client = redis.Redis.from_url(lc_settings.redis_url_value())
     deadline = time.monotonic() + 20
@@ -360,6 +361,11 @@ def test_shadow_alerts_never_reach_alert_consumers_and_compare_reports_both(lc_s
     assert row["alerts_opened"]["challenger"] >= 3 and row["alerts_opened"]["champion"] == 0
     assert row["agreement"] is not None and row["agreement"] < 0.5
     assert row["ms_per_1k_windows"]["challenger"] > 0
+    # The same figures as an offline run of both versions over the same readings.
+    offline = _offline(lc_settings, [champion, candidate], scenario, start_ms)
+    assert row["windows"] == {"champion": offline[champion]["windows"], "challenger": offline[candidate]["windows"]}
+    assert row["alerts_opened"] == {"champion": offline[champion]["opened"], "challenger": offline[candidate]["opened"]}
+    assert row["over_line_share"]["challenger"] == offline[candidate]["over_line"] / offline[candidate]["windows"]
     table = _cli(lc_settings, "models", "compare")
     assert "challenger" in table.stdout and candidate in table.stdout
 
@@ -368,3 +374,28 @@ def test_shadow_alerts_never_reach_alert_consumers_and_compare_reports_both(lc_s
     history = _cli(lc_settings, "models", "history", "--json")
     actions = [json.loads(line)["action"] for line in history.stdout.splitlines()]
     assert actions[-2:] == ["shadow", "shadow-off"]
+
+
+def _offline(settings: Settings, versions: list[str], scenario, start_ms: int) -> dict[str, dict[str, int]]:  # type: ignore[no-untyped-def]
+    """Each version's detector over the scenario's readings, in this process (what `evaluate` runs)."""
+    from producers.scenarios import FEATURES
+    from producers.simulator import FleetSimulator
+    from stream_app.contracts import Reading
+    from stream_app.worker import build_detector
+
+    readings = [
+        Reading(device_id=device, ts=ts, values=dict(zip(FEATURES, map(float, values[d]))))
+        for ts, values in FleetSimulator(scenario, start_ms).ticks()
+        for d, device in enumerate(FleetSimulator(scenario, start_ms).device_ids)
+    ]
+    store = ModelStore(settings.model_dir)
+    out = {}
+    for version in versions:
+        detector = build_detector(settings.model_copy(update={"batch_max_size": 64}), store.load(version))
+        found = [detector.process(readings[i : i + 64]) for i in range(0, len(readings), 64)]
+        out[version] = {
+            "windows": sum(d.scored for d in found),
+            "over_line": sum(int((d.window_ratio > 1.0).sum()) for d in found),
+            "opened": sum(1 for d in found for a in d.alerts if a.episode.state == "open"),
+        }
+    return out
