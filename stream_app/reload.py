@@ -117,6 +117,11 @@ class ModelReloader:
             if watched is not None and len(watched.sensors) < 256:
                 watched.sensors.update(reading.values)
 
+    def offer(self, group: str, detector: Detector) -> None:
+        """Install ``detector`` for ``group`` at the next batch, as a promoted version would be: the
+        way in for a detector built elsewhere (e.g. an online refit of the serving model)."""
+        self._ready[group] = detector
+
     def apply(self) -> list[str]:
         """Install every version built since the last batch; called between batches. Returns the
         groups swapped."""

@@ -236,3 +236,12 @@ def test_cli_promote_rollback_and_history(store: ModelStore) -> None:
     assert history.returncode == 0 and "rollback" in history.stdout and "promote" in history.stdout
     unknown = _floorwatch(store.root, "models", "shadow", "v0009")
     assert unknown.returncode == 1 and unknown.stderr.count("\n") == 1 and "unknown model version 'v0009'" in unknown.stderr
+
+
+def test_a_detector_offered_directly_is_installed_at_the_next_batch(store: ModelStore) -> None:
+    reloader, detector = _reloader(store)
+    detector.process(_readings("d1", 0, 5), now_ms=NOW)
+    refit = _build(store.load())
+    reloader.offer("default", refit)
+    assert reloader.apply() == ["default"] and detector.detectors["default"] is refit
+    assert detector.process(_readings("d1", 5, 2), now_ms=NOW).scored == 2  # windows carried over
