@@ -199,6 +199,29 @@ class Detector:
         """Carry on with an episode the device's previous worker had open (see ``EpisodeTracker.resume``)."""
         self.episodes.resume(device_id, episode)
 
+    def carry_over_from(self, old: Detector) -> bool:
+        """Take over the per-device state of the detector this one replaces (a hot reload, reload.py).
+
+        Open episodes (and their runs of windows over the line) always carry over: they describe
+        the device, not the model, so a failure that spans a swap stays one episode. Windows and the
+        dynamic method's smoothed scores carry over when the window length and features (names and
+        order) match; then no reading goes unscored. Otherwise each device's window refills from
+        its next readings (T - 1 readings unscored per device) and False is returned.
+        """
+        self.episodes = old.episodes
+        self._episode_top = old._episode_top
+        # Each device's line is in units of its model's calibrated line, and what a device's normal looks
+        # like relative to "typical" does not depend on which version scores it: the lines carry over.
+        self.model_lines, self.level_lines = old.model_lines, old.level_lines
+        self._seen_ms = old._seen_ms
+        same_shape = old.features == self.features and old.windows.length == self.windows.length
+        if same_shape:
+            self.windows = old.windows
+            self._smoothed = old._smoothed  # scores are relative to "typical" (1.0) for every model
+            if old.reservoir is not None and self.reservoir is not None:
+                self.reservoir = old.reservoir  # recent normal windows are the group's, whatever the version
+        return same_shape
+
     def process(self, readings: Sequence[Reading], *, now_ms: int | None = None) -> Detection:
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         if self.pending_refit is not None:

@@ -14,7 +14,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .autoencoder import build_autoencoder
-from .model_store import ModelBundle, ModelCard, ModelStore, Scaler, Thresholds, TrainingSummary, ValidationMetrics
+from .drift import reference_from
+from .model_store import DriftReference, ModelBundle, ModelCard, ModelStore, Scaler, Thresholds, TrainingSummary, ValidationMetrics
 from .scorer import Scorer
 from .thresholds import DEFAULT_EWMA_ALPHA, DEFAULT_MULTIPLIER, DEFAULT_QUANTILE, METHODS, calibrate
 
@@ -137,6 +138,18 @@ def calibration_record(thresholds: Thresholds) -> dict[str, object]:
     return thresholds.model_dump(include={"method", "quantile", "multiplier", "ewma_alpha", "z", "threshold", "feature_thresholds", "stuck_features", "stuck_run", "stuck_runs", "peak_threshold"})
 
 
+def drift_reference(train_values: np.ndarray, features: list[str], val_relative: np.ndarray, thresholds: Thresholds) -> DriftReference:
+    """What the drift watch compares live traffic with: training readings, and validation windows'
+    distance to the line as the detector measures it (per-feature lines, or the one line; the
+    dynamic method's smoothing is left out)."""
+    if thresholds.method == "per-feature":
+        lines = np.array([thresholds.feature_thresholds.get(f, thresholds.threshold) for f in features], np.float32)
+        ratios = (val_relative / lines).max(axis=1)
+    else:
+        ratios = val_relative.max(axis=1) / thresholds.threshold
+    return reference_from(train_values, features, ratios, float((ratios > 1.0).mean()))
+
+
 def train(
     series: list[np.ndarray],
     features: list[str],
@@ -171,7 +184,8 @@ def train(
 
     val_errors, val_peaks = Scorer(model, scaler).raw_errors_and_peaks(x_val)
     thresholds = data.calibrate(val_errors, features, config, val_peaks)
-    val_scores = (val_errors / np.asarray(thresholds.feature_reference)).max(axis=1)
+    val_relative = val_errors / np.asarray(thresholds.feature_reference)
+    val_scores = val_relative.max(axis=1)
     card = ModelCard(
         features=features,
         window=config.window,
@@ -185,6 +199,7 @@ def train(
         ),
         notes={"train_stride": config.train_stride, "validation_share": config.validation_share},
         calibration=calibration_record(thresholds),
+        drift_reference=drift_reference(data.train_values, features, val_relative, thresholds),
     )
     return store.save(model, card, scaler, thresholds, promote=promote)
 

@@ -94,10 +94,15 @@ def run_worker(settings: Settings, version: str | None = None) -> None:
     from .preflight import check_services
 
     check_services(settings)  # before minutes of model loading: a wrong password or no Kafka is one line now
+    from .lifecycle import Lifecycle
+
     detector = build_detectors(settings, version)
     metrics = Metrics()
     metrics.serve(settings.metrics_host, settings.metrics_port)
-    app = create_app(settings, detector, metrics)
+    lifecycle = Lifecycle(
+        settings, detector, lambda bundle: build_detector(settings, bundle), metrics, pinned_default=version is not None
+    )
+    app = create_app(settings, detector, metrics, lifecycle)
     # TensorFlow and Keras leave millions of long-lived objects; without this every full
     # collection walks them all, and it cost about a third of decoding time (measured).
     gc.freeze()
