@@ -18,12 +18,13 @@ from .contracts import Reading
 from .drift import DriftLimits, FleetDrift
 from .group_detector import GroupDetector
 from .model_store import ModelBundle
+from .refit import NormalReservoir
 from .scorer import Scorer
 from .shadow import ShadowScoring
 
 
 class LifecycleRate(BaseModel):
-    config: str  # "plain", "drift watch", "drift watch + shadow model"
+    config: str  # "plain", "drift watch", "drift watch + shadow model", "adaptation off"
     readings: int
     seconds: float
     readings_per_s: float
@@ -49,7 +50,12 @@ def lifecycle_overhead(bundle: ModelBundle, build, *, devices: int = 1000, per_d
 
     One pass scores every batch and times its three steps separately (detector, drift watch, shadow
     detector), so a neighbour's load swings hit all three alike; the median of ``rounds`` passes is kept.
+    The same pass also times a detector with adaptation off (frozen lines, no refit reservoir) on the
+    same batches: "plain" is the worker's detector with its adaptation on.
     """
+    from dataclasses import replace
+
+    from .lines import LineConfig
     readings = _readings(bundle, devices, per_device)
     batches = [readings[i : i + batch] for i in range(0, len(readings), batch)]
     passes = []
@@ -58,7 +64,13 @@ def lifecycle_overhead(bundle: ModelBundle, build, *, devices: int = 1000, per_d
         drift = FleetDrift(fleet, DriftLimits())
         shadow = ShadowScoring(fleet, None, "bench")
         shadow.set("default", build(bundle))
-        spent = np.zeros(3)
+        adaptive = fleet.detectors["default"]
+        adaptive.reservoir = NormalReservoir(adaptive.windows.length, len(adaptive.features), adaptive.config.refit)
+        frozen_detector = build(bundle)
+        frozen_detector.config = replace(frozen_detector.config, lines=LineConfig(enabled=False))
+        frozen_detector.model_lines.config = frozen_detector.level_lines.config = LineConfig(enabled=False)
+        frozen = GroupDetector.single(frozen_detector)
+        spent = np.zeros(4)
         for chunk in batches:
             t0 = time.perf_counter()
             detections = fleet.process(chunk)
@@ -66,10 +78,15 @@ def lifecycle_overhead(bundle: ModelBundle, build, *, devices: int = 1000, per_d
             drift.observe(chunk, detections)
             t2 = time.perf_counter()
             shadow.score(chunk, detections)
-            spent += (t1 - t0, t2 - t1, time.perf_counter() - t2)
+            t3 = time.perf_counter()
+            frozen.process(chunk)
+            spent += (t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3)
         passes.append(spent)
-    plain, drift_s, shadow_s = np.median(np.array(passes), axis=0)
-    totals = {"plain": plain, "drift watch": plain + drift_s, "drift watch + shadow model": plain + drift_s + shadow_s}
+    plain, drift_s, shadow_s, frozen_s = np.median(np.array(passes), axis=0)
+    totals = {
+        "plain": plain, "drift watch": plain + drift_s, "drift watch + shadow model": plain + drift_s + shadow_s,
+        "adaptation off": frozen_s,
+    }  # fmt: skip
     return [
         LifecycleRate(config=c, readings=len(readings), seconds=round(float(t), 3), readings_per_s=round(len(readings) / t),
                       overhead=round(float(t / plain - 1.0), 4))  # fmt: skip
