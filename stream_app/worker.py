@@ -93,7 +93,8 @@ def run_worker(settings: Settings, version: str | None = None) -> None:
     from .app import create_app
     from .preflight import check_services
 
-    check_services(settings)  # before minutes of model loading: a wrong password or no Kafka is one line now
+    load_bundles(settings, version)  # a missing model is the first thing to say (JSON only, quick)
+    check_services(settings)  # before the models compile: a wrong password or no Kafka is one line now
     detector = build_detectors(settings, version)
     metrics = Metrics()
     metrics.serve(settings.metrics_host, settings.metrics_port)
