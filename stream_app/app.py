@@ -26,6 +26,7 @@ from .dead_letters import dead_letter_record
 from .decode import Decoded, Rejection, decode
 from .group_detector import GroupDetector
 from .kafka_config import faust_broker_settings
+from .lifecycle import Lifecycle
 from .metrics import Metrics
 from .settings import Settings
 from .sinks import RedisSink, alert_bytes
@@ -33,7 +34,9 @@ from .sinks import RedisSink, alert_bytes
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) -> faust.App:
+def create_app(
+    settings: Settings, detector: GroupDetector, metrics: Metrics, lifecycle: Lifecycle | None = None
+) -> faust.App:
     datadir = settings.state_dir / "faust" / settings.app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust.App(
@@ -76,6 +79,8 @@ def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) ->
             dead += [await _to_dlq(dlq_topic, message, rejection) for rejection in decoded.rejections]
         metrics.messages.inc(len(messages))
         metrics.readings.inc(len(readings))
+        if lifecycle is not None:
+            lifecycle.before_batch(readings)  # a promoted model is swapped in here, between two batches
 
         # Devices new to this worker (a restart, a rebalance): carry on with the episodes their
         # previous worker left open, so a failure that spans the handover stays one episode.
@@ -103,6 +108,8 @@ def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) ->
         metrics.batch_size.observe(detection.scored)
         metrics.batch_seconds.observe(time.perf_counter() - started)
         metrics.redis_pending.set(sink.pending)
+        if lifecycle is not None:
+            await lifecycle.after_batch(readings, detection)
 
     async def dead_letter_batch(messages: list[Message], exc: Exception) -> None:
         # A message the worker failed on, alone (a bug, or a sink failing past its retries): it goes
@@ -112,6 +119,9 @@ def create_app(settings: Settings, detector: GroupDetector, metrics: Metrics) ->
         sent = [await _to_dlq(dlq_topic, m, Rejection(reason, m.value() or b"")) for m in messages]
         await asyncio.gather(*sent)
         metrics.dead_letters.inc(len(sent))
+
+    if lifecycle is not None:
+        lifecycle.attach(app)
 
     @app.task
     async def consume_readings() -> None:

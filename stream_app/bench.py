@@ -43,6 +43,7 @@ class BenchConfig(BaseModel):
     latency_devices: int = 1000
     latency_failing: int = 100
     memory_devices: list[int] = [1_000, 10_000, 100_000]
+    lifecycle: bool = True  # drift watch and a shadow model, on vs off
 
 
 def ensure_model(settings: Settings, workdir: Path, log: Callable[[str], None]) -> Path:
@@ -181,6 +182,16 @@ def run_bench(settings: Settings, config: BenchConfig, console: Console, *, mode
         if config.memory_devices:
             log("memory: detector holding 1 window per device")
         result.memory = memory(bundle, config.memory_devices, settings.batch_max_size)
+        if config.lifecycle:
+            from .bench_lifecycle import builder, lifecycle_overhead
+
+            log("lifecycle: the batch path plain, with the drift watch, with the drift watch and a shadow model")
+            rates = lifecycle_overhead(bundle, builder(settings.batch_max_size), batch=settings.batch_max_size)
+            result.lifecycle = [r.model_dump() for r in rates]
+            from .bench_lifecycle import swap_timing
+
+            log("hot reload: batch times while a new version loads and compiles on a thread")
+            result.swap = swap_timing(bundle, max_batch=settings.batch_max_size).model_dump()
         if config.e2e:
             _end_to_end(settings, config, result, workdir, log)
         return result
@@ -288,6 +299,23 @@ def print_result(result: BenchResult, console: Console) -> None:
                 f"{lat.offered_per_s:,.0f}", f"{lat.achieved_per_s:,.0f}", f"{lat.consumed:,}/{lat.readings:,}",
                 f"{lat.matched}/{lat.alerts}", fmt(s.p50_ms), fmt(s.p95_ms), fmt(s.p99_ms), fmt(s.max_ms),
             )  # fmt: skip
+        console.print(table)
+    if result.lifecycle:
+        table = Table(title="Lifecycle cost on the batch path (in process, no Kafka/Redis; each step timed, median of 3 passes)")
+        for col in ("configuration", "readings", "seconds", "readings/s", "overhead"):
+            table.add_column(col, justify="right")
+        for r in result.lifecycle:
+            table.add_row(str(r["config"]), f"{r['readings']:,}", f"{r['seconds']:.2f}", f"{r['readings_per_s']:,.0f}",
+                          f"{float(r['overhead']):+.1%}")  # type: ignore[arg-type]  # fmt: skip
+        console.print(table)
+    if result.swap:
+        w = result.swap
+        table = Table(title=f"Hot reload: batch times ({w['batch']} readings) while a version loads and compiles on a thread ({w['build_seconds']} s)")
+        for col in ("phase", "batches", "p50 ms", "p99 ms", "max ms"):
+            table.add_column(col, justify="right")
+        table.add_row("normal", str(w["batches_normal"]), f"{w['p50_ms_normal']:.1f}", f"{w['p99_ms_normal']:.1f}", "")
+        table.add_row("during the build", str(w["batches_during_build"]), f"{w['p50_ms_during_build']:.1f}",
+                      f"{w['p99_ms_during_build']:.1f}", f"{w['max_ms_during_build']:.1f}")  # fmt: skip
         console.print(table)
     if result.memory:
         table = Table(title="Memory: detector holding one window per device")

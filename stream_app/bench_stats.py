@@ -77,6 +77,9 @@ class BenchResult(BaseModel):
     throughput: list[Throughput] = []
     latency: list[Latency] = []
     memory: list[MemoryPoint] = []
+    # The drift watch's and a shadow model's cost on the batch path (bench_lifecycle.py).
+    lifecycle: list[dict[str, object]] = []
+    swap: dict[str, object] = {}
     notes: list[str] = []
 
 

@@ -119,12 +119,34 @@ def train(
     promote: Annotated[bool, typer.Option(help="make the new version current")] = True,
     if_missing: Annotated[bool, typer.Option(help="do nothing if the store has a current model")] = False,
     group: GroupOption = None,
+    from_topic: Annotated[bool, typer.Option("--from-topic", help="train a candidate on recent readings from the readings topic (not promoted)")] = False,
+    since: Annotated[str, typer.Option(help="--from-topic: how far back, e.g. 24h, 90m, 2d")] = "24h",
 ) -> None:
     """Train an LSTM autoencoder on normal data and save it as a new model version."""
     from .training import TrainingConfig, train as train_model
 
     settings = _settings()
     store = _group_store(settings, group)
+    if from_topic:
+        from .retrain import train_from_topic
+
+        config = TrainingConfig(window=window, units=units, epochs=epochs, quantile=quantile, multiplier=multiplier,
+                                threshold_method=threshold_method, ewma_alpha=ewma_alpha, seed=seed)  # fmt: skip
+        names = [f.strip() for f in features.split(",")] if features else None
+        with console.status("reading the topic and training..."):
+            bundle, summary = train_from_topic(settings, since, group, config, features=names)
+        normal, cmp = summary["normal"], summary["comparison"]
+        v = bundle.card.validation
+        console.print(f"[bold]{bundle.version}[/] saved in {bundle.path} (not promoted): {bundle.card.training.source}")
+        console.print("left out: " + ", ".join(f"{n} {k}" for k, n in summary["counts"].items()))
+        console.print(f"candidate: threshold {bundle.thresholds.threshold:.3f}, "
+                      f"{v.validation_windows_over_threshold:.2%} of recent normal windows over its line")  # fmt: skip
+        if cmp is not None:
+            console.print(f"current {cmp['version']}: threshold {cmp['threshold']:.3f}, "
+                          f"{cmp['validation_windows_over_threshold']:.2%} of the same windows over its line")  # fmt: skip
+        console.print(f"next: floorwatch models shadow {bundle.card.version}" + (f" --group {group}" if group else "")
+                      + f", then models compare, promote {bundle.card.version} or discard it")  # fmt: skip
+        return
     if if_missing and store.current() is not None:
         console.print(f"model {store.load().version} exists; not training")
         return
@@ -176,7 +198,7 @@ def models_list(as_json: Annotated[bool, typer.Option("--json")] = False, group:
 
     settings = _settings()
     store = _group_store(settings, group)
-    cards, current = store.cards(), store.current()
+    cards, current, shadow = store.cards(), store.current(), store.shadow_version()
     if as_json:
         import orjson
 
@@ -185,7 +207,7 @@ def models_list(as_json: Annotated[bool, typer.Option("--json")] = False, group:
     table = Table("", "version", "created", "features", "T", "units", "val. loss", "over thr.", "source")
     for c in cards:
         table.add_row(
-            "*" if c.version == current else "",
+            "*" if c.version == current else "shadow" if c.version == shadow else "",
             c.version,
             c.created_at,
             ",".join(c.features),
@@ -205,9 +227,215 @@ def models_promote(version: str, group: GroupOption = None) -> None:
     """Make VERSION the model that workers load (for the default model, or an asset group's)."""
     settings = _settings()
     store = _group_store(settings, group)
-    store.promote(version)
-    console.print(f"{store.load(version).version} is now current; restart workers to load it")
+    previous = store.promote(version)
+    console.print(
+        f"{store.load(version).version} is now current (was {previous or 'none'}); running workers swap to it "
+        "within seconds, between two batches (see `floorwatch models history`)"
+    )
     _note_if_unrouted(settings, group)
+
+
+@models_app.command("rollback")
+def models_rollback(group: GroupOption = None) -> None:
+    """Make the version current again that the current one replaced (for the default model, or an asset group's)."""
+    settings = _settings()
+    store = _group_store(settings, group)
+    previous, target = store.rollback()
+    console.print(f"rolled back {previous} -> {target}; running workers swap to it within seconds")
+
+
+@models_app.command("shadow")
+def models_shadow(
+    version: Annotated[Optional[str], typer.Argument(help="the candidate version to score beside the current one")] = None,
+    off: Annotated[bool, typer.Option("--off", help="stop shadow scoring")] = False,
+    group: GroupOption = None,
+) -> None:
+    """Make workers score VERSION beside the current model; its alerts go to a shadow stream only."""
+    store = _group_store(_settings(), group)
+    if off == (version is not None):
+        raise CliError("give a VERSION to shadow, or --off")
+    if off:
+        previous = store.set_shadow(None)
+        console.print(f"shadow scoring ended ({previous or 'none was set'})")
+        return
+    assert version is not None
+    if version == store.current():
+        raise CliError(f"{version} is the current version already; shadow a candidate")
+    store.load(version)  # a version whose files cannot be read is refused here, not only by the workers
+    store.set_shadow(version)
+    console.print(
+        f"workers score {version} beside {store.current()} within seconds; its alerts go to the shadow stream only. "
+        "See `floorwatch models compare`."
+    )
+
+
+@models_app.command("compare")
+def models_compare(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Champion and challenger on the same readings: alert rates, agreement, precision on feedback, scoring cost."""
+    import redis.asyncio as aioredis
+
+    from .feedback import FeedbackStore
+    from .shadow import shadow_alerts, shadow_stats
+
+    settings = _settings()
+
+    async def fetch():  # type: ignore[no-untyped-def]
+        client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
+        try:
+            feedback = FeedbackStore(client, settings.redis_prefix)
+            return (await shadow_stats(client, settings.redis_prefix), await shadow_alerts(client, settings.redis_prefix),
+                    await feedback.precision(), await feedback.labelled_episodes())  # fmt: skip
+        finally:
+            await client.aclose()
+
+    stats, alerts, precision, labelled = asyncio.run(fetch())
+    rows = []
+    for candidate, c in stats.items():
+        num = lambda k: float(c.get(k, 0) or 0)  # noqa: E731
+        champion = c.get("champion", "")
+        confirmed = false = 0
+        for alert in (a for a in alerts if a.model_version == candidate and a.episode.state == "open"):
+            from .contracts import to_epoch_ms
+
+            start = to_epoch_ms(alert.episode.started_at)
+            for label in labelled:
+                end = label.get("end_ms") or float("inf")
+                if label["device_id"] == alert.device_id and label["start_ms"] - 60_000 <= start <= end:
+                    confirmed += label["verdict"] == "confirmed"
+                    false += label["verdict"] == "false_alarm"
+                    break
+        champ = precision.get(champion)
+        per_k = lambda n, w: 1000.0 * n / w if w else 0.0  # noqa: E731
+        rows.append({
+            "group": c.get("group", ""), "champion": champion, "challenger": candidate, "readings": int(num("readings")),
+            "windows": {"champion": int(num("champion_windows")), "challenger": int(num("windows"))},
+            "over_line_share": {"champion": num("champion_over_line") / num("champion_windows") if num("champion_windows") else None,
+                                "challenger": num("over_line") / num("windows") if num("windows") else None},
+            "alerts_opened": {"champion": int(num("champion_alerts_opened")), "challenger": int(num("alerts_opened"))},
+            "agreement": num("agree") / num("compared") if num("compared") else None,
+            "precision": {"champion": champ.precision if champ else None,
+                          "challenger": confirmed / (confirmed + false) if confirmed + false else None},
+            "ms_per_1k_windows": {"champion": per_k(num("champion_seconds") * 1000, num("champion_windows")),
+                                  "challenger": per_k(num("seconds") * 1000, num("windows"))},
+        })  # fmt: skip
+    if as_json:
+        import orjson
+
+        sys.stdout.write(orjson.dumps(rows).decode() + "\n")
+        return
+    if not rows:
+        console.print("no shadow results yet (floorwatch models shadow VERSION)")
+        return
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+    table = Table("group", "model", "role", "windows", "over line", "alerts opened", "agreement", "precision", "ms/1k windows")
+    for r in rows:
+        for role, version in (("champion", r["champion"]), ("challenger", r["challenger"])):
+            table.add_row(r["group"], version, role, str(r["windows"][role]), fmt(r["over_line_share"][role], ".3%"),
+                          str(r["alerts_opened"][role]), fmt(r["agreement"], ".2%"), fmt(r["precision"][role], ".2f"),
+                          f"{r['ms_per_1k_windows'][role]:.1f}")  # fmt: skip
+    console.print(table)
+
+
+@models_app.command("autopilot")
+def models_autopilot(group: GroupOption = None) -> None:
+    """The automatic policy (off unless FLOORWATCH_POLICY_ENABLED=true): on a drift event, retrain from the
+    stream, shadow the candidate, promote it if it meets the criteria; every step in `models history`."""
+    import redis.asyncio as aioredis
+
+    from .policy import Criteria, next_drift_event, run_once
+    from .retrain import parse_since
+    from .routing import DEFAULT_GROUP
+
+    settings = _settings()
+    if not settings.policy_enabled:
+        raise CliError("the automatic policy is off: set FLOORWATCH_POLICY_ENABLED=true to run it")
+    parse_since(settings.policy_train_since)  # a bad value fails now, not after the first drift event
+    name = group or DEFAULT_GROUP
+    criteria = Criteria(min_windows=settings.policy_min_windows, max_over_line_share=settings.policy_max_over_line_share)
+    console.print(f"autopilot for group {name}: waiting for drift events (Ctrl-C to stop)")
+    last_id = "$"
+    while True:
+        async def wait(last: str):  # type: ignore[no-untyped-def]
+            client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
+            try:
+                return await next_drift_event(client, settings.redis_prefix, name, last)
+            finally:
+                await client.aclose()
+
+        last_id, event = asyncio.run(wait(last_id))
+        verdict = run_once(settings, name, event, shadow_s=settings.policy_shadow_s,
+                           since=settings.policy_train_since, criteria=criteria)  # fmt: skip
+        console.print(("promoted: " if verdict.promote else "not promoted: ") + verdict.reason)
+
+
+@models_app.command("health")
+def models_health(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    events: Annotated[int, typer.Option(help="how many recent model-health events to show")] = 10,
+) -> None:
+    """Drift figures per asset group and feature (from the workers), recent model-health events, and
+    each model version's precision from operator feedback."""
+    import redis.asyncio as aioredis
+
+    from .feedback import FeedbackStore
+    from .health import read_events, read_figures
+    from .routing import DEFAULT_GROUP
+
+    settings = _settings()
+    groups = [DEFAULT_GROUP, *(g.name for g in settings.asset_group_list())]
+
+    async def fetch():  # type: ignore[no-untyped-def]
+        client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
+        try:
+            return (
+                await read_figures(client, settings.redis_prefix, groups),
+                await read_events(client, settings.redis_prefix, events),
+                await FeedbackStore(client, settings.redis_prefix).precision(),
+            )
+        finally:
+            await client.aclose()
+
+    figures, recent, precision = asyncio.run(fetch())
+    if as_json:
+        import orjson
+
+        doc = {
+            "figures": figures,
+            "events": [e.model_dump(mode="json") for e in recent],
+            "precision": {v: p.model_dump() | {"precision": p.precision} for v, p in precision.items()},
+        }
+        sys.stdout.write(orjson.dumps(doc).decode() + "\n")
+        return
+    table = Table("group", "model", "figure", "feature", "value", "limit", "")
+    for group, found in figures.items():
+        for key, f in found.items():
+            figure, _, feature = key.partition(":")
+            over = float(f["value"]) > float(f["limit"])
+            table.add_row(group, str(f.get("model_version", "")), figure, feature, f"{f['value']:.4f}", f"{f['limit']:g}",
+                          "[red]over[/]" if over else "ok")  # fmt: skip
+    console.print(table if any(figures.values()) else "no drift figures yet (workers write them once a minute of readings)")
+    ptable = Table("model", "labelled episodes", "confirmed", "false alarms", "precision")
+    for version, p in precision.items():
+        ptable.add_row(version, str(p.labelled), str(p.confirmed), str(p.false_alarms),
+                       f"{p.precision:.2f}" if p.precision is not None else "-")  # fmt: skip
+    console.print(ptable if precision else "no operator feedback yet (floorwatch alerts label ALERT_ID --confirmed|--false-alarm)")
+    for e in recent:
+        console.print(f"{e.at}  {e.kind:12} {e.message}", markup=False, highlight=False)
+
+
+@models_app.command("history")
+def models_history(group: GroupOption = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The model store's audit log: train, promote, rollback, shadow, refused versions (oldest first)."""
+    store = _group_store(_settings(), group)
+    entries = store.audit.entries()
+    if as_json:
+        for entry in entries:
+            sys.stdout.write(entry.model_dump_json() + "\n")
+        return
+    table = Table("at", "action", "version", "previous", "by", "note")
+    for e in entries:
+        table.add_row(e.at, e.action, e.version or "", e.previous or "", e.by, e.note[:80])
+    console.print(table if entries else f"no history in {store.root}")
 
 
 def _group_store(settings: Settings, group: str | None) -> ModelStore:
@@ -321,25 +549,71 @@ def alerts_recent(
 
     settings = _settings()
 
-    async def fetch() -> list:
+    async def fetch_with_feedback() -> tuple[list, dict[str, dict[str, str]]]:
+        from .feedback import FeedbackStore
+
         client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
         try:
-            return await recent_alerts(client, settings.redis_prefix, device, count)
+            found = await recent_alerts(client, settings.redis_prefix, device, count)
+            return found, await FeedbackStore(client, settings.redis_prefix).for_alerts(found)
         finally:
             await client.aclose()
 
-    alerts = asyncio.run(fetch())
+    alerts, feedback = asyncio.run(fetch_with_feedback())
     if as_json:
+        import orjson
+
         for alert in alerts:
-            _print_alert(alert, True)
+            doc = alert.model_dump(mode="json") | {"feedback": feedback.get(alert.alert_id)}
+            sys.stdout.write(orjson.dumps(doc).decode() + "\n")
         return
-    table = Table("detected", "device", "episode", "severity", "score/thr", "top feature", "checks", "window end")
+    # The alert id is what `alerts label` takes; the window end is in --json.
+    table = Table("detected", "alert id", "device", "episode", "severity", "score/thr", "top feature", "checks",
+                  "model", "feedback")  # fmt: skip
     for a in alerts:
+        label = feedback.get(a.alert_id, {})
         table.add_row(
-            a.detected_at, a.device_id, a.episode.state, a.severity, f"{a.score:.2f}/{a.threshold:.2f}",
-            a.top_feature, ",".join(a.check_failures), a.window_end,
+            a.detected_at, a.alert_id, a.device_id, a.episode.state, a.severity, f"{a.score:.2f}/{a.threshold:.2f}",
+            a.top_feature, ",".join(a.check_failures), a.model_version,
+            (label.get("verdict", "") + (f": {label['note']}" if label.get("note") else "")).replace("_", " "),
         )  # fmt: skip
     console.print(table if alerts else "no alerts")
+
+
+@alerts_app.command("label")
+def alerts_label(
+    alert_id: str,
+    confirmed: Annotated[bool, typer.Option("--confirmed", help="the alert was a real fault")] = False,
+    false_alarm: Annotated[bool, typer.Option("--false-alarm", help="the alert was wrong")] = False,
+    note: Annotated[str, typer.Option(help="what was found")] = "",
+    by: Annotated[Optional[str], typer.Option(help="who judged it (default: your user name)")] = None,
+) -> None:
+    """Say whether an alert was right: feeds precision per model version and retraining."""
+    import redis.asyncio as aioredis
+
+    from .feedback import Feedback, FeedbackStore, UnknownAlert
+    from .registry_audit import _who
+
+    if confirmed == false_alarm:
+        raise CliError("give exactly one of --confirmed or --false-alarm")
+    settings = _settings()
+    feedback = Feedback(alert_id=alert_id, verdict="confirmed" if confirmed else "false_alarm", note=note, by=by or _who())
+
+    async def record():  # type: ignore[no-untyped-def]
+        client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
+        try:
+            return await FeedbackStore(client, settings.redis_prefix).record(feedback)
+        finally:
+            await client.aclose()
+
+    try:
+        alert = asyncio.run(record())
+    except UnknownAlert as exc:
+        raise CliError(str(exc)) from exc
+    console.print(
+        f"alert {alert_id} ({alert.device_id}, episode {alert.episode.episode_id}, model {alert.model_version}) "
+        f"labelled {feedback.verdict.replace('_', ' ')}"
+    )
 
 
 def _print_alert(alert, as_json: bool) -> None:  # type: ignore[no-untyped-def]
@@ -368,6 +642,7 @@ def bench(
     latency_seconds: Annotated[float, typer.Option(help="length of the latency run")] = 20.0,
     memory_devices: Annotated[str, typer.Option(help="device counts for the memory run")] = "1000,10000,100000",
     e2e: Annotated[bool, typer.Option(help="run the end-to-end parts (embedded services + a worker)")] = True,
+    lifecycle: Annotated[bool, typer.Option(help="measure the drift watch and a shadow model on vs off")] = True,
 ) -> None:
     """Benchmark: model-only scoring, end-to-end throughput and latency, memory; a table and JSON."""
     from .bench import BenchConfig, print_result, run_bench
@@ -380,7 +655,7 @@ def bench(
 
     config = BenchConfig(
         batch_sizes=ints(batch_sizes), devices=devices, readings_per_device=readings, batched_form=batched_form,
-        latency_rates=[float(r) for r in ints(rates)], latency_seconds=latency_seconds, memory_devices=ints(memory_devices), e2e=e2e,
+        latency_rates=[float(r) for r in ints(rates)], latency_seconds=latency_seconds, memory_devices=ints(memory_devices), e2e=e2e, lifecycle=lifecycle,
     )  # fmt: skip
     if model_dir is not None and not model_dir.is_dir():
         raise CliError(f"model store {model_dir} does not exist")
@@ -404,7 +679,7 @@ def evaluate(
     label_column: Annotated[Optional[str], typer.Option(help="CSV: 0/1 label column (default: `anomaly` where present; a file without labels is scored as all normal)")] = None,
     time_column: Annotated[Optional[str], typer.Option(help="CSV: time column (default: the first)")] = None,
     features: Annotated[Optional[str], typer.Option(help="CSV or SKAB: comma-separated sensor columns (default: all sensors)")] = None,
-    train_rows: Annotated[int, typer.Option("--train-rows", "--warmup-rows", help="CSV: learn a model per file on its first N rows, then score the rest causally while it keeps learning (0: use the stored model)")] = 0,
+    train_rows: Annotated[float, typer.Option("--train-rows", "--warmup-rows", help="CSV: learn a model per file on its first N rows (N < 1: that share of each file's rows), then score the rest causally while it keeps learning (0: use the stored model)")] = 0,
     skab: Annotated[Optional[Path], typer.Option(help="SKAB data folder, e.g. ../shared/data/skab (SKAB protocol)")] = None,
     smd: Annotated[Optional[Path], typer.Option(help="SMD data folder, e.g. ../shared/data/smd (a model per machine on its train part)")] = None,
     machines: Annotated[Optional[str], typer.Option(help="SMD: comma-separated machines (default: all in the folder)")] = None,

@@ -80,8 +80,8 @@ class DetectorConfig:
     lines: LineConfig = LineConfig()
     refit: RefitConfig = RefitConfig()
     trace: bool = False  # fill Detection's per-window evaluation arrays
-    # A level envelope or a stuck exemption list learnt from fewer windows than this describes a few
-    # hours of one machine, not its process: the check is then off (and says so) rather than wrong.
+    # A level envelope learnt from fewer windows than this describes a few hours of one machine, not
+    # its process: the check is then off (and says so) rather than wrong.
     min_check_windows: int = 1000
 
 
@@ -113,6 +113,7 @@ class Detector:
         self.reservoir = NormalReservoir(bundle.card.window, len(self.features), config.refit) if on_refit else None
         self.on_refit = on_refit
         self.refits = {"kept": 0, "discarded": 0}
+        self._episode_top: dict[str, str] = {}  # device -> the top feature of its open episode
         # A background refit's result, installed at the start of the next batch (refit.BackgroundRefitter).
         self.pending_refit: RefitResult | None = None
         # Staging area for one micro-batch of windows; grown on demand.
@@ -140,22 +141,29 @@ class Detector:
                 bundle.version, bundle.card.training.validation_windows, self.config.min_check_windows,
             )  # fmt: skip
         bounds = np.array([envelope.get(f, (-np.inf, np.inf)) for f in self.features], np.float64)
-        finite = np.isfinite(bounds).all(axis=1)
+        # A sensor that never moved in calibration has an envelope of zero width: any reading would be
+        # infinitely far from normal. It says nothing about how far is too far, so it has no level check.
+        finite = np.isfinite(bounds).all(axis=1) & (bounds[:, 1] - bounds[:, 0] > 1e-9 * (1.0 + np.abs(bounds).max(axis=1)))
         with np.errstate(invalid="ignore"):  # (-inf + inf) / 2 for features without an envelope, masked below
             self._centre = np.where(finite, bounds.mean(axis=1), 0.0).astype(np.float32)
         self._half = np.where(finite, (bounds[:, 1] - bounds[:, 0]) / 2, np.inf).astype(np.float32)
-        stuck = thresholds.stuck_features
-        trained = bundle.card.training.train_windows + bundle.card.training.validation_windows
-        if trained < self.config.min_check_windows:
-            stuck = []  # too little history to know which sensors may legitimately sit still
-        self._stuck_mask = np.array([stuck is None or f in stuck for f in self.features], bool)
-        self._stuck_run = min(thresholds.stuck_run or bundle.card.window, bundle.card.window)
+        # Each feature's stuck run: how many equal readings in a row are not chance for it (thresholds.stuck_runs);
+        # a run longer than the window can never be seen, so the feature has no stuck check.
+        never = bundle.card.window + 1
+        if thresholds.stuck_runs:
+            runs = [thresholds.stuck_runs.get(f, never) for f in self.features]
+        else:  # models from before per-feature runs: one run for the features that never sat still
+            run = min(thresholds.stuck_run or bundle.card.window, bundle.card.window)
+            stuck = thresholds.stuck_features
+            runs = [run if stuck is None or f in stuck else never for f in self.features]
+        self._stuck_runs = np.array(runs, np.int64)
         self._method = thresholds.method
         # Per-feature method: each feature's relative error against its own line.
         self._feature_lines = np.array(
             [thresholds.feature_thresholds.get(f, self.threshold) for f in self.features], np.float32
         )
         self._alpha = thresholds.ewma_alpha or 1.0
+        self._peak_threshold = thresholds.peak_threshold
 
     @property
     def model_version(self) -> str:
@@ -179,6 +187,7 @@ class Detector:
             self.model_lines.forget(device)
             self.level_lines.forget(device)
             self._smoothed.pop(device, None)
+            self._episode_top.pop(device, None)
         return idle
 
     @property
@@ -189,6 +198,29 @@ class Detector:
     def resume(self, device_id: str, episode: OpenEpisode) -> None:
         """Carry on with an episode the device's previous worker had open (see ``EpisodeTracker.resume``)."""
         self.episodes.resume(device_id, episode)
+
+    def carry_over_from(self, old: Detector) -> bool:
+        """Take over the per-device state of the detector this one replaces (a hot reload, reload.py).
+
+        Open episodes (and their runs of windows over the line) always carry over: they describe
+        the device, not the model, so a failure that spans a swap stays one episode. Windows and the
+        dynamic method's smoothed scores carry over when the window length and features (names and
+        order) match; then no reading goes unscored. Otherwise each device's window refills from
+        its next readings (T - 1 readings unscored per device) and False is returned.
+        """
+        self.episodes = old.episodes
+        self._episode_top = old._episode_top
+        # Each device's line is in units of its model's calibrated line, and what a device's normal looks
+        # like relative to "typical" does not depend on which version scores it: the lines carry over.
+        self.model_lines, self.level_lines = old.model_lines, old.level_lines
+        self._seen_ms = old._seen_ms
+        same_shape = old.features == self.features and old.windows.length == self.windows.length
+        if same_shape:
+            self.windows = old.windows
+            self._smoothed = old._smoothed  # scores are relative to "typical" (1.0) for every model
+            if old.reservoir is not None and self.reservoir is not None:
+                self.reservoir = old.reservoir  # recent normal windows are the group's, whatever the version
+        return same_shape
 
     def process(self, readings: Sequence[Reading], *, now_ms: int | None = None) -> Detection:
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
@@ -276,11 +308,11 @@ class Detector:
         # a window whose mean leaves the normal envelope is out of range, whatever the model says.
         # (Reductions over the short window and feature axes are written as a few whole-array ops:
         # numpy's own, e.g. np.ptp(axis=1), cost ~1 us a window, a tenth of the detector's time.)
-        last = windows[:, -1]
-        same = (windows[:, t] == last for t in range(-self._stuck_run, -1))
-        stuck = functools.reduce(np.logical_and, same, np.broadcast_to(self._stuck_mask, last.shape))
+        stuck = _trailing_run(windows) >= self._stuck_runs
         level = np.abs(np.einsum("ntf->nf", windows) / windows.shape[1] - self._centre) / self._half  # 1.0 = edge of the envelope
         model = self._model_ratio(devices, scores)  # 1.0 = the model's calibrated line
+        if scores.peak is not None and self._peak_threshold:
+            model = np.maximum(model, scores.peak / self._peak_threshold)
         level_max = row_max(level)
         broken = self._broken_rules(windows, fresh)
         checked = _row_any(stuck) | _row_any(broken)
@@ -325,7 +357,7 @@ class Detector:
                 checks += [(f"stuck:{self.features[j]}", self.features[j]) for j in np.flatnonzero(stuck[i])]
                 checks += [(f"level:{self.features[j]}", self.features[j]) for j in np.flatnonzero(level[i] / l_line > 1.0)]
                 out.alerts.append(
-                    self._alert(device, spans[i], scores, i, m_line, checks, transition)
+                    self._alert(device, spans[i], scores, i, m_line, float(r), checks, transition)
                 )
         out.scored = n
         out.window_devices = devices
@@ -374,11 +406,24 @@ class Detector:
         scores: Scores,
         i: int,
         line: float,
+        ratio: float,
         checks: list[tuple[str, str]],
         transition: Transition,
     ) -> Alert:
         errors = {f: round(float(e), 4) for f, e in zip(self.features, scores.feature_errors[i])}
-        top = checks[0][1] if checks else max(errors, key=errors.__getitem__)
+        # The feature that raised the episode names every alert of it, the closing one too.
+        top = self._episode_top.get(device) if transition.kind != "open" else None
+        if top is None:
+            top = checks[0][1] if checks else max(errors, key=errors.__getitem__)
+        if transition.kind == "open":
+            self._episode_top[device] = top
+        elif transition.kind == "closed":
+            self._episode_top.pop(device, None)
+        threshold = self.threshold * line
+        # ``score`` is the window's distance to normal in score units, so score > threshold exactly when the
+        # window was over the line, whichever part (model or level check) put it there; a stuck sensor or a
+        # broken rule (an infinite distance) keeps the model's score, and check_failures says why.
+        score = ratio * threshold if np.isfinite(ratio) else float(scores.score[i])
         # The alert id names the escalation too: each update of one episode is its own alert.
         state_key = transition.kind if transition.kind != "update" else f"update:{severity(transition.peak_score)}"
         return Alert(
@@ -386,8 +431,8 @@ class Detector:
             device_id=device,
             window_start=iso_ms(span[0]),
             window_end=iso_ms(span[1]),
-            score=round(float(scores.score[i]), 4),
-            threshold=round(self.threshold * line, 4),
+            score=round(score, 4),
+            threshold=round(threshold, 4),
             severity=severity(transition.peak_score),
             feature_errors=errors,
             top_feature=top,
@@ -404,6 +449,17 @@ class Detector:
                 close_reason=transition.reason or None,
             ),
         )
+
+
+def _trailing_run(windows: np.ndarray) -> np.ndarray:
+    """(n, T, F) -> (n, F): how many of each window's last readings equal its very last one."""
+    same = windows == windows[:, -1:, :]
+    run = np.ones(same.shape[::2], np.int64)
+    still = np.ones(same.shape[::2], bool)
+    for t in range(windows.shape[1] - 2, -1, -1):  # T is short: a few whole-array steps
+        still &= same[:, t]
+        run += still
+    return run
 
 
 def _row_any(a: np.ndarray) -> np.ndarray:

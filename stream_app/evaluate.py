@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from .contracts import Reading
 from .detector import Detector, DetectorConfig
@@ -415,7 +415,8 @@ class EvaluateRequest(BaseModel):
     label_column: str | None = None  # None: `anomaly` where a file has it, else the file is unlabelled
     time_column: str | None = None
     features: list[str] | None = None
-    train_rows: int = 0
+    # Rows of each file a per-file model learns from before scoring; below 1, a share of each file's rows.
+    train_rows: float = Field(0, ge=0)
     skab: Path | None = None
     smd: Path | None = None
     machines: list[str] | None = None
@@ -477,16 +478,22 @@ def run_evaluation(settings: object, request: EvaluateRequest) -> tuple[Evaluati
     if request.source == "csv":
         from .skab import read_labelled_csv
 
+        paths = [f for p in request.csv for f in (sorted([*p.glob("*.csv"), *p.glob("*.csv.gz")]) if p.is_dir() else [p])]
+        if not paths:
+            raise ValueError(f"no CSV files in {', '.join(map(str, request.csv))}")
         series = [
             read_labelled_csv(
                 p, label_column=request.label_column or "anomaly", time_column=request.time_column,
-                features=request.features, train_rows=request.train_rows, labels_optional=request.label_column is None,
+                features=request.features, train_rows=0, labels_optional=request.label_column is None,
             )  # fmt: skip
-            for p in request.csv
+            for p in paths
         ]
+        for s in series:
+            share = request.train_rows < 1
+            s.train_rows = int(len(s.ts) * request.train_rows) if share else min(int(request.train_rows), len(s.ts))
         if request.max_gap_s is None:  # any sampling rate
             _follow_sampling(options, series, settings.max_gap_s)
-        source = "csv: " + ", ".join(p.name for p in request.csv)
+        source = "csv: " + ", ".join(p.name for p in paths)
         if per_file:
             report, traces = evaluate_per_series(series, options, source=source)
         else:

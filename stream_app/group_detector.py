@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .contracts import Alert, Reading
 from .detector import Detection, Detector, DeviceStatus, Refused
@@ -22,6 +22,8 @@ class Detections:
     """One micro-batch's detections, keyed by the model version that made them (``v0003``, ``pumps/v0001``)."""
 
     by_model: dict[str, Detection]
+    # Seconds each model's detector took on its share of the batch (scoring cost, for `models compare`).
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def alerts(self) -> list[Alert]:
@@ -65,6 +67,16 @@ class GroupDetector:
         """Asset group -> the model version its detector serves."""
         return {group: d.model_version for group, d in self.detectors.items()}
 
+    def install(self, group: str, detector: Detector) -> bool:
+        """Serve ``group`` with ``detector`` from the next batch on, carrying over the state of the one
+        it replaces (see ``Detector.carry_over_from``); True when windows carried over too."""
+        old = self.detectors[group]
+        carried = detector.carry_over_from(old)
+        self.detectors[group] = detector
+        if self._single is old:
+            self._single = detector
+        return carried
+
     def detector_for(self, device_id: str) -> Detector:
         return self._single or self.detectors[self.router.group_of(device_id)]
 
@@ -87,7 +99,10 @@ class GroupDetector:
 
     def process(self, readings: Sequence[Reading], *, now_ms: int | None = None) -> Detections:
         if self._single is not None:
-            return Detections({self._single.model_version: self._single.process(readings, now_ms=now_ms)})
+            started = time.perf_counter()
+            detection = self._single.process(readings, now_ms=now_ms)
+            version = self._single.model_version
+            return Detections({version: detection}, {version: time.perf_counter() - started})
         # One clock for the whole batch, so every group judges "in the future" alike.
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         buckets: dict[str, list[Reading]] = {}
@@ -99,7 +114,10 @@ class GroupDetector:
                 buckets[group] = bucket = []
             bucket.append(reading)
         out: dict[str, Detection] = {}
+        seconds: dict[str, float] = {}
         for group, bucket in buckets.items():
             detector = self.detectors[group]
+            started = time.perf_counter()
             out[detector.model_version] = detector.process(bucket, now_ms=now_ms)
-        return Detections(out)
+            seconds[detector.model_version] = time.perf_counter() - started
+        return Detections(out, seconds)

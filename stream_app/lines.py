@@ -46,7 +46,7 @@ class AdaptiveLines:
         self._block_max: list[float] = []
         self._block_n: list[int] = []
         self._line: list[float] = []
-        self._free: list[int] = []  # slots of forgotten devices
+        self._free: list[int] = []  # slots of forgotten devices, reused before the arrays grow
 
     def __len__(self) -> int:
         return len(self._slots)

@@ -36,6 +36,11 @@ class Metrics:
         self.redis_available = Gauge(
             "floorwatch_redis_available", "1 while the Redis sink's breaker is closed, 0 while it buffers", registry=r
         )
+        self.model_drift = Gauge(
+            "floorwatch_model_drift", "Drift figure of a model (drift.py)", ["group", "feature", "figure"], registry=r
+        )
+        self.model_swaps = Counter("floorwatch_model_swaps_total", "Promoted versions swapped in", ["group"], registry=r)
+        self.shadow_alerts = Counter("floorwatch_shadow_alerts_total", "Alerts of shadow models (not sent)", ["model"], registry=r)
         self.redis_dropped = Counter("floorwatch_redis_dropped_alerts_total", "Alerts dropped from the Redis buffer", registry=r)
 
     def set_lag(self, lag: Mapping[tuple[str, int], int]) -> None:

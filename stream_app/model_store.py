@@ -9,13 +9,18 @@ Layout, one folder per version, plus a pointer to the version the workers serve:
             scaler.json         # fitted once on training data, applied as-is at scoring time
             thresholds.json     # calibrated on held-out normal windows
             card.json           # features, window, training data summary, validation metrics
+        SHADOW                  # optional: a candidate workers score beside CURRENT (shadow.py)
+        HISTORY.jsonl           # audit log: train, promote, rollback, shadow (registry_audit.py)
         groups/
             pumps/              # an asset group's own store, same layout (see routing.py)
                 CURRENT
                 v0001/
 
 Versions are written to a temporary folder and renamed into place, so a reader never sees half
-a version.
+a version. Pointers are written to a temporary file, flushed to disk and renamed over the old one
+(``os.replace`` is atomic), so a crash mid-promote leaves ``CURRENT`` naming the old or the new
+version, both complete. Running workers watch the pointers and swap models without a restart
+(reload.py).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from .registry_audit import AuditEntry, AuditLog
 from .routing import DEFAULT_GROUP, check_group_name
 
 if TYPE_CHECKING:  # keras is imported lazily: commands that don't score shouldn't pay for TensorFlow
@@ -86,6 +92,13 @@ class Thresholds(BaseModel):
     # None: every feature.
     stuck_features: list[str] | None = None
     stuck_run: int | None = None
+    # Newer models: each feature's own stuck run, from how often it repeated itself in normal data
+    # (thresholds.stuck_runs); a feature absent here is never stuck. Empty: the two fields above apply.
+    stuck_runs: dict[str, int] = Field(default_factory=dict)
+    # The peak line (newer models): each feature's typical largest single-reading error on normal windows,
+    # and the line for the window's largest relative peak. None: no peak check (models from before it).
+    peak_reference: list[float] | None = None
+    peak_threshold: float | None = None
     # method "dynamic" (telemanom-style): scores are EWMA-smoothed per device with ``ewma_alpha``
     # and ``threshold`` = mean + z * sd of smoothed normal scores, z picked by the pruning criterion.
     ewma_alpha: float | None = None
@@ -112,6 +125,24 @@ class ValidationMetrics(BaseModel):
     validation_windows_over_threshold: float = Field(description="share of normal validation windows above threshold")
 
 
+class DriftReference(BaseModel):
+    """What the drift watch compares live traffic with (drift.py), recorded at training time.
+
+    ``feature_edges``: per feature, the interior quantiles of its training readings (1/B, ..., (B-1)/B;
+    repeats dropped, so a quantised sensor has fewer bins), and ``feature_shares`` the training
+    share in each of the bins they make (open at both ends). ``ratio_edges`` and ``ratio_shares``:
+    the same for normal validation windows' distance to the line (1.0 = the line).
+    ``windows_over_line``: the share of normal validation windows over the line.
+    """
+
+    bins: int
+    feature_edges: dict[str, list[float]]
+    feature_shares: dict[str, list[float]]
+    ratio_edges: list[float]
+    ratio_shares: list[float]
+    windows_over_line: float
+
+
 class ModelCard(BaseModel):
     version: str = ""
     # The asset group the model was trained for (stamped by the store it was saved in).
@@ -126,6 +157,8 @@ class ModelCard(BaseModel):
     notes: dict[str, Any] = Field(default_factory=dict)
     # How the threshold was calibrated: method, quantile, multiplier, EWMA alpha and z (dynamic), lines.
     calibration: dict[str, Any] = Field(default_factory=dict)
+    # Absent on cards written before the drift watch: the watch is then off for that model.
+    drift_reference: DriftReference | None = None
 
 
 class ModelBundle(BaseModel):
@@ -176,10 +209,34 @@ class ModelStore:
         return sorted(found, key=lambda v: int(v[1:]))
 
     def current(self) -> str | None:
-        pointer = self.root / "CURRENT"
-        if not pointer.is_file():
+        return self._pointer("CURRENT")
+
+    def shadow_version(self) -> str | None:
+        """The candidate workers score beside the current model (``models shadow``), if any."""
+        return self._pointer("SHADOW")
+
+    def pointer_stamp(self) -> tuple[int, int, int, int]:
+        """A cheap fingerprint of CURRENT and SHADOW (inode and mtime of each; 0 when absent): what
+        running workers poll once a second, reading a pointer only when its stamp changes."""
+        stamp: list[int] = []
+        for name in ("CURRENT", "SHADOW"):
+            try:
+                st = os.stat(self.root / name)
+                stamp += [st.st_ino, st.st_mtime_ns]
+            except OSError:
+                stamp += [0, 0]
+        return stamp[0], stamp[1], stamp[2], stamp[3]
+
+    @property
+    def audit(self) -> AuditLog:
+        return AuditLog(self.root)
+
+    def _pointer(self, name: str) -> str | None:
+        pointer = self.root / name
+        try:
+            version = pointer.read_text().strip()
+        except OSError:
             return None
-        version = pointer.read_text().strip()
         return version if version in self.versions() else None
 
     def cards(self) -> list[ModelCard]:
@@ -226,16 +283,75 @@ class ModelStore:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        self.audit.append(AuditEntry(action="train", group=self.group, version=version, note=card.training.source))
         if promote:
             self.promote(version)
         return self.load(version)
 
-    def promote(self, version: str) -> None:
+    def promote(self, version: str, *, action: str = "promote", note: str = "") -> str | None:
+        """Make ``version`` current; return the version it replaces. Recorded in the audit log."""
+        self._check_known(version)
+        previous = self.current()
+        self._write_pointer("CURRENT", version)
+        self.audit.append(AuditEntry(action=action, group=self.group, version=version, previous=previous, note=note))  # type: ignore[arg-type]
+        return previous
+
+    def rollback_target(self) -> str:
+        """The version to roll back to: the one the current version replaced when it was last
+        promoted (so successive rollbacks walk back the promotions), else the newest older version."""
+        current = self.current()
+        if current is None:
+            raise ModelStoreError(f"no current model in {self.root}: nothing to roll back")
+        for entry in reversed(self.audit.entries()):
+            if entry.action == "promote" and entry.version == current and entry.previous in self.versions():
+                if entry.previous != current:
+                    return entry.previous  # type: ignore[return-value]
+        older = [v for v in self.versions() if int(v[1:]) < int(current[1:])]
+        if not older:
+            raise ModelStoreError(f"nothing to roll back to: {current} is the oldest version in {self.root}")
+        return older[-1]
+
+    def rollback(self, note: str = "") -> tuple[str, str]:
+        """Make the rollback target current; return (from, to)."""
+        target = self.rollback_target()
+        previous = self.promote(target, action="rollback", note=note)
+        return previous or "", target
+
+    def set_shadow(self, version: str | None, note: str = "") -> str | None:
+        """Name the candidate workers score beside the current model (None: stop shadowing); return the previous one."""
+        previous = self.shadow_version()
+        if version is None:
+            try:
+                (self.root / "SHADOW").unlink()
+            except FileNotFoundError:
+                pass
+            self.audit.append(AuditEntry(action="shadow-off", group=self.group, previous=previous, note=note))
+            return previous
+        self._check_known(version)
+        self._write_pointer("SHADOW", version)
+        self.audit.append(AuditEntry(action="shadow", group=self.group, version=version, previous=previous, note=note))
+        return previous
+
+    def _check_known(self, version: str) -> None:
         if version not in self.versions():
             raise ModelStoreError(f"unknown model version {version!r}; known: {', '.join(self.versions()) or 'none'}")
-        tmp = self.root / ".CURRENT.tmp"
-        tmp.write_text(version + "\n")
-        os.replace(tmp, self.root / "CURRENT")
+
+    def _write_pointer(self, name: str, version: str) -> None:
+        # Written, flushed and renamed into place: a crash leaves the old pointer or the new one.
+        tmp = self.root / f".{name}.tmp"
+        with open(tmp, "w") as out:
+            out.write(version + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, self.root / name)
+        try:
+            folder = os.open(self.root, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(folder)  # the rename itself survives a power cut
+        finally:
+            os.close(folder)
 
     def _read(self, version: str, name: str, kind: type[BaseModel]) -> Any:
         path = self.root / version / name

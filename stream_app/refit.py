@@ -134,7 +134,7 @@ def refit(
         callbacks=[keras.callbacks.EarlyStopping(patience=2, restore_best_weights=True)],
     )  # fmt: skip
     candidate = Scorer(model, scaler, max_batch=max_batch)
-    val_errors = candidate.raw_errors(x_val)
+    val_errors, val_peaks = candidate.raw_errors_and_peaks(x_val)
     candidate_median = float(np.median((val_errors / reference).max(axis=1)))
     # Compared in the serving model's units: the candidate must reconstruct recent normal at least as well.
     if candidate_median > serving_median * config.tolerance:
@@ -147,6 +147,7 @@ def refit(
     thresholds = calibrate(
         val_errors, bundle.card.features, window_means=x_val.mean(axis=1),
         window_ranges=run_ranges(windows, stuck_run), stuck_run=t.stuck_run, quantile=t.quantile,
+        peak_errors=val_peaks if t.peak_threshold is not None else None,
         multiplier=t.multiplier, method=t.method, ewma_alpha=t.ewma_alpha or training.ewma_alpha,
     )  # fmt: skip
     # A refit may widen the lines, never tighten them: it calibrates on an hour or so of one regime,
@@ -159,6 +160,10 @@ def refit(
                 f: max(v, t.feature_thresholds.get(f, v)) for f, v in thresholds.feature_thresholds.items()
             },
             "feature_envelope": _union(thresholds.feature_envelope, t.feature_envelope),
+            "stuck_runs": t.stuck_runs,  # learnt from the model's full training data, not an hour of it
+            "peak_threshold": max(thresholds.peak_threshold, t.peak_threshold)
+            if thresholds.peak_threshold is not None and t.peak_threshold is not None
+            else None,
         }
     )
     if bundle.thresholds.stuck_features is not None and thresholds.stuck_features is not None:
@@ -184,7 +189,9 @@ def refit(
         }
     )
     saved = store.save(model, card, scaler, thresholds, promote=False)
-    scorer = Scorer(model, scaler, reference=thresholds.feature_reference, max_batch=max_batch)
+    scorer = Scorer(
+        model, scaler, reference=thresholds.feature_reference, peak_reference=thresholds.peak_reference, max_batch=max_batch
+    )
     return RefitResult(saved, scorer, serving_median, candidate_median, fresh, time.perf_counter() - started)
 
 

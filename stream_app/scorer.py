@@ -28,10 +28,16 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class Scores:
-    """Scores of n windows: per-feature errors relative to normal (n, F), and the window score (n,)."""
+    """Scores of n windows: per-feature errors relative to normal (n, F), and the window score (n,).
+
+    ``peak`` (n,), when the model has a peak line: the window's largest single-reading error relative to
+    normal (each feature's largest absolute error over the window, over its typical largest). A mean
+    over T readings dilutes a one-reading spike T times; the peak does not.
+    """
 
     feature_errors: np.ndarray
     score: np.ndarray
+    peak: np.ndarray | None = None
 
 
 def pad_sizes(max_batch: int) -> list[int]:
@@ -52,6 +58,7 @@ class Scorer:
         scaler: Scaler,
         *,
         reference: list[float] | None = None,
+        peak_reference: list[float] | None = None,
         max_batch: int = 1024,
         sizes: Sequence[int] | None = None,
     ) -> None:
@@ -60,6 +67,7 @@ class Scorer:
         # Batch shapes to compile; the benchmark passes its own so each measured size is exact.
         self.sizes = sorted({*(s for s in sizes or () if 0 < s < max_batch), max_batch}) if sizes else pad_sizes(max_batch)
         self._reference = np.asarray(reference or [1.0] * self.n_features, np.float32)
+        self._peak_reference = np.asarray(peak_reference, np.float32) if peak_reference else None
         self.backend, self.device = backend_and_device()
         # Unrolled LSTMs pay on a GPU (see ``unrolled``); on a CPU they score no faster and the
         # larger compiled graphs cost a TensorFlow worker ~50 MB, so there the model stays rolled.
@@ -69,9 +77,11 @@ class Scorer:
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle, *, max_batch: int = 1024) -> Scorer:
+        t = bundle.thresholds
         return cls(
-            bundle.load_keras(), bundle.scaler, reference=bundle.thresholds.feature_reference, max_batch=max_batch
-        )
+            bundle.load_keras(), bundle.scaler, reference=t.feature_reference, peak_reference=t.peak_reference,
+            max_batch=max_batch,
+        )  # fmt: skip
 
     def warm(self) -> float:
         """Compile every padded shape now; returns the seconds it took."""
@@ -82,12 +92,23 @@ class Scorer:
 
     def score(self, windows: np.ndarray) -> Scores:
         """Score raw (unscaled) windows of shape (n, T, F)."""
-        relative = self.raw_errors(windows) / self._reference
-        return Scores(feature_errors=relative, score=row_max(relative))
+        both = self._all_errors(windows)
+        f = self.n_features
+        relative = both[:, :f] / self._reference
+        peak = row_max(both[:, f:] / self._peak_reference) if self._peak_reference is not None else None
+        return Scores(feature_errors=relative, score=row_max(relative), peak=peak)
 
     def raw_errors(self, windows: np.ndarray) -> np.ndarray:
         """Per-feature mean absolute errors of raw windows (n, T, F), before normalisation; any n."""
-        out = np.empty((len(windows), self.n_features), np.float32)
+        return self._all_errors(windows)[:, : self.n_features]
+
+    def raw_errors_and_peaks(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-feature mean and largest absolute errors of raw windows, before normalisation: (n, F) each."""
+        both = self._all_errors(windows)
+        return both[:, : self.n_features], both[:, self.n_features :]
+
+    def _all_errors(self, windows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(windows), 2 * self.n_features), np.float32)
         for start in range(0, len(windows), self.max_batch):
             chunk = windows[start : start + self.max_batch]
             out[start : start + len(chunk)] = self._raw_errors(chunk)
@@ -136,7 +157,8 @@ def unrolled(model: keras.Model) -> keras.Model:
 
 
 def compiled_errors(model: keras.Model, mean: np.ndarray, scale: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """Raw windows (n, T, F) -> per-feature mean absolute reconstruction error of the scaled windows (n, F)."""
+    """Raw windows (n, T, F) -> per-feature mean and largest absolute reconstruction error of the scaled
+    windows, side by side: (n, 2F)."""
     import keras
 
     backend = keras.backend.backend()
@@ -146,7 +168,8 @@ def compiled_errors(model: keras.Model, mean: np.ndarray, scale: np.ndarray) -> 
         @tf.function(jit_compile=True, reduce_retracing=True)
         def errors_tf(raw: tf.Tensor) -> tf.Tensor:
             x = (raw - mean) / scale
-            return tf.reduce_mean(tf.abs(x - model(x, training=False)), axis=1)
+            e = tf.abs(x - model(x, training=False))
+            return tf.concat([tf.reduce_mean(e, axis=1), tf.reduce_max(e, axis=1)], axis=1)
 
         return lambda x: errors_tf(tf.convert_to_tensor(x)).numpy()
     if backend == "jax":
@@ -160,14 +183,16 @@ def compiled_errors(model: keras.Model, mean: np.ndarray, scale: np.ndarray) -> 
         def errors_jax(raw: jax.Array) -> jax.Array:
             x = (raw - mean) / scale
             recon, _ = model.stateless_call(trainable, frozen, x, training=False)
-            return jnp.mean(jnp.abs(x - recon), axis=1)
+            e = jnp.abs(x - recon)
+            return jnp.concatenate([jnp.mean(e, axis=1), jnp.max(e, axis=1)], axis=1)
 
         return lambda x: np.asarray(errors_jax(x))
 
     # torch and others: an uncompiled call, correct but slower.
     def errors_eager(raw: np.ndarray) -> np.ndarray:
         x = (raw - mean) / scale
-        return keras.ops.convert_to_numpy(keras.ops.mean(keras.ops.abs(x - model(x, training=False)), axis=1))
+        e = keras.ops.abs(x - model(x, training=False))
+        return keras.ops.convert_to_numpy(keras.ops.concatenate([keras.ops.mean(e, axis=1), keras.ops.max(e, axis=1)], axis=1))
 
     return errors_eager
 

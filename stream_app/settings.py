@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     dlq_topic: str = "sensor-readings-dlq"
     alerts_topic: str = "anomaly-alerts"
     labels_topic: str = "sensor-labels"
+    health_topic: str = "model-health"
+    feedback_topic: str = "alert-feedback"
     readings_partitions: int = Field(8, ge=1)
     alerts_partitions: int = Field(4, ge=1)
     app_id: str = "floorwatch"
@@ -76,6 +78,27 @@ class Settings(BaseSettings):
     max_future_s: float = Field(300.0, ge=0)
     # Operator bounds checked beside the model, e.g. "temperature<0.09, vibration<=0.1" (see rules.py).
     rules: str = ""
+
+    # --- Model lifecycle (reload.py, drift.py, shadow.py, feedback.py) -------------------------
+    # How often a worker checks the model store for a promoted version; 0 turns hot reload off.
+    reload_interval_s: float = Field(1.0, ge=0)
+    # Drift watch (drift.py): limits of each figure, and how much of the traffic it samples.
+    drift_watch: bool = True
+    drift_psi_limit: float = Field(0.25, gt=0)
+    drift_ks_limit: float = Field(0.2, gt=0)
+    drift_score_psi_limit: float = Field(0.25, gt=0)
+    drift_over_line_ratio_limit: float = Field(20.0, gt=0, description="share of windows over the line / calibrated share")
+    drift_alerts_per_device_day_limit: float = Field(2.0, gt=0)
+    drift_window_s: float = Field(300.0, ge=60)
+    drift_rate_window_s: float = Field(86_400.0, ge=60)
+    drift_sample_every: int = Field(10, ge=1, description="one reading in N is binned")
+    drift_min_samples: int = Field(200, ge=1)
+    # The automatic policy (policy.py, `models autopilot`): off unless enabled.
+    policy_enabled: bool = False
+    policy_shadow_s: float = Field(3600.0, gt=0)
+    policy_train_since: str = "24h"
+    policy_min_windows: int = Field(10_000, ge=1)
+    policy_max_over_line_share: float = Field(0.01, gt=0, le=1)
 
     # --- Episodes: one failure, one alert episode ----------------------------------------------
     episode_open_after: int = Field(3, ge=1, description="consecutive anomalous windows to open")

@@ -7,7 +7,8 @@ Redis layout (prefix ``floorwatch`` by default):
   after its last alert
 * ``<prefix>:device:<device>``      hash: last_score, state, last_reading_ts, model_version, updated_at;
   expires ``device_ttl_s`` after its last write
-* ``<prefix>:alert-ids:<alert_id>`` de-duplication marker, expires after ``redis_alert_id_ttl_s``
+* ``<prefix>:alert-ids:<alert_id>`` de-duplication marker holding the alert (feedback.py looks alerts up
+  by id there), expires after ``redis_alert_id_ttl_s``
 
 Alerts are written by one Lua script that adds them only if their id is new, so at-least-once
 redelivery never shows a Redis reader the same alert twice.
@@ -34,7 +35,7 @@ from .episodes import OpenEpisode
 log = logging.getLogger(__name__)
 
 _ADD_ALERT = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[3]) then
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[3]) then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'alert_id', ARGV[4], 'alert', ARGV[1])
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'alert_id', ARGV[4], 'alert', ARGV[1])
   redis.call('EXPIRE', KEYS[3], ARGV[5])

@@ -30,6 +30,8 @@ def calibrate(
     window_means: np.ndarray | None = None,
     window_ranges: np.ndarray | None = None,
     stuck_run: int | None = None,
+    repeats: tuple[np.ndarray, int] | None = None,
+    peak_errors: np.ndarray | None = None,
     quantile: float = DEFAULT_QUANTILE,
     multiplier: float = DEFAULT_MULTIPLIER,
     method: str = "quantile",
@@ -41,6 +43,10 @@ def calibrate(
     the central ``quantile`` range, widened by ``ENVELOPE_MARGIN`` around its centre.
     ``window_ranges`` (m, F), max - min of normal runs of ``stuck_run`` readings, limits the stuck check to features that
     never sat still for a whole normal window.
+    ``peak_errors`` (n, F), the same windows' largest absolute errors, gives the peak line: the window's
+    largest relative peak at ``quantile`` x ``multiplier``, beside whichever method sets ``threshold``.
+    ``repeats``: (per-feature count of consecutive equal readings, number of consecutive pairs) in normal
+    data; it sets each feature's stuck run (``stuck_runs``), see ``stuck_runs``.
     ``method``: "quantile" (the window score's quantile x multiplier), "per-feature" (each feature's
     own quantile x multiplier) or "dynamic" (telemanom: EWMA-smoothed scores, mean + z*sd, z by the
     pruned-anomaly criterion, x multiplier). Errors must be in time order for "dynamic".
@@ -64,6 +70,12 @@ def calibrate(
         alpha = ewma_alpha
         epsilon, z = telemanom_epsilon(ewma(scores, ewma_alpha))
         threshold = epsilon * multiplier
+    peak_reference = peak_threshold = None
+    if peak_errors is not None:
+        peak_ref = np.median(peak_errors, axis=0)
+        peak_ref = np.where(peak_ref > 1e-9, peak_ref, 1e-9)
+        peak_reference = peak_ref.astype(float).tolist()
+        peak_threshold = float(np.quantile((peak_errors / peak_ref).max(axis=1), quantile) * multiplier)
     stuck = None
     if window_ranges is not None:
         stuck = [f for f, never in zip(features, (np.asarray(window_ranges) > 0).all(axis=0)) if never]
@@ -77,9 +89,30 @@ def calibrate(
         feature_envelope=_envelope(window_means, features, quantile, ENVELOPE_MARGIN) if window_means is not None else {},
         stuck_features=stuck,
         stuck_run=stuck_run,
+        stuck_runs=stuck_runs(*repeats, features) if repeats is not None else {},
+        peak_reference=peak_reference,
+        peak_threshold=peak_threshold,
         ewma_alpha=alpha,
         z=z,
     )
+
+
+# A run this unlikely in normal data (per window position) is a stuck sensor, not chance.
+STUCK_CHANCE = 1e-7
+MIN_STUCK_RUN = 3
+
+
+def stuck_runs(equal_pairs: np.ndarray, pairs: int, features: list[str], *, longest: int = 10_000) -> dict[str, int]:
+    """Per feature, how many equal readings in a row make it stuck: the run whose chance in normal data is
+    under ``STUCK_CHANCE``, from the share of consecutive readings that were equal there.
+
+    The share is estimated with a Laplace prior, (equal + 1) / (pairs + 2), so little data gives longer
+    runs (a sensor seen for 450 readings without a repeat: 4 readings; for 50: 6), and a quantised sensor
+    that often repeats itself gets a run longer than a window (no check at all) instead of false alarms.
+    """
+    share = (np.asarray(equal_pairs, np.float64) + 1.0) / (pairs + 2.0)
+    runs = 1 + np.ceil(np.log(STUCK_CHANCE) / np.log(share))
+    return {f: max(MIN_STUCK_RUN, int(r)) for f, r in zip(features, runs) if r <= longest}
 
 
 def ewma(values: np.ndarray, alpha: float, start: float | None = None) -> np.ndarray:

@@ -19,6 +19,8 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
         settings.dlq_topic: 1,
         settings.alerts_topic: settings.alerts_partitions,
         settings.labels_topic: 1,
+        settings.health_topic: 1,
+        settings.feedback_topic: 1,
     }
 
 

@@ -14,7 +14,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .autoencoder import build_autoencoder
-from .model_store import ModelBundle, ModelCard, ModelStore, Scaler, Thresholds, TrainingSummary, ValidationMetrics
+from .drift import reference_from
+from .model_store import DriftReference, ModelBundle, ModelCard, ModelStore, Scaler, Thresholds, TrainingSummary, ValidationMetrics
 from .scorer import Scorer
 from .thresholds import DEFAULT_EWMA_ALPHA, DEFAULT_MULTIPLIER, DEFAULT_QUANTILE, METHODS, calibrate
 
@@ -54,6 +55,11 @@ def run_ranges(windows: np.ndarray, run: int) -> np.ndarray:
     return np.ptp(runs, axis=-1).min(axis=1)
 
 
+def repeats(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """(per-feature count of readings equal to the one before, number of consecutive pairs) of (n, F) readings."""
+    return (values[1:] == values[:-1]).sum(axis=0), max(0, len(values) - 1)
+
+
 def windows_of(series: np.ndarray, window: int, stride: int = 1) -> np.ndarray:
     """All windows (n, T, F) of a (time, F) series, every ``stride`` steps; a copy."""
     if len(series) < window:
@@ -83,14 +89,18 @@ class TrainingData:
             raise ValueError(f"not enough data: {len(x_train)} training and {len(x_val)} validation windows")
         return cls(len(series), int(sum(len(s) for s in series)), train_values, Scaler.fit(train_values), x_train, x_val)
 
-    def calibrate(self, val_errors: np.ndarray, features: list[str], config: TrainingConfig) -> Thresholds:
-        """Thresholds from the validation windows' per-feature errors (n, F), by the configured method."""
+    def calibrate(
+        self, val_errors: np.ndarray, features: list[str], config: TrainingConfig, val_peaks: np.ndarray | None = None
+    ) -> Thresholds:
+        """Thresholds from the validation windows' per-feature errors (n, F) (and largest errors), by the configured method."""
         return calibrate(
             val_errors,
             features,
+            peak_errors=val_peaks,
             window_means=self.x_val.mean(axis=1),
             window_ranges=np.concatenate([run_ranges(self.x_train, config.stuck_run), run_ranges(self.x_val, config.stuck_run)]),
             stuck_run=config.stuck_run,
+            repeats=repeats(self.train_values),
             quantile=config.quantile,
             multiplier=config.multiplier,
             method=config.threshold_method,
@@ -125,7 +135,19 @@ def validation_metrics(
 
 def calibration_record(thresholds: Thresholds) -> dict[str, object]:
     """What the model card records of the calibration (the full lines are in thresholds.json)."""
-    return thresholds.model_dump(include={"method", "quantile", "multiplier", "ewma_alpha", "z", "threshold", "feature_thresholds", "stuck_features", "stuck_run"})
+    return thresholds.model_dump(include={"method", "quantile", "multiplier", "ewma_alpha", "z", "threshold", "feature_thresholds", "stuck_features", "stuck_run", "stuck_runs", "peak_threshold"})
+
+
+def drift_reference(train_values: np.ndarray, features: list[str], val_relative: np.ndarray, thresholds: Thresholds) -> DriftReference:
+    """What the drift watch compares live traffic with: training readings, and validation windows'
+    distance to the line as the detector measures it (per-feature lines, or the one line; the
+    dynamic method's smoothing is left out)."""
+    if thresholds.method == "per-feature":
+        lines = np.array([thresholds.feature_thresholds.get(f, thresholds.threshold) for f in features], np.float32)
+        ratios = (val_relative / lines).max(axis=1)
+    else:
+        ratios = val_relative.max(axis=1) / thresholds.threshold
+    return reference_from(train_values, features, ratios, float((ratios > 1.0).mean()))
 
 
 def train(
@@ -160,9 +182,10 @@ def train(
         ],
     )
 
-    val_errors = Scorer(model, scaler).raw_errors(x_val)
-    thresholds = data.calibrate(val_errors, features, config)
-    val_scores = (val_errors / np.asarray(thresholds.feature_reference)).max(axis=1)
+    val_errors, val_peaks = Scorer(model, scaler).raw_errors_and_peaks(x_val)
+    thresholds = data.calibrate(val_errors, features, config, val_peaks)
+    val_relative = val_errors / np.asarray(thresholds.feature_reference)
+    val_scores = val_relative.max(axis=1)
     card = ModelCard(
         features=features,
         window=config.window,
@@ -176,6 +199,7 @@ def train(
         ),
         notes={"train_stride": config.train_stride, "validation_share": config.validation_share},
         calibration=calibration_record(thresholds),
+        drift_reference=drift_reference(data.train_values, features, val_relative, thresholds),
     )
     return store.save(model, card, scaler, thresholds, promote=promote)
 

@@ -95,10 +95,15 @@ def run_worker(settings: Settings, version: str | None = None) -> None:
 
     load_bundles(settings, version)  # a missing model is the first thing to say (JSON only, quick)
     check_services(settings)  # before the models compile: a wrong password or no Kafka is one line now
+    from .lifecycle import Lifecycle
+
     detector = build_detectors(settings, version)
     metrics = Metrics()
     metrics.serve(settings.metrics_host, settings.metrics_port)
-    app = create_app(settings, detector, metrics)
+    lifecycle = Lifecycle(
+        settings, detector, lambda bundle: build_detector(settings, bundle), metrics, pinned_default=version is not None
+    )
+    app = create_app(settings, detector, metrics, lifecycle)
     # TensorFlow and Keras leave millions of long-lived objects; without this every full
     # collection walks them all, and it cost about a third of decoding time (measured).
     gc.freeze()

@@ -56,3 +56,13 @@ def test_disabled_lines_stay_at_calibration_and_never_learn() -> None:
     lines = AdaptiveLines(LineConfig(enabled=False))
     feed(lines, "d", np.full(100, 5.0))
     assert lines.line("d") == 1.0 and not lines.learning("d")
+
+
+def test_a_forgotten_device_frees_its_slot_for_the_next_one() -> None:
+    lines = AdaptiveLines(CONFIG)
+    feed(lines, "old", np.full(100, 3.0))
+    lines.forget("old")
+    feed(lines, "new", np.full(8, 0.5))
+    assert len(lines._history) == 64  # no growth: the slot was reused
+    assert lines.line("new") == 1.0 and lines.learning("new")
+    assert lines.line("old") == 1.0 and lines.learning("old")  # unknown again

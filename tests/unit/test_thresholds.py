@@ -126,3 +126,13 @@ def test_quantile_bounds_that_are_allowed(errors: np.ndarray, quantile: float) -
 )
 def test_severity_bands(ratio: float, expected: str) -> None:
     assert severity(ratio) == expected
+
+
+def test_stuck_runs_follow_how_often_a_sensor_repeats_itself() -> None:
+    from stream_app.thresholds import stuck_runs
+
+    # A continuous sensor seen 450 times without a repeat; the same seen only 50 times; a quantised
+    # sensor that repeats half the time (its run would be longer than any window: no check).
+    runs = stuck_runs(np.array([0, 0, 225]), 450, ["a", "b", "c"], longest=16)
+    assert runs == {"a": 4, "b": 4}
+    assert stuck_runs(np.array([0]), 50, ["a"])["a"] == 6

@@ -1,0 +1,24 @@
+"""The lifecycle part of `floorwatch bench` runs and reports each configuration (it asserts no speed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def test_lifecycle_overhead_reports_three_configurations(tiny_model_dir: Path) -> None:
+    from stream_app.bench_lifecycle import builder, lifecycle_overhead
+    from stream_app.model_store import ModelStore
+
+    bundle = ModelStore(tiny_model_dir).load()
+    rates = lifecycle_overhead(bundle, builder(64), devices=20, per_device=12, batch=64, rounds=1)
+    assert [r.config for r in rates] == ["plain", "drift watch", "drift watch + shadow model"]
+    assert all(r.readings == 240 and r.readings_per_s > 0 for r in rates)
+    assert rates[0].overhead == 0.0
+
+
+def test_swap_timing_scores_while_the_new_version_compiles(tiny_model_dir: Path) -> None:
+    from stream_app.bench_lifecycle import swap_timing
+    from stream_app.model_store import ModelStore
+
+    timing = swap_timing(ModelStore(tiny_model_dir).load(), max_batch=64, devices=20, normal_batches=5)
+    assert timing.batches_normal == 5 and timing.batches_during_build >= 1 and timing.build_seconds > 0

@@ -1,0 +1,247 @@
+"""Hot reload: a promoted version is built off the event loop and swapped in between two batches,
+carrying each device's window and open episode over; a version that cannot serve is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream_app.contracts import Reading
+from stream_app.detector import Detector, DetectorConfig
+from stream_app.group_detector import GroupDetector
+from stream_app.model_store import ModelBundle, ModelCard, ModelStore, ModelStoreError, Scaler, Thresholds, TrainingSummary, ValidationMetrics
+from stream_app.reload import ModelReloader
+from stream_app.scorer import Scores
+
+T0 = 1_700_000_000_000
+NOW = T0 + 3_600_000
+
+
+class MaxScorer:
+    """A stand-in model: a feature's error is its largest value in the window (times ``gain``)."""
+
+    max_batch = 8
+
+    def __init__(self, gain: float = 1.0) -> None:
+        self.gain = gain
+
+    def score(self, windows: np.ndarray) -> Scores:
+        errors = (windows.max(axis=1) * self.gain).astype(np.float32)
+        return Scores(feature_errors=errors, score=errors.max(axis=1))
+
+
+def _card(features: list[str], window: int) -> ModelCard:
+    return ModelCard(
+        features=features, window=window, units=0,
+        training=TrainingSummary(source="t", series=1, readings=1, train_windows=1, validation_windows=1,
+                                 feature_mean={}, feature_std={}, epochs=0),
+        validation=ValidationMetrics(train_loss=0, validation_loss=0, validation_score_p50=0, validation_score_p99=0,
+                                     validation_score_max=0, validation_windows_over_threshold=0),
+    )  # fmt: skip
+
+
+def _write_version(store: ModelStore, features: list[str], window: int = 3, *, promote: bool = True) -> str:
+    """A version folder written by hand (JSON only: the test's scorer needs no weights)."""
+    existing = store.versions()
+    version = f"v{len(existing) + 1:04d}"
+    folder = store.root / version
+    folder.mkdir(parents=True)
+    n = len(features)
+    card = _card(features, window).model_copy(update={"version": version})
+    (folder / "card.json").write_text(card.model_dump_json())
+    (folder / "scaler.json").write_text(Scaler(mean=[0.0] * n, scale=[1.0] * n).model_dump_json())
+    thresholds = Thresholds(quantile=0.99, multiplier=1.0, threshold=1.0, feature_reference=[1.0] * n, stuck_features=[])
+    (folder / "thresholds.json").write_text(thresholds.model_dump_json())
+    (folder / "model.keras").write_bytes(b"not used by these tests")
+    if promote:
+        store.promote(version)
+    return version
+
+
+def _build(bundle: ModelBundle) -> Detector:
+    return Detector(bundle, MaxScorer(), DetectorConfig())  # type: ignore[arg-type]
+
+
+def _readings(device: str, start: int, n: int, value: float = 0.5) -> list[Reading]:
+    return [Reading(device_id=device, ts=T0 + i * 1000, values={"x": value, "y": value}) for i in range(start, start + n)]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ModelStore:
+    s = ModelStore(tmp_path / "models")
+    _write_version(s, ["x", "y"])
+    return s
+
+
+def _reloader(store: ModelStore, **kwargs: object) -> tuple[ModelReloader, GroupDetector]:
+    detector = GroupDetector.single(_build(store.load()))
+    return ModelReloader(store.root, detector, _build, **kwargs), detector  # type: ignore[arg-type]
+
+
+def test_promoted_version_is_swapped_in_between_batches_and_carries_windows(store: ModelStore) -> None:
+    reloader, detector = _reloader(store)
+    asyncio.run(reloader.poll())  # the first look: nothing new
+    first = detector.process(_readings("d1", 0, 5), now_ms=NOW)
+    assert first.scored == 3 and set(first.statuses()) == {"v0001"}
+
+    _write_version(store, ["x", "y"])  # v0002, same window and features
+    asyncio.run(reloader.poll())
+    assert detector.detectors["default"].model_version == "v0001", "nothing changes until the next batch"
+    assert reloader.apply() == ["default"]
+
+    second = detector.process(_readings("d1", 5, 4), now_ms=NOW)
+    # The window carried over: every reading after the swap completes a window, none is unscored.
+    assert second.scored == 4
+    assert set(second.statuses()) == {"v0002"}
+
+
+def test_open_episode_spans_the_swap_and_the_closing_alert_names_the_new_version(store: ModelStore) -> None:
+    reloader, detector = _reloader(store)
+    asyncio.run(reloader.poll())
+    opened = detector.process(_readings("d1", 0, 6, value=5.0), now_ms=NOW)  # over the line
+    assert [a.episode.state for a in opened.alerts] == ["open"]
+    assert opened.alerts[0].model_version == "v0001"
+
+    _write_version(store, ["x", "y"])
+    asyncio.run(reloader.poll())
+    reloader.apply()
+    rest = detector.process(_readings("d1", 6, 40, value=0.1), now_ms=NOW)
+    assert [a.episode.state for a in rest.alerts] == ["closed"]
+    closed = rest.alerts[0]
+    assert closed.episode.episode_id == opened.alerts[0].episode.episode_id, "one failure, one episode"
+    assert closed.model_version == "v0002"
+
+
+def test_other_window_length_rebuilds_windows_but_keeps_episodes(store: ModelStore) -> None:
+    reloader, detector = _reloader(store)
+    asyncio.run(reloader.poll())
+    detector.process(_readings("d1", 0, 6, value=5.0), now_ms=NOW)
+    _write_version(store, ["x", "y"], window=4)
+    asyncio.run(reloader.poll())
+    reloader.apply()
+    new = detector.detectors["default"]
+    assert new.model_version == "v0002" and new.episodes.is_open("d1")
+    after = detector.process(_readings("d1", 6, 4), now_ms=NOW)
+    assert after.scored == 1  # the window refilled: T - 1 = 3 readings unscored once
+
+
+def test_corrupt_version_is_refused_and_the_worker_keeps_its_model(store: ModelStore, caplog: pytest.LogCaptureFixture) -> None:
+    reloader, detector = _reloader(store)
+    asyncio.run(reloader.poll())
+    version = _write_version(store, ["x", "y"], promote=False)
+    (store.root / version / "thresholds.json").write_text("{ truncated")
+    store.promote(version)
+    asyncio.run(reloader.poll())
+    assert reloader.apply() == []
+    assert detector.detectors["default"].model_version == "v0001"
+    assert "v0002" in caplog.text and "refused" in caplog.text and "still serving v0001" in caplog.text
+    assert [e.action for e in store.audit.entries()][-1] == "refused"
+    # Refused once: the next polls do not try again until the pointer changes.
+    asyncio.run(reloader.poll())
+    assert caplog.text.count("refused") == 1
+
+
+def test_unloadable_weights_are_refused(store: ModelStore, caplog: pytest.LogCaptureFixture) -> None:
+    def broken(bundle: ModelBundle) -> Detector:
+        raise ValueError("File not found: filepath=model.keras")
+
+    detector = GroupDetector.single(_build(store.load()))
+    reloader = ModelReloader(store.root, detector, broken)
+    asyncio.run(reloader.poll())
+    _write_version(store, ["x", "y"])
+    asyncio.run(reloader.poll())
+    assert reloader.apply() == [] and detector.detectors["default"].model_version == "v0001"
+    assert "cannot be loaded: ValueError" in caplog.text
+
+
+def test_version_needing_a_sensor_the_fleet_does_not_send_is_refused(store: ModelStore, caplog: pytest.LogCaptureFixture) -> None:
+    reloader, detector = _reloader(store)
+    asyncio.run(reloader.poll())
+    batch = _readings("d1", 0, 5)
+    reloader.observe(batch)
+    detector.process(batch, now_ms=NOW)
+    _write_version(store, ["x", "pressure"])
+    asyncio.run(reloader.poll())
+    assert reloader.apply() == []
+    assert "needs sensor(s) pressure" in caplog.text
+
+
+def test_pinned_worker_keeps_its_default_model(store: ModelStore) -> None:
+    reloader, detector = _reloader(store, pinned_default=True)
+    asyncio.run(reloader.poll())
+    _write_version(store, ["x", "y"])
+    asyncio.run(reloader.poll())
+    assert reloader.apply() == []
+
+
+# --- the store: rollback, history, crash safety ---------------------------------------------
+
+
+def test_rollback_walks_back_the_promotions_and_history_records_them(store: ModelStore) -> None:
+    _write_version(store, ["x", "y"])  # v0002 current
+    _write_version(store, ["x", "y"], promote=False)  # v0003
+    store.promote("v0003")
+    assert store.rollback() == ("v0003", "v0002")
+    assert store.rollback() == ("v0002", "v0001")
+    with pytest.raises(ModelStoreError, match="nothing to roll back to"):
+        store.rollback()
+    actions = [(e.action, e.version, e.previous) for e in store.audit.entries()]
+    assert actions[-2:] == [("rollback", "v0002", "v0003"), ("rollback", "v0001", "v0002")]
+
+
+def test_a_crash_mid_promote_leaves_current_naming_a_complete_version(store: ModelStore) -> None:
+    # What a crash leaves behind: a half-written pointer file and a half-copied version folder.
+    (store.root / ".CURRENT.tmp").write_text("v00")
+    (store.root / ".staging-abc").mkdir()
+    (store.root / ".staging-abc" / "card.json").write_text("{")
+    assert store.current() == "v0001"
+    assert store.versions() == ["v0001"]
+    store.load()  # complete: every file readable
+    # ... and the next promote simply overwrites the leftover.
+    _write_version(store, ["x", "y"])
+    assert store.current() == "v0002" and not (store.root / ".CURRENT.tmp").exists()
+
+
+def test_pointer_stamp_changes_on_promote_only(store: ModelStore) -> None:
+    before = store.pointer_stamp()
+    assert store.pointer_stamp() == before
+    os.utime(store.root / "v0001")  # touching a version is not a promotion
+    assert store.pointer_stamp() == before
+    _write_version(store, ["x", "y"])
+    assert store.pointer_stamp() != before
+
+
+def _floorwatch(model_dir: Path, *args: str) -> "subprocess.CompletedProcess[str]":
+    import subprocess
+    import sys
+
+    env = {"PATH": os.environ.get("PATH", ""), "FLOORWATCH_MODEL_DIR": str(model_dir), "PYTHONPATH": os.getcwd()}
+    return subprocess.run([sys.executable, "-m", "stream_app", *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_promote_rollback_and_history(store: ModelStore) -> None:
+    _write_version(store, ["x", "y"], promote=False)
+    done = _floorwatch(store.root, "models", "promote", "v0002")
+    assert done.returncode == 0 and "v0002 is now current (was v0001)" in done.stdout, done.stderr
+    done = _floorwatch(store.root, "models", "rollback")
+    assert done.returncode == 0 and "rolled back v0002 -> v0001" in done.stdout, done.stderr
+    assert store.current() == "v0001"
+    again = _floorwatch(store.root, "models", "rollback")
+    assert again.returncode == 1 and again.stderr.startswith("error: nothing to roll back to: v0001 is the oldest version")
+    history = _floorwatch(store.root, "models", "history")
+    assert history.returncode == 0 and "rollback" in history.stdout and "promote" in history.stdout
+    unknown = _floorwatch(store.root, "models", "shadow", "v0009")
+    assert unknown.returncode == 1 and unknown.stderr.count("\n") == 1 and "unknown model version 'v0009'" in unknown.stderr
+
+
+def test_a_detector_offered_directly_is_installed_at_the_next_batch(store: ModelStore) -> None:
+    reloader, detector = _reloader(store)
+    detector.process(_readings("d1", 0, 5), now_ms=NOW)
+    refit = _build(store.load())
+    reloader.offer("default", refit)
+    assert reloader.apply() == ["default"] and detector.detectors["default"] is refit
+    assert detector.process(_readings("d1", 5, 2), now_ms=NOW).scored == 2  # windows carried over
