@@ -9,8 +9,10 @@ below the calibrated line:
 
 - the history holds block maxima (the largest of ``block`` windows), so a few hundred entries span
   thousands of windows and keep the tail that matters for a high quantile;
-- the line moves at most ``max_step`` (relative) per recomputation, so a slow fault that creeps up
-  cannot drag the notion of normal along with it faster than the fault grows;
+- a slow fault that creeps up must not drag the notion of normal along with it: a high quantile of
+  the history follows the newest highs at once, so the line is also held to ``median_cap`` times the
+  history's median, which moves only once most of the history has moved, and it moves at most
+  ``max_step`` (relative) per recomputation;
 - a device's first ``warmup`` windows (and the windows after ``relearn``) only fill its history:
   its line is not trusted yet, so the detector opens no episode for it meanwhile.
 """
@@ -29,7 +31,8 @@ class LineConfig:
     quantile: float = 0.99
     margin: float = 1.25  # the line is the quantile x margin, as calibration's multiplier
     warmup: int = 64  # windows before a device's own line is trusted
-    max_step: float = 0.05  # largest relative move of a line per recomputation (every block)
+    median_cap: float = 3.0  # the line is at most this x the history's median
+    max_step: float = 0.02  # largest relative move of a line per recomputation (every block)
     enabled: bool = True
 
 
@@ -100,7 +103,9 @@ class AdaptiveLines:
     def _recompute(self, slot: int) -> None:
         cfg = self.config
         n = self._filled[slot]
-        target = float(np.quantile(self._history[slot, :n], cfg.quantile)) * cfg.margin
+        history = self._history[slot, :n]
+        high, median = np.quantile(history, [cfg.quantile, 0.5])
+        target = min(float(high) * cfg.margin, float(median) * cfg.median_cap)
         if self._seen[slot] < cfg.warmup:
             self._line[slot] = max(1.0, target)  # free to settle while it learns
             return

@@ -174,6 +174,10 @@ def refit(
     val_scores = (val_errors / np.asarray(thresholds.feature_reference)).max(axis=1)
     card = bundle.card.model_copy(
         update={
+            # The audit log's "train" entry for this version says where it came from.
+            "training": bundle.card.training.model_copy(
+                update={"source": f"refit of {bundle.version} on {len(windows)} recent normal windows of the stream"}
+            ),
             "validation": validation_metrics(
                 val_scores, thresholds, train_loss=float(min(history.history["loss"])),
                 validation_loss=float(min(history.history["val_loss"])),

@@ -93,10 +93,10 @@ def run_worker(settings: Settings, version: str | None = None) -> None:
     from .app import create_app
     from .preflight import check_services
 
-    load_bundles(settings, version)  # a missing model is the first thing to say (JSON only, quick)
-    check_services(settings)  # before the models compile: a wrong password or no Kafka is one line now
     from .lifecycle import Lifecycle
 
+    load_bundles(settings, version)  # a missing model is named first: it is JSON, read in milliseconds
+    check_services(settings)  # before minutes of model loading: a wrong password or no Kafka is one line now
     detector = build_detectors(settings, version)
     metrics = Metrics()
     metrics.serve(settings.metrics_host, settings.metrics_port)

@@ -6,7 +6,7 @@ import numpy as np
 
 from stream_app.lines import AdaptiveLines, LineConfig
 
-CONFIG = LineConfig(history=64, block=4, quantile=0.99, margin=1.25, warmup=32, max_step=0.05)
+CONFIG = LineConfig(history=64, block=4, quantile=0.99, margin=1.25, warmup=32, max_step=0.05, median_cap=3.0)
 
 
 def feed(lines: AdaptiveLines, device: str, values: np.ndarray) -> list[float]:
@@ -36,12 +36,21 @@ def test_a_device_whose_normal_the_model_never_saw_gets_its_own_line_during_warm
 
 def test_after_warmup_a_line_rises_at_most_max_step_per_block() -> None:
     lines = AdaptiveLines(CONFIG)
-    feed(lines, "d", np.full(32, 0.5))
+    feed(lines, "d", np.full(256, 0.5))  # a full history of normal
     assert lines.line("d") == 1.0
     trail = feed(lines, "d", np.linspace(0.5, 10.0, 80))  # a creeping fault, 20 blocks
     steps = np.diff([1.0, *trail])
     assert np.all(steps <= np.array([1.0, *trail[:-1]]) * 0.05 + 1e-6)
     assert trail[-1] < 1.05**20 + 1e-6  # the fault grew 20x; the line at most 2.65x
+    assert trail[-1] <= 0.5 * 3.0 + 1e-6  # and no more than 3x the history's median, still mostly normal
+
+
+def test_a_noisier_device_gets_a_line_above_calibration_after_warmup() -> None:
+    lines = AdaptiveLines(CONFIG)
+    rng = np.random.default_rng(3)
+    feed(lines, "d", rng.uniform(0.2, 0.6, 32))
+    feed(lines, "d", rng.uniform(0.5, 1.6, 600))  # its normal is noisier than the validation windows were
+    assert 1.5 < lines.line("d") <= 1.6 * 1.25 + 1e-6
 
 
 def test_relearn_forgets_the_history() -> None:
