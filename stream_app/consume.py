@@ -75,7 +75,9 @@ class ReadingsConsumer:
         )
         self._consumer = Consumer(self._config)
         self._watch = StallWatch(_STALL_AFTER_S)
-        self._next_check = time.monotonic() + _CHECK_EVERY_S
+        self._last_check = time.monotonic()
+        self._next_check = self._last_check + _CHECK_EVERY_S
+        self._idle_s = 0.0  # seconds spent on empty batches since the last check
 
     async def run(self) -> None:
         await self._call(self._subscribe)
@@ -83,9 +85,11 @@ class ReadingsConsumer:
             while True:
                 if time.monotonic() >= self._next_check:
                     await self._check_stalls()
+                asked = time.monotonic()
                 messages = await self._call(self._next_batch)
                 usable = [m for m in messages if _usable(m)]
                 if not usable:
+                    self._idle_s += time.monotonic() - asked
                     continue
                 stopped = await self._handle(usable)
                 await self._commit(_next_offsets(usable, stopped))
@@ -100,13 +104,16 @@ class ReadingsConsumer:
     async def _check_stalls(self) -> None:
         """Export each partition's lag; a partition stalled below its high watermark is logged once,
         counted, and recovered: on the embedded broker by a longer fetch wait, elsewhere by a seek."""
-        self._next_check = time.monotonic() + _CHECK_EVERY_S
+        now = time.monotonic()
+        # Mostly empty batches since the last check: the consumer had time to read, and got nothing.
+        idle = self._idle_s > 0.5 * (now - self._last_check)
+        self._idle_s, self._last_check, self._next_check = 0.0, now, now + _CHECK_EVERY_S
         try:
             positions, highs = await self._call(self._progress)
         except KafkaException as exc:  # the broker away: nothing to judge now
             log.debug("partition progress unknown (%s)", exc.args[0].str())
             return
-        stalled = self._watch.observe(positions, highs)
+        stalled = self._watch.observe(positions, highs, idle=idle)
         if self.metrics is not None:
             self.metrics.set_lag(self._watch.lag)
         if not stalled:
@@ -114,6 +121,7 @@ class ReadingsConsumer:
         if self.metrics is not None:
             self.metrics.consumer_stalls.inc(len(stalled))
         where = ", ".join(f"{p} at offset {positions[(t, p)]} ({self._watch.lag[(t, p)]} behind)" for t, p in stalled)
+        # (said as "no progress": the position stood, or crept while the consumer idled)
         wait = int(self._config.get("fetch.wait.max.ms", 500))
         if self.settings.kafka_profile == "embedded" and wait < _MAX_FETCH_WAIT_MS:
             longer = min(wait * 5, _MAX_FETCH_WAIT_MS)

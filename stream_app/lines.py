@@ -50,7 +50,6 @@ class AdaptiveLines:
         self._block_n: list[int] = []
         self._line: list[float] = []
         self._free: list[int] = []  # slots of forgotten devices, reused before the arrays grow
-        self._free: list[int] = []  # slots of forgotten devices
 
     def __len__(self) -> int:
         return len(self._slots)

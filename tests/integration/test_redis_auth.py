@@ -129,8 +129,13 @@ def test_a_worker_with_a_wrong_redis_password_stops_at_start_in_one_line(odd_red
     assert not any(p in result.stderr + result.stdout for p in _pieces(ODD_PASSWORD)), result.stderr
 
 
-def test_a_worker_with_kafka_down_at_start_says_so_in_one_line(tmp_path: Path) -> None:
-    env = {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}", "FLOORWATCH_STATE_DIR": str(tmp_path), "FLOORWATCH_METRICS_PORT": "0"}
+def test_a_worker_with_kafka_down_at_start_says_so_in_one_line(tiny_model_dir: Path, tmp_path: Path) -> None:
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+        "FLOORWATCH_MODEL_DIR": str(tiny_model_dir),
+        "FLOORWATCH_STATE_DIR": str(tmp_path),
+        "FLOORWATCH_METRICS_PORT": "0",
+    }
     result = _floorwatch("worker", env=env)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
