@@ -2,7 +2,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test demo faults bench clean
+.PHONY: install test demo faults bench clean kafka-jars
 
 # The stamp reinstalls only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -13,6 +13,16 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 install: $(VENV)/.installed
+
+# Apache Kafka's broker (pinned in kafka/pom.xml) and its runtime jars, from Maven Central, once.
+KAFKA_JARS := kafka/jars/.fetched
+$(KAFKA_JARS): kafka/pom.xml
+	@command -v mvn >/dev/null 2>&1 || { echo "error: mvn not found: install Maven (apt-get install maven) or set FLOORWATCH_KAFKA_HOME to an Apache Kafka install"; exit 1; }
+	rm -rf kafka/jars
+	mvn -q -B -Dstyle.color=never -f kafka/pom.xml package
+	@touch $@
+
+kafka-jars: $(KAFKA_JARS)
 
 test: install
 	$(BIN)/pytest -q
@@ -28,4 +38,4 @@ bench: install
 	$(BIN)/floorwatch bench
 
 clean:
-	rm -rf $(VENV) .floorwatch *.egg-info
+	rm -rf $(VENV) .floorwatch *.egg-info kafka/jars kafka/target

@@ -58,14 +58,34 @@ def _settings() -> Settings:
 
 @app.command()
 def up(
-    kafka_port: Annotated[int, typer.Option(help="Kafka port on 127.0.0.1")] = 9092,
+    kafka_port: Annotated[int, typer.Option(help="Kafka port on 127.0.0.1 (the first node's)")] = 9092,
     redis_port: Annotated[int, typer.Option(help="Redis port on 127.0.0.1")] = 6379,
+    broker: Annotated[str, typer.Option(help="embedded (Tansu, memory) or kafka (Apache Kafka, KRaft, on disk)")] = "embedded",
+    nodes: Annotated[int, typer.Option(help="--broker kafka: 1 or 3 nodes")] = 1,
 ) -> None:
-    """Start the embedded Kafka broker and Redis on loopback, and create the topics."""
+    """Start a Kafka broker and Redis on loopback, and create the topics."""
     from .embedded import EmbeddedServices
     from .topics import ensure_topics
 
     settings = _settings()
+    if broker == "kafka":
+        from .kafka_local import LocalKafkaServices
+
+        if nodes not in (1, 3):
+            raise CliError("--nodes must be 1 or 3")
+        local = LocalKafkaServices(settings.state_dir, nodes=nodes, kafka_port=kafka_port, redis_port=redis_port,
+                                   kafka_home=settings.kafka_home)  # fmt: skip
+        cluster, redis = local.start()
+        topics = ensure_topics(settings.model_copy(update={"kafka_bootstrap_servers": cluster.bootstrap_servers,
+                                                           "kafka_profile": "kafka"}))  # fmt: skip
+        pids = ", ".join(str(n.pid) for n in cluster.nodes)
+        console.print(f"Kafka  {cluster.bootstrap_servers}  (Apache Kafka, {nodes} node(s), pid {pids}, data in {local.cluster.dir})")
+        console.print(f"Redis  redis://{redis.host}:{redis.port}/0  (pid {redis.pid})")
+        console.print("Topics " + ", ".join(f"{name}[{n}]" for name, n in topics.items()))
+        console.print(f"Use it with KAFKA_BOOTSTRAP_SERVERS={cluster.bootstrap_servers} FLOORWATCH_KAFKA_PROFILE=kafka")
+        return
+    if broker != "embedded":
+        raise CliError(f"--broker must be embedded or kafka, not {broker!r}")
     services = EmbeddedServices(settings.state_dir, kafka_port=kafka_port, redis_port=redis_port)
     state = services.start()
     topics = ensure_topics(settings.model_copy(update={"kafka_bootstrap_servers": state.bootstrap_servers}))
@@ -75,11 +95,19 @@ def up(
 
 
 @app.command()
-def down() -> None:
-    """Stop the embedded services started by `floorwatch up`."""
+def down(
+    wipe: Annotated[bool, typer.Option(help="--broker kafka: also delete the local cluster's data")] = False,
+) -> None:
+    """Stop the services started by `floorwatch up` (embedded or local Apache Kafka)."""
     from .embedded import EmbeddedServices
+    from .kafka_local import LocalKafkaServices
 
-    stopped = EmbeddedServices(_settings().state_dir).stop()
+    settings = _settings()
+    stopped = EmbeddedServices(settings.state_dir).stop()
+    local = LocalKafkaServices(settings.state_dir)
+    stopped = local.stop() or stopped
+    if wipe:
+        local.cluster.stop(wipe=True)
     console.print("stopped" if stopped else "nothing was running")
 
 

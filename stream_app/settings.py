@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_cafile: Path | None = None
+    # `floorwatch up --broker kafka`: an Apache Kafka install (its libs/) or a folder of its jars;
+    # default kafka/jars, fetched by `make kafka-jars`.
+    kafka_home: Path | None = None
 
     readings_topic: str = "sensor-readings"
     dlq_topic: str = "sensor-readings-dlq"

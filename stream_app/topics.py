@@ -6,6 +6,8 @@ topics are always created explicitly before anything produces to them.
 
 from __future__ import annotations
 
+import time
+
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -35,5 +37,10 @@ def ensure_topics(settings: Settings, *, timeout_s: float = 15.0) -> dict[str, i
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
-    topics = admin.list_topics(timeout=timeout_s).topics
-    return {name: len(topics[name].partitions) for name in wanted if name in topics}
+    # A new topic reaches every broker's metadata a moment after its creation is acknowledged.
+    deadline = time.monotonic() + timeout_s
+    while True:
+        topics = admin.list_topics(timeout=timeout_s).topics
+        if all(name in topics for name in wanted) or time.monotonic() > deadline:
+            return {name: len(topics[name].partitions) for name in wanted if name in topics}
+        time.sleep(0.1)
