@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from .exactly_once import BatchTransaction, TransactionAborted, first_offsets
 from .kafka_config import consumer_config
 from .settings import Settings
 
@@ -35,10 +36,18 @@ FailureHandler = Callable[[list[Message], Exception], Awaitable[None]]
 class ReadingsConsumer:
     """The worker's consumer-group member for the readings topic; ``run`` until cancelled."""
 
-    def __init__(self, settings: Settings, handle: Handler, on_failure: FailureHandler | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        handle: Handler,
+        on_failure: FailureHandler | None = None,
+        transaction: BatchTransaction | None = None,
+    ) -> None:
         self.settings = settings
         self.handle = handle
         self.on_failure = on_failure
+        # Exactly-once (kafka profile): each batch's output and offsets commit as one transaction.
+        self.transaction = transaction
         # Every call into the consumer happens on this one thread, in order: consume blocks
         # there (the event loop stays free) and librdkafka's rebalance callbacks run there too.
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="readings-consumer")
@@ -63,12 +72,17 @@ class ReadingsConsumer:
                 usable = [m for m in messages if _usable(m)]
                 if not usable:
                     continue
+                if self.transaction is not None:
+                    await self._call(self.transaction.begin)
                 try:
                     await self.handle(usable)
                 except Exception as exc:  # the worker never stops on one bad batch
                     log.exception("batch of %d messages failed; they go to the dead-letter topic", len(usable))
+                    if self.transaction is not None:  # drop what the batch sent; only its dead letters go out
+                        await self._call(self.transaction.abort)
+                        await self._call(self.transaction.begin)
                     await self._fail(usable, exc)
-                await self._commit()
+                await self._commit(usable)
         finally:
             await asyncio.shield(self._close())
 
@@ -98,7 +112,13 @@ class ReadingsConsumer:
             # batch is read again from the last commit (by this worker's successor in the group).
             log.exception("could not dead-letter the failed batch's %d messages", len(messages))
 
-    async def _commit(self) -> None:
+    async def _commit(self, messages: list[Message]) -> None:
+        if self.transaction is not None:
+            try:
+                await self._call(self.transaction.commit, self._consumer, messages)
+            except TransactionAborted:
+                await self._call(self._rewind, messages)
+            return
         try:
             await self._call(self._consumer.commit, asynchronous=False)
         except KafkaException as exc:
@@ -107,8 +127,18 @@ class ReadingsConsumer:
             if exc.args[0].code() != KafkaError._NO_OFFSET:
                 log.warning("offset commit failed (%s); the batch may be read again", exc.args[0].str())
 
+    def _rewind(self, messages: list[Message]) -> None:
+        """After an aborted transaction: read the batch again (partitions revoked meanwhile are skipped)."""
+        for partition in first_offsets(messages):
+            try:
+                self._consumer.seek(partition)
+            except KafkaException as exc:
+                log.warning("rewind of %s [%s] failed: %s", partition.topic, partition.partition, exc.args[0].str())
+
     async def _close(self) -> None:
         try:
+            if self.transaction is not None:
+                await self._call(self.transaction.close)
             await self._call(self._consumer.close)  # leaves the group: partitions move at once
         finally:
             self._thread.shutdown(wait=False)

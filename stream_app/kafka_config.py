@@ -45,6 +45,8 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         # readings stay in order whichever client a gateway uses.
         partitioner="murmur2_random",
         **{"linger.ms": 5, "acks": "all" if settings.kafka_profile == "kafka" else 1},
+        # Apache Kafka: no duplicates from a producer's own retries (the embedded broker has no idempotence).
+        **({"enable.idempotence": True} if settings.kafka_profile == "kafka" else {}),
         **extra,
     )
 
@@ -53,7 +55,9 @@ def consumer_config(settings: Settings, group_id: str, **extra: Any) -> dict[str
     # Tansu joins a group after about half the session timeout, and holds a fetch for about half
     # its max wait even when records arrive meanwhile (500 ms by default: 250 ms on every reading).
     embedded = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000, "fetch.wait.max.ms": 20}
-    timeouts = embedded if settings.kafka_profile == "embedded" else {}
+    # Apache Kafka: only committed transactions' records (librdkafka's default, stated: the alerts'
+    # exactly-once depends on it).
+    timeouts = embedded if settings.kafka_profile == "embedded" else {"isolation.level": "read_committed"}
     return confluent_config(
         settings, **{"group.id": group_id, "enable.auto.commit": True, **timeouts, **extra}
     )
