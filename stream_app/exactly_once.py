@@ -11,14 +11,23 @@ is duplicated on the topic, not only in Redis.
 The embedded broker has no transactions: its profile keeps at-least-once with idempotent sinks.
 
 A killed worker's open transaction holds back read_committed readers of the partitions it wrote to
-(and its offsets) until the broker aborts it after ``transaction.timeout.ms``; 10 s here instead of
-the client's 60 s default keeps that wait short. Batches take milliseconds, far below it.
+(and its offsets) until the broker aborts it after ``transaction.timeout.ms``: 30 s here instead of
+the client's 60 s, below the consumer group's 45 s session timeout, so by the time the group hands a
+dead worker's partitions over its transaction is gone. Not lower: librdkafka caps a transactional
+message's delivery timeout at it, and a crashed leader is replaced only after the controller's 9 s
+broker session timeout (measured: 10 s failed transactions on a kill -9 of a leader).
+
+Errors follow librdkafka's transactional contract: retriable ones (e.g. CONCURRENT_TRANSACTIONS
+while a coordinator moves) retry the same call; abortable ones abort and the batch is read again;
+a fatal one (the producer fenced or broken) replaces the producer, and the batch is read again.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from collections.abc import Callable
 from collections.abc import Iterable
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
@@ -28,8 +37,9 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-TRANSACTION_TIMEOUT_MS = 10_000
+TRANSACTION_TIMEOUT_MS = 30_000
 _CALL_TIMEOUT_S = 30.0
+_RETRY_FOR_S = 60.0
 
 
 def transactions_enabled(settings: Settings) -> bool:
@@ -51,19 +61,33 @@ class BatchTransaction:
     def __init__(self, settings: Settings) -> None:
         # Unique per process: since KIP-447 a zombie is fenced by the consumer group's generation
         # (send_offsets_to_transaction carries it), not by reusing a transactional id.
+        self.settings = settings
         self.transactional_id = f"{settings.app_id}-{uuid.uuid4().hex[:12]}"
-        self._producer = Producer(
-            producer_config(
-                settings,
-                **{"transactional.id": self.transactional_id, "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS},
-            )
-        )
+        self._producer = self._new_producer()
         self._initialised = False
         self._open = False
 
+    def _new_producer(self) -> Producer:
+        return Producer(
+            producer_config(
+                self.settings,
+                **{"transactional.id": self.transactional_id, "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS},
+            )
+        )
+
     def begin(self) -> None:
+        try:
+            self._begin()
+        except KafkaException as exc:
+            if not exc.args[0].fatal():
+                raise
+            log.warning("transactional producer failed (%s); replacing it", exc.args[0].str())
+            self._producer, self._initialised = self._new_producer(), False
+            self._begin()
+
+    def _begin(self) -> None:
         if not self._initialised:
-            self._producer.init_transactions(_CALL_TIMEOUT_S)
+            _retrying(lambda: self._producer.init_transactions(_CALL_TIMEOUT_S))
             self._initialised = True
         self._producer.begin_transaction()
         self._open = True
@@ -77,34 +101,52 @@ class BatchTransaction:
                 self._producer.poll(0.05)
 
     def commit(self, consumer: Consumer, messages: Iterable[Message]) -> None:
-        """Add the batch's next offsets to the transaction and commit it; on failure abort and raise
-        ``TransactionAborted`` (the caller rewinds), or re-raise a fatal error (e.g. fenced)."""
+        """Add the batch's next offsets to the transaction and commit it; if that fails, the
+        transaction is aborted (or the producer replaced) and ``TransactionAborted`` says to rewind."""
         offsets = next_offsets(messages)
+        metadata = consumer.consumer_group_metadata()
         try:
-            self._producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), _CALL_TIMEOUT_S)
-            self._producer.commit_transaction(_CALL_TIMEOUT_S)
+            _retrying(lambda: self._producer.send_offsets_to_transaction(offsets, metadata, _CALL_TIMEOUT_S))
+            _retrying(lambda: self._producer.commit_transaction(_CALL_TIMEOUT_S))
             self._open = False
         except KafkaException as exc:
-            error = exc.args[0]
-            if error.fatal():
-                raise
-            log.warning("transaction failed (%s); aborting, the batch is read again", error.str())
+            log.warning("transaction failed (%s); the batch is read again", exc.args[0].str())
             self.abort()
-            raise TransactionAborted(error.str()) from exc
+            raise TransactionAborted(exc.args[0].str()) from exc
 
     def abort(self) -> None:
-        if self._open:
-            self._open = False
-            try:
-                self._producer.abort_transaction(_CALL_TIMEOUT_S)
-            except KafkaException as exc:
-                if exc.args[0].fatal():
-                    raise
-                log.warning("abort failed (%s)", exc.args[0].str())
+        if not self._open:
+            return
+        self._open = False
+        try:
+            _retrying(lambda: self._producer.abort_transaction(_CALL_TIMEOUT_S))
+        except KafkaException as exc:
+            # Fatal (fenced, or a broken transaction state): a new producer with the same id
+            # bumps the epoch, and the broker aborts what the old one left open.
+            log.warning("abort failed (%s); replacing the transactional producer", exc.args[0].str())
+            self._producer = self._new_producer()
+            self._initialised = False
 
     def close(self) -> None:
         self.abort()
-        self._producer.flush(5)
+        try:
+            self._producer.flush(5)
+        except KafkaException:
+            pass  # a broken producer has nothing left to send
+
+
+def _retrying(call: Callable[[], object]) -> None:
+    """``call`` again while it fails with a retriable error (and the transaction needs no abort)."""
+    deadline = time.monotonic() + _RETRY_FOR_S
+    while True:
+        try:
+            call()
+            return
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not error.retriable() or error.txn_requires_abort() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def next_offsets(messages: Iterable[Message]) -> list[TopicPartition]:
