@@ -397,6 +397,7 @@ def bench(
     latency_seconds: Annotated[float, typer.Option(help="length of the latency run")] = 20.0,
     memory_devices: Annotated[str, typer.Option(help="device counts for the memory run")] = "1000,10000,100000",
     e2e: Annotated[bool, typer.Option(help="run the end-to-end parts (embedded services + a worker)")] = True,
+    broker: Annotated[str, typer.Option(help="end-to-end broker: embedded, or kafka (a local Apache Kafka; FLOORWATCH_KAFKA_TRANSACTIONS=false for no transactions)")] = "embedded",
 ) -> None:
     """Benchmark: model-only scoring, end-to-end throughput and latency, memory; a table and JSON."""
     from .bench import BenchConfig, print_result, run_bench
@@ -411,6 +412,14 @@ def bench(
         batch_sizes=ints(batch_sizes), devices=devices, readings_per_device=readings, batched_form=batched_form,
         latency_rates=[float(r) for r in ints(rates)], latency_seconds=latency_seconds, memory_devices=ints(memory_devices), e2e=e2e,
     )  # fmt: skip
+    if broker not in ("embedded", "kafka"):
+        raise CliError(f"--broker must be embedded or kafka, not {broker!r}")
+    config.broker = broker  # type: ignore[assignment]
+    if broker == "kafka" and e2e:
+        from .kafka_local import kafka_available
+
+        if (reason := kafka_available(_settings().kafka_home)) is not None:
+            raise CliError(reason)
     if model_dir is not None and not model_dir.is_dir():
         raise CliError(f"model store {model_dir} does not exist")
     result = run_bench(_settings(), config, console, model_dir=model_dir)

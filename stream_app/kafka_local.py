@@ -22,7 +22,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from .embedded import EmbeddedError, ServiceProcess, _alive, _terminate, free_port, port_open
 
@@ -55,6 +55,14 @@ class KafkaUnavailable(EmbeddedError):
     """Java or the Kafka jars are missing: the message says how to get them."""
 
 
+class SecureListener(BaseModel):
+    """A SASL_SSL listener beside the plaintext one: TLS with ``keystore`` (PKCS12), SCRAM users."""
+
+    keystore: Path
+    keystore_password: SecretStr
+    users: dict[str, SecretStr]  # name -> password, for SCRAM-SHA-256 and SCRAM-SHA-512
+
+
 class KafkaNode(BaseModel):
     node_id: int
     port: int
@@ -62,6 +70,7 @@ class KafkaNode(BaseModel):
     config: Path
     log: Path
     pid: int | None = None
+    secure_port: int | None = None
 
 
 class ClusterState(BaseModel):
@@ -72,6 +81,11 @@ class ClusterState(BaseModel):
     @property
     def bootstrap_servers(self) -> str:
         return ",".join(f"{self.host}:{n.port}" for n in self.nodes)
+
+    @property
+    def secure_bootstrap_servers(self) -> str:
+        """The SASL_SSL listeners' addresses (a cluster started with a ``SecureListener``)."""
+        return ",".join(f"{self.host}:{n.secure_port}" for n in self.nodes if n.secure_port)
 
     def node(self, node_id: int) -> KafkaNode:
         return next(n for n in self.nodes if n.node_id == node_id)
@@ -122,6 +136,7 @@ class KafkaCluster:
         kafka_home: Path | None = None,
         heap_mb: int = DEFAULT_HEAP_MB,
         extra_config: dict[str, str] | None = None,
+        secure: SecureListener | None = None,
     ) -> None:
         if nodes not in (1, 3):
             raise ValueError("a local Kafka cluster has 1 or 3 nodes")
@@ -132,6 +147,7 @@ class KafkaCluster:
         self.kafka_home = kafka_home
         self.heap_mb = heap_mb
         self.extra_config = extra_config or {}
+        self.secure = secure
         self._state_file = self.dir / "cluster.json"
 
     # --- state ---------------------------------------------------------------------------------
@@ -230,6 +246,7 @@ class KafkaCluster:
                     controller_port=controller,
                     config=self.dir / f"node-{i}" / "server.properties",
                     log=self.dir / f"node-{i}" / "kafka.log",
+                    secure_port=free_port(self.host) if self.secure else None,
                 )
             )
         return ClusterState(host=self.host, cluster_id=cluster_id, nodes=nodes)
@@ -239,7 +256,7 @@ class KafkaCluster:
         (self.dir / "log4j2.yaml").write_text(_LOG4J2)
         for node in state.nodes:
             node.config.parent.mkdir(parents=True, exist_ok=True)
-            config = server_properties(state, node, self.extra_config)
+            config = server_properties(state, node, self.extra_config, self.secure)
             node.config.write_text("".join(f"{k}={v}\n" for k, v in config.items()))
 
     def _format(self, state: ClusterState, java: str, jars: Path) -> None:
@@ -247,6 +264,9 @@ class KafkaCluster:
             shutil.rmtree(node.config.parent / "data", ignore_errors=True)
             command = [java, "-Xmx128m", "-XX:+UseSerialGC", "-cp", f"{jars}/*", "kafka.tools.StorageTool",
                        "format", "-t", state.cluster_id, "-c", str(node.config)]  # fmt: skip
+            for name, password in (self.secure.users.items() if self.secure else ()):
+                for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+                    command += ["--add-scram", f"{mechanism}=[name={name},password={password.get_secret_value()}]"]
             return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
         with ThreadPoolExecutor(len(state.nodes)) as pool:
@@ -305,7 +325,9 @@ class KafkaCluster:
             node.pid = None
 
 
-def server_properties(state: ClusterState, node: KafkaNode, extra: dict[str, str] | None = None) -> dict[str, str]:
+def server_properties(
+    state: ClusterState, node: KafkaNode, extra: dict[str, str] | None = None, secure: SecureListener | None = None
+) -> dict[str, str]:
     """One node's broker settings: Kafka's production defaults, sized to the cluster.
 
     The few departures are for a local cluster on a small machine: fewer partitions of the
@@ -341,8 +363,39 @@ def server_properties(state: ClusterState, node: KafkaNode, extra: dict[str, str
         "num.io.threads": "4",
         "group.initial.rebalance.delay.ms": "0",
     }
+    if secure is not None and node.secure_port:
+        jaas = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        password = secure.keystore_password.get_secret_value()
+        config["listeners"] += f",SASL_SSL://{host}:{node.secure_port}"
+        config["advertised.listeners"] += f",SASL_SSL://{host}:{node.secure_port}"
+        config["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
+        config.update({
+            "sasl.enabled.mechanisms": "SCRAM-SHA-256,SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config": jaas,
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": jaas,
+            "ssl.keystore.type": "PKCS12",
+            "ssl.keystore.location": str(secure.keystore),
+            "ssl.keystore.password": password,
+            "ssl.key.password": password,
+        })  # fmt: skip
     config.update(extra or {})
     return config
+
+
+def make_keystore(directory: Path, password: str, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A self-signed broker certificate for ``host`` with keytool: (PKCS12 keystore, its certificate as a
+    PEM CA file for clients). For local tests; a real cluster has certificates from its own CA."""
+    directory.mkdir(parents=True, exist_ok=True)
+    keystore, cafile = directory / "broker.p12", directory / "ca.pem"
+    keytool = str(Path(java_binary()).resolve().parent / "keytool")
+    common = ["-alias", "broker", "-keystore", str(keystore), "-storetype", "PKCS12", "-storepass", password]
+    subprocess.run(
+        [keytool, "-genkeypair", *common, "-keypass", password, "-keyalg", "RSA", "-keysize", "2048", "-validity", "30",
+         "-dname", "CN=localhost", "-ext", f"SAN=ip:{host},dns:localhost"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    subprocess.run([keytool, "-exportcert", "-rfc", *common, "-file", str(cafile)], check=True, capture_output=True, timeout=60)
+    return keystore, cafile
 
 
 def _quiet_logger():  # type: ignore[no-untyped-def]
