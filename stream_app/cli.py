@@ -518,6 +518,7 @@ def main() -> None:
 
     from .demo import DemoError
     from .embedded import EmbeddedError
+    from .kafka_config import KafkaLoginError
     from .model_store import ModelStoreError
 
     # TensorFlow's C++ start-up chatter is noise on a terminal; its errors still show.
@@ -530,7 +531,7 @@ def main() -> None:
         _fail("aborted", 130)
     except KeyboardInterrupt:
         sys.exit(130)
-    except (CliError, ModelStoreError, EmbeddedError, DemoError, PublishError, ReplayError, ValueError) as exc:
+    except (CliError, ModelStoreError, EmbeddedError, DemoError, PublishError, ReplayError, KafkaLoginError, ValueError) as exc:
         _fail(str(exc))
     except (KafkaException, RedisError, OSError) as exc:
         _fail(f"{type(exc).__name__}: {exc}")

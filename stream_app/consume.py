@@ -155,8 +155,11 @@ def _usable(message: Message) -> bool:
     return False
 
 
-def _log_assign(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
-    log.info("readings partitions assigned: %s", sorted(p.partition for p in partitions))
+def _log_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    # What the worker holds now: with cooperative rebalancing (kafka profile) ``partitions`` are only
+    # the added ones, and those it kept are still in ``assignment()``.
+    held = {p.partition for p in consumer.assignment()} | {p.partition for p in partitions}
+    log.info("readings partitions assigned: %s", sorted(held))
 
 
 def _log_revoke(_consumer: Consumer, partitions: list[TopicPartition]) -> None:

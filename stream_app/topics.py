@@ -24,11 +24,24 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
     }
 
 
+def _metadata(admin: AdminClient, timeout_s: float):  # type: ignore[no-untyped-def]
+    """The cluster's metadata; a refused login raises ``KafkaLoginError`` within a second or so
+    (``poll`` serves the error callback, see kafka_config.py) instead of after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        admin.poll(0)
+        try:
+            return admin.list_topics(timeout=1.0)
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+
+
 def ensure_topics(settings: Settings, *, timeout_s: float = 15.0) -> dict[str, int]:
     """Create missing topics; return the partition count of each (existing ones are left as they are)."""
     admin = AdminClient(confluent_config(settings))
     wanted = topic_partitions(settings)
-    existing = admin.list_topics(timeout=timeout_s).topics
+    existing = _metadata(admin, timeout_s).topics
     missing = [NewTopic(name, num_partitions=n, replication_factor=1 if settings.kafka_profile == "embedded" else -1)
                for name, n in wanted.items() if name not in existing]
     for name, future in (admin.create_topics(missing, request_timeout=timeout_s) if missing else {}).items():
