@@ -97,8 +97,9 @@ def test_kill9_one_of_two_workers(drill_factory, record, broker: str) -> None:
     assert all(n == 1 for n in t.redis_episodes_per_failure.values()), t.redis_episodes_per_failure
 
 
-def test_worker_restart_refills_windows(drill_factory, record) -> None:
-    drill = drill_factory("restart")
+@pytest.mark.parametrize("broker", ["embedded", pytest.param("kafka", marks=pytest.mark.slow)])
+def test_worker_restart_refills_windows(drill_factory, record, broker: str) -> None:
+    drill = drill_factory("restart", broker=broker)
     old = drill.start_worker()
     drill.wait_consuming([old])
     probes = old.counter("readings")
@@ -132,7 +133,7 @@ def test_worker_restart_refills_windows(drill_factory, record) -> None:
     t = tally(drill.settings, sim, "rs")
     window = 8  # the tiny model's T
     record(
-        "worker restart (SIGTERM, new process)",
+        f"worker restart (SIGTERM, new process; {broker})",
         load=f"12 devices, {stats.readings} readings at {SPEED:.0f}x real time, 1 worker",
         faults=f"restart at simulated t={restart_at:.0f}s",
         readings_published=stats.readings,
