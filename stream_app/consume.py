@@ -128,7 +128,8 @@ class ReadingsConsumer:
                 log.warning("offset commit failed (%s); the batch may be read again", exc.args[0].str())
 
     def _rewind(self, messages: list[Message]) -> None:
-        """After an aborted transaction: read the batch again (partitions revoked meanwhile are skipped)."""
+        """After a transaction that could not be committed: read the batch again (partitions revoked
+        meanwhile are skipped: their new owner reads them from the last commit)."""
         for partition in first_offsets(messages):
             try:
                 self._consumer.seek(partition)

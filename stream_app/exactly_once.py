@@ -18,8 +18,8 @@ message's delivery timeout at it, and a crashed leader is replaced only after th
 broker session timeout (measured: 10 s failed transactions on a kill -9 of a leader).
 
 Errors follow librdkafka's transactional contract: retriable ones (e.g. CONCURRENT_TRANSACTIONS
-while a coordinator moves) retry the same call; abortable ones abort and the batch is read again;
-a fatal one (the producer fenced or broken) replaces the producer, and the batch is read again.
+while a coordinator moves) retry the same call; abortable ones abort, and the same records go out
+in a new transaction; a fatal one (the producer fenced or broken) replaces the producer first.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ class BatchTransaction:
         self._producer = self._new_producer()
         self._initialised = False
         self._open = False
+        self._records: list[tuple[str, bytes | None, bytes]] = []  # the open transaction's, for a retry
 
     def _new_producer(self) -> Producer:
         return Producer(
@@ -91,8 +92,13 @@ class BatchTransaction:
             self._initialised = True
         self._producer.begin_transaction()
         self._open = True
+        self._records = []
 
     def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        self._records.append((topic, key, value))
+        self._produce(topic, key, value)
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes) -> None:
         while True:
             try:
                 self._producer.produce(topic, value=value, key=key)
@@ -100,19 +106,35 @@ class BatchTransaction:
             except BufferError:  # the local queue is full: let librdkafka drain it
                 self._producer.poll(0.05)
 
-    def commit(self, consumer: Consumer, messages: Iterable[Message]) -> None:
-        """Add the batch's next offsets to the transaction and commit it; if that fails, the
-        transaction is aborted (or the producer replaced) and ``TransactionAborted`` says to rewind."""
+    def commit(self, consumer: Consumer, messages: Iterable[Message], attempts: int = 3) -> None:
+        """Add the batch's next offsets to the transaction and commit it.
+
+        An aborted transaction is tried again with the same records in a new one, as long as this
+        worker still owns the batch's partitions: the detector has already taken the batch in (a
+        re-read would find its readings duplicates and send nothing). If the partitions moved, or
+        every attempt failed, ``TransactionAborted``: the batch's records are dropped and its
+        messages read again from the last commit (by the partitions' owner).
+        """
         offsets = next_offsets(messages)
-        metadata = consumer.consumer_group_metadata()
-        try:
-            _retrying(lambda: self._producer.send_offsets_to_transaction(offsets, metadata, _CALL_TIMEOUT_S))
-            _retrying(lambda: self._producer.commit_transaction(_CALL_TIMEOUT_S))
-            self._open = False
-        except KafkaException as exc:
-            log.warning("transaction failed (%s); the batch is read again", exc.args[0].str())
-            self.abort()
-            raise TransactionAborted(exc.args[0].str()) from exc
+        for attempt in range(1, attempts + 1):
+            try:
+                metadata = consumer.consumer_group_metadata()
+                _retrying(lambda: self._producer.send_offsets_to_transaction(offsets, metadata, _CALL_TIMEOUT_S))
+                _retrying(lambda: self._producer.commit_transaction(_CALL_TIMEOUT_S))
+                self._open = False
+                return
+            except KafkaException as exc:
+                error = exc.args[0].str()
+                records = self._records
+                self.abort()
+                owned = {(p.topic, p.partition) for p in consumer.assignment()}
+                if attempt == attempts or not all((p.topic, p.partition) in owned for p in offsets):
+                    log.warning("transaction failed (%s); its batch is read again from the last commit", error)
+                    raise TransactionAborted(error) from exc
+                log.warning("transaction failed (%s); trying again with the same %d record(s)", error, len(records))
+                self.begin()
+                for record in records:
+                    self.send(*record)
 
     def abort(self) -> None:
         if not self._open:
