@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 import faust
 import redis.asyncio as aioredis
@@ -24,6 +25,7 @@ from .consume import ReadingsConsumer
 from .contracts import Reading
 from .dead_letters import dead_letter_record
 from .decode import Decoded, Rejection, decode
+from .exactly_once import BatchTransaction, transactions_enabled
 from .group_detector import GroupDetector
 from .kafka_config import faust_broker_settings
 from .lifecycle import Lifecycle
@@ -54,6 +56,8 @@ def create_app(
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     alerts_topic = app.topic(settings.alerts_topic, partitions=settings.alerts_partitions, **raw)
     dlq_topic = app.topic(settings.dlq_topic, partitions=1, **raw)
+    transaction = BatchTransaction(settings) if transactions_enabled(settings) else None
+    send = _sender(transaction)
     sink = RedisSink(
         aioredis.from_url(settings.redis_url_value(), socket_timeout=2, socket_connect_timeout=2),
         settings.redis_prefix,
@@ -76,7 +80,7 @@ def create_app(
             for k, reading in enumerate(decoded.readings):
                 origin[id(reading)] = (message, decoded, k)
             readings.extend(decoded.readings)
-            dead += [await _to_dlq(dlq_topic, message, rejection) for rejection in decoded.rejections]
+            dead += [await _to_dlq(send, dlq_topic, message, rejection) for rejection in decoded.rejections]
         metrics.messages.inc(len(messages))
         metrics.readings.inc(len(readings))
         if lifecycle is not None:
@@ -92,10 +96,10 @@ def create_app(
             message, decoded, k = origin[id(refused.reading)]
             where, part = decoded.part(k)
             original = (message.value() or b"") if part is None else part
-            dead.append(await _to_dlq(dlq_topic, message, Rejection(where + refused.reason, original)))
+            dead.append(await _to_dlq(send, dlq_topic, message, Rejection(where + refused.reason, original)))
         sent = []
         for alert in detection.alerts:
-            sent.append(await alerts_topic.send(key=alert.device_id.encode(), value=alert_bytes(alert)))
+            sent.append(await send(alerts_topic, alert.device_id.encode(), alert_bytes(alert)))
             metrics.alerts.labels(alert.episode.state).inc()
         # Wait for the broker to take every record before this batch's offsets may be committed.
         await asyncio.gather(*dead, *sent)
@@ -116,7 +120,7 @@ def create_app(
         # to the dead-letter topic with its bytes, so it can be replayed once the cause is fixed.
         # Alerts it may already have sent carry the same ids on replay: the sinks drop the repeats.
         reason = f"the worker failed on this message: {type(exc).__name__}: {str(exc)[:300]}"
-        sent = [await _to_dlq(dlq_topic, m, Rejection(reason, m.value() or b"")) for m in messages]
+        sent = [await _to_dlq(send, dlq_topic, m, Rejection(reason, m.value() or b"")) for m in messages]
         await asyncio.gather(*sent)
         metrics.dead_letters.inc(len(sent))
 
@@ -125,7 +129,9 @@ def create_app(
 
     @app.task
     async def consume_readings() -> None:
-        await ReadingsConsumer(settings, handle, on_failure=dead_letter_batch, metrics=metrics).run()
+        await ReadingsConsumer(
+            settings, handle, on_failure=dead_letter_batch, metrics=metrics, transaction=transaction
+        ).run()
 
     @app.task
     async def write_redis() -> None:
@@ -170,8 +176,25 @@ async def _resume_episodes(detector: GroupDetector, sink: RedisSink, device_ids:
         log.info("resumed %d open episode(s) of devices new to this worker", len(episodes))
 
 
-async def _to_dlq(topic: faust.TopicT, message: Message, rejection: Rejection) -> asyncio.Future:
+Send = Callable[[faust.TopicT, "bytes | None", bytes], Awaitable[asyncio.Future]]
+
+
+def _sender(transaction: BatchTransaction | None) -> Send:
+    """Faust's producer (at-least-once), or the batch's transaction (exactly-once, see exactly_once.py)."""
+
+    async def send(topic: faust.TopicT, key: bytes | None, value: bytes) -> asyncio.Future:
+        if transaction is None:
+            return await topic.send(key=key, value=value)
+        transaction.send(topic.get_topic_name(), key, value)
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)  # acknowledged by the transaction's commit, with the batch's offsets
+        return done
+
+    return send
+
+
+async def _to_dlq(send: Send, topic: faust.TopicT, message: Message, rejection: Rejection) -> asyncio.Future:
     key, value = dead_letter_record(
         rejection, topic=message.topic(), partition=message.partition(), offset=message.offset(), key=message.key()
     )
-    return await topic.send(key=key, value=value)
+    return await send(topic, key, value)

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from typing import Literal
+
 import numpy as np
 from pydantic import BaseModel
 from rich.console import Console
@@ -34,6 +36,9 @@ class BenchConfig(BaseModel):
     batch_sizes: list[int] = [1, 64, 256, 1024, 4096]
     model_seconds: float = 1.0  # per batch size
     e2e: bool = True
+    # The end-to-end parts' broker: fresh embedded services, or a one-node local Apache Kafka
+    # (kafka profile; FLOORWATCH_KAFKA_TRANSACTIONS turns its transactions off).
+    broker: Literal["embedded", "kafka"] = "embedded"
     devices: int = 1000
     readings_per_device: int = 1000
     batched_form: int = 10  # readings per message in the batched run; 0 skips it
@@ -164,8 +169,9 @@ def run_bench(settings: Settings, config: BenchConfig, console: Console, *, mode
                 "python": platform.python_version(),
                 "keras_backend": keras.backend.backend(),
                 "scorer_device": backend_and_device()[1],
+                "broker": _broker_label(settings, config.broker),
             },
-            settings={k: getattr(settings, k) for k in ("batch_max_size", "batch_max_wait_s", "stride")},
+            settings={k: getattr(settings, k) for k in ("batch_max_size", "batch_max_wait_s", "stride", "kafka_transactions")},
             model={
                 "version": bundle.version,
                 "window": bundle.card.window,
@@ -198,11 +204,11 @@ def run_bench(settings: Settings, config: BenchConfig, console: Console, *, mode
 
 
 def _end_to_end(settings: Settings, config: BenchConfig, result: BenchResult, workdir: Path, log) -> None:  # type: ignore[no-untyped-def]
-    from .bench_e2e import WorkerProcess, drain, embedded_settings, measure_latency, phase_settings, produce_backlog, wait_ready
+    from .bench_e2e import WorkerProcess, drain, broker_settings, measure_latency, phase_settings, produce_backlog, wait_ready
 
     ceiling = {r.batch: r.windows_per_s for r in result.model_only}
     ceiling_batch = min(ceiling, key=lambda b: abs(b - settings.batch_max_size))
-    with embedded_settings(settings, workdir / "services") as live:
+    with broker_settings(settings, config.broker, workdir / "services") as live:
         forms = [1] + ([config.batched_form] if config.batched_form > 1 else [])
         for form in forms:
             name = "single" if form == 1 else f"batched{form}"
@@ -254,6 +260,12 @@ def _end_to_end(settings: Settings, config: BenchConfig, result: BenchResult, wo
                 worker.stop()
 
 
+def _broker_label(settings: Settings, broker: str) -> str:
+    if broker == "embedded":
+        return "embedded (Tansu, memory storage)"
+    return f"Apache Kafka, 1 node, transactions {'on' if settings.kafka_transactions else 'off'}"
+
+
 def _cores() -> int:
     import os
 
@@ -265,6 +277,7 @@ def print_result(result: BenchResult, console: Console) -> None:
     device = m.get("scorer_device", "cpu")
     console.print(
         f"[bold]floorwatch bench[/] on {m['cpu']} ({m['cores']} cores), Keras backend {m['keras_backend']}, scoring on {device}"
+        + (f", broker: {m['broker']}" if "broker" in m else "")
     )
     ceiling = result.matmul_gflop_per_s
     table = Table(

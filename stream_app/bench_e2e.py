@@ -56,6 +56,31 @@ def embedded_settings(base: Settings, state_dir: Path) -> Iterator[Settings]:
         services.stop()
 
 
+@contextmanager
+def kafka_settings(base: Settings, state_dir: Path) -> Iterator[Settings]:
+    """A fresh one-node local Apache Kafka and Redis on free ports, and settings (kafka profile) for them."""
+    from .kafka_local import LocalKafkaServices
+
+    services = LocalKafkaServices(state_dir, kafka_port=free_port(), redis_port=free_port(), kafka_home=base.kafka_home)
+    cluster, redis_process = services.start()
+    try:
+        yield base.model_copy(
+            update={
+                "kafka_bootstrap_servers": cluster.bootstrap_servers,
+                "redis_url": SecretStr(f"redis://{redis_process.host}:{redis_process.port}/0"),
+                "kafka_profile": "kafka",
+            }
+        )
+    finally:
+        services.stop()
+        services.cluster.stop(wipe=True)
+
+
+def broker_settings(base: Settings, broker: str, state_dir: Path):  # type: ignore[no-untyped-def]
+    """``embedded_settings`` or ``kafka_settings``."""
+    return kafka_settings(base, state_dir) if broker == "kafka" else embedded_settings(base, state_dir)
+
+
 class WorkerProcess:
     """One ``floorwatch worker`` subprocess with its metrics endpoint on a free port."""
 

@@ -58,14 +58,34 @@ def _settings() -> Settings:
 
 @app.command()
 def up(
-    kafka_port: Annotated[int, typer.Option(help="Kafka port on 127.0.0.1")] = 9092,
+    kafka_port: Annotated[int, typer.Option(help="Kafka port on 127.0.0.1 (the first node's)")] = 9092,
     redis_port: Annotated[int, typer.Option(help="Redis port on 127.0.0.1")] = 6379,
+    broker: Annotated[str, typer.Option(help="embedded (Tansu, memory) or kafka (Apache Kafka, KRaft, on disk)")] = "embedded",
+    nodes: Annotated[int, typer.Option(help="--broker kafka: 1 or 3 nodes")] = 1,
 ) -> None:
-    """Start the embedded Kafka broker and Redis on loopback, and create the topics."""
+    """Start a Kafka broker and Redis on loopback, and create the topics."""
     from .embedded import EmbeddedServices
     from .topics import ensure_topics
 
     settings = _settings()
+    if broker == "kafka":
+        from .kafka_local import LocalKafkaServices
+
+        if nodes not in (1, 3):
+            raise CliError("--nodes must be 1 or 3")
+        local = LocalKafkaServices(settings.state_dir, nodes=nodes, kafka_port=kafka_port, redis_port=redis_port,
+                                   kafka_home=settings.kafka_home)  # fmt: skip
+        cluster, redis = local.start()
+        topics = ensure_topics(settings.model_copy(update={"kafka_bootstrap_servers": cluster.bootstrap_servers,
+                                                           "kafka_profile": "kafka"}))  # fmt: skip
+        pids = ", ".join(str(n.pid) for n in cluster.nodes)
+        console.print(f"Kafka  {cluster.bootstrap_servers}  (Apache Kafka, {nodes} node(s), pid {pids}, data in {local.cluster.dir})")
+        console.print(f"Redis  redis://{redis.host}:{redis.port}/0  (pid {redis.pid})")
+        console.print("Topics " + ", ".join(f"{name}[{n}]" for name, n in topics.items()))
+        console.print(f"Use it with KAFKA_BOOTSTRAP_SERVERS={cluster.bootstrap_servers} FLOORWATCH_KAFKA_PROFILE=kafka")
+        return
+    if broker != "embedded":
+        raise CliError(f"--broker must be embedded or kafka, not {broker!r}")
     services = EmbeddedServices(settings.state_dir, kafka_port=kafka_port, redis_port=redis_port)
     state = services.start()
     topics = ensure_topics(settings.model_copy(update={"kafka_bootstrap_servers": state.bootstrap_servers}))
@@ -75,11 +95,19 @@ def up(
 
 
 @app.command()
-def down() -> None:
-    """Stop the embedded services started by `floorwatch up`."""
+def down(
+    wipe: Annotated[bool, typer.Option(help="--broker kafka: also delete the local cluster's data")] = False,
+) -> None:
+    """Stop the services started by `floorwatch up` (embedded or local Apache Kafka)."""
     from .embedded import EmbeddedServices
+    from .kafka_local import LocalKafkaServices
 
-    stopped = EmbeddedServices(_settings().state_dir).stop()
+    settings = _settings()
+    stopped = EmbeddedServices(settings.state_dir).stop()
+    local = LocalKafkaServices(settings.state_dir)
+    stopped = local.stop() or stopped
+    if wipe:
+        local.cluster.stop(wipe=True)
     console.print("stopped" if stopped else "nothing was running")
 
 
@@ -643,6 +671,7 @@ def bench(
     memory_devices: Annotated[str, typer.Option(help="device counts for the memory run")] = "1000,10000,100000",
     e2e: Annotated[bool, typer.Option(help="run the end-to-end parts (embedded services + a worker)")] = True,
     lifecycle: Annotated[bool, typer.Option(help="measure the drift watch and a shadow model on vs off")] = True,
+    broker: Annotated[str, typer.Option(help="end-to-end broker: embedded, or kafka (a local Apache Kafka; FLOORWATCH_KAFKA_TRANSACTIONS=false for no transactions)")] = "embedded",
 ) -> None:
     """Benchmark: model-only scoring, end-to-end throughput and latency, memory; a table and JSON."""
     from .bench import BenchConfig, print_result, run_bench
@@ -657,6 +686,14 @@ def bench(
         batch_sizes=ints(batch_sizes), devices=devices, readings_per_device=readings, batched_form=batched_form,
         latency_rates=[float(r) for r in ints(rates)], latency_seconds=latency_seconds, memory_devices=ints(memory_devices), e2e=e2e, lifecycle=lifecycle,
     )  # fmt: skip
+    if broker not in ("embedded", "kafka"):
+        raise CliError(f"--broker must be embedded or kafka, not {broker!r}")
+    config.broker = broker  # type: ignore[assignment]
+    if broker == "kafka" and e2e:
+        from .kafka_local import kafka_available
+
+        if (reason := kafka_available(_settings().kafka_home)) is not None:
+            raise CliError(reason)
     if model_dir is not None and not model_dir.is_dir():
         raise CliError(f"model store {model_dir} does not exist")
     result = run_bench(_settings(), config, console, model_dir=model_dir)
@@ -764,6 +801,7 @@ def main() -> None:
 
     from .demo import DemoError
     from .embedded import EmbeddedError
+    from .kafka_config import KafkaLoginError
     from .model_store import ModelStoreError
 
     # TensorFlow's C++ start-up chatter is noise on a terminal; its errors still show.
@@ -776,7 +814,7 @@ def main() -> None:
         _fail("aborted", 130)
     except KeyboardInterrupt:
         sys.exit(130)
-    except (CliError, ModelStoreError, EmbeddedError, DemoError, PublishError, ReplayError, ValueError) as exc:
+    except (CliError, ModelStoreError, EmbeddedError, DemoError, PublishError, ReplayError, KafkaLoginError, ValueError) as exc:
         _fail(str(exc))
     except (KafkaException, RedisError, OSError) as exc:
         _fail(f"{type(exc).__name__}: {exc}")

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from .exactly_once import BatchTransaction, TransactionAborted, first_offsets
 from .kafka_config import consumer_config
 from .metrics import Metrics
 from .settings import Settings
@@ -56,11 +57,14 @@ class ReadingsConsumer:
         handle: Handler,
         on_failure: FailureHandler | None = None,
         metrics: Metrics | None = None,
+        transaction: BatchTransaction | None = None,
     ) -> None:
         self.settings = settings
         self.handle = handle
         self.on_failure = on_failure
         self.metrics = metrics
+        # Exactly-once (kafka profile): each batch's output and offsets commit as one transaction.
+        self.transaction = transaction
         # Every call into the consumer happens on this one thread, in order: consume blocks
         # there (the event loop stays free) and librdkafka's rebalance callbacks run there too.
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="readings-consumer")
@@ -91,8 +95,10 @@ class ReadingsConsumer:
                 if not usable:
                     self._idle_s += time.monotonic() - asked
                     continue
+                if self.transaction is not None:
+                    await self._call(self.transaction.begin)
                 stopped = await self._handle(usable)
-                await self._commit(_next_offsets(usable, stopped))
+                await self._commit(usable, stopped)
                 if stopped:
                     await self._rewind(stopped)
         finally:
@@ -176,6 +182,9 @@ class ReadingsConsumer:
             return {}
         except Exception:  # the worker never stops on one bad batch
             log.exception("batch of %d messages failed; handling them one by one", len(messages))
+        if self.transaction is not None:  # drop what the failed batch sent; each message sends its own again
+            await self._call(self.transaction.abort)
+            await self._call(self.transaction.begin)
         stopped: dict[tuple[str, int], int] = {}
         for message in messages:
             where = (message.topic(), message.partition())
@@ -224,7 +233,15 @@ class ReadingsConsumer:
                 batch += consume(size - 1, 0)
         return batch
 
-    async def _commit(self, offsets: list[TopicPartition]) -> None:
+    async def _commit(self, messages: list[Message], stopped: dict[tuple[str, int], int]) -> None:
+        """Commit past the batch, or up to each stopped partition's first unhandled message."""
+        offsets = _next_offsets(messages, stopped)
+        if self.transaction is not None:
+            try:
+                await self._call(self.transaction.commit, self._consumer, offsets)
+            except TransactionAborted:
+                await self._call(self._rewind_batch, messages)
+            return
         try:
             await self._call(self._consumer.commit, offsets=offsets, asynchronous=False)
         except KafkaException as exc:
@@ -233,8 +250,19 @@ class ReadingsConsumer:
             if exc.args[0].code() != KafkaError._NO_OFFSET:
                 log.warning("offset commit failed (%s); the batch may be read again", exc.args[0].str())
 
+    def _rewind_batch(self, messages: list[Message]) -> None:
+        """After a transaction that could not be committed: read the batch again (partitions revoked
+        meanwhile are skipped: their new owner reads them from the last commit)."""
+        for partition in first_offsets(messages):
+            try:
+                self._consumer.seek(partition)
+            except KafkaException as exc:
+                log.warning("rewind of %s [%s] failed: %s", partition.topic, partition.partition, exc.args[0].str())
+
     async def _close(self) -> None:
         try:
+            if self.transaction is not None:
+                await self._call(self.transaction.close)
             await self._call(self._consumer.close)  # leaves the group: partitions move at once
         finally:
             self._thread.shutdown(wait=False)
@@ -261,8 +289,11 @@ def _usable(message: Message) -> bool:
     return False
 
 
-def _log_assign(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
-    log.info("readings partitions assigned: %s", sorted(p.partition for p in partitions))
+def _log_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    # What the worker holds now: with cooperative rebalancing (kafka profile) ``partitions`` are only
+    # the added ones, and those it kept are still in ``assignment()``.
+    held = {p.partition for p in consumer.assignment()} | {p.partition for p in partitions}
+    log.info("readings partitions assigned: %s", sorted(held))
 
 
 def _log_revoke(_consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -10,6 +10,8 @@ import logging
 import ssl
 from typing import Any
 
+from confluent_kafka import KafkaError
+
 from .settings import Settings
 
 # librdkafka writes its own log lines (one per failed connection attempt) straight to stderr;
@@ -17,6 +19,24 @@ from .settings import Settings
 # one-line errors when nothing was configured.
 _librdkafka_log = logging.getLogger("stream_app.librdkafka")
 _librdkafka_log.addHandler(logging.NullHandler())
+
+
+class KafkaLoginError(Exception):
+    """The broker refused our SASL login (wrong user or password): retrying will not help."""
+
+
+def _login_error_cb(settings: Settings):  # type: ignore[no-untyped-def]
+    def on_error(error: KafkaError) -> None:
+        # librdkafka would retry a refused login forever, and calls fail later as a vague
+        # "transport failure"; raised here, it surfaces from the next poll/flush/consume at once.
+        if error.code() == KafkaError._AUTHENTICATION:
+            raise KafkaLoginError(
+                f"Kafka refused the login of user {settings.kafka_sasl_username!r} ({settings.kafka_sasl_mechanism}) at "
+                f"{settings.kafka_bootstrap_servers}: check FLOORWATCH_KAFKA_SASL_USERNAME and _PASSWORD ({error.str()})"
+            )
+        _librdkafka_log.warning("%s", error.str())
+
+    return on_error
 
 
 def confluent_config(settings: Settings, **extra: Any) -> dict[str, Any]:
@@ -32,6 +52,7 @@ def confluent_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         config["sasl.mechanism"] = settings.kafka_sasl_mechanism
         config["sasl.username"] = settings.kafka_sasl_username or ""
         config["sasl.password"] = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+        config["error_cb"] = _login_error_cb(settings)
     if settings.kafka_ssl_cafile:
         config["ssl.ca.location"] = str(settings.kafka_ssl_cafile)
     config.update(extra)
@@ -45,6 +66,8 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         # readings stay in order whichever client a gateway uses.
         partitioner="murmur2_random",
         **{"linger.ms": 5, "acks": "all" if settings.kafka_profile == "kafka" else 1},
+        # Apache Kafka: no duplicates from a producer's own retries (the embedded broker has no idempotence).
+        **({"enable.idempotence": True} if settings.kafka_profile == "kafka" else {}),
         **extra,
     )
 
@@ -53,7 +76,11 @@ def consumer_config(settings: Settings, group_id: str, **extra: Any) -> dict[str
     # Tansu joins a group after about half the session timeout, and holds a fetch for about half
     # its max wait even when records arrive meanwhile (500 ms by default: 250 ms on every reading).
     embedded = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000, "fetch.wait.max.ms": 20}
-    timeouts = embedded if settings.kafka_profile == "embedded" else {}
+    # Apache Kafka: only committed transactions' records (librdkafka's default, stated: the alerts'
+    # exactly-once depends on it); cooperative rebalancing, so a worker joining or leaving moves only the
+    # partitions that change owner and the others keep being read.
+    production = {"isolation.level": "read_committed", "partition.assignment.strategy": "cooperative-sticky"}
+    timeouts = embedded if settings.kafka_profile == "embedded" else production
     return confluent_config(
         settings, **{"group.id": group_id, "enable.auto.commit": True, **timeouts, **extra}
     )

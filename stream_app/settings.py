@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_cafile: Path | None = None
+    # `floorwatch up --broker kafka`: an Apache Kafka install (its libs/) or a folder of its jars;
+    # default kafka/jars, fetched by `make kafka-jars`.
+    kafka_home: Path | None = None
+    # kafka profile: each batch's alerts, dead letters and offsets in one transaction (exactly-once
+    # alerts on the topic; see exactly_once.py). Ignored by the embedded profile (no transactions).
+    kafka_transactions: bool = True
 
     readings_topic: str = "sensor-readings"
     dlq_topic: str = "sensor-readings-dlq"

@@ -6,6 +6,8 @@ topics are always created explicitly before anything produces to them.
 
 from __future__ import annotations
 
+import time
+
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -24,11 +26,24 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
     }
 
 
+def _metadata(admin: AdminClient, timeout_s: float):  # type: ignore[no-untyped-def]
+    """The cluster's metadata; a refused login raises ``KafkaLoginError`` within a second or so
+    (``poll`` serves the error callback, see kafka_config.py) instead of after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        admin.poll(0)
+        try:
+            return admin.list_topics(timeout=1.0)
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+
+
 def ensure_topics(settings: Settings, *, timeout_s: float = 15.0) -> dict[str, int]:
     """Create missing topics; return the partition count of each (existing ones are left as they are)."""
     admin = AdminClient(confluent_config(settings))
     wanted = topic_partitions(settings)
-    existing = admin.list_topics(timeout=timeout_s).topics
+    existing = _metadata(admin, timeout_s).topics
     missing = [NewTopic(name, num_partitions=n, replication_factor=1 if settings.kafka_profile == "embedded" else -1)
                for name, n in wanted.items() if name not in existing]
     for name, future in (admin.create_topics(missing, request_timeout=timeout_s) if missing else {}).items():
@@ -37,5 +52,10 @@ def ensure_topics(settings: Settings, *, timeout_s: float = 15.0) -> dict[str, i
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
-    topics = admin.list_topics(timeout=timeout_s).topics
-    return {name: len(topics[name].partitions) for name in wanted if name in topics}
+    # A new topic reaches every broker's metadata a moment after its creation is acknowledged.
+    deadline = time.monotonic() + timeout_s
+    while True:
+        topics = admin.list_topics(timeout=timeout_s).topics
+        if all(name in topics for name in wanted) or time.monotonic() > deadline:
+            return {name: len(topics[name].partitions) for name in wanted if name in topics}
+        time.sleep(0.1)

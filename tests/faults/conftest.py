@@ -145,18 +145,27 @@ class Drill:
 
 @pytest.fixture
 def drill_factory(
-    fault_services: EmbeddedServices, tiny_model_dir: Path, tmp_path: Path
+    request: pytest.FixtureRequest, fault_services: EmbeddedServices, tiny_model_dir: Path, tmp_path: Path
 ) -> Iterator[Callable[..., Drill]]:
     drills: list[Drill] = []
 
-    def make(name: str, services: EmbeddedServices | None = None, **overrides: object) -> Drill:
+    def make(
+        name: str, services: EmbeddedServices | None = None, broker: str = "embedded", cluster: object = None,
+        **overrides: object,
+    ) -> Drill:
+        """A drill on the embedded broker, or on Apache Kafka (``broker="kafka"``: the session's one-node
+        cluster, or ``cluster``); Redis is the embedded services' either way."""
         state = (services or fault_services).state()
         assert state is not None
+        bootstrap, profile = state.bootstrap_servers, "embedded"
+        if broker == "kafka":
+            kafka = cluster if cluster is not None else request.getfixturevalue("kafka_cluster")
+            bootstrap, profile = kafka.state().bootstrap_servers, "kafka"  # type: ignore[attr-defined]
         unique = f"{name}-{time.time_ns() % 10**9}"
         settings = Settings(
-            kafka_bootstrap_servers=state.bootstrap_servers,
+            kafka_bootstrap_servers=bootstrap,
             redis_url=SecretStr(state.redis_url),
-            kafka_profile="embedded",
+            kafka_profile=profile,
             model_dir=tiny_model_dir,
             app_id=f"fw-{unique}",
             readings_topic=f"{unique}-readings",

@@ -18,8 +18,10 @@ SPEED = 20.0
 OUTAGE_S = 30.0
 
 
-def test_redis_down_30s(drill_factory, fault_services, record) -> None:
-    drill = drill_factory("redis")
+# Apache Kafka's run is in `make faults` (slow): `make test` keeps one drill per broker short.
+@pytest.mark.parametrize("broker", ["embedded", pytest.param("kafka", marks=pytest.mark.slow)])
+def test_redis_down_30s(drill_factory, fault_services, record, broker: str) -> None:
+    drill = drill_factory("redis", broker=broker)
     worker = drill.start_worker()
     drill.wait_consuming([worker])
     down_at = 160.0
@@ -58,7 +60,7 @@ def test_redis_down_30s(drill_factory, fault_services, record) -> None:
     t = tally(drill.settings, sim, "rd")
     during = [a for a in topic_alerts(drill.settings, "rd-") if down_ms <= _detected_ms(a) < up_ms]
     record(
-        "Redis down 30 s",
+        f"Redis down 30 s ({broker})",
         load=f"12 devices, {stats.readings} readings at {SPEED:.0f}x real time, 1 worker",
         faults=f"redis-server SHUTDOWN SAVE for {OUTAGE_S:.0f}s, restarted on its port",
         alerts_to_topic_while_down=len(during),

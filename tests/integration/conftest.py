@@ -1,4 +1,4 @@
-"""Real embedded services (Tansu broker, redis-server) and a real worker process, once per session."""
+"""Real services (the embedded broker or Apache Kafka, redis-server) and a real worker process, once per session per broker."""
 
 from __future__ import annotations
 
@@ -30,20 +30,28 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServi
     embedded.stop()
 
 
-@pytest.fixture(scope="session")
-def settings(services: EmbeddedServices, tiny_model_dir: Path) -> Settings:
+@pytest.fixture(scope="session", params=["embedded", "kafka"])
+def settings(request: pytest.FixtureRequest, services: EmbeddedServices, tiny_model_dir: Path) -> Settings:
+    """The pipeline's settings on each broker: the embedded one, and Apache Kafka (``kafka`` profile).
+
+    Both share the embedded Redis, under their own key prefixes.
+    """
     state = services.state()
     assert state is not None
-    s = Settings(
-        kafka_bootstrap_servers=state.bootstrap_servers,
+    common = dict(
         redis_url=SecretStr(state.redis_url),
-        kafka_profile="embedded",
         model_dir=tiny_model_dir,
         app_id="floorwatch-test",
         metrics_port=0,
         readings_partitions=4,
         batch_max_wait_s=0.02,
     )
+    if request.param == "kafka":
+        cluster = request.getfixturevalue("kafka_cluster")
+        bootstrap = cluster.state().bootstrap_servers
+        s = Settings(kafka_bootstrap_servers=bootstrap, kafka_profile="kafka", redis_prefix="fw-kafka", **common)
+    else:
+        s = Settings(kafka_bootstrap_servers=state.bootstrap_servers, kafka_profile="embedded", **common)
     ensure_topics(s)
     return s
 

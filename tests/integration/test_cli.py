@@ -45,6 +45,32 @@ def test_up_creates_topics_and_down_stops_everything(tmp_path: Path) -> None:
     assert not port_open("127.0.0.1", kafka_port) and not port_open("127.0.0.1", redis_port)
 
 
+def test_up_broker_kafka_three_nodes_and_down(tmp_path: Path) -> None:
+    from tests.conftest import require_kafka
+
+    require_kafka()
+    kafka_port, redis_port = free_port(), free_port()
+    env = {**os.environ, "FLOORWATCH_STATE_DIR": str(tmp_path)}
+    args = ("--broker", "kafka", "--nodes", "3", "--kafka-port", str(kafka_port), "--redis-port", str(redis_port))
+    up = floorwatch("up", *args, env=env, timeout=180)
+    try:
+        assert up.returncode == 0, up.stderr
+        assert "3 node(s)" in up.stdout and "sensor-readings[8]" in up.stdout
+        assert all(port_open("127.0.0.1", kafka_port + 2 * i) for i in range(3))
+    finally:
+        down = floorwatch("down", "--wipe", env=env, timeout=120)
+    assert down.returncode == 0 and "stopped" in down.stdout, down.stderr
+    assert not any(port_open("127.0.0.1", kafka_port + 2 * i) for i in range(3))
+    assert not port_open("127.0.0.1", redis_port)
+
+
+def test_up_broker_kafka_without_jars_is_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "FLOORWATCH_STATE_DIR": str(tmp_path), "FLOORWATCH_KAFKA_HOME": str(tmp_path)}
+    up = floorwatch("up", "--broker", "kafka", "--kafka-port", str(free_port()), env=env)
+    assert up.returncode == 1
+    assert up.stderr.count("\n") == 1 and "make kafka-jars" in up.stderr, up.stderr
+
+
 def test_replay_publishes_a_recording_that_the_worker_scores(settings: Settings, worker, tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     start = int(time.time()) - 3_600

@@ -111,6 +111,29 @@ def test_kafka_is_apache_kafka_in_kraft_mode_without_zookeeper() -> None:
         assert not any("ZOOKEEPER" in key.upper() for key in _env(svc)), f"{name} configures ZooKeeper"
 
 
+def test_kafka_matches_the_tested_local_cluster() -> None:
+    """Same Apache Kafka version as kafka/pom.xml, same durability settings as kafka_local's one-node cluster."""
+    import xml.etree.ElementTree as ET
+
+    from stream_app.kafka_local import ClusterState, KafkaNode, server_properties
+
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    version = ET.parse(ROOT / "kafka" / "pom.xml").getroot().find("m:properties/m:kafka.version", ns)
+    assert version is not None
+    kafka = _services()["kafka"]
+    assert kafka["image"] == f"apache/kafka:{version.text}"
+    node = KafkaNode(node_id=1, port=9092, controller_port=9093, config=Path("/x/server.properties"), log=Path("/x/log"))
+    tested = server_properties(ClusterState(host="127.0.0.1", cluster_id="x", nodes=[node]), node)
+    env = _env(kafka)
+    for key in (
+        "default.replication.factor", "min.insync.replicas", "offsets.topic.replication.factor",
+        "transaction.state.log.replication.factor", "transaction.state.log.min.isr",
+        "unclean.leader.election.enable", "auto.create.topics.enable",
+    ):  # fmt: skip
+        variable = "KAFKA_" + key.upper().replace(".", "_")
+        assert env.get(variable) == tested[key], f"{variable}={env.get(variable)!r}, the tested cluster has {tested[key]!r}"
+
+
 def _listeners(spec: str) -> dict[str, str]:
     """'NAME://host:port,...' -> {NAME: 'host:port'}"""
     out = {}

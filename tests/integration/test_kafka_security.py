@@ -1,0 +1,113 @@
+"""Apache Kafka with a SASL_SSL listener (SCRAM, TLS with a certificate made here by keytool): the worker
+and the producers connect with credentials; a wrong password is one line, fast; no secret in any output."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from pydantic import SecretStr
+
+from producers.publish import ReadingPublisher, reading_json
+from stream_app.embedded import EmbeddedServices
+from stream_app.kafka_local import KafkaCluster, SecureListener, make_keystore
+from stream_app.settings import Settings
+from stream_app.sinks import RedisKeys
+from stream_app.topics import ensure_topics
+from tests.conftest import require_kafka
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "scram-Pa55-7f3e91"
+KEYSTORE_PASSWORD = "keystore-Pa55-0c4d"
+NORMAL = {"temperature": 0.06, "vibration": 0.075, "motor_rpm": 0.045, "motor_amps": 0.084}
+
+
+@pytest.fixture(scope="module")
+def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[KafkaCluster, Path]]:
+    require_kafka()
+    root = tmp_path_factory.mktemp("kafka-secure")
+    keystore, cafile = make_keystore(root / "tls", KEYSTORE_PASSWORD)
+    secure = SecureListener(
+        keystore=keystore, keystore_password=SecretStr(KEYSTORE_PASSWORD), users={"floorwatch": SecretStr(PASSWORD)}
+    )
+    cluster = KafkaCluster(root / "cluster", nodes=1, secure=secure)
+    cluster.start()
+    yield cluster, cafile
+    cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def secure_settings(secure_kafka, services: EmbeddedServices, tiny_model_dir: Path) -> Settings:
+    cluster, cafile = secure_kafka
+    state = services.state()
+    assert state is not None
+    settings = Settings(
+        kafka_bootstrap_servers=cluster.state().secure_bootstrap_servers,
+        kafka_profile="kafka",
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-256",
+        kafka_sasl_username="floorwatch",
+        kafka_sasl_password=SecretStr(PASSWORD),
+        kafka_ssl_cafile=cafile,
+        redis_url=SecretStr(state.redis_url),
+        redis_prefix="fw-secure",
+        model_dir=tiny_model_dir,
+        app_id="floorwatch-secure",
+        metrics_port=0,
+        readings_partitions=2,
+        batch_max_wait_s=0.02,
+    )
+    ensure_topics(settings)  # the admin client over SASL_SSL
+    return settings
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    return {**os.environ, **settings.model_copy(update={"log_level": "info"}).as_env()}
+
+
+def test_worker_and_producer_over_sasl_ssl_and_no_secret_in_the_log(secure_settings: Settings, tmp_path: Path) -> None:
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "stream_app", "worker"], env=_env(secure_settings), stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        publisher = ReadingPublisher(secure_settings)
+        client = redis.Redis.from_url(secure_settings.redis_url_value())
+        probe = RedisKeys(secure_settings.redis_prefix).device("secure-0")
+        deadline = time.monotonic() + 150
+        ts = int(time.time() * 1000) - 3_600_000
+        while not client.exists(probe):  # scored: produced and consumed over SASL_SSL, alerts sent
+            assert worker.poll() is None, f"worker exited:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"worker not scoring:\n{log.read_text()[-3000:]}"
+            ts += 1000
+            publisher.send("secure-0", reading_json("secure-0", ts, NORMAL))
+            publisher.flush()
+            time.sleep(0.5)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    text = log.read_text(errors="replace")
+    assert PASSWORD not in text and KEYSTORE_PASSWORD not in text
+
+
+def test_wrong_password_is_one_clear_line_without_the_secret(secure_settings: Settings) -> None:
+    wrong = "not-the-" + PASSWORD
+    env = {**_env(secure_settings), "FLOORWATCH_KAFKA_SASL_PASSWORD": wrong}
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "stream_app", "topics"], env=env, capture_output=True, text=True, timeout=60
+    )
+    seconds = time.monotonic() - started
+    print(f"wrong password: exit {result.returncode} after {seconds:.1f}s: {result.stderr.strip()}")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "authentication" in result.stderr.lower(), result.stderr
+    assert wrong not in result.stderr + result.stdout and PASSWORD not in result.stderr + result.stdout
