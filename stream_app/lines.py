@@ -24,6 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 
 
+EARLY_BLOCKS = 4  # blocks under the calibrated line after which a device's warm-up ends early
+
+
 @dataclass(frozen=True, slots=True)
 class LineConfig:
     history: int = 256  # block maxima kept per device
@@ -59,11 +62,20 @@ class AdaptiveLines:
         return 1.0 if slot is None else self._line[slot]
 
     def learning(self, device_id: str) -> bool:
-        """Whether the device is still in warm-up (its line is not trusted yet)."""
+        """Whether the device is still in warm-up (its line is not trusted yet).
+
+        A device whose first blocks sit under the calibrated line is one the model fits: it is trusted
+        after ``EARLY_BLOCKS`` blocks, so a restarted worker (whose lines start empty) does not look away
+        for the whole warm-up. Only a device the model does not fit learns for all of it.
+        """
         if not self.config.enabled:
             return False
         slot = self._slots.get(device_id)
-        return slot is None or self._seen[slot] < self.config.warmup
+        if slot is None:
+            return True
+        if self._seen[slot] >= self.config.warmup:
+            return False
+        return self._filled[slot] < EARLY_BLOCKS or self._line[slot] > 1.0
 
     def observe(self, device_id: str, value: float) -> None:
         """Record one window's verdict (1.0 = calibrated line) from outside any episode."""

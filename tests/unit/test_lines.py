@@ -75,3 +75,11 @@ def test_a_forgotten_device_frees_its_slot_for_the_next_one() -> None:
     assert len(lines._history) == 64  # no growth: the slot was reused
     assert lines.line("new") == 1.0 and lines.learning("new")
     assert lines.line("old") == 1.0 and lines.learning("old")  # unknown again
+
+
+def test_a_device_the_model_fits_is_trusted_after_a_few_blocks() -> None:
+    lines = AdaptiveLines(CONFIG)
+    feed(lines, "d", np.full(4 * 4, 0.4))  # four blocks under the calibrated line
+    assert not lines.learning("d")
+    feed(lines, "misfit", np.full(4 * 4, 3.0))
+    assert lines.learning("misfit")  # it learns for the whole warm-up
