@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 
 import redis
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from .kafka_config import confluent_config
+from .kafka_config import KafkaLoginError, confluent_config
 from .secret_urls import mask_url
 from .settings import Settings
 
@@ -32,7 +32,15 @@ def check_services(settings: Settings, *, timeout_s: float = 10.0) -> None:
 def check_kafka(settings: Settings, *, timeout_s: float = 10.0) -> None:
     try:
         AdminClient(confluent_config(settings)).list_topics(timeout=timeout_s)
+    except KafkaLoginError as exc:  # wrong user or password: one line that says so, not "is it running?"
+        raise PreflightError(str(exc)) from None
     except KafkaException as exc:
+        if exc.args[0].code() == KafkaError._AUTHENTICATION:
+            raise PreflightError(
+                f"Kafka at {settings.kafka_bootstrap_servers} refused the login of user "
+                f"{settings.kafka_sasl_username!r} ({settings.kafka_sasl_mechanism}): check FLOORWATCH_KAFKA_SASL_USERNAME "
+                "and _PASSWORD"
+            ) from None
         raise PreflightError(
             f"Kafka at {settings.kafka_bootstrap_servers} did not answer within {timeout_s:.0f} s "
             f"({exc.args[0].name()}); is it running? (floorwatch up starts the embedded one)"

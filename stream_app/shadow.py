@@ -81,6 +81,10 @@ class ShadowScoring:
                 # A copy of the champion's windows: the candidate scores from the next reading on,
                 # with its own episodes (a copy, so the two never share state).
                 candidate.windows = copy.deepcopy(champion.windows)
+            # Each device's line too (in units of either model's calibrated line): a candidate that
+            # started with empty lines would sit out every device's warm-up, and compare unfairly.
+            candidate.model_lines = copy.deepcopy(champion.model_lines)
+            candidate.level_lines = copy.deepcopy(champion.level_lines)
             self.candidates[group] = candidate
             log.warning("shadow scoring for group %s: %s beside %s", group, candidate.model_version,
                         self.detector.detectors[group].model_version)  # fmt: skip

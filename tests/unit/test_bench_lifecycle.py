@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def test_lifecycle_overhead_reports_three_configurations(tiny_model_dir: Path) -> None:
+def test_lifecycle_overhead_reports_each_configuration(tiny_model_dir: Path) -> None:
     from stream_app.bench_lifecycle import builder, lifecycle_overhead
     from stream_app.model_store import ModelStore
 
     bundle = ModelStore(tiny_model_dir).load()
     rates = lifecycle_overhead(bundle, builder(64), devices=20, per_device=12, batch=64, rounds=1)
-    assert [r.config for r in rates] == ["plain", "drift watch", "drift watch + shadow model"]
+    assert [r.config for r in rates] == ["plain", "drift watch", "drift watch + shadow model", "adaptation off"]
     assert all(r.readings == 240 and r.readings_per_s > 0 for r in rates)
     assert rates[0].overhead == 0.0
 
