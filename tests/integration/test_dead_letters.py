@@ -51,7 +51,7 @@ def test_oversized_messages_each_get_one_dead_letter_and_cost_no_good_reading(se
         device = f"good-{i}"
         last_ts[device] = now - 60_000 + i
         producer.produce(settings.readings_topic, key=device.encode(), value=reading_json(device, last_ts[device], GOOD))
-        if i % 4 == 1:
+        if i % 4 == 1 and i // 4 < len(bad):
             key = list(bad)[i // 4]
             producer.produce(settings.readings_topic, key=key.encode(), value=bad[key])
     assert producer.flush(60) == 0
