@@ -186,7 +186,7 @@ def _summary(console: Console, sim, plan: Scenario, readings: int, alerts: list[
         ("injected failures", str(len(report.failures))),
         ("detected", f"{report.detected} of {len(report.failures)}"),
         ("alert episodes", str(report.episodes)),
-        ("alert messages in Redis", f"{len(alerts)} (open + close)"),
+        ("alert messages in Redis", f"{len(alerts)} (open, severity updates, close)"),
         ("detection delay", f"median {np.median(delays):.0f}s, max {delays.max():.0f}s" if len(delays) else "-"),
         ("false alerts on healthy devices", str(len(report.false_alerts))),
         ("dead letters", str(dead)),
