@@ -45,6 +45,9 @@ def test_up_creates_topics_and_down_stops_everything(tmp_path: Path) -> None:
     assert not port_open("127.0.0.1", kafka_port) and not port_open("127.0.0.1", redis_port)
 
 
+# Slow (make faults, beside the three-node drills): three JVMs on 2 cores, and the nodes' ports are the
+# first free one + 2 and + 4, which are not checked free; it failed once on a fresh clone (2026-11-26).
+@pytest.mark.slow
 def test_up_broker_kafka_three_nodes_and_down(tmp_path: Path) -> None:
     from tests.conftest import require_kafka
 
