@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 
-from stream_app.decode import decode
-from stream_app.model_store import ModelStore, ModelStoreError
-from stream_app.routing import GroupRouter
-from stream_app.settings import Settings
+from stream_app.pipeline.decode import decode
+from stream_app.models.store import ModelStore, ModelStoreError
+from stream_app.pipeline.routing import GroupRouter
+from stream_app.config.settings import Settings
 
 
 class RefusedReadings(ValueError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from stream_app.settings import Settings
+from stream_app.config.settings import Settings
 
 from .checks import check_message, check_sensors
 from .publish import PublishStats, ReadingPublisher, batch_json, paced, reading_json

@@ -11,8 +11,8 @@ import orjson
 from confluent_kafka import KafkaException, Producer
 
 from stream_app.contracts import FailureLabel, iso_ms
-from stream_app.kafka_config import producer_config
-from stream_app.settings import Settings
+from stream_app.config.kafka_config import producer_config
+from stream_app.config.settings import Settings
 
 
 class PublishError(Exception):

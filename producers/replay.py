@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from stream_app.contracts import to_epoch_ms
-from stream_app.skab import sniff_delimiter
-from stream_app.settings import Settings
+from stream_app.lab.skab import sniff_delimiter
+from stream_app.config.settings import Settings
 
 from .checks import RefusedReadings, check_message, check_not_future, check_sensors
 from .publish import PublishStats, ReadingPublisher, paced, reading_json

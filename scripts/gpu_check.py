@@ -22,8 +22,8 @@ import numpy as np
 def main(root: str, save_to: str | None = None) -> None:
     import jax
 
-    from stream_app.model_store import ModelStore
-    from stream_app.scorer import Scorer, backend_and_device, compiled_errors, unrolled
+    from stream_app.models.store import ModelStore
+    from stream_app.pipeline.scorer import Scorer, backend_and_device, compiled_errors, unrolled
 
     bundle = ModelStore(Path(root)).load()
     rng = np.random.default_rng(42)

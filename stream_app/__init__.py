@@ -1,6 +1,4 @@
 """floorwatch's stream app: readings in, anomaly alerts out.
 
-A reading's path, one module per step: decode -> windows -> (batch in app) -> scorer ->
-thresholds/episodes -> sinks. ``detector`` ties the middle steps together; ``app`` is the Faust
-app around it.
+The folders are layers (README, "Development"); a reading's path is in the README's table, step by step.
 """

@@ -15,10 +15,10 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from .settings import Settings
+from stream_app.config.settings import Settings
 
 if TYPE_CHECKING:
-    from .model_store import ModelStore
+    from stream_app.models.store import ModelStore
 
 app = typer.Typer(
     help="floorwatch: real-time anomaly detection for industrial sensors.",
@@ -64,12 +64,12 @@ def up(
     nodes: Annotated[int, typer.Option(help="--broker kafka: 1 or 3 nodes")] = 1,
 ) -> None:
     """Start a Kafka broker and Redis on loopback, and create the topics."""
-    from .embedded import EmbeddedServices
-    from .topics import ensure_topics
+    from stream_app.lab.embedded import EmbeddedServices
+    from stream_app.worker.topics import ensure_topics
 
     settings = _settings()
     if broker == "kafka":
-        from .kafka_local import LocalKafkaServices
+        from stream_app.lab.kafka_local import LocalKafkaServices
 
         if nodes not in (1, 3):
             raise CliError("--nodes must be 1 or 3")
@@ -99,8 +99,8 @@ def down(
     wipe: Annotated[bool, typer.Option(help="--broker kafka: also delete the local cluster's data")] = False,
 ) -> None:
     """Stop the services started by `floorwatch up` (embedded or local Apache Kafka)."""
-    from .embedded import EmbeddedServices
-    from .kafka_local import LocalKafkaServices
+    from stream_app.lab.embedded import EmbeddedServices
+    from stream_app.lab.kafka_local import LocalKafkaServices
 
     settings = _settings()
     stopped = EmbeddedServices(settings.state_dir).stop()
@@ -114,7 +114,7 @@ def down(
 @app.command()
 def topics() -> None:
     """Create the topics on the configured Kafka (existing ones are left as they are)."""
-    from .topics import ensure_topics
+    from stream_app.worker.topics import ensure_topics
 
     for name, n in ensure_topics(_settings()).items():
         console.print(f"{name}: {n} partition(s)")
@@ -151,12 +151,12 @@ def train(
     since: Annotated[str, typer.Option(help="--from-topic: how far back, e.g. 24h, 90m, 2d")] = "24h",
 ) -> None:
     """Train an LSTM autoencoder on normal data and save it as a new model version."""
-    from .training import TrainingConfig, train as train_model
+    from stream_app.training.fit import TrainingConfig, train as train_model
 
     settings = _settings()
     store = _group_store(settings, group)
     if from_topic:
-        from .retrain import train_from_topic
+        from stream_app.ops.retrain import train_from_topic
 
         config = TrainingConfig(window=window, units=units, epochs=epochs, quantile=quantile, multiplier=multiplier,
                                 threshold_method=threshold_method, ewma_alpha=ewma_alpha, seed=seed)  # fmt: skip
@@ -222,7 +222,7 @@ def _csv_series(paths: list[Path], features: str | None) -> tuple[list, list[str
 @models_app.command("list")
 def models_list(as_json: Annotated[bool, typer.Option("--json")] = False, group: GroupOption = None) -> None:
     """List model versions (the default model's, or an asset group's); the current one is marked."""
-    from .model_store import stored_groups
+    from stream_app.models.store import stored_groups
 
     settings = _settings()
     store = _group_store(settings, group)
@@ -302,8 +302,8 @@ def models_compare(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
     """Champion and challenger on the same readings: alert rates, agreement, precision on feedback, scoring cost."""
     import redis.asyncio as aioredis
 
-    from .feedback import FeedbackStore
-    from .shadow import shadow_alerts, shadow_stats
+    from stream_app.worker.feedback import FeedbackStore
+    from stream_app.worker.shadow import shadow_alerts, shadow_stats
 
     settings = _settings()
 
@@ -323,7 +323,7 @@ def models_compare(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
         champion = c.get("champion", "")
         confirmed = false = 0
         for alert in (a for a in alerts if a.model_version == candidate and a.episode.state == "open"):
-            from .contracts import to_epoch_ms
+            from stream_app.contracts import to_epoch_ms
 
             start = to_epoch_ms(alert.episode.started_at)
             for label in labelled:
@@ -370,9 +370,9 @@ def models_autopilot(group: GroupOption = None) -> None:
     stream, shadow the candidate, promote it if it meets the criteria; every step in `models history`."""
     import redis.asyncio as aioredis
 
-    from .policy import Criteria, next_drift_event, run_once
-    from .retrain import parse_since
-    from .routing import DEFAULT_GROUP
+    from stream_app.ops.policy import Criteria, next_drift_event, run_once
+    from stream_app.ops.retrain import parse_since
+    from stream_app.pipeline.routing import DEFAULT_GROUP
 
     settings = _settings()
     if not settings.policy_enabled:
@@ -405,9 +405,9 @@ def models_health(
     each model version's precision from operator feedback."""
     import redis.asyncio as aioredis
 
-    from .feedback import FeedbackStore
-    from .health import read_events, read_figures
-    from .routing import DEFAULT_GROUP
+    from stream_app.worker.feedback import FeedbackStore
+    from stream_app.worker.health import read_events, read_figures
+    from stream_app.pipeline.routing import DEFAULT_GROUP
 
     settings = _settings()
     groups = [DEFAULT_GROUP, *(g.name for g in settings.asset_group_list())]
@@ -468,7 +468,7 @@ def models_history(group: GroupOption = None, as_json: Annotated[bool, typer.Opt
 
 def _group_store(settings: Settings, group: str | None) -> ModelStore:
     """The model store for ``--group``; a bad name is a ValueError, so one error line."""
-    from .model_store import ModelStore
+    from stream_app.models.store import ModelStore
 
     return ModelStore.for_group(settings.model_dir, group)
 
@@ -487,7 +487,7 @@ def worker(
     model_version: Annotated[Optional[str], typer.Option(help="the default model's version; default: its current one")] = None,
 ) -> None:
     """Run a stream worker (a Faust app). Run several for more partitions' worth of throughput."""
-    from .worker import run_worker
+    from stream_app.worker.start import run_worker
 
     run_worker(_settings(), model_version)
 
@@ -558,7 +558,7 @@ def alerts_tail(
     idle_timeout: Annotated[float, typer.Option(help="stop after S seconds without alerts (0 = never)")] = 0.0,
 ) -> None:
     """Follow the alerts topic; duplicates (same alert_id) are shown once."""
-    from .alert_consumer import follow_alerts
+    from stream_app.ops.alert_consumer import follow_alerts
 
     for alert in follow_alerts(_settings(), from_beginning=from_beginning, max_alerts=max_alerts, idle_s=idle_timeout):
         _print_alert(alert, as_json)
@@ -573,12 +573,12 @@ def alerts_recent(
     """The newest alerts from Redis, newest first."""
     import redis.asyncio as aioredis
 
-    from .sinks import recent_alerts
+    from stream_app.worker.sinks import recent_alerts
 
     settings = _settings()
 
     async def fetch_with_feedback() -> tuple[list, dict[str, dict[str, str]]]:
-        from .feedback import FeedbackStore
+        from stream_app.worker.feedback import FeedbackStore
 
         client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
         try:
@@ -619,8 +619,8 @@ def alerts_label(
     """Say whether an alert was right: feeds precision per model version and retraining."""
     import redis.asyncio as aioredis
 
-    from .feedback import Feedback, FeedbackStore, UnknownAlert
-    from .registry_audit import _who
+    from stream_app.worker.feedback import Feedback, FeedbackStore, UnknownAlert
+    from stream_app.models.audit import _who
 
     if confirmed == false_alarm:
         raise CliError("give exactly one of --confirmed or --false-alarm")
@@ -674,7 +674,7 @@ def bench(
     broker: Annotated[str, typer.Option(help="end-to-end broker: embedded, or kafka (a local Apache Kafka; FLOORWATCH_KAFKA_TRANSACTIONS=false for no transactions)")] = "embedded",
 ) -> None:
     """Benchmark: model-only scoring, end-to-end throughput and latency, memory; a table and JSON."""
-    from .bench import BenchConfig, print_result, run_bench
+    from stream_app.lab.bench import BenchConfig, print_result, run_bench
 
     def ints(text: str) -> list[int]:
         try:
@@ -690,7 +690,7 @@ def bench(
         raise CliError(f"--broker must be embedded or kafka, not {broker!r}")
     config.broker = broker  # type: ignore[assignment]
     if broker == "kafka" and e2e:
-        from .kafka_local import kafka_available
+        from stream_app.lab.kafka_local import kafka_available
 
         if (reason := kafka_available(_settings().kafka_home)) is not None:
             raise CliError(reason)
@@ -739,7 +739,7 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Run the worker's detector over labelled data: point-wise and event-wise detection quality."""
-    from .evaluate import run_evaluation, print_report, EvaluateRequest
+    from stream_app.lab.evaluate import run_evaluation, print_report, EvaluateRequest
 
     if sum([simulate or scenario is not None, bool(csv), skab is not None, smd is not None]) != 1:
         raise CliError("choose one source: --simulate (or --scenario FILE), --csv FILE, --skab DIR or --smd DIR")
@@ -760,12 +760,12 @@ def evaluate(
     else:
         print_report(report, console)
     if detections is not None:
-        from .evaluate import write_detections
+        from stream_app.lab.evaluate import write_detections
 
         rows = write_detections(traces, detections)
         (console if not as_json else Console(stderr=True)).print(f"{rows} detection rows written to {detections}")
     if plot is not None:
-        from .plots import write_plots
+        from stream_app.lab.plots import write_plots
 
         written = write_plots(traces, plot, title=f"{report.source} ({report.detector}, {report.threshold_method})")
         (console if not as_json else Console(stderr=True)).print(f"{len(written)} plots written to {plot}")
@@ -782,7 +782,7 @@ def demo(
     seed: Annotated[int, typer.Option()] = 7,
 ) -> None:
     """Run the whole pipeline on embedded services and print what the detector found."""
-    from .demo import run_demo
+    from stream_app.lab.demo import run_demo
 
     ok = run_demo(_settings(), console, devices=devices, duration_s=duration, failures=failures, seed=seed)
     if not ok:
@@ -799,10 +799,10 @@ def main() -> None:
     from producers.publish import PublishError
     from producers.replay import ReplayError
 
-    from .demo import DemoError
-    from .embedded import EmbeddedError
-    from .kafka_config import KafkaLoginError
-    from .model_store import ModelStoreError
+    from stream_app.lab.demo import DemoError
+    from stream_app.lab.embedded import EmbeddedError
+    from stream_app.config.kafka_config import KafkaLoginError
+    from stream_app.models.store import ModelStoreError
 
     # TensorFlow's C++ start-up chatter is noise on a terminal; its errors still show.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -12,8 +12,8 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small model trained once per session on simulated normal data (seconds, not minutes)."""
     from producers.scenarios import FEATURES
     from producers.simulator import normal_training_series
-    from stream_app.model_store import ModelStore
-    from stream_app.training import TrainingConfig, train
+    from stream_app.models.store import ModelStore
+    from stream_app.training.fit import TrainingConfig, train
 
     root = tmp_path_factory.mktemp("models")
     series = normal_training_series(30, 1200, seed=1)
@@ -23,7 +23,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def require_kafka() -> None:
     """Skip a test that needs the local Apache Kafka when Java or its jars are missing; under CI, fail."""
-    from stream_app.kafka_local import kafka_available
+    from stream_app.lab.kafka_local import kafka_available
 
     reason = kafka_available(_kafka_home())
     if reason is None:
@@ -41,7 +41,7 @@ def _kafka_home() -> Path | None:
 @pytest.fixture(scope="session")
 def kafka_cluster(tmp_path_factory: pytest.TempPathFactory):
     """A one-node Apache Kafka (KRaft) from kafka/jars, once per session."""
-    from stream_app.kafka_local import KafkaCluster
+    from stream_app.lab.kafka_local import KafkaCluster
 
     require_kafka()
     cluster = KafkaCluster(tmp_path_factory.mktemp("kafka"), nodes=1, kafka_home=_kafka_home())

@@ -24,10 +24,10 @@ import pytest
 from pydantic import SecretStr
 
 from producers.publish import ReadingPublisher, reading_json
-from stream_app.bench_stats import prometheus_values, rss_mb
-from stream_app.embedded import EmbeddedServices, free_port
-from stream_app.settings import Settings
-from stream_app.topics import ensure_topics
+from stream_app.lab.bench_stats import prometheus_values, rss_mb
+from stream_app.lab.embedded import EmbeddedServices, free_port
+from stream_app.config.settings import Settings
+from stream_app.worker.topics import ensure_topics
 
 NORMAL = {"temperature": 0.06, "vibration": 0.075, "motor_rpm": 0.045, "motor_amps": 0.084}
 

@@ -11,7 +11,7 @@ from producers.fleet import run_simulation
 from producers.publish import PublishStats
 from producers.scenarios import Scenario
 from producers.simulator import FleetSimulator
-from stream_app.settings import Settings
+from stream_app.config.settings import Settings
 from tests.integration.helpers import redis_alerts, topic_alerts
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from producers.publish import PublishError, ReadingPublisher, reading_json
 from producers.scenarios import FEATURES, Scenario
 from producers.simulator import FleetSimulator
-from stream_app.settings import Settings
+from stream_app.config.settings import Settings
 
 if TYPE_CHECKING:
     from .conftest import WorkerProcess

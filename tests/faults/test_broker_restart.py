@@ -17,9 +17,9 @@ from confluent_kafka import KafkaException
 
 from producers.scenarios import Failure, FailureKind, Scenario
 from stream_app.contracts import Alert
-from stream_app.embedded import EmbeddedServices, free_port
-from stream_app.settings import Settings
-from stream_app.topics import ensure_topics
+from stream_app.lab.embedded import EmbeddedServices, free_port
+from stream_app.config.settings import Settings
+from stream_app.worker.topics import ensure_topics
 from tests.integration.helpers import redis_alerts, wait_scored
 
 from .conftest import WorkerProcess

@@ -21,8 +21,8 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from producers.scenarios import Failure, FailureKind, Scenario
-from stream_app.kafka_local import KafkaCluster
-from stream_app.settings import Settings
+from stream_app.lab.kafka_local import KafkaCluster
+from stream_app.config.settings import Settings
 from tests.conftest import require_kafka
 from tests.integration.helpers import topic_messages, wait_scored
 

@@ -14,10 +14,10 @@ import redis
 from pydantic import SecretStr
 
 from producers.publish import ReadingPublisher, reading_json
-from stream_app.embedded import EmbeddedServices, free_port
-from stream_app.settings import Settings
-from stream_app.sinks import RedisKeys
-from stream_app.topics import ensure_topics
+from stream_app.lab.embedded import EmbeddedServices, free_port
+from stream_app.config.settings import Settings
+from stream_app.worker.sinks import RedisKeys
+from stream_app.worker.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

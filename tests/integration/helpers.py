@@ -7,9 +7,9 @@ import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from stream_app.contracts import Alert, iso_ms
-from stream_app.kafka_config import consumer_config
-from stream_app.settings import Settings
-from stream_app.sinks import RedisKeys
+from stream_app.config.kafka_config import consumer_config
+from stream_app.config.settings import Settings
+from stream_app.worker.sinks import RedisKeys
 
 
 def wait_scored(settings: Settings, last_ts: dict[str, int], timeout_s: float = 90) -> None:

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import redis
 
-from stream_app.embedded import free_port, port_open
-from stream_app.settings import Settings
-from stream_app.sinks import RedisKeys
+from stream_app.lab.embedded import free_port, port_open
+from stream_app.config.settings import Settings
+from stream_app.worker.sinks import RedisKeys
 
 from .conftest import worker_env
 from .helpers import wait_scored

@@ -11,8 +11,8 @@ from confluent_kafka import Producer
 
 from producers.publish import reading_json
 from stream_app.contracts import DeadLetter
-from stream_app.kafka_config import producer_config
-from stream_app.settings import Settings
+from stream_app.config.kafka_config import producer_config
+from stream_app.config.settings import Settings
 
 from .helpers import topic_messages, wait_scored
 

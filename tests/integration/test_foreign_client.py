@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_app.settings import Settings
+from stream_app.config.settings import Settings
 
 from .helpers import redis_alerts
 

@@ -15,11 +15,11 @@ import redis
 from pydantic import SecretStr
 
 from producers.publish import ReadingPublisher, reading_json
-from stream_app.embedded import EmbeddedServices
-from stream_app.kafka_local import KafkaCluster, SecureListener, make_keystore
-from stream_app.settings import Settings
-from stream_app.sinks import RedisKeys
-from stream_app.topics import ensure_topics
+from stream_app.lab.embedded import EmbeddedServices
+from stream_app.lab.kafka_local import KafkaCluster, SecureListener, make_keystore
+from stream_app.config.settings import Settings
+from stream_app.worker.sinks import RedisKeys
+from stream_app.worker.topics import ensure_topics
 from tests.conftest import require_kafka
 
 pytestmark = pytest.mark.integration

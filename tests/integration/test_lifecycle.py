@@ -23,11 +23,11 @@ import pytest
 import redis
 
 from producers.publish import ReadingPublisher, reading_json
-from stream_app.embedded import free_port
-from stream_app.model_store import ModelStore
-from stream_app.settings import Settings
-from stream_app.sinks import RedisKeys
-from stream_app.topics import ensure_topics
+from stream_app.lab.embedded import free_port
+from stream_app.models.store import ModelStore
+from stream_app.config.settings import Settings
+from stream_app.worker.sinks import RedisKeys
+from stream_app.worker.topics import ensure_topics
 
 from .helpers import redis_alerts, topic_alerts, topic_messages, wait_scored
 
@@ -249,7 +249,7 @@ def test_operator_feedback_by_cli_and_topic(lc_settings: Settings, lc_worker: Wo
 
     import redis.asyncio as aioredis
 
-    from stream_app.feedback import FeedbackStore
+    from stream_app.worker.feedback import FeedbackStore
 
     first = _stuck_alert(lc_settings, "fb-0")[0]
     done = _cli(lc_settings, "alerts", "label", first.alert_id, "--confirmed", "--note", "bearing replaced")
@@ -301,7 +301,7 @@ def test_operator_feedback_by_cli_and_topic(lc_settings: Settings, lc_worker: Wo
 
 def test_train_from_topic_leaves_out_confirmed_faults_and_keeps_false_alarms(lc_settings: Settings, lc_worker: Worker) -> None:
     from producers.scenarios import FEATURES
-    from stream_app.retrain import collect
+    from stream_app.ops.retrain import collect
 
     # After the feedback test: fb-0's episode is a confirmed fault, fb-1's a false alarm.
     since_ms = int(time.time() * 1000) - 3_600_000
@@ -388,7 +388,7 @@ def _offline(settings: Settings, versions: list[str], scenario, start_ms: int) -
     from producers.scenarios import FEATURES
     from producers.simulator import FleetSimulator
     from stream_app.contracts import Reading
-    from stream_app.worker import build_detector
+    from stream_app.worker.start import build_detector
 
     readings = [
         Reading(device_id=device, ts=ts, values=dict(zip(FEATURES, map(float, values[d]))))

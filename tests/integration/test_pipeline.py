@@ -11,7 +11,7 @@ import pytest
 from producers.fleet import run_simulation
 from producers.publish import ReadingPublisher, reading_json
 from producers.scenarios import Failure, FailureKind, Scenario
-from stream_app.settings import Settings
+from stream_app.config.settings import Settings
 
 from .helpers import redis_alerts, topic_alerts, topic_messages, wait_scored
 

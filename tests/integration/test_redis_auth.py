@@ -14,8 +14,8 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from stream_app.embedded import _redis_command, free_port, port_open
-from stream_app.sinks import RedisSink
+from stream_app.lab.embedded import _redis_command, free_port, port_open
+from stream_app.worker.sinks import RedisSink
 from tests.unit.test_evaluation import alert
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,9 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 
 from stream_app.contracts import to_epoch_ms
-from stream_app.embedded import EmbeddedServices
-from stream_app.episodes import OpenEpisode
-from stream_app.sinks import RedisSink
+from stream_app.lab.embedded import EmbeddedServices
+from stream_app.pipeline.episodes import OpenEpisode
+from stream_app.worker.sinks import RedisSink
 from tests.unit.test_evaluation import alert
 
 START = 1_795_000_000_000
@@ -55,7 +55,7 @@ async def test_an_unreadable_last_alert_is_skipped_not_raised(sink: RedisSink) -
 
 
 async def test_device_hashes_and_device_streams_expire(sink: RedisSink) -> None:
-    from stream_app.detector import DeviceStatus
+    from stream_app.pipeline.detector import DeviceStatus
 
     sink.device_ttl_s = 3600
     assert await sink.write([alert("press-09", START)], {"v0001": [DeviceStatus("press-09", START)]})

@@ -10,11 +10,11 @@ import time
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from stream_app.consume import ReadingsConsumer
-from stream_app.kafka_config import consumer_config, producer_config
-from stream_app.metrics import Metrics
-from stream_app.settings import Settings
-from stream_app.topics import ensure_topics
+from stream_app.worker.consume import ReadingsConsumer
+from stream_app.config.kafka_config import consumer_config, producer_config
+from stream_app.worker.metrics import Metrics
+from stream_app.config.settings import Settings
+from stream_app.worker.topics import ensure_topics
 
 # The stall appeared at 30,000 one-record batches here (20 ms fetch wait: 2,502 read, then nothing).
 RECORDS = 40_000
@@ -72,7 +72,7 @@ def test_a_stalled_partition_is_noticed_logged_once_and_drained(settings: Settin
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
-    with caplog.at_level(logging.WARNING, logger="stream_app.consume"):
+    with caplog.at_level(logging.WARNING, logger="stream_app.worker.consume"):
         asyncio.run(drain())
     stalls = metrics.totals().get("floorwatch_consumer_stalls_total", 0.0)
     print(f"stall reproduced by a bare consumer: {stalls_here}; stalls counted: {stalls}; read {len(seen)} of {RECORDS}")

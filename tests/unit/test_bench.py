@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_app.bench_stats import LatencySummary, drain_rate, prometheus_values, rss_mb, summarize
+from stream_app.lab.bench_stats import LatencySummary, drain_rate, prometheus_values, rss_mb, summarize
 
 
 def test_summarize_percentiles() -> None:
@@ -48,8 +48,8 @@ def test_rss_of_this_process() -> None:
 
 
 def test_model_only_and_memory_tiny(tiny_model_dir: Path) -> None:
-    from stream_app.bench import memory, model_only
-    from stream_app.model_store import ModelStore
+    from stream_app.lab.bench import memory, model_only
+    from stream_app.models.store import ModelStore
 
     bundle = ModelStore(tiny_model_dir).load()
     rates = model_only(bundle, [4, 1], seconds=0.01)
@@ -65,7 +65,7 @@ def test_model_only_and_memory_tiny(tiny_model_dir: Path) -> None:
 def test_flops_per_window_counts_every_kernel_weight_once_per_step(tiny_model_dir: Path) -> None:
     # Each step multiplies by every kernel (LSTM input and recurrent kernels, the dense kernel) once:
     # one multiply-add per weight, 2 FLOPs. Counted from the built model, independently of the formula.
-    from stream_app.autoencoder import build_autoencoder, flops_per_window
+    from stream_app.training.autoencoder import build_autoencoder, flops_per_window
 
     model = build_autoencoder(window=16, n_features=4, units=16)
     kernel_weights = sum(int(v.numpy().size) for v in model.weights if "kernel" in v.path)
@@ -74,7 +74,7 @@ def test_flops_per_window_counts_every_kernel_weight_once_per_step(tiny_model_di
 
 
 def test_matmul_ceiling_is_positive() -> None:
-    from stream_app.bench import matmul_ceiling
+    from stream_app.lab.bench import matmul_ceiling
 
     assert matmul_ceiling(seconds=0.0) > 0
 
@@ -83,8 +83,8 @@ def test_scorer_unrolls_a_copy_with_the_same_outputs(tiny_model_dir: Path) -> No
     import keras
     import numpy as np
 
-    from stream_app.model_store import ModelStore
-    from stream_app.scorer import unrolled
+    from stream_app.models.store import ModelStore
+    from stream_app.pipeline.scorer import unrolled
 
     model = ModelStore(tiny_model_dir).load().load_keras()
     copy = unrolled(model)
@@ -98,8 +98,8 @@ def test_scorer_unrolls_a_copy_with_the_same_outputs(tiny_model_dir: Path) -> No
 def test_scorer_compiles_the_given_sizes(tiny_model_dir: Path) -> None:
     import numpy as np
 
-    from stream_app.model_store import ModelStore
-    from stream_app.scorer import Scorer
+    from stream_app.models.store import ModelStore
+    from stream_app.pipeline.scorer import Scorer
 
     bundle = ModelStore(tiny_model_dir).load()
     scorer = Scorer(bundle.load_keras(), bundle.scaler, max_batch=16, sizes=[3, 16, 40, 0])
@@ -112,8 +112,8 @@ def test_scorer_compiles_the_given_sizes(tiny_model_dir: Path) -> None:
 def test_result_table_shows_every_latency_rate() -> None:
     from rich.console import Console
 
-    from stream_app.bench import print_result
-    from stream_app.bench_stats import BenchResult, Latency
+    from stream_app.lab.bench import print_result
+    from stream_app.lab.bench_stats import BenchResult, Latency
 
     def run(rate: float, p99: float) -> Latency:
         return Latency(

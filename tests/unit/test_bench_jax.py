@@ -16,8 +16,8 @@ _SCRIPT = """
 import sys
 import numpy as np
 import keras
-from stream_app.model_store import ModelStore
-from stream_app.scorer import Scorer
+from stream_app.models.store import ModelStore
+from stream_app.pipeline.scorer import Scorer
 assert keras.backend.backend() == "jax", keras.backend.backend()
 bundle = ModelStore(sys.argv[1]).load()
 scorer = Scorer.from_bundle(bundle, max_batch=64)
@@ -28,8 +28,8 @@ print(scorer.backend, scorer.device)
 
 
 def test_jax_backend_matches_tensorflow(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from stream_app.model_store import ModelStore
-    from stream_app.scorer import Scorer
+    from stream_app.models.store import ModelStore
+    from stream_app.pipeline.scorer import Scorer
 
     bundle = ModelStore(tiny_model_dir).load()
     rng = np.random.default_rng(0)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 
 def test_lifecycle_overhead_reports_each_configuration(tiny_model_dir: Path) -> None:
-    from stream_app.bench_lifecycle import builder, lifecycle_overhead
-    from stream_app.model_store import ModelStore
+    from stream_app.lab.bench_lifecycle import builder, lifecycle_overhead
+    from stream_app.models.store import ModelStore
 
     bundle = ModelStore(tiny_model_dir).load()
     rates = lifecycle_overhead(bundle, builder(64), devices=20, per_device=12, batch=64, rounds=1)
@@ -17,8 +17,8 @@ def test_lifecycle_overhead_reports_each_configuration(tiny_model_dir: Path) -> 
 
 
 def test_swap_timing_scores_while_the_new_version_compiles(tiny_model_dir: Path) -> None:
-    from stream_app.bench_lifecycle import swap_timing
-    from stream_app.model_store import ModelStore
+    from stream_app.lab.bench_lifecycle import swap_timing
+    from stream_app.models.store import ModelStore
 
     timing = swap_timing(ModelStore(tiny_model_dir).load(), max_batch=64, devices=20, normal_batches=5)
     assert timing.batches_normal == 5 and timing.batches_during_build >= 1 and timing.build_seconds > 0

@@ -6,8 +6,8 @@ import socket
 
 import redis.asyncio as aioredis
 
-from stream_app.breaker import CircuitBreaker
-from stream_app.sinks import RedisSink
+from stream_app.worker.breaker import CircuitBreaker
+from stream_app.worker.sinks import RedisSink
 from tests.unit.test_evaluation import alert
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_app.embedded import free_port
+from stream_app.lab.embedded import free_port
 
 
 def _cli(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:

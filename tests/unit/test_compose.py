@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from stream_app.settings import Settings
+from stream_app.config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -115,7 +115,7 @@ def test_kafka_matches_the_tested_local_cluster() -> None:
     """Same Apache Kafka version as kafka/pom.xml, same durability settings as kafka_local's one-node cluster."""
     import xml.etree.ElementTree as ET
 
-    from stream_app.kafka_local import ClusterState, KafkaNode, server_properties
+    from stream_app.lab.kafka_local import ClusterState, KafkaNode, server_properties
 
     ns = {"m": "http://maven.apache.org/POM/4.0.0"}
     version = ET.parse(ROOT / "kafka" / "pom.xml").getroot().find("m:properties/m:kafka.version", ns)

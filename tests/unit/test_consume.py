@@ -5,8 +5,8 @@ import asyncio
 
 import pytest
 
-from stream_app.consume import ReadingsConsumer
-from stream_app.settings import Settings
+from stream_app.worker.consume import ReadingsConsumer
+from stream_app.config.settings import Settings
 
 
 class QueueStub:

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from stream_app.detector import Detector
-from stream_app.evaluate import EvaluateOptions, Model, evaluate_shared, print_report, sampling_gap_s, unlabelled_caveats
-from stream_app.skab import parse_times, read_labelled_csv, sniff_delimiter
+from stream_app.pipeline.detector import Detector
+from stream_app.lab.evaluate import EvaluateOptions, Model, evaluate_shared, print_report, sampling_gap_s, unlabelled_caveats
+from stream_app.lab.skab import parse_times, read_labelled_csv, sniff_delimiter
 
 from .test_evaluate import _detector
 
@@ -76,7 +76,7 @@ def _minutes(n: int, every_s: int) -> np.ndarray:
 
 
 def test_window_restarts_follow_the_slowest_sampling_rate() -> None:
-    from stream_app.skab import LabelledSeries
+    from stream_app.lab.skab import LabelledSeries
 
     fast = LabelledSeries("a", ["x"], _minutes(10, 60), np.zeros((10, 1), np.float32), np.zeros(10, bool))
     slow = LabelledSeries("b", ["x"], _minutes(10, 300), np.zeros((10, 1), np.float32), np.zeros(10, bool))

@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from stream_app.contracts import DeadLetter
-from stream_app.dead_letters import MAX_RECORD_BYTES, PREFIX_BYTES, dead_letter_record
-from stream_app.decode import Rejection, decode
+from stream_app.worker.dead_letters import MAX_RECORD_BYTES, PREFIX_BYTES, dead_letter_record
+from stream_app.pipeline.decode import Rejection, decode
 
 
 def record(original: bytes, key: bytes | None = b"press-01", reason: str = "bad") -> tuple[bytes | None, DeadLetter, int]:

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stream_app.contracts import DeadLetter, iso_ms
-from stream_app.decode import MAX_MESSAGE_BYTES, Decoded, Rejection, dead_letter, decode
+from stream_app.pipeline.decode import MAX_MESSAGE_BYTES, Decoded, Rejection, dead_letter, decode
 
 
 def message(**fields: object) -> bytes:

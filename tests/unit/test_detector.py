@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from stream_app.contracts import Reading
-from stream_app.detector import Detector, DetectorConfig
-from stream_app.episodes import EpisodeRule
-from stream_app.lines import LineConfig
-from stream_app.model_store import ModelBundle, ModelCard, Scaler, Thresholds, TrainingSummary, ValidationMetrics
-from stream_app.refit import RefitConfig
-from stream_app.scorer import Scores
+from stream_app.pipeline.detector import Detector, DetectorConfig
+from stream_app.pipeline.episodes import EpisodeRule
+from stream_app.pipeline.lines import LineConfig
+from stream_app.models.store import ModelBundle, ModelCard, Scaler, Thresholds, TrainingSummary, ValidationMetrics
+from stream_app.training.refit import RefitConfig
+from stream_app.pipeline.scorer import Scores
 
 T0 = 1_795_000_000_000
 

@@ -8,8 +8,8 @@ import pytest
 
 from producers.scenarios import FEATURES, Scenario
 from producers.simulator import FleetSimulator, normal_training_series
-from stream_app.drift import DriftLimits, DriftWatch, ks, psi, reference_from
-from stream_app.model_store import DriftReference
+from stream_app.worker.drift import DriftLimits, DriftWatch, ks, psi, reference_from
+from stream_app.models.store import DriftReference
 
 START_MS = 1_767_225_600_000  # midnight: minute boundaries fall on ticks
 TEMP = FEATURES.index("temperature")
@@ -92,12 +92,12 @@ def test_alert_rate_over_the_line_and_scores_are_watched_too(reference: DriftRef
 
 
 def test_fleet_drift_follows_the_served_model_and_is_off_for_old_cards(reference: DriftReference, caplog: pytest.LogCaptureFixture) -> None:
-    from stream_app.group_detector import GroupDetector
+    from stream_app.pipeline.group_detector import GroupDetector
 
     from .test_reload import _build, _card  # a detector with a stand-in scorer
-    from stream_app.detector import Detector, DetectorConfig
-    from stream_app.drift import FleetDrift
-    from stream_app.model_store import ModelBundle, Scaler, Thresholds
+    from stream_app.pipeline.detector import Detector, DetectorConfig
+    from stream_app.worker.drift import FleetDrift
+    from stream_app.models.store import ModelBundle, Scaler, Thresholds
     from stream_app.contracts import Reading
     from pathlib import Path
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream_app.episodes import EpisodeRule, EpisodeTracker, Transition
+from stream_app.pipeline.episodes import EpisodeRule, EpisodeTracker, Transition
 
 RULE = EpisodeRule(open_after=3, close_after=5, close_ratio=0.8)
 STEP = 1000  # ms between windows
@@ -131,7 +131,7 @@ def test_replaying_the_same_windows_gives_the_same_ids() -> None:
 
 # --- Resuming an episode another worker left open (a takeover or restart) ---------------------
 
-from stream_app.episodes import OpenEpisode  # noqa: E402
+from stream_app.pipeline.episodes import OpenEpisode  # noqa: E402
 
 
 def test_resumed_episode_is_joined_by_the_first_window_at_or_after_its_start() -> None:

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream_app.lines import LineConfig
-from stream_app.detector import Detector, DetectorConfig
-from stream_app.episodes import EpisodeRule
-from stream_app.evaluate import stream, training_warnings
-from stream_app.model_store import ModelBundle, ModelCard, Scaler, Thresholds, TrainingSummary, ValidationMetrics
-from stream_app.scorer import Scores
-from stream_app.skab import LabelledSeries
+from stream_app.pipeline.lines import LineConfig
+from stream_app.pipeline.detector import Detector, DetectorConfig
+from stream_app.pipeline.episodes import EpisodeRule
+from stream_app.lab.evaluate import stream, training_warnings
+from stream_app.models.store import ModelBundle, ModelCard, Scaler, Thresholds, TrainingSummary, ValidationMetrics
+from stream_app.pipeline.scorer import Scores
+from stream_app.lab.skab import LabelledSeries
 
 
 class MaxScorer:

@@ -7,7 +7,7 @@ from typing import Literal
 import numpy as np
 
 from stream_app.contracts import Alert, Episode, FailureLabel, iso_ms
-from stream_app.evaluation import match_episodes
+from stream_app.lab.evaluation import match_episodes
 
 T0 = 1_700_000_000_000  # failure start (epoch ms)
 START, END = T0, T0 + 60_000

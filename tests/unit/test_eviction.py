@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from stream_app.contracts import Reading
-from stream_app.windows import WindowStore
+from stream_app.pipeline.windows import WindowStore
 from tests.unit.test_detector import T0, detector
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from confluent_kafka import Message
 
-from stream_app.consume import _next_offsets
-from stream_app.exactly_once import first_offsets, transactions_enabled
-from stream_app.settings import Settings
+from stream_app.worker.consume import _next_offsets
+from stream_app.worker.exactly_once import first_offsets, transactions_enabled
+from stream_app.config.settings import Settings
 
 
 def _batch() -> list[Message]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream_app.isolation import train_isolation
-from stream_app.training import TrainingConfig
+from stream_app.training.isolation import train_isolation
+from stream_app.training.fit import TrainingConfig
 
 
 def test_forest_is_calibrated_on_held_out_windows_and_scores_a_shift_higher() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_app.kafka_local import ClusterState, KafkaNode, KafkaUnavailable, kafka_jars, server_properties
+from stream_app.lab.kafka_local import ClusterState, KafkaNode, KafkaUnavailable, kafka_jars, server_properties
 
 
 def _state(n: int, tmp_path: Path) -> ClusterState:

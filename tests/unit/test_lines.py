@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream_app.lines import AdaptiveLines, LineConfig
+from stream_app.pipeline.lines import AdaptiveLines, LineConfig
 
 CONFIG = LineConfig(history=64, block=4, quantile=0.99, margin=1.25, warmup=32, max_step=0.05, median_cap=3.0)
 

@@ -1,4 +1,4 @@
-from stream_app.metrics import Metrics
+from stream_app.worker.metrics import Metrics
 
 
 def test_totals_sums_labelled_counters_and_skips_gauges() -> None:

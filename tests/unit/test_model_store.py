@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream_app.model_store import ModelBundle, ModelStore, ModelStoreError, Scaler, stored_groups
-from stream_app.scorer import Scorer, pad_sizes
-from stream_app.training import TrainingConfig, _split, train
+from stream_app.models.store import ModelBundle, ModelStore, ModelStoreError, Scaler, stored_groups
+from stream_app.pipeline.scorer import Scorer, pad_sizes
+from stream_app.training.fit import TrainingConfig, _split, train
 
 FEATURES = ["a", "b"]
 CONFIG = TrainingConfig(window=4, units=4, epochs=1, batch_size=64)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from stream_app.nab import STANDARD, events_score, label_windows, scaled_sigmoid, series_score
+from stream_app.lab.nab import STANDARD, events_score, label_windows, scaled_sigmoid, series_score
 
 N = 100
 
@@ -92,7 +92,7 @@ def test_no_windows_means_no_score_and_probation_is_not_scored() -> None:
 
 
 def test_evaluate_reports_the_score_of_episode_openings() -> None:
-    from stream_app.evaluate import EvaluateOptions, Model, evaluate_shared
+    from stream_app.lab.evaluate import EvaluateOptions, Model, evaluate_shared
 
     from .test_evaluate import _detector, _series
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stream_app.evaluate import Trace
-from stream_app.plots import write_plots
+from stream_app.lab.evaluate import Trace
+from stream_app.lab.plots import write_plots
 
 
 def _trace(device: str, *, anomalous: slice | None = None, n: int = 300) -> Trace:

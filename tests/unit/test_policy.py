@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stream_app.policy import Criteria, decide
+from stream_app.ops.policy import Criteria, decide
 
 CRITERIA = Criteria(min_windows=1000, max_over_line_share=0.01)
 BASE = {"windows": "5000", "champion_windows": "5000", "over_line": "5", "champion_over_line": "400",

@@ -13,8 +13,8 @@ from producers.checks import RefusedReadings
 from producers.fleet import run_simulation, start_ms_for
 from producers.replay import replay
 from producers.scenarios import Scenario
-from stream_app.embedded import free_port
-from stream_app.settings import Settings
+from stream_app.lab.embedded import free_port
+from stream_app.config.settings import Settings
 
 ROWS = "datetime,temperature,vibration,motor_rpm,motor_amps\n" + "".join(
     f"2024-01-01 00:00:{s:02d},0.06,0.075,0.045,0.084\n" for s in range(10)

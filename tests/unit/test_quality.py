@@ -7,7 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from stream_app.quality import DeviceTrace, event_metrics, openings, point_metrics, runs
+from stream_app.lab.quality import DeviceTrace, event_metrics, openings, point_metrics, runs
 
 TRUTH = np.array([1, 1, 1, 0, 0, 0, 0, 0, 1, 0], bool)
 PRED = np.array([1, 1, 0, 1, 0, 0, 0, 0, 0, 0], bool)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream_app.thresholds import calibrate, ewma, telemanom_epsilon
+from stream_app.pipeline.thresholds import calibrate, ewma, telemanom_epsilon
 
 FEATURES = ["a", "b"]
 
@@ -67,7 +67,7 @@ def test_unknown_method_is_refused() -> None:
 
 
 def test_stuck_check_fires_on_half_a_window_of_repeats_and_spares_sensors_that_repeat_in_training() -> None:
-    from stream_app.training import TrainingConfig, run_ranges
+    from stream_app.training.fit import TrainingConfig, run_ranges
 
     assert TrainingConfig(window=16).stuck_run == 8 and TrainingConfig(window=3).stuck_run == 2
     rng = np.random.default_rng(0)

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from stream_app.contracts import Reading
-from stream_app.detector import Detector, DetectorConfig
-from stream_app.lines import LineConfig
-from stream_app.group_detector import GroupDetector
-from stream_app.model_store import ModelBundle, ModelCard, ModelStore, ModelStoreError, Scaler, Thresholds, TrainingSummary, ValidationMetrics
-from stream_app.reload import ModelReloader
-from stream_app.scorer import Scores
+from stream_app.pipeline.detector import Detector, DetectorConfig
+from stream_app.pipeline.lines import LineConfig
+from stream_app.pipeline.group_detector import GroupDetector
+from stream_app.models.store import ModelBundle, ModelCard, ModelStore, ModelStoreError, Scaler, Thresholds, TrainingSummary, ValidationMetrics
+from stream_app.worker.reload import ModelReloader
+from stream_app.pipeline.scorer import Scores
 
 T0 = 1_700_000_000_000
 NOW = T0 + 3_600_000

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream_app.retrain import RecentReadings, normal_series, parse_since
+from stream_app.ops.retrain import RecentReadings, normal_series, parse_since
 
 T0 = 1_767_225_600_000
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from stream_app.model_store import ModelStore, ModelStoreError, stored_groups
-from stream_app.routing import DEFAULT_GROUP, AssetGroup, GroupRouter, parse_asset_groups
-from stream_app.settings import Settings
+from stream_app.models.store import ModelStore, ModelStoreError, stored_groups
+from stream_app.pipeline.routing import DEFAULT_GROUP, AssetGroup, GroupRouter, parse_asset_groups
+from stream_app.config.settings import Settings
 
 
 def test_parse_groups_with_several_patterns_and_loose_spacing() -> None:

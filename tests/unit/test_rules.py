@@ -9,13 +9,13 @@ import pytest
 from pydantic import ValidationError
 
 from stream_app.contracts import Reading
-from stream_app.lines import LineConfig
-from stream_app.detector import Detection, Detector, DetectorConfig
-from stream_app.episodes import EpisodeRule
-from stream_app.model_store import ModelBundle, ModelCard, Scaler, Thresholds, TrainingSummary, ValidationMetrics
-from stream_app.rules import Rule, parse_rules
-from stream_app.scorer import Scores
-from stream_app.settings import Settings
+from stream_app.pipeline.lines import LineConfig
+from stream_app.pipeline.detector import Detection, Detector, DetectorConfig
+from stream_app.pipeline.episodes import EpisodeRule
+from stream_app.models.store import ModelBundle, ModelCard, Scaler, Thresholds, TrainingSummary, ValidationMetrics
+from stream_app.pipeline.rules import Rule, parse_rules
+from stream_app.pipeline.scorer import Scores
+from stream_app.config.settings import Settings
 
 T0 = 1_700_000_000_000
 

@@ -6,8 +6,8 @@ import pytest
 from pydantic import SecretStr
 from redis.connection import parse_url
 
-from stream_app.secret_urls import UrlError, mask_url, normalize_url
-from stream_app.settings import Settings
+from stream_app.config.secret_urls import UrlError, mask_url, normalize_url
+from stream_app.config.settings import Settings
 
 PASSWORDS = ["S3c#ret", "Wr/ong?pw", "p@ss@wQrd", "50%off%zz", "a#b/c?d@e%f", "Pa55%23enc"]
 

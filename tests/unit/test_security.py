@@ -11,11 +11,11 @@ import pytest
 import redis.asyncio as aioredis
 from pydantic import SecretStr
 
-from stream_app.decode import decode
-from stream_app.embedded import _redis_command, _tansu_command, free_port
-from stream_app.kafka_config import confluent_config, consumer_config, faust_broker_settings, producer_config
-from stream_app.settings import Settings
-from stream_app.sinks import RedisSink
+from stream_app.pipeline.decode import decode
+from stream_app.lab.embedded import _redis_command, _tansu_command, free_port
+from stream_app.config.kafka_config import confluent_config, consumer_config, faust_broker_settings, producer_config
+from stream_app.config.settings import Settings
+from stream_app.worker.sinks import RedisSink
 
 SECRET = "hunter2-s3cret"
 
@@ -89,9 +89,9 @@ async def test_sink_log_names_no_secret(caplog: pytest.LogCaptureFixture) -> Non
     # A real client to a closed port: the sink logs that Redis is unavailable, and nothing of the URL.
     client = aioredis.from_url(f"redis://:{SECRET}@127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
     sink = RedisSink(client, "fw")
-    with caplog.at_level(logging.DEBUG, logger="stream_app.sinks"):
+    with caplog.at_level(logging.DEBUG, logger="stream_app.worker.sinks"):
         assert await sink.write((), {}) is True  # nothing to write: no connection attempted
-        from stream_app.detector import DeviceStatus
+        from stream_app.pipeline.detector import DeviceStatus
 
         assert await sink.write((), {"v0001": [DeviceStatus("d1", 0, "normal")]}) is False
         assert await sink.write((), {"v0001": [DeviceStatus("d1", 0, "normal")]}) is False

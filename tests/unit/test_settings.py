@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_app.settings import Settings
+from stream_app.config.settings import Settings
 
 SECRET = "s3cr3t-Pa55"
 

@@ -115,7 +115,7 @@ def test_weekends_are_benign_spans() -> None:
 
 def test_false_episodes_are_blamed_on_the_benign_event_they_follow() -> None:
     from producers.simulator import BenignSpan
-    from stream_app.evaluate import Trace, benign_false_episodes
+    from stream_app.lab.evaluate import Trace, benign_false_episodes
 
     ts = START_MS + np.arange(200, dtype=np.int64) * 60_000
     truth = np.zeros(200, bool)

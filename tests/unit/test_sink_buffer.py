@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from stream_app.embedded import free_port
-from stream_app.sinks import RedisSink
+from stream_app.lab.embedded import free_port
+from stream_app.worker.sinks import RedisSink
 from tests.unit.test_evaluation import alert
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream_app.evaluate import training_warnings
-from stream_app.skab import SKAB_FEATURES, SKAB_TRAIN_ROWS, load_skab, read_labelled_csv
+from stream_app.lab.evaluate import training_warnings
+from stream_app.lab.skab import SKAB_FEATURES, SKAB_TRAIN_ROWS, load_skab, read_labelled_csv
 
 SKAB = Path(os.environ.get("FLOORWATCH_SKAB_DIR", Path(__file__).resolve().parents[3] / "shared" / "data" / "skab"))
 needs_skab = pytest.mark.skipif(not SKAB.is_dir(), reason=f"SKAB data not found at {SKAB}")

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream_app.quality import best_f1
-from stream_app.smd import SMD_FEATURES, load_smd, read_smd, smd_files
+from stream_app.lab.quality import best_f1
+from stream_app.lab.smd import SMD_FEATURES, load_smd, read_smd, smd_files
 
 SMD = Path(os.environ.get("FLOORWATCH_SMD_DIR", Path(__file__).resolve().parents[3] / "shared" / "data" / "smd"))
 needs_smd = pytest.mark.skipif(not SMD.is_dir(), reason=f"SMD data not found at {SMD}")

@@ -3,7 +3,7 @@ the consumer idles) are a stall, reported once."""
 
 from __future__ import annotations
 
-from stream_app.stall import StallWatch
+from stream_app.worker.stall import StallWatch
 
 P0, P1 = ("readings", 0), ("readings", 1)
 

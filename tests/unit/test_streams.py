@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from producers.streams import ANOMALY_KINDS, INTERVALS_S, main, write_streams
-from stream_app.skab import read_labelled_csv
+from stream_app.lab.skab import read_labelled_csv
 
 
 def test_the_same_seed_writes_the_same_bytes_and_another_seed_does_not(tmp_path: Path) -> None:

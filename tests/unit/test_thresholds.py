@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream_app.thresholds import DEFAULT_MULTIPLIER, DEFAULT_QUANTILE, ENVELOPE_MARGIN, calibrate, severity
+from stream_app.pipeline.thresholds import DEFAULT_MULTIPLIER, DEFAULT_QUANTILE, ENVELOPE_MARGIN, calibrate, severity
 
 FEATURES = ["temp", "rpm", "vib"]
 
@@ -129,7 +129,7 @@ def test_severity_bands(ratio: float, expected: str) -> None:
 
 
 def test_stuck_runs_follow_how_often_a_sensor_repeats_itself() -> None:
-    from stream_app.thresholds import stuck_runs
+    from stream_app.pipeline.thresholds import stuck_runs
 
     # A continuous sensor seen 450 times without a repeat; the same seen only 50 times; a quantised
     # sensor that repeats half the time (its run would be longer than any window: no check).

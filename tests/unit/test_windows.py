@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream_app.windows import Push, WindowStore
+from stream_app.pipeline.windows import Push, WindowStore
 
 T, F = 4, 3
 

@@ -1,0 +1,1 @@
+"""Configuration: the settings class, Kafka client configs and credential-carrying URLs."""

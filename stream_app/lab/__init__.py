@@ -1,0 +1,1 @@
+"""Tooling beside the product: evaluation, benchmarks, the demo, plots and embedded services."""

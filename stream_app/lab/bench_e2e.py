@@ -1,0 +1,251 @@
+"""The benchmark's end-to-end parts: one real worker process on the embedded services.
+
+Throughput: a backlog of readings is produced first, then a worker drains it; readings/s is
+counted from the worker's own Prometheus counter (the embedded broker's watermarks are wrong
+for batched writes, so nothing here relies on them). Latency: readings are produced at a fixed
+rate, with failures injected on some devices; each alert's Redis stream entry id (Redis arrival
+time in ms) minus the produce time of the reading that closed the alert's window.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+import redis
+from pydantic import SecretStr
+
+from producers.publish import ReadingPublisher
+from producers.scenarios import FEATURES, Failure, FailureKind, Scenario
+from producers.simulator import FleetSimulator
+
+from stream_app.lab.bench_stats import Latency, drain_rate, prometheus_values, rss_mb, summarize
+from stream_app.contracts import iso_ms, to_epoch_ms
+from stream_app.lab.embedded import EmbeddedServices, free_port
+from stream_app.config.settings import Settings
+from stream_app.worker.sinks import RedisKeys
+from stream_app.worker.topics import ensure_topics
+
+
+class BenchError(Exception):
+    """A benchmark phase could not run (a service or the worker failed)."""
+
+
+@contextmanager
+def embedded_settings(base: Settings, state_dir: Path) -> Iterator[Settings]:
+    """Fresh embedded services on free ports, and settings pointing at them."""
+    services = EmbeddedServices(state_dir, kafka_port=free_port(), redis_port=free_port())
+    state = services.start()
+    try:
+        yield base.model_copy(
+            update={
+                "kafka_bootstrap_servers": state.bootstrap_servers,
+                "redis_url": SecretStr(state.redis_url),
+                "kafka_profile": "embedded",
+            }
+        )
+    finally:
+        services.stop()
+
+
+@contextmanager
+def kafka_settings(base: Settings, state_dir: Path) -> Iterator[Settings]:
+    """A fresh one-node local Apache Kafka and Redis on free ports, and settings (kafka profile) for them."""
+    from stream_app.lab.kafka_local import LocalKafkaServices
+
+    services = LocalKafkaServices(state_dir, kafka_port=free_port(), redis_port=free_port(), kafka_home=base.kafka_home)
+    cluster, redis_process = services.start()
+    try:
+        yield base.model_copy(
+            update={
+                "kafka_bootstrap_servers": cluster.bootstrap_servers,
+                "redis_url": SecretStr(f"redis://{redis_process.host}:{redis_process.port}/0"),
+                "kafka_profile": "kafka",
+            }
+        )
+    finally:
+        services.stop()
+        services.cluster.stop(wipe=True)
+
+
+def broker_settings(base: Settings, broker: str, state_dir: Path):  # type: ignore[no-untyped-def]
+    """``embedded_settings`` or ``kafka_settings``."""
+    return kafka_settings(base, state_dir) if broker == "kafka" else embedded_settings(base, state_dir)
+
+
+class WorkerProcess:
+    """One ``floorwatch worker`` subprocess with its metrics endpoint on a free port."""
+
+    def __init__(self, settings: Settings, log: Path) -> None:
+        self.settings = settings.model_copy(update={"metrics_port": free_port()})
+        self.log = log
+        env = {**os.environ, **self.settings.as_env(), "TF_CPP_MIN_LOG_LEVEL": "3"}
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "stream_app", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+
+    def metrics(self) -> dict[str, float]:
+        url = f"http://{self.settings.metrics_host}:{self.settings.metrics_port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return prometheus_values(response.read().decode())
+        except OSError:
+            self.check()
+            return {}
+
+    def check(self) -> None:
+        if self.process.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-1500:]
+            raise BenchError(f"the worker exited with code {self.process.returncode}; see {self.log}: {tail[-300:]}")
+
+    def rss_mb(self) -> float:
+        return rss_mb(self.process.pid)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def phase_settings(settings: Settings, name: str) -> Settings:
+    """Own readings topic, consumer group and Redis prefix per phase, so phases never mix."""
+    s = settings.model_copy(
+        update={
+            "readings_topic": f"bench-{name}-readings",
+            "app_id": f"floorwatch-bench-{name}-{int(time.time())}",
+            "redis_prefix": f"bench-{name}",
+        }
+    )
+    ensure_topics(s)
+    return s
+
+
+def _reading(device: str, ts: int, row: list[float]) -> bytes:
+    return orjson.dumps({"device_id": device, "ts": iso_ms(ts), "values": dict(zip(FEATURES, row))})
+
+
+def produce_backlog(settings: Settings, devices: int, per_device: int, batch: int, seed: int = 3) -> tuple[int, int]:
+    """Produce ``devices x per_device`` normal readings (ending now), single or batched form."""
+    scenario = Scenario(devices=devices, duration_s=per_device, seed=seed)
+    sim = FleetSimulator(scenario, int(time.time() * 1000) - per_device * 1000 - 5_000)
+    publisher = ReadingPublisher(settings)
+    messages, pending = 0, {d: [] for d in sim.device_ids}
+    for ts, values in sim.ticks():
+        for device, row in zip(sim.device_ids, values.tolist()):
+            if batch <= 1:
+                publisher.send(device, _reading(device, ts, row))
+                messages += 1
+                continue
+            pending[device].append({"ts": ts, "values": dict(zip(FEATURES, row))})
+            if len(pending[device]) >= batch:
+                publisher.send(device, orjson.dumps({"device_id": device, "readings": pending[device]}))
+                pending[device], messages = [], messages + 1
+        publisher.poll()
+    for device, left in pending.items():
+        if left:
+            publisher.send(device, orjson.dumps({"device_id": device, "readings": left}))
+            messages += 1
+    publisher.flush(120)
+    return devices * per_device, messages
+
+
+def drain(worker: WorkerProcess, total: int, timeout_s: float) -> tuple[float, float, dict[str, float]]:
+    """Sample the worker's readings counter until it reaches ``total``: (seconds, readings/s, metrics)."""
+    samples: list[tuple[float, float]] = []
+    deadline = time.monotonic() + timeout_s
+    metrics: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        metrics = worker.metrics()
+        count = metrics.get("floorwatch_readings_total", 0.0)
+        samples.append((time.monotonic(), count))
+        if count >= total:
+            break
+        worker.check()
+        time.sleep(0.2)  # each scrape costs the worker CPU; 0.2 s is resolution enough for 10 s+ runs
+    else:
+        raise BenchError(f"the worker consumed {samples[-1][1]:.0f} of {total} readings in {timeout_s:.0f}s")
+    time.sleep(0.3)  # the last batch's scoring and Redis writes
+    seconds, rate = drain_rate(samples, total)
+    return seconds, rate, worker.metrics()
+
+
+def wait_ready(worker: WorkerProcess, timeout_s: float = 120) -> None:
+    """Until the worker's metrics endpoint answers (model loaded and warmed)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if worker.metrics():
+            return
+        time.sleep(0.2)
+    raise BenchError(f"the worker did not start in {timeout_s:.0f}s; see {worker.log}")
+
+
+def measure_latency(
+    settings: Settings, worker: WorkerProcess, *, rate: float, devices: int, seconds: float, failing: int, seed: int = 5
+) -> Latency:
+    """Produce at ``rate`` readings/s in total for ``seconds``; alerts' latency from Redis."""
+    per_device_hz = rate / devices
+    step = max(1, devices // max(1, failing))
+    span = max(1.0, seconds - 10.0)  # failures start early enough to open and close within the run
+    failures = [
+        Failure(device=d, kind=FailureKind.power_surge, start_s=3.0 + span * i / max(1, failing), duration_s=2.0)
+        for i, d in enumerate(range(0, devices, step)[:failing])
+    ]
+    scenario = Scenario(devices=devices, rate_hz=per_device_hz, duration_s=seconds, seed=seed, failures=failures)
+    started_ms = int(time.time() * 1000) + 500
+    sim = FleetSimulator(scenario, started_ms)
+    failing_ids = {sim.device_ids[f.device] for f in failures}
+    publisher = ReadingPublisher(settings)
+    produced_at: dict[tuple[str, int], float] = {}
+    before = worker.metrics().get("floorwatch_readings_total", 0.0)
+    sent, t0 = 0, None
+    for ts, values in sim.ticks():
+        delay = ts / 1000.0 - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        t0 = t0 or time.perf_counter()
+        for device, row in zip(sim.device_ids, values.tolist()):
+            payload = _reading(device, ts, row)
+            if device in failing_ids:
+                produced_at[(device, ts)] = time.time() * 1000.0
+            publisher.send(device, payload)
+        sent += devices
+        publisher.poll()
+    publisher.flush(60)
+    elapsed = time.perf_counter() - (t0 or time.perf_counter())
+    _, _, metrics = drain(worker, int(before) + sent, timeout_s=120)
+    consumed = int(metrics.get("floorwatch_readings_total", 0.0) - before)
+
+    client = redis.Redis.from_url(settings.redis_url_value())
+    latencies, alerts = [], 0
+    for entry_id, fields in client.xrange(RedisKeys(settings.redis_prefix).alerts):
+        alerts += 1
+        alert = orjson.loads(fields[b"alert"])
+        produced = produced_at.get((alert["device_id"], to_epoch_ms(alert["window_end"])))
+        if produced is not None:
+            latencies.append(int(entry_id.decode().split("-", 1)[0]) - produced)
+    return Latency(
+        offered_per_s=rate,
+        achieved_per_s=round(sent / elapsed, 1) if elapsed else 0.0,
+        devices=devices,
+        seconds=round(elapsed, 2),
+        readings=sent,
+        consumed=consumed,
+        alerts=alerts,
+        matched=len(latencies),
+        summary=summarize(latencies),
+    )

@@ -1,0 +1,651 @@
+"""``floorwatch evaluate``: run the worker's detector over labelled data and measure it.
+
+The same ``Detector`` the worker runs is fed the readings in time order, in micro-batches of
+``batch_size`` readings across devices, exactly as the worker feeds it: windows, stride,
+thresholds, checks and episodes all behave as in production, and nothing looks ahead. Each reading
+then gets two verdicts: whether its device had an alert episode open after it ("episode", the
+default, what operators see) and whether its own window was over the line ("window").
+
+Sources: a simulated fleet with its injected failures (and benign events, never labelled), CSV
+recordings with a label column or without one, the SKAB benchmark (per file, the first 400 rows train
+that file's model; the rest are scored) and SMD (per machine, its train part trains the model; its
+test part is scored).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from stream_app.contracts import Reading
+from stream_app.pipeline.detector import Detector, DetectorConfig
+from stream_app.models.store import ModelBundle
+from stream_app.lab.nab import EventWindowScore, events_score
+from stream_app.lab.quality import BestF1, DeviceTrace, EventMetrics, PointMetrics, best_f1, event_metrics, openings, point_metrics, runs
+from stream_app.lab.skab import LabelledSeries
+from stream_app.training.fit import TrainingConfig
+
+PointMode = Literal["episode", "window"]
+DetectorKind = Literal["lstm", "iforest"]
+
+
+@dataclass(slots=True)
+class Trace:
+    """One device's evaluation: per reading, truth and the detector's verdicts (test rows only)."""
+
+    device_id: str
+    ts: np.ndarray  # (n,) epoch ms
+    truth: np.ndarray  # (n,) bool
+    is_open: np.ndarray  # (n,) bool: an episode of this device is open after this reading
+    over_line: np.ndarray  # (n,) bool: this reading's window is over the line
+    ratio: np.ndarray  # (n,) float: this reading's window's distance to normal (1.0 = line); NaN: no window
+    # Per reading, for --detections: the window's model score and its device's line (NaN: no window),
+    # the episode it belongs to ("" if none) and whether an episode opened at it.
+    score: np.ndarray | None = None
+    line: np.ndarray | None = None
+    episode: np.ndarray | None = None
+    opened: np.ndarray | None = None
+
+    def predicted(self, mode: PointMode) -> np.ndarray:
+        return self.is_open if mode == "episode" else self.over_line
+
+
+@dataclass(slots=True)
+class Model:
+    """A detector ready to run, and what it cost to build."""
+
+    detector: Detector
+    train_s: float = 0.0
+    # Where its versions (and its refits) live for the evaluation's lifetime.
+    workdir: tempfile.TemporaryDirectory[str] | None = None
+
+
+class EvaluationReport(BaseModel):
+    source: str
+    detector: str
+    threshold_method: str
+    point_mode: PointMode
+    devices: int
+    points: int
+    point: PointMetrics
+    events: EventMetrics
+    train_s: float
+    score_s: float
+    config: dict[str, object]
+    # Continual learning during the run: candidates kept and discarded.
+    refits: dict[str, int] = {}
+    # What may make the figures misleading, in words (e.g. training rows labelled anomalous).
+    warnings: list[str] = []
+    # Oracle: the best point-wise F1 over thresholds on the window ratio, chosen on the test labels.
+    best_f1: BestF1 | None = None
+    # False: no series had labels (figures that need them are n/a; print_report says so).
+    labelled: bool = True
+    # NAB-style event-window score (standard profile) of episode openings against labelled runs.
+    events_score: EventWindowScore | None = None
+    # Simulator with benign events: false episodes that opened during one (or within an hour after),
+    # per kind; an episode near two kinds counts for each.
+    benign_false_episodes: dict[str, int] | None = None
+
+
+@dataclass(slots=True)
+class EvaluateOptions:
+    detector: DetectorKind = "lstm"
+    point_mode: PointMode = "episode"
+    batch_size: int = 256
+    detector_config: DetectorConfig = field(default_factory=DetectorConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    # False drops the level envelope check (the model alone, plus the stuck check).
+    level_checks: bool = True
+
+
+def stream(detector: Detector, series: list[LabelledSeries], *, batch_size: int = 256) -> list[Trace]:
+    """Feed every series' readings through ``detector`` in time order; one trace per series.
+
+    Training rows (``train_rows``) are fed too, so the windows are full when the test rows begin, as
+    they would be in a live stream, but they are left out of the traces.
+    """
+    ts_all = np.concatenate([s.ts for s in series])
+    owner = np.concatenate([np.full(len(s.ts), i) for i, s in enumerate(series)])
+    row = np.concatenate([np.arange(len(s.ts)) for s in series])
+    order = np.argsort(ts_all, kind="stable")  # each series is already in time order
+    ratio = [np.full(len(s.ts), np.nan, np.float32) for s in series]
+    score = [np.full(len(s.ts), np.nan, np.float32) for s in series]
+    line = [np.full(len(s.ts), np.nan, np.float32) for s in series]
+    episode = [np.full(len(s.ts), "", object) for s in series]
+    opened = [np.zeros(len(s.ts), bool) for s in series]
+    window_open = [np.full(len(s.ts), -1, np.int8) for s in series]
+    index = {s.device_id: i for i, s in enumerate(series)}
+    if len(index) != len(series):
+        raise ValueError("device ids must be unique across the evaluated series")
+    now_ms = int(ts_all.max()) + 1  # the clock at the end of the data: nothing is "in the future"
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        readings = [
+            Reading.model_construct(
+                device_id=series[owner[k]].device_id,
+                ts=int(ts_all[k]),
+                values=dict(zip(series[owner[k]].features, series[owner[k]].values[row[k]].tolist())),
+            )
+            for k in chunk
+        ]
+        out = detector.process(readings, now_ms=now_ms)
+        if out.refused:
+            raise ValueError(f"the detector refused a reading: {out.refused[0].reason}")
+        traced = len(out.window_score) == len(out.window_devices)
+        for w, (device, end_ms) in enumerate(zip(out.window_devices, out.window_end_ms)):
+            i = index[device]
+            at = int(np.searchsorted(series[i].ts, end_ms))
+            ratio[i][at] = out.window_ratio[w]
+            window_open[i][at] = out.window_open[w]
+            if traced:
+                score[i][at] = out.window_score[w]
+                line[i][at] = out.window_line[w]
+                episode[i][at] = out.window_episode[w] or ""
+                opened[i][at] = out.window_opened[w]
+    traces = []
+    for k, (s, r, w) in enumerate(zip(series, ratio, window_open)):
+        # A reading without a window of its own (window filling, stride) keeps its device's state.
+        has = w >= 0
+        last = np.maximum.accumulate(np.where(has, np.arange(len(w)), -1))
+        is_open = np.where(last >= 0, w[np.maximum(last, 0)] == 1, False)
+        test = slice(s.train_rows, None)
+        traces.append(
+            Trace(
+                s.device_id, s.ts[test], s.labels[test], is_open[test], (np.nan_to_num(r, nan=0.0) > 1.0)[test], r[test],
+                score=score[k][test], line=line[k][test], episode=episode[k][test], opened=opened[k][test],
+            )  # fmt: skip
+        )
+    return traces
+
+
+def write_detections(traces: list[Trace], path: Path) -> int:
+    """Per-point rows any benchmark's scoring code can read; returns the number of rows written.
+
+    Columns: timestamp (ISO-8601 UTC), epoch_ms, device, score (the model's window score), line (the
+    device's alerting line in score units), ratio (distance to normal: 1.0 = the line; the detector's
+    anomaly score), anomaly_score (ratio squashed into [0, 1): ratio / (1 + ratio), 0.5 = the line),
+    episode_id, episode_open (1 while an episode is open), opened (1 where an episode opened: a
+    detection), label (the ground truth, when the data had one). A reading without a window of its
+    own (the window still filling, stride) has empty score/line/ratio.
+    """
+    import csv
+
+    from stream_app.contracts import iso_ms
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = 0
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(
+            ["timestamp", "epoch_ms", "device", "score", "line", "ratio", "anomaly_score", "episode_id", "episode_open", "opened", "label"]
+        )
+        for t in traces:
+            assert t.score is not None and t.line is not None and t.episode is not None and t.opened is not None
+            for k in range(len(t.ts)):
+                r = float(t.ratio[k])
+                has = np.isfinite(t.score[k])
+                ratio = min(r, 1e6) if has else None  # a failed check is an infinite distance: capped
+                out.writerow([
+                    iso_ms(int(t.ts[k])), int(t.ts[k]), t.device_id,
+                    f"{t.score[k]:.6g}" if has else "", f"{t.line[k]:.6g}" if has else "",
+                    f"{ratio:.6g}" if ratio is not None else "",
+                    f"{_anomaly_score(ratio, bool(t.opened[k])):.6f}" if ratio is not None else "",
+                    t.episode[k], int(t.is_open[k]), int(t.opened[k]), int(t.truth[k]),
+                ])  # fmt: skip
+                rows += 1
+    return rows
+
+
+def _anomaly_score(ratio: float, opened: bool) -> float:
+    squashed = ratio / (1.0 + ratio)
+    return 0.5 + 0.5 * squashed if opened else min(0.5 * squashed, 0.499999)
+
+
+def _detector(bundle: ModelBundle, scorer: object, options: EvaluateOptions, store: Path | None = None) -> Detector:
+    """The worker's detector on ``bundle``, tracing every window; refitting into ``store`` as it goes."""
+    if not options.level_checks:
+        bundle = bundle.model_copy(update={"thresholds": bundle.thresholds.model_copy(update={"feature_envelope": {}})})
+    config = dataclasses.replace(options.detector_config, trace=True)
+    hook = None
+    if store is not None and config.refit.enabled and bundle.card.detector == "lstm-autoencoder":
+        from stream_app.models.store import ModelStore
+        from stream_app.training.refit import SyncRefitter
+
+        hook = SyncRefitter(ModelStore(store), options.training, config.refit, max_batch=options.batch_size)
+    return Detector(bundle, scorer, config, on_refit=hook)  # type: ignore[arg-type]
+
+
+def build_model(
+    train_series: list[np.ndarray], features: list[str], options: EvaluateOptions, *, source: str
+) -> Model:
+    """Train a model (LSTM autoencoder or IsolationForest) on normal series; in a throwaway store."""
+    from stream_app.pipeline.scorer import Scorer
+
+    started = time.perf_counter()
+    if options.detector == "iforest":
+        from stream_app.training.isolation import train_isolation
+
+        bundle, scorer = train_isolation(train_series, features, options.training, source=source, max_batch=options.batch_size)
+        detector = _detector(bundle, scorer, options)
+    else:
+        from stream_app.models.store import ModelStore
+        from stream_app.training.fit import train
+
+        workdir = tempfile.TemporaryDirectory(prefix="floorwatch-eval-")
+        bundle = train(train_series, features, ModelStore(Path(workdir.name)), options.training, source=source)
+        scorer = Scorer.from_bundle(bundle, max_batch=options.batch_size)
+        detector = _detector(bundle, scorer, options, store=Path(workdir.name) / "refits")
+        return Model(detector, time.perf_counter() - started, workdir)
+    return Model(detector, time.perf_counter() - started)
+
+
+def stored_model(model_dir: Path, version: str | None, options: EvaluateOptions) -> Model:
+    from stream_app.models.store import ModelStore
+    from stream_app.pipeline.scorer import Scorer
+
+    bundle = ModelStore(model_dir).load(version)
+    workdir = tempfile.TemporaryDirectory(prefix="floorwatch-eval-")  # refits stay out of the user's store
+    detector = _detector(bundle, Scorer.from_bundle(bundle, max_batch=options.batch_size), options, store=Path(workdir.name))
+    return Model(detector, workdir=workdir)
+
+
+def evaluate_shared(model: Model, series: list[LabelledSeries], options: EvaluateOptions, *, source: str) -> tuple[EvaluationReport, list[Trace]]:
+    """One model for every series (a fleet): one detector, all devices' readings interleaved in time."""
+    missing = [f for f in model.detector.features if f not in series[0].features]
+    if missing:
+        raise ValueError(f"the model needs sensor(s) {', '.join(missing)} that the data lacks")
+    started = time.perf_counter()
+    traces = stream(model.detector, series, batch_size=options.batch_size)
+    report = _report(traces, model.detector, options, source, model.train_s, time.perf_counter() - started)
+    return report.model_copy(update={"refits": dict(model.detector.refits)}), traces
+
+
+def evaluate_per_series(
+    series: list[LabelledSeries], options: EvaluateOptions, *, source: str
+) -> tuple[EvaluationReport, list[Trace]]:
+    """SKAB's protocol: each series trains its own model on its first ``train_rows`` rows (one config for all)."""
+    traces: list[Trace] = []
+    train_s = score_s = 0.0
+    detector = None
+    refits = {"kept": 0, "discarded": 0}
+    for s in series:
+        if s.train_rows < 2 * options.training.window:
+            raise ValueError(f"{s.device_id}: {s.train_rows} training rows are too few for windows of {options.training.window}")
+        model = build_model([s.values[: s.train_rows]], s.features, options, source=f"{source}: {s.device_id}")
+        train_s += model.train_s
+        started = time.perf_counter()
+        traces += stream(model.detector, [s], batch_size=options.batch_size)
+        score_s += time.perf_counter() - started
+        detector = model.detector
+        for k, v in detector.refits.items():
+            refits[k] += v
+    assert detector is not None
+    report = _report(traces, detector, options, source, train_s, score_s)
+    return report.model_copy(update={"warnings": training_warnings(series), "refits": refits}), traces
+
+
+def training_warnings(series: list[LabelledSeries]) -> list[str]:
+    """One line per series whose training rows hold labelled anomalies (SKAB's other-2 has 296 of 400)."""
+    return [
+        f"{s.device_id}: {s.training_anomalies} of its {s.train_rows} training rows are labelled anomalous; "
+        "its model learns that behaviour as normal"
+        for s in series
+        if s.training_anomalies
+    ]
+
+
+def _report(
+    traces: list[Trace], detector: Detector, options: EvaluateOptions, source: str, train_s: float, score_s: float
+) -> EvaluationReport:
+    truth = np.concatenate([t.truth for t in traces])
+    predicted = np.concatenate([t.predicted(options.point_mode) for t in traces])
+    events = event_metrics(
+        [DeviceTrace(device_id=t.device_id, ts=t.ts, truth=t.truth, is_open=t.is_open) for t in traces],
+        grace=detector.windows.length,
+    )
+    cfg = options.detector_config
+    t = detector.bundle.thresholds
+    return EvaluationReport(
+        source=source,
+        detector=detector.bundle.card.detector,
+        threshold_method=t.method,
+        point_mode=options.point_mode,
+        devices=len(traces),
+        points=len(truth),
+        point=point_metrics(truth, predicted),
+        events=events,
+        best_f1=best_f1(truth, np.concatenate([t.ratio for t in traces])),
+        events_score=episode_events_score(traces),
+        train_s=round(train_s, 2),
+        score_s=round(score_s, 2),
+        config={
+            "window": detector.bundle.card.window,
+            "units": detector.bundle.card.units,
+            "quantile": t.quantile,
+            "multiplier": t.multiplier,
+            "ewma_alpha": t.ewma_alpha,
+            "stride": cfg.stride,
+            "max_gap_ms": cfg.max_gap_ms,
+            "open_after": cfg.rule.open_after,
+            "close_after": cfg.rule.close_after,
+            "close_ratio": cfg.rule.close_ratio,
+            "close_after_s": cfg.rule.close_after_s,
+            "max_duration_s": cfg.rule.max_duration_s,
+            "adaptive_lines": cfg.lines.enabled,
+            "refit": cfg.refit.enabled,
+            "batch_size": options.batch_size,
+            "event_grace_samples": detector.windows.length,
+        },
+    )
+
+
+def episode_events_score(traces: list[Trace]) -> EventWindowScore:
+    """The NAB-style score of each device's episode openings (detections) against its labelled runs."""
+    detections = []
+    for t in traces:
+        opened = np.zeros(len(t.ts), bool)
+        opened[openings(t.is_open)] = True
+        detections.append((t.ts, opened, t.truth))
+    return events_score(detections)
+
+
+def simulated_series(scenario: object, start_ms: int) -> list[LabelledSeries]:
+    """A simulated fleet as labelled series: a reading is anomalous while a failure is injected on its device."""
+    from producers.scenarios import FEATURES, Scenario
+    from producers.simulator import FleetSimulator
+
+    assert isinstance(scenario, Scenario)
+    sim = FleetSimulator(scenario, start_ms)
+    stamps, frames = [], []
+    for ts, values in sim.ticks():
+        stamps.append(ts)
+        frames.append(values)
+    ts = np.asarray(stamps, np.int64)
+    data = np.stack(frames).astype(np.float32)  # (ticks, devices, 4)
+    labels = np.zeros((len(ts), scenario.devices), bool)
+    for label in sim.labels():
+        labels[(ts >= label.start) & (ts <= label.end), sim.device_ids.index(label.device_id)] = True
+    return [
+        LabelledSeries(device_id=d, features=list(FEATURES), ts=ts, values=data[:, i, :], labels=labels[:, i])
+        for i, d in enumerate(sim.device_ids)
+    ]
+
+
+BENIGN_AFTER_MS = 3_600_000  # an episode this soon after a benign step or stretch is blamed on it
+
+
+def benign_false_episodes(traces: list[Trace], spans: list[object], *, grace: int) -> dict[str, int]:
+    """False episodes (openings matching no labelled failure, as ``event_metrics`` decides) near benign spans."""
+    from producers.simulator import BenignSpan
+
+    counts: dict[str, int] = {}
+    by_device: dict[str, list[BenignSpan]] = {}
+    for span in spans:
+        assert isinstance(span, BenignSpan)
+        by_device.setdefault(span.device_id, []).append(span)
+    for t in traces:
+        opened = openings(t.is_open)
+        matched = np.zeros(len(opened), bool)
+        for start, end in runs(t.truth):
+            matched |= (opened >= start) & (opened <= end + grace)
+        for at in t.ts[opened[~matched]].tolist():
+            for kind in {s.kind for s in by_device.get(t.device_id, []) if s.start <= at <= s.end + BENIGN_AFTER_MS}:
+                counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+class EvaluateRequest(BaseModel):
+    """What ``floorwatch evaluate`` was asked for (the CLI's flags)."""
+
+    source: Literal["simulate", "csv", "skab", "smd"]
+    devices: int = 20
+    duration_s: float = 3600.0
+    failures: int = 4
+    kinds: list[str] = []
+    seed: int = 7
+    scenario: Path | None = None
+    csv: list[Path] = []
+    label_column: str | None = None  # None: `anomaly` where a file has it, else the file is unlabelled
+    time_column: str | None = None
+    features: list[str] | None = None
+    # Rows of each file a per-file model learns from before scoring; below 1, a share of each file's rows.
+    train_rows: float = Field(0, ge=0)
+    skab: Path | None = None
+    smd: Path | None = None
+    machines: list[str] | None = None
+    detector: DetectorKind = "lstm"
+    point_mode: PointMode = "episode"
+    train: bool = False
+    model_version: str | None = None
+    threshold_method: str = "quantile"
+    quantile: float = 0.999
+    multiplier: float = 1.25
+    ewma_alpha: float = 0.2
+    window: int | None = None
+    units: int | None = None
+    epochs: int | None = None
+    level_checks: bool = True
+    max_gap_s: float | None = None
+    batch_size: int = 256
+
+
+# Per-file models (SKAB, CSV with --train-rows) learn from a few hundred rows: small and quick.
+PER_FILE_TRAINING = dict(window=10, units=8, epochs=20, train_stride=1, validation_share=0.25, jit_compile=False)
+SKAB_MAX_GAP_S = 300.0  # SKAB has gaps of up to ~4 minutes inside its recordings
+# SMD: each machine's model learns from its ~23,700 unlabelled train rows (16 days a minute apart). The
+# worker's model shape; a stride of 4 between training windows keeps it to about a minute a machine.
+SMD_TRAINING = dict(window=16, units=16, epochs=15, train_stride=4, validation_share=0.2)
+SMD_MAX_GAP_S = 180.0  # one row a minute, no gaps: a window restarts only after 3 missing rows
+
+
+def run_evaluation(settings: object, request: EvaluateRequest) -> tuple[EvaluationReport, list[Trace]]:
+    from stream_app.config.settings import Settings
+    from stream_app.worker.start import detector_config
+
+    assert isinstance(settings, Settings)
+    per_file = request.source == "skab" or (request.source == "csv" and request.train_rows > 0)
+    base = dict(PER_FILE_TRAINING) if per_file else dict(SMD_TRAINING) if request.source == "smd" else {}
+    for name in ("window", "units", "epochs"):
+        if getattr(request, name) is not None:
+            base[name] = getattr(request, name)
+    training = TrainingConfig(
+        **base, quantile=request.quantile, multiplier=request.multiplier, threshold_method=request.threshold_method,
+        ewma_alpha=request.ewma_alpha,
+    )  # fmt: skip
+    gap = request.max_gap_s if request.max_gap_s is not None else _default_gap_s(settings, request)
+    dconfig = dataclasses.replace(detector_config(settings), max_gap_ms=int(gap * 1000))
+    options = EvaluateOptions(
+        detector=request.detector, point_mode=request.point_mode, batch_size=request.batch_size,
+        detector_config=dconfig, training=training, level_checks=request.level_checks,
+    )  # fmt: skip
+    if request.source == "skab":
+        from stream_app.lab.skab import load_skab
+
+        assert request.skab is not None
+        series = load_skab(request.skab, features=request.features)
+        sensors = "" if request.features is None else f", {len(request.features)} of 8 sensors"
+        return evaluate_per_series(series, options, source=f"SKAB ({request.skab}{sensors})")
+    if request.source == "smd":
+        assert request.smd is not None
+        return evaluate_smd(request.smd, request.machines, options)
+    if request.source == "csv":
+        from stream_app.lab.skab import read_labelled_csv
+
+        paths = [f for p in request.csv for f in (sorted([*p.glob("*.csv"), *p.glob("*.csv.gz")]) if p.is_dir() else [p])]
+        if not paths:
+            raise ValueError(f"no CSV files in {', '.join(map(str, request.csv))}")
+        series = [
+            read_labelled_csv(
+                p, label_column=request.label_column or "anomaly", time_column=request.time_column,
+                features=request.features, train_rows=0, labels_optional=request.label_column is None,
+            )  # fmt: skip
+            for p in paths
+        ]
+        for s in series:
+            share = request.train_rows < 1
+            s.train_rows = int(len(s.ts) * request.train_rows) if share else min(int(request.train_rows), len(s.ts))
+        if request.max_gap_s is None:  # any sampling rate
+            _follow_sampling(options, series, settings.max_gap_s)
+        source = "csv: " + ", ".join(p.name for p in paths)
+        if per_file:
+            report, traces = evaluate_per_series(series, options, source=source)
+        else:
+            report, traces = evaluate_shared(_fleet_model(settings, request, options, series[0].features), series, options, source=source)
+        return unlabelled_caveats(report, series), traces
+    scenario = _scenario(request)
+    start_ms = 1_795_000_000_000  # a fixed start: the same flags give the same readings and figures
+    series = simulated_series(scenario, start_ms)
+    if request.max_gap_s is None:  # slow-sampled scenarios (interval_s: 60, 300)
+        _follow_sampling(options, series, settings.max_gap_s)
+    source = (
+        f"simulator: {scenario.devices} devices x {scenario.duration_s:.0f}s, {len(scenario.failures)} failures, seed {scenario.seed}"
+    )
+    if scenario.benign or scenario.weekend_load:
+        source += f", {len(scenario.benign)} benign events" + (", quiet weekends" if scenario.weekend_load else "")
+    model = _fleet_model(settings, request, options, series[0].features, rate_hz=scenario.rate_hz)
+    report, traces = evaluate_shared(model, series, options, source=source)
+    if scenario.benign or scenario.weekend_load:
+        from producers.simulator import FleetSimulator
+
+        spans = FleetSimulator(scenario, start_ms).benign_spans()
+        blamed = benign_false_episodes(traces, spans, grace=model.detector.windows.length)  # type: ignore[arg-type]
+        report = report.model_copy(update={"benign_false_episodes": blamed})
+    return report, traces
+
+
+def evaluate_smd(root: Path, machines: list[str] | None, options: EvaluateOptions) -> tuple[EvaluationReport, list[Trace]]:
+    """SMD's protocol: each machine trains on its whole (unlabelled) train part; its test part is scored."""
+    from stream_app.lab.smd import load_smd
+
+    series = load_smd(root, machines)
+    names = "all machines" if machines is None else ", ".join(machines)
+    return evaluate_per_series(series, options, source=f"SMD ({root}, {names})")
+
+
+# A window restarts after this many sampling intervals of silence, at the least (CSV, any rate).
+GAP_INTERVALS = 3
+
+
+def sampling_gap_s(series: list[LabelledSeries], floor_s: float) -> float:
+    """Window restart after a silence: ``GAP_INTERVALS`` of the slowest file's median interval, at least ``floor_s``.
+
+    Without it, data a reading every 5 minutes would restart every window under the 60 s default.
+    """
+    intervals = [float(np.median(np.diff(s.ts))) / 1000 for s in series if len(s.ts) > 1]
+    return max([floor_s, *(GAP_INTERVALS * i for i in intervals)])
+
+
+def _follow_sampling(options: EvaluateOptions, series: list[LabelledSeries], floor_s: float) -> None:
+    options.detector_config = dataclasses.replace(options.detector_config, max_gap_ms=int(sampling_gap_s(series, floor_s) * 1000))
+
+
+def unlabelled_caveats(report: EvaluationReport, series: list[LabelledSeries]) -> EvaluationReport:
+    """Mark a report over unlabelled files: the figures that need labels do not apply."""
+    unlabelled = [s.device_id for s in series if not s.labelled]
+    if not unlabelled:
+        return report
+    line = (
+        f"no labels in {', '.join(unlabelled)}: every point is taken as normal; precision, recall, F1, MAR and "
+        "failures detected do not apply, FAR is the share of points flagged and every episode counts as false"
+    )
+    if len(unlabelled) < len(series):
+        return report.model_copy(update={"warnings": [*report.warnings, line]})
+    return report.model_copy(
+        update={"labelled": False, "best_f1": None, "events_score": None, "warnings": [*report.warnings, line]}
+    )
+
+
+def _default_gap_s(settings: object, request: EvaluateRequest) -> float:
+    """Window restart after a silence, when not given: per source."""
+    if request.source == "skab":
+        return SKAB_MAX_GAP_S
+    if request.source == "smd":
+        return SMD_MAX_GAP_S
+    return float(settings.max_gap_s)  # type: ignore[attr-defined]
+
+
+def _scenario(request: EvaluateRequest) -> object:
+    from producers.scenarios import FailureKind, Scenario, load_scenario, random_failures
+
+    if request.scenario is not None:
+        return load_scenario(request.scenario)
+    plan = Scenario(devices=request.devices, duration_s=request.duration_s, seed=request.seed)
+    try:
+        kinds = [FailureKind(k) for k in request.kinds] or None
+    except ValueError as exc:
+        raise ValueError(f"{exc}; kinds: {', '.join(k.value for k in FailureKind)}") from exc
+    return plan.model_copy(update={"failures": random_failures(plan, request.failures, kinds)})
+
+
+def _fleet_model(
+    settings: object, request: EvaluateRequest, options: EvaluateOptions, features: list[str], *, rate_hz: float = 1.0
+) -> Model:
+    """The stored model, or (``--train`` or IsolationForest) one trained on simulated normal data as `train` does
+    (at the simulated fleet's own sampling rate)."""
+    if request.detector == "lstm" and not request.train:
+        return stored_model(settings.model_dir, request.model_version, options)  # type: ignore[attr-defined]
+    if request.source != "simulate":
+        raise ValueError("--train and --detector iforest on CSV need --train-rows N (each file trains on its first N rows)")
+    from producers.simulator import normal_training_series
+
+    series = normal_training_series(40, 2000, rate_hz=rate_hz, seed=1)
+    every = "" if rate_hz == 1.0 else f" every {1 / rate_hz:g}s"
+    return build_model(series, features, options, source=f"simulator: 40 devices x 2000 readings{every}, seed 1")
+
+
+def print_report(report: EvaluationReport, console: object) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    p, e = report.point, report.events
+    table = Table(title=f"Detection quality: {report.source}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+
+    def delay(med: float | None, mx: float | None, unit: str) -> str:
+        return "-" if med is None else f"median {med:g}{unit}, max {mx:g}{unit}"
+
+    def labelled(text: str) -> str:
+        return text if report.labelled else "n/a (no labels)"
+
+    b = report.best_f1
+    oracle = "-" if b is None else f"{b.f1:.3f} (P {b.precision:.3f}, R {b.recall:.3f}) at {b.threshold:.3g} x the line, chosen on the labels"
+    w = report.events_score
+    nab = (
+        "-" if w is None or w.score is None
+        else f"{w.score:.1f} (0 = no detections, 100 = perfect; {w.detected} of {w.windows} windows, {w.false_detections} false openings)"
+    )  # fmt: skip
+    rows = [
+        ("detector", f"{report.detector}, threshold {report.threshold_method}, points = {report.point_mode}"),
+        ("devices / scored points", f"{report.devices} / {report.points}"),
+        ("point-wise precision", labelled(f"{p.precision:.3f}")),
+        ("point-wise recall", labelled(f"{p.recall:.3f}")),
+        ("point-wise F1", labelled(f"{p.f1:.3f}")),
+        ("FAR = FP/(FP+TN)", f"{p.far:.2%}" if report.labelled else f"{p.far:.2%} of points flagged (no labels)"),
+        ("MAR = FN/(FN+TP)", labelled(f"{p.mar:.2%}")),
+        ("TP / FP / TN / FN", f"{p.tp} / {p.fp} / {p.tn} / {p.fn}"),
+        ("best F1 over lines (oracle)", labelled(oracle)),
+        ("event-window score (NAB-style)", labelled(nab)),
+        ("failures detected", labelled(f"{e.detected} of {e.injected}")),
+        ("detection delay (samples)", labelled(delay(e.delay_samples_median, e.delay_samples_max, ""))),
+        ("detection delay (seconds)", labelled(delay(e.delay_s_median, e.delay_s_max, "s"))),
+        ("alert episodes", str(e.episodes)),
+        ("refits (kept / discarded)", f"{report.refits.get('kept', 0)} / {report.refits.get('discarded', 0)}"),
+        ("false alert episodes", f"{e.false_episodes} ({e.false_per_device_hour:.3f} per device-hour, {e.normal_device_hours:.1f} normal device-hours)"),
+        ("time", f"training {report.train_s:.1f}s, scoring {report.score_s:.1f}s"),
+    ]
+    if report.benign_false_episodes is not None:
+        blamed = ", ".join(f"{k} {n}" for k, n in report.benign_false_episodes.items()) or "none"
+        rows.insert(-1, ("false episodes at benign events", f"{blamed} (during one or within an hour after)"))
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)  # type: ignore[attr-defined]
+    for line in report.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(line)}", highlight=False)  # type: ignore[attr-defined]

@@ -1,0 +1,1 @@
+"""The model store: versioned model bundles on disk and their audit log."""

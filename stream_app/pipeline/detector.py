@@ -1,0 +1,467 @@
+"""The detector: readings in, alerts out. The worker and ``floorwatch evaluate`` both run this.
+
+For each micro-batch of decoded readings it goes window -> batch -> score -> threshold ->
+episode, causally, reading by reading: a window is scored as soon as its last reading arrives,
+with nothing from later readings.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import operator
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from stream_app.contracts import Alert, Episode, Reading, iso_ms
+from stream_app.pipeline.episodes import EpisodeRule, EpisodeTracker, OpenEpisode, Transition
+from stream_app.pipeline.lines import AdaptiveLines, LineConfig
+from stream_app.models.store import ModelBundle
+from stream_app.training.refit import NormalReservoir, RefitConfig, RefitResult, record
+from stream_app.pipeline.rules import Rule
+from stream_app.pipeline.scorer import Scorer, Scores, row_max
+from stream_app.pipeline.thresholds import severity
+from stream_app.pipeline.windows import Push, WindowStore
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass(slots=True)
+class DeviceStatus:
+    """The latest known state of one device, as written to its Redis hash."""
+
+    device_id: str
+    last_reading_ms: int
+    state: Literal["normal", "anomalous"] = "normal"
+    last_score: float | None = None
+
+
+@dataclass(slots=True)
+class Refused:
+    """A decoded reading the detector could not use, and why."""
+
+    reading: Reading
+    reason: str
+
+
+@dataclass(slots=True)
+class Detection:
+    alerts: list[Alert] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
+    statuses: dict[str, DeviceStatus] = field(default_factory=dict)
+    scored: int = 0
+    duplicates: int = 0
+    # Per scored window, in order (for evaluation): device and window end ms.
+    window_devices: list[str] = field(default_factory=list)
+    window_end_ms: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    # The window's distance to normal (1.0 = the line), and whether its device's episode is open after it.
+    window_ratio: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
+    window_open: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
+    # With ``DetectorConfig.trace`` (evaluation's --detections): the model score, the device's line in
+    # score units, the episode the window belongs to and whether an episode opened at it.
+    window_score: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
+    window_line: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
+    window_episode: list[str | None] = field(default_factory=list)
+    window_opened: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorConfig:
+    stride: int = 1
+    max_gap_ms: int = 60_000
+    max_future_ms: int = 300_000
+    rule: EpisodeRule = EpisodeRule()
+    rules: tuple[Rule, ...] = ()  # operator bounds, checked on each reading beside the model
+    lines: LineConfig = LineConfig()
+    refit: RefitConfig = RefitConfig()
+    trace: bool = False  # fill Detection's per-window evaluation arrays
+    # A level envelope learnt from fewer windows than this describes a few hours of one machine, not
+    # its process: the check is then off (and says so) rather than wrong.
+    min_check_windows: int = 1000
+
+
+# Called when a group's reservoir is due for a refit: (detector, recent normal windows oldest first, stream ms).
+RefitHook = Callable[["Detector", np.ndarray, int], None]
+
+
+class Detector:
+    def __init__(
+        self, bundle: ModelBundle, scorer: Scorer, config: DetectorConfig = DetectorConfig(), *, on_refit: RefitHook | None = None
+    ) -> None:
+        self.config = config
+        self.features = bundle.card.features
+        unknown = [r.name for r in config.rules if r.feature not in self.features]
+        if unknown:
+            known = ", ".join(self.features)
+            raise ValueError(f"{', '.join(unknown)}: no such feature in model {bundle.version} (features: {known})")
+        self._rule_columns = [self.features.index(r.feature) for r in config.rules]
+        # A reading's model features in model order, in one C call (a lone feature gives a scalar, reshaped later).
+        self._get_features = operator.itemgetter(*self.features)
+        self.windows = WindowStore(bundle.card.window, len(self.features), max_gap_ms=config.max_gap_ms)
+        self.episodes = EpisodeTracker(config.rule)
+        # Each device's line follows its own normal (lines.py), for the model and for the level check.
+        self.model_lines = AdaptiveLines(config.lines)
+        self.level_lines = AdaptiveLines(config.lines)
+        self._smoothed: dict[str, float] = {}  # dynamic method: each device's EWMA of its window scores
+        self._seen_ms: dict[str, int] = {}  # each device's last reading, by the worker's clock (eviction)
+        # Continual learning: recent plainly normal windows of this group, and who refits on them.
+        self.reservoir = NormalReservoir(bundle.card.window, len(self.features), config.refit) if on_refit else None
+        self.on_refit = on_refit
+        self.refits = {"kept": 0, "discarded": 0}
+        self._episode_top: dict[str, str] = {}  # device -> the top feature of its open episode
+        # A background refit's result, installed at the start of the next batch (refit.BackgroundRefitter).
+        self.pending_refit: RefitResult | None = None
+        # Staging area for one micro-batch of windows; grown on demand.
+        self._batch = np.zeros((scorer.max_batch, bundle.card.window, len(self.features)), np.float32)
+        self.use_model(bundle, scorer)
+
+    def use_model(self, bundle: ModelBundle, scorer: Scorer) -> None:
+        """Score with another version of this group's model from the next batch on (a refit, a promotion).
+
+        Windows, episodes and lines carry over: the model must have the same features and window length.
+        """
+        if bundle.card.features != self.features or bundle.card.window != self.windows.length:
+            raise ValueError(
+                f"model {bundle.version} has other features or window length than {self.features} x {self.windows.length}"
+            )
+        self.bundle = bundle
+        self.scorer = scorer
+        thresholds = bundle.thresholds
+        self.threshold = thresholds.threshold
+        confident = bundle.card.training.validation_windows >= self.config.min_check_windows
+        envelope = thresholds.feature_envelope if confident else {}
+        if thresholds.feature_envelope and not confident:
+            log.warning(
+                "model %s: level check off (calibrated on %d windows, fewer than %d)",
+                bundle.version, bundle.card.training.validation_windows, self.config.min_check_windows,
+            )  # fmt: skip
+        bounds = np.array([envelope.get(f, (-np.inf, np.inf)) for f in self.features], np.float64)
+        # A sensor that never moved in calibration has an envelope of zero width: any reading would be
+        # infinitely far from normal. It says nothing about how far is too far, so it has no level check.
+        finite = np.isfinite(bounds).all(axis=1) & (bounds[:, 1] - bounds[:, 0] > 1e-9 * (1.0 + np.abs(bounds).max(axis=1)))
+        with np.errstate(invalid="ignore"):  # (-inf + inf) / 2 for features without an envelope, masked below
+            self._centre = np.where(finite, bounds.mean(axis=1), 0.0).astype(np.float32)
+        self._half = np.where(finite, (bounds[:, 1] - bounds[:, 0]) / 2, np.inf).astype(np.float32)
+        # Each feature's stuck run: how many equal readings in a row are not chance for it (thresholds.stuck_runs);
+        # a run longer than the window can never be seen, so the feature has no stuck check.
+        never = bundle.card.window + 1
+        if thresholds.stuck_runs:
+            runs = [thresholds.stuck_runs.get(f, never) for f in self.features]
+        else:  # models from before per-feature runs: one run for the features that never sat still
+            run = min(thresholds.stuck_run or bundle.card.window, bundle.card.window)
+            stuck = thresholds.stuck_features
+            runs = [run if stuck is None or f in stuck else never for f in self.features]
+        self._stuck_runs = np.array(runs, np.int64)
+        self._method = thresholds.method
+        # Per-feature method: each feature's relative error against its own line.
+        self._feature_lines = np.array(
+            [thresholds.feature_thresholds.get(f, self.threshold) for f in self.features], np.float32
+        )
+        self._alpha = thresholds.ewma_alpha or 1.0
+        self._peak_threshold = thresholds.peak_threshold
+
+    @property
+    def model_version(self) -> str:
+        return self.bundle.version
+
+    def unseen(self, device_ids: Iterable[str]) -> list[str]:
+        """Devices this detector has no reading of yet (a new device, or one taken over from another worker)."""
+        return [d for d in device_ids if d not in self.windows]
+
+    def evict_idle(self, now_ms: int, idle_ms: int) -> list[str]:
+        """Drop every piece of per-device state (window, episode, lines, EWMA) of the devices that have
+        sent no reading for ``idle_ms`` by the worker's clock (not the readings' timestamps: a replay
+        of old data is not idle); return their ids. A device that comes back starts afresh, and an
+        episode it had open is resumed from Redis like after a handover."""
+        cutoff = now_ms - idle_ms
+        idle = [d for d, seen in self._seen_ms.items() if seen < cutoff]
+        for device in idle:
+            del self._seen_ms[device]
+            self.windows.remove(device)
+            self.episodes.forget(device)
+            self.model_lines.forget(device)
+            self.level_lines.forget(device)
+            self._smoothed.pop(device, None)
+            self._episode_top.pop(device, None)
+        return idle
+
+    @property
+    def devices(self) -> int:
+        """Devices this detector holds state for."""
+        return len(self._seen_ms)
+
+    def resume(self, device_id: str, episode: OpenEpisode) -> None:
+        """Carry on with an episode the device's previous worker had open (see ``EpisodeTracker.resume``)."""
+        self.episodes.resume(device_id, episode)
+
+    def carry_over_from(self, old: Detector) -> bool:
+        """Take over the per-device state of the detector this one replaces (a hot reload, reload.py).
+
+        Open episodes (and their runs of windows over the line) always carry over: they describe
+        the device, not the model, so a failure that spans a swap stays one episode. Windows and the
+        dynamic method's smoothed scores carry over when the window length and features (names and
+        order) match; then no reading goes unscored. Otherwise each device's window refills from
+        its next readings (T - 1 readings unscored per device) and False is returned.
+        """
+        self.episodes = old.episodes
+        self._episode_top = old._episode_top
+        # Each device's line is in units of its model's calibrated line, and what a device's normal looks
+        # like relative to "typical" does not depend on which version scores it: the lines carry over.
+        self.model_lines, self.level_lines = old.model_lines, old.level_lines
+        self._seen_ms = old._seen_ms
+        same_shape = old.features == self.features and old.windows.length == self.windows.length
+        if same_shape:
+            self.windows = old.windows
+            self._smoothed = old._smoothed  # scores are relative to "typical" (1.0) for every model
+            if old.reservoir is not None and self.reservoir is not None:
+                self.reservoir = old.reservoir  # recent normal windows are the group's, whatever the version
+        return same_shape
+
+    def process(self, readings: Sequence[Reading], *, now_ms: int | None = None) -> Detection:
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        if self.pending_refit is not None:
+            result, self.pending_refit = self.pending_refit, None
+            record(self, result)
+        out = Detection()
+        readings, values = self._values_of(readings, out)
+        devices: list[str] = []
+        spans: list[tuple[int, int]] = []
+        fresh: list[int] = []  # per window: how many of its last readings no earlier window was scored with
+        length, stride = self.windows.length, self.config.stride
+        for reading, row in zip(readings, values):
+            try:
+                slot = self._push(reading, row, now_ms, out)
+            except Exception as exc:  # one odd reading must not sink the whole batch
+                out.refused.append(Refused(reading, f"could not be windowed: {type(exc).__name__}: {exc}"))
+                continue
+            if slot is None:
+                continue
+            filled = self.windows.filled(slot)
+            if filled < length or (filled - length) % stride:
+                continue
+            k = len(devices)
+            if k == len(self._batch):
+                self._batch = np.concatenate([self._batch, np.zeros_like(self._batch)])
+            self._batch[k] = self.windows.window(slot)
+            devices.append(reading.device_id)
+            spans.append(self.windows.window_span(slot))
+            fresh.append(filled if filled == length else min(stride, length))
+        seen = self._seen_ms
+        for device in out.statuses:  # the devices that had a reading windowed in this batch
+            seen[device] = now_ms
+        if devices:
+            self._score(devices, spans, fresh, out)
+            stream_ms = max(s[1] for s in spans)
+            if self.reservoir is not None and self.on_refit is not None and self.reservoir.due(stream_ms):
+                self.reservoir.fitted(stream_ms)
+                self.on_refit(self, self.reservoir.windows(), stream_ms)
+        return out
+
+    def _values_of(self, readings: Sequence[Reading], out: Detection) -> tuple[Sequence[Reading], np.ndarray]:
+        """The model's features of each reading as one (n, F) array; readings lacking one are refused."""
+        get = self._get_features
+        try:
+            rows = [get(r.values) for r in readings]
+        except KeyError:  # rare: sort the usable from the refused one by one
+            kept: list[Reading] = []
+            rows = []
+            for reading in readings:
+                try:
+                    rows.append(get(reading.values))
+                except KeyError:
+                    missing = [f for f in self.features if f not in reading.values]
+                    out.refused.append(Refused(reading, f"missing sensor(s) {', '.join(missing)} required by the model"))
+                    continue
+                kept.append(reading)
+            readings = kept
+        return readings, np.array(rows, np.float32).reshape(len(rows), len(self.features))
+
+    def _push(self, reading: Reading, values: np.ndarray, now_ms: int, out: Detection) -> int | None:
+        if reading.ts > now_ms + self.config.max_future_ms:
+            out.refused.append(Refused(reading, f"timestamp {iso_ms(reading.ts)} is in the future"))
+            return None
+        slot = self.windows.push(reading.device_id, reading.ts, values)
+        if slot == Push.DUPLICATE:
+            out.duplicates += 1
+            return None
+        if slot == Push.OUT_OF_ORDER:
+            out.refused.append(Refused(reading, "out of order: older than the device's last reading"))
+            return None
+        status = out.statuses.get(reading.device_id)
+        if status is None:
+            out.statuses[reading.device_id] = DeviceStatus(
+                reading.device_id, reading.ts, "anomalous" if self.episodes.is_open(reading.device_id) else "normal"
+            )
+        else:
+            status.last_reading_ms = reading.ts
+        return slot
+
+    def _score(self, devices: list[str], spans: list[tuple[int, int]], fresh: list[int], out: Detection) -> None:
+        windows = self._batch[: len(devices)]
+        scores = self.scorer.score(windows)
+        # Checks beside the model: a sensor repeating one value for its last readings is stuck, and
+        # a window whose mean leaves the normal envelope is out of range, whatever the model says.
+        # (Reductions over the short window and feature axes are written as a few whole-array ops:
+        # numpy's own, e.g. np.ptp(axis=1), cost ~1 us a window, a tenth of the detector's time.)
+        stuck = _trailing_run(windows) >= self._stuck_runs
+        level = np.abs(np.einsum("ntf->nf", windows) / windows.shape[1] - self._centre) / self._half  # 1.0 = edge of the envelope
+        model = self._model_ratio(devices, scores)  # 1.0 = the model's calibrated line
+        if scores.peak is not None and self._peak_threshold:
+            model = np.maximum(model, scores.peak / self._peak_threshold)
+        level_max = row_max(level)
+        broken = self._broken_rules(windows, fresh)
+        checked = _row_any(stuck) | _row_any(broken)
+        n = len(devices)
+        ratio = np.empty(n, np.float32)
+        is_open = np.zeros(n, bool)
+        trace = self.config.trace
+        line = np.empty(n, np.float32) if trace else None
+        episode: list[str | None] = []
+        opened = np.zeros(n, bool) if trace else None
+        model_lines, level_lines, episodes = self.model_lines, self.level_lines, self.episodes
+        for i, device in enumerate(devices):
+            m_line, l_line = model_lines.line(device), level_lines.line(device)
+            r = max(model[i] / m_line, level_max[i] / l_line)
+            learning = model_lines.learning(device)
+            if checked[i]:
+                r = np.inf
+            elif learning:
+                r = min(r, 1.0)  # its line is not trusted yet: it learns, it does not alert
+            ratio[i] = r
+            transitions = episodes.update(device, spans[i][1], float(r))
+            is_open[i] = open_now = episodes.is_open(device)
+            if not open_now:
+                model_lines.observe(device, float(model[i]))
+                level_lines.observe(device, float(level_max[i]))
+                if self.reservoir is not None and r <= 1.0 and not learning:
+                    self.reservoir.add(windows[i])
+            status = out.statuses[device]
+            status.last_score = float(scores.score[i])
+            status.state = "anomalous" if open_now else "normal"
+            if trace:
+                line[i] = self.threshold * m_line  # type: ignore[index]
+                opened[i] = any(t.kind == "open" for t in transitions)  # type: ignore[index]
+                episode.append(next((t.episode_id for t in transitions), None) or episodes.open_episodes_of(device))
+            for transition in transitions:
+                if transition.reason == "max duration":
+                    # It lasted: this is how the device runs now. Relearn its lines from here.
+                    model_lines.relearn(device)
+                    level_lines.relearn(device)
+                # (check, feature); the first names the alert's top feature.
+                checks = [(self.config.rules[k].name, self.config.rules[k].feature) for k in np.flatnonzero(broken[i])]
+                checks += [(f"stuck:{self.features[j]}", self.features[j]) for j in np.flatnonzero(stuck[i])]
+                checks += [(f"level:{self.features[j]}", self.features[j]) for j in np.flatnonzero(level[i] / l_line > 1.0)]
+                out.alerts.append(
+                    self._alert(device, spans[i], scores, i, m_line, float(r), checks, transition)
+                )
+        out.scored = n
+        out.window_devices = devices
+        out.window_end_ms = np.fromiter((s[1] for s in spans), np.int64, len(spans))
+        out.window_ratio = ratio
+        out.window_open = is_open
+        if trace:
+            out.window_score = scores.score.astype(np.float32)
+            out.window_line = line  # type: ignore[assignment]
+            out.window_episode = episode
+            out.window_opened = opened  # type: ignore[assignment]
+
+    def _broken_rules(self, windows: np.ndarray, fresh: list[int]) -> np.ndarray:
+        """(n, rules): whether each window's fresh readings break each rule.
+
+        Only the readings new to the window are checked, so with stride > 1 none is skipped and none
+        is checked twice (one bad reading makes one window anomalous, not T of them).
+        """
+        n, length = windows.shape[:2]
+        broken = np.zeros((n, len(self.config.rules)), bool)
+        if not self.config.rules:
+            return broken
+        is_fresh = np.arange(length) >= length - np.asarray(fresh)[:, None]  # (n, T)
+        for k, (rule, column) in enumerate(zip(self.config.rules, self._rule_columns)):
+            broken[:, k] = (rule.broken(windows[:, :, column]) & is_fresh).any(axis=1)
+        return broken
+
+    def _model_ratio(self, devices: list[str], scores: Scores) -> np.ndarray:
+        """Each window's model verdict as a ratio to its line, by the calibrated method."""
+        if self._method == "per-feature":
+            return row_max(scores.feature_errors / self._feature_lines)
+        if self._method == "dynamic":
+            smoothed = np.empty(len(devices), np.float32)
+            for i, device in enumerate(devices):  # in reading order, so each device's EWMA stays causal
+                previous = self._smoothed.get(device)
+                x = float(scores.score[i])
+                value = x if previous is None else self._alpha * x + (1.0 - self._alpha) * previous
+                self._smoothed[device] = smoothed[i] = value
+            return smoothed / self.threshold
+        return scores.score / self.threshold
+
+    def _alert(
+        self,
+        device: str,
+        span: tuple[int, int],
+        scores: Scores,
+        i: int,
+        line: float,
+        ratio: float,
+        checks: list[tuple[str, str]],
+        transition: Transition,
+    ) -> Alert:
+        errors = {f: round(float(e), 4) for f, e in zip(self.features, scores.feature_errors[i])}
+        # The feature that raised the episode names every alert of it, the closing one too.
+        top = self._episode_top.get(device) if transition.kind != "open" else None
+        if top is None:
+            top = checks[0][1] if checks else max(errors, key=errors.__getitem__)
+        if transition.kind == "open":
+            self._episode_top[device] = top
+        elif transition.kind == "closed":
+            self._episode_top.pop(device, None)
+        threshold = self.threshold * line
+        # ``score`` is the window's distance to normal in score units, so score > threshold exactly when the
+        # window was over the line, whichever part (model or level check) put it there; a stuck sensor or a
+        # broken rule (an infinite distance) keeps the model's score, and check_failures says why.
+        score = ratio * threshold if np.isfinite(ratio) else float(scores.score[i])
+        # The alert id names the escalation too: each update of one episode is its own alert.
+        state_key = transition.kind if transition.kind != "update" else f"update:{severity(transition.peak_score)}"
+        return Alert(
+            alert_id=Alert.make_id(transition.episode_id, state_key, self.model_version),
+            device_id=device,
+            window_start=iso_ms(span[0]),
+            window_end=iso_ms(span[1]),
+            score=round(score, 4),
+            threshold=round(threshold, 4),
+            severity=severity(transition.peak_score),
+            feature_errors=errors,
+            top_feature=top,
+            check_failures=[name for name, _ in checks],
+            model_version=self.model_version,
+            detected_at=iso_ms(int(time.time() * 1000)),
+            episode=Episode(
+                episode_id=transition.episode_id,
+                state=transition.kind,
+                started_at=iso_ms(transition.started_ms),
+                ended_at=iso_ms(transition.ended_ms) if transition.ended_ms is not None else None,
+                peak_ratio=round(min(transition.peak_score, 1e6), 4),
+                windows=transition.windows,
+                close_reason=transition.reason or None,
+            ),
+        )
+
+
+def _trailing_run(windows: np.ndarray) -> np.ndarray:
+    """(n, T, F) -> (n, F): how many of each window's last readings equal its very last one."""
+    same = windows == windows[:, -1:, :]
+    run = np.ones(same.shape[::2], np.int64)
+    still = np.ones(same.shape[::2], bool)
+    for t in range(windows.shape[1] - 2, -1, -1):  # T is short: a few whole-array steps
+        still &= same[:, t]
+        run += still
+    return run
+
+
+def _row_any(a: np.ndarray) -> np.ndarray:
+    """Whether each row of an (n, k) boolean array has a True; all False when k is 0."""
+    return functools.reduce(np.logical_or, a.T, np.zeros(len(a), bool))

@@ -1,0 +1,226 @@
+"""Turn a stream of per-window verdicts into alert episodes, so one failure is one alert.
+
+Each window arrives as one ratio: how far it is from normal, where 1.0 is the alerting line.
+An episode opens after ``open_after`` consecutive windows above 1.0 and closes once the device has
+been quiet (below ``close_ratio``: hysteresis, a window hovering at the line does not flap) for
+``close_after`` windows or ``close_after_s`` seconds, whichever comes first; the time limit is
+counted in the device's own observed window interval, so an hourly stream closes in hours, not
+in 30 hours. Three more rules keep an episode honest:
+
+- **a new fault is never hidden**: once an open episode has been quiet for half its closing
+  stretch, a fresh run of ``open_after`` anomalous windows closes it and opens a new one;
+- **severity escalates while open**: crossing into ``major`` or ``critical`` emits an ``update``;
+- **an episode has a maximum length** (``max_duration_s``): past it the episode closes and the
+  behaviour is taken as the device's new normal (the caller relearns its line; see detector.py).
+
+Episode ids derive from the data (device and the time of the first anomalous window), so
+reprocessing the same readings yields the same ids.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from stream_app.pipeline.thresholds import severity
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeRule:
+    open_after: int = 3
+    close_after: int = 30
+    close_ratio: float = 0.8
+    # Quiet this long also closes (at least ``min(open_after, close_after)`` windows): on a slow stream
+    # 30 windows can be days. 0 disables the time limit.
+    close_after_s: float = 900.0
+    # An episode open this long closes: a condition that lasts is the new normal, not an incident. 0: no limit.
+    max_duration_s: float = 6 * 3600.0
+
+    def quiet_windows(self, interval_ms: float) -> int:
+        """Quiet windows that close an episode, for a device whose windows come every ``interval_ms``."""
+        if self.close_after_s <= 0 or interval_ms <= 0:
+            return self.close_after
+        by_time = math.ceil(self.close_after_s * 1000 / interval_ms)
+        return max(min(self.open_after, self.close_after), min(self.close_after, by_time))
+
+
+TransitionKind = Literal["open", "update", "closed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """An episode opened, escalated or closed at the window ending ``at_ms``."""
+
+    kind: TransitionKind
+    episode_id: str
+    started_ms: int
+    ended_ms: int | None
+    peak_score: float
+    windows: int
+    # Why a closed episode closed: "quiet", "new episode" (a new fault follows), "max duration".
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenEpisode:
+    """An episode another worker had open for a device (from its last alert), to carry on with."""
+
+    episode_id: str
+    started_ms: int
+    peak: float
+    windows: int
+
+
+@dataclass(slots=True)
+class _DeviceState:
+    # Set by ``resume``: adopted at the first window that ends at or after its start.
+    resumed: OpenEpisode | None = None
+    run_above: int = 0
+    run_start_ms: int = 0
+    run_peak: float = 0.0
+    run_quiet: int = 0
+    episode_id: str | None = None
+    started_ms: int = 0
+    last_anomalous_ms: int = 0
+    peak: float = 0.0
+    windows: int = 0
+    reported: str = "warning"  # the severity last reported for the open episode
+    last_at_ms: int = -1
+    interval_ms: float = 0.0  # EWMA of the time between this device's windows
+
+
+class EpisodeTracker:
+    def __init__(self, rule: EpisodeRule) -> None:
+        self.rule = rule
+        self._devices: dict[str, _DeviceState] = {}
+
+    def is_open(self, device_id: str) -> bool:
+        state = self._devices.get(device_id)
+        return state is not None and state.episode_id is not None
+
+    def open_episodes(self) -> dict[str, str]:
+        return {d: s.episode_id for d, s in self._devices.items() if s.episode_id is not None}
+
+    def open_episodes_of(self, device_id: str) -> str | None:
+        """The id of the device's open episode, if any."""
+        state = self._devices.get(device_id)
+        return None if state is None else state.episode_id
+
+    def knows(self, device_id: str) -> bool:
+        return device_id in self._devices
+
+    def forget(self, device_id: str) -> None:
+        self._devices.pop(device_id, None)
+
+    def interval_ms(self, device_id: str) -> float:
+        """The device's typical time between windows (0 until two windows were seen)."""
+        state = self._devices.get(device_id)
+        return state.interval_ms if state is not None else 0.0
+
+    def resume(self, device_id: str, episode: OpenEpisode) -> None:
+        """Carry on with an episode that was open when the device's previous worker stopped.
+
+        The new worker re-reads the readings since the last commit with empty windows, so it may
+        not see the episode's opening again (its first windows come T-1 readings late). Its first
+        window that ends at or after the episode's start joins the episode, with its id, instead of
+        opening another one; if it opens the same episode by itself before that, nothing changes.
+        """
+        if self.knows(device_id):
+            return  # this worker has its own state for the device: it is authoritative
+        self._devices[device_id] = _DeviceState(resumed=episode)
+
+    def update(self, device_id: str, at_ms: int, ratio: float) -> list[Transition]:
+        """Feed one window's ratio (1.0 = the alerting line); return the transitions it causes (usually none)."""
+        state = self._devices.get(device_id)
+        if state is None:
+            state = self._devices[device_id] = _DeviceState()
+        if state.last_at_ms >= 0 and at_ms > state.last_at_ms:
+            step = at_ms - state.last_at_ms
+            state.interval_ms = step if state.interval_ms == 0 else 0.9 * state.interval_ms + 0.1 * step
+        state.last_at_ms = at_ms
+        if state.episode_id is None and state.resumed is not None and at_ms >= state.resumed.started_ms:
+            ep, state.resumed = state.resumed, None
+            state.episode_id, state.started_ms, state.peak, state.windows = ep.episode_id, ep.started_ms, ep.peak, ep.windows
+            state.reported = severity(ep.peak)
+            state.last_anomalous_ms, state.run_above, state.run_quiet = at_ms, 0, 0
+        if state.episode_id is None:
+            opened = self._run(device_id, state, at_ms, ratio)
+            return [opened] if opened is not None else []
+        return self._while_open(device_id, state, at_ms, ratio)
+
+    def _run(self, device_id: str, state: _DeviceState, at_ms: int, ratio: float) -> Transition | None:
+        """Count a run of anomalous windows; open an episode when it is long enough."""
+        if ratio <= 1.0:
+            state.run_above = 0
+            return None
+        if state.run_above == 0:
+            state.run_start_ms = at_ms
+            state.run_peak = ratio
+        state.run_above += 1
+        state.run_peak = max(state.run_peak, ratio)
+        if state.run_above < self.rule.open_after:
+            return None
+        state.episode_id = f"{device_id}@{state.run_start_ms}"
+        state.resumed = None  # it opened here: whatever was resumed is this episode or one before it
+        state.started_ms = state.run_start_ms
+        state.last_anomalous_ms = at_ms
+        state.windows = state.run_above
+        state.peak = state.run_peak
+        state.reported = severity(state.peak)
+        state.run_above = state.run_quiet = 0
+        return Transition("open", state.episode_id, state.started_ms, None, state.peak, state.windows)
+
+    def _while_open(self, device_id: str, state: _DeviceState, at_ms: int, ratio: float) -> list[Transition]:
+        quiet_needed = self.rule.quiet_windows(state.interval_ms)
+        if ratio > 1.0 and state.run_quiet >= max(self.rule.open_after, quiet_needed // 2):
+            # A new anomalous run after a quiet stretch: it may be a new fault. Count it apart, and
+            # if it grows long enough, it gets its own episode rather than hiding in the old one.
+            if state.run_above == 0:
+                state.run_start_ms, state.run_peak = at_ms, ratio
+            state.run_above += 1
+            state.run_peak = max(state.run_peak, ratio)
+            if state.run_above >= self.rule.open_after:
+                closed = self._close(state, "new episode")
+                state.episode_id = f"{device_id}@{state.run_start_ms}"
+                state.started_ms = state.run_start_ms
+                state.last_anomalous_ms = at_ms
+                state.windows = state.run_above
+                state.peak = state.run_peak
+                state.reported = severity(state.peak)
+                state.run_above = state.run_quiet = 0
+                return [closed, Transition("open", state.episode_id, state.started_ms, None, state.peak, state.windows)]
+            state.windows += 1
+            return []
+        state.run_above = 0
+        state.windows += 1
+        out: list[Transition] = []
+        if ratio >= self.rule.close_ratio:
+            state.run_quiet = 0
+            if ratio > 1.0:
+                state.last_anomalous_ms = at_ms
+                state.peak = max(state.peak, ratio)
+                level = severity(state.peak)
+                if _RANK[level] > _RANK[state.reported]:
+                    state.reported = level
+                    out.append(Transition("update", state.episode_id or "", state.started_ms, None, state.peak, state.windows))
+        else:
+            state.run_quiet += 1
+            if state.run_quiet >= quiet_needed:
+                return [self._close(state, "quiet")]
+        limit = self.rule.max_duration_s * 1000
+        if limit > 0 and at_ms - state.started_ms >= limit:
+            out.append(self._close(state, "max duration", ended_ms=at_ms))
+        return out
+
+    def _close(self, state: _DeviceState, reason: str, *, ended_ms: int | None = None) -> Transition:
+        closed = Transition(
+            "closed", state.episode_id or "", state.started_ms, ended_ms or state.last_anomalous_ms, state.peak,
+            state.windows, reason,
+        )  # fmt: skip
+        state.episode_id = None
+        state.run_quiet = state.run_above = 0
+        return closed
+
+
+_RANK = {"warning": 0, "major": 1, "critical": 2}

@@ -1,0 +1,1 @@
+"""Training: the autoencoder, fitting and calibrating a version, continual refits, the IsolationForest baseline."""
