@@ -18,7 +18,7 @@ from stream_app.contracts import Reading
 from stream_app.worker.drift import DriftLimits, FleetDrift
 from stream_app.pipeline.group_detector import GroupDetector
 from stream_app.models.store import ModelBundle
-from stream_app.training.refit import NormalReservoir
+from stream_app.pipeline.reservoir import NormalReservoir
 from stream_app.pipeline.scorer import Scorer
 from stream_app.worker.shadow import ShadowScoring
 

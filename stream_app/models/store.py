@@ -37,7 +37,19 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from stream_app.models.audit import AuditEntry, AuditLog
-from stream_app.pipeline.routing import DEFAULT_GROUP, check_group_name
+
+# Asset group names name folders under ``groups/``; devices that match no group use the default model.
+DEFAULT_GROUP = "default"
+_GROUP_NAME = re.compile(r"^[a-z0-9_-]+$")
+
+
+def check_group_name(name: str) -> str:
+    """``name`` if it can name an asset group (and a folder under ``groups/``), else ValueError."""
+    if not _GROUP_NAME.match(name):
+        raise ValueError(f"asset group name {name!r}: use lowercase letters, digits, '_' and '-'")
+    if name == DEFAULT_GROUP:
+        raise ValueError(f"asset group name {name!r} is reserved for devices that match no group")
+    return name
 
 if TYPE_CHECKING:  # keras is imported lazily: commands that don't score shouldn't pay for TensorFlow
     import keras

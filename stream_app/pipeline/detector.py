@@ -21,7 +21,7 @@ from stream_app.contracts import Alert, Episode, Reading, iso_ms
 from stream_app.pipeline.episodes import EpisodeRule, EpisodeTracker, OpenEpisode, Transition
 from stream_app.pipeline.lines import AdaptiveLines, LineConfig
 from stream_app.models.store import ModelBundle
-from stream_app.training.refit import NormalReservoir, RefitConfig, RefitResult, record
+from stream_app.pipeline.reservoir import NormalReservoir, RefitConfig, RefitResult, record
 from stream_app.pipeline.rules import Rule
 from stream_app.pipeline.scorer import Scorer, Scores, row_max
 from stream_app.pipeline.thresholds import severity

@@ -15,20 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import translate
 
-DEFAULT_GROUP = "default"
-_NAME = re.compile(r"^[a-z0-9_-]+$")
+from stream_app.models.store import DEFAULT_GROUP, check_group_name
+
 # Device ids seen are remembered; a flood of distinct ids (a misbehaving gateway) clears the
 # cache instead of growing it without bound.
 _CACHE_LIMIT = 1_000_000
-
-
-def check_group_name(name: str) -> str:
-    """``name`` if it can name an asset group (and a folder under ``groups/``), else ValueError."""
-    if not _NAME.match(name):
-        raise ValueError(f"asset group name {name!r}: use lowercase letters, digits, '_' and '-'")
-    if name == DEFAULT_GROUP:
-        raise ValueError(f"asset group name {name!r} is reserved for devices that match no group")
-    return name
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from stream_app.training.autoencoder import build_autoencoder
-from stream_app.worker.drift import reference_from
+from stream_app.training.reference import reference_from
 from stream_app.models.store import DriftReference, ModelBundle, ModelCard, ModelStore, Scaler, Thresholds, TrainingSummary, ValidationMetrics
 from stream_app.pipeline.scorer import Scorer
 from stream_app.pipeline.thresholds import DEFAULT_EWMA_ALPHA, DEFAULT_MULTIPLIER, DEFAULT_QUANTILE, METHODS, calibrate

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stream_app.models.store import ModelBundle, ModelStore, Scaler
+from stream_app.pipeline.reservoir import NormalReservoir, RefitConfig, RefitResult, record
 from stream_app.pipeline.scorer import Scorer
 from stream_app.training.fit import TrainingConfig, calibration_record, run_ranges, validation_metrics
 
@@ -35,68 +36,6 @@ if TYPE_CHECKING:
     from stream_app.pipeline.detector import Detector
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class RefitConfig:
-    enabled: bool = True
-    capacity: int = 4096  # windows kept
-    min_windows: int = 1024  # in the reservoir before a refit is trusted
-    every_windows: int = 2048  # new normal windows between refits
-    min_interval_s: float = 3600.0  # stream time between refits
-    epochs: int = 6
-    holdout: float = 0.25  # newest share of the reservoir: the comparison and calibration windows
-    tolerance: float = 1.02  # the candidate's median held-out score may be at most this x the serving model's
-
-
-class NormalReservoir:
-    """The most recent plainly normal windows of one asset group, in arrival order."""
-
-    def __init__(self, window: int, n_features: int, config: RefitConfig) -> None:
-        self.config = config
-        self._windows = np.zeros((config.capacity, window, n_features), np.float32)
-        self._count = 0  # windows ever added
-        self._since_fit = 0
-        self._last_fit_ms: int | None = None
-
-    def __len__(self) -> int:
-        return min(self._count, self.config.capacity)
-
-    def add(self, window: np.ndarray) -> None:
-        self._windows[self._count % self.config.capacity] = window
-        self._count += 1
-        self._since_fit += 1
-
-    def due(self, now_ms: int) -> bool:
-        cfg = self.config
-        if not cfg.enabled or len(self) < cfg.min_windows or self._since_fit < cfg.every_windows:
-            return False
-        if self._last_fit_ms is None:
-            self._last_fit_ms = now_ms  # the clock starts with the first full reservoir
-        return now_ms - self._last_fit_ms >= cfg.min_interval_s * 1000
-
-    def fitted(self, now_ms: int) -> None:
-        """A refit was tried at ``now_ms`` (kept or not): wait for new data and time before the next."""
-        self._since_fit = 0
-        self._last_fit_ms = now_ms
-
-    def windows(self) -> np.ndarray:
-        """The kept windows, oldest first (a copy)."""
-        n, cap = len(self), self.config.capacity
-        if self._count <= cap:
-            return self._windows[:n].copy()
-        start = self._count % cap
-        return np.concatenate([self._windows[start:], self._windows[:start]])
-
-
-@dataclass(frozen=True, slots=True)
-class RefitResult:
-    bundle: ModelBundle | None  # None: the candidate was discarded
-    scorer: Scorer | None
-    serving_median: float
-    candidate_median: float
-    fresh_scaler: bool
-    seconds: float
 
 
 def refit(
@@ -278,21 +217,3 @@ class BackgroundRefitter:
                 self._busy = False
 
         self._pool.submit(work)
-
-
-def record(detector: Detector, result: RefitResult) -> None:
-    """Install a kept candidate in ``detector`` (or count a discarded one) and log the outcome."""
-    if result.bundle is None or result.scorer is None:
-        detector.refits["discarded"] += 1
-        log.info(
-            "refit of %s discarded: held-out median score %.3f vs %.3f serving", detector.model_version,
-            result.candidate_median, result.serving_median,
-        )  # fmt: skip
-        return
-    previous = detector.model_version
-    detector.use_model(result.bundle, result.scorer)
-    detector.refits["kept"] += 1
-    log.info(
-        "refit %s -> %s kept (held-out median score %.3f vs %.3f, %s, %.1fs)", previous, detector.model_version,
-        result.candidate_median, result.serving_median, "fresh scaler" if result.fresh_scaler else "fine-tuned", result.seconds,
-    )  # fmt: skip

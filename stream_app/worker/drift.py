@@ -32,6 +32,7 @@ import numpy as np
 from stream_app.contracts import Reading
 from stream_app.worker.health import HealthEvent
 from stream_app.models.store import DriftReference
+from stream_app.training.reference import bin_index, reference_from
 
 if TYPE_CHECKING:  # training imports this module for the reference; the worker's types stay out of its way
     from stream_app.pipeline.group_detector import Detections, GroupDetector
@@ -41,36 +42,6 @@ log = logging.getLogger(__name__)
 _EPS = 1e-4  # floor of a bin's share in PSI: an empty bin is rare, not impossible
 _MIN_OVER_LINE = 0.001
 _REARM = 0.8
-
-
-def _bins(edges: Sequence[float], values: np.ndarray) -> np.ndarray:
-    """Bin index of each value over interior ``edges``: len(edges) + 1 bins, open at both ends."""
-    return np.searchsorted(np.asarray(edges), values, side="right")
-
-
-def reference_from(
-    train_values: np.ndarray, features: list[str], val_ratios: np.ndarray, over_line: float, *, bins: int = 10
-) -> DriftReference:
-    """A card's drift reference: training quantile bins per feature, validation distance-to-line bins."""
-
-    def interior(values: np.ndarray) -> list[float]:
-        edges = np.unique(np.quantile(values[np.isfinite(values)], np.linspace(0, 1, bins + 1)[1:-1]))
-        return [float(e) for e in edges]
-
-    def shares(edges: list[float], values: np.ndarray) -> list[float]:
-        counts = np.bincount(_bins(edges, values), minlength=len(edges) + 1)
-        return [float(c) for c in counts / max(1, counts.sum())]
-
-    feature_edges = {f: interior(train_values[:, j]) for j, f in enumerate(features)}
-    ratio_edges = interior(val_ratios)
-    return DriftReference(
-        bins=bins,
-        feature_edges=feature_edges,
-        feature_shares={f: shares(feature_edges[f], train_values[:, j]) for j, f in enumerate(features)},
-        ratio_edges=ratio_edges,
-        ratio_shares=shares(ratio_edges, val_ratios),
-        windows_over_line=float(over_line),
-    )
 
 
 def psi(observed: np.ndarray, expected: np.ndarray) -> float:
@@ -166,7 +137,7 @@ class DriftWatch:
                 continue
             rows = vals[times // 60_000 == minute]
             for j, edges in enumerate(self._edges):
-                bucket.features[j, : self._nbins[j]] += np.bincount(_bins(edges, rows[:, j]), minlength=self._nbins[j])
+                bucket.features[j, : self._nbins[j]] += np.bincount(bin_index(edges, rows[:, j]), minlength=self._nbins[j])
             bucket.samples += len(rows)
         current = self._bucket(last_minute)
         if current is not None:
@@ -174,7 +145,7 @@ class DriftWatch:
             current.devices.update(devices)
             if ratios is not None and len(ratios):
                 r = np.asarray(ratios)[self._rng.random(len(ratios)) < 1.0 / step]
-                current.ratios += np.bincount(_bins(self._ratio_edges, r), minlength=len(self._ratio_edges) + 1)
+                current.ratios += np.bincount(bin_index(self._ratio_edges, r), minlength=len(self._ratio_edges) + 1)
                 current.windows += len(ratios)
                 current.over_line += int((np.asarray(ratios) > 1.0).sum())
         newest = self._buckets[-1].minute if self._buckets else last_minute

@@ -11,7 +11,8 @@ import logging
 from stream_app.pipeline.detector import Detector, DetectorConfig
 from stream_app.pipeline.episodes import EpisodeRule
 from stream_app.pipeline.lines import LineConfig
-from stream_app.training.refit import BackgroundRefitter, RefitConfig
+from stream_app.pipeline.reservoir import RefitConfig
+from stream_app.training.refit import BackgroundRefitter
 from stream_app.training.fit import TrainingConfig
 from stream_app.pipeline.group_detector import GroupDetector
 from stream_app.worker.metrics import Metrics

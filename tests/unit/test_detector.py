@@ -11,7 +11,7 @@ from stream_app.pipeline.detector import Detector, DetectorConfig
 from stream_app.pipeline.episodes import EpisodeRule
 from stream_app.pipeline.lines import LineConfig
 from stream_app.models.store import ModelBundle, ModelCard, Scaler, Thresholds, TrainingSummary, ValidationMetrics
-from stream_app.training.refit import RefitConfig
+from stream_app.pipeline.reservoir import RefitConfig
 from stream_app.pipeline.scorer import Scores
 
 T0 = 1_795_000_000_000

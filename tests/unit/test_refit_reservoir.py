@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream_app.training.refit import NormalReservoir, RefitConfig
+from stream_app.pipeline.reservoir import NormalReservoir, RefitConfig
 
 CONFIG = RefitConfig(capacity=8, min_windows=4, every_windows=6, min_interval_s=10.0)
 

@@ -1,0 +1,62 @@
+"""The package's shape: folders are layers, the pipeline is pure, nothing imports upward."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "stream_app"
+
+# Lowest first; a module may import its own layer and those before it (README, "Development").
+LAYERS = ["contracts", "models", "pipeline", "training", "config", "worker", "ops", "lab", "cli"]
+# What a pure step must not reach: I/O clients, the stream framework, the environment's settings.
+PIPELINE_FORBIDDEN = ("confluent_kafka", "redis", "faust", "stream_app.config")
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "cli"
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        name = ".".join(rel.parts).removesuffix(".__init__")
+        if name.endswith("__main__") or name == "stream_app":
+            continue
+        found[name] = path
+    return found
+
+
+def imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_every_module_sits_in_a_known_layer() -> None:
+    assert {layer_of(name) for name in modules()} <= set(LAYERS)
+
+
+@pytest.mark.parametrize("name", sorted(modules()))
+def test_no_upward_import(name: str) -> None:
+    own = LAYERS.index(layer_of(name))
+    upward = [
+        target
+        for target in imports(modules()[name])
+        if target.startswith("stream_app.") and LAYERS.index(layer_of(target)) > own
+    ]
+    assert upward == [], f"{name} imports a layer above its own"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in modules() if layer_of(n) == "pipeline"))
+def test_pipeline_steps_are_pure(name: str) -> None:
+    reached = [t for t in imports(modules()[name]) if t.startswith(PIPELINE_FORBIDDEN)]
+    assert reached == []
