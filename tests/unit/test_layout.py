@@ -17,7 +17,9 @@ PIPELINE_FORBIDDEN = ("confluent_kafka", "redis", "faust", "stream_app.config")
 
 def layer_of(module: str) -> str:
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 else "cli"
+    if len(parts) == 2:  # a top-level module: the shared base (contracts, errors), or the command line
+        return "cli" if parts[1] == "cli" else "contracts"
+    return parts[1]
 
 
 def modules() -> dict[str, Path]:
