@@ -11,8 +11,7 @@ console draws.
   carries the episode on (or closes it as usual once the device reads quiet).
 
 The points are added to the sink's own status pipeline (``add``), so they cost no extra round trip
-and sit behind the sink's circuit breaker. Bound: ``points`` entries of about 50 bytes a device
-(measured with scripts/history_memory.py: 76 B a point, 137 MB per 10,000 devices at the
+and sit behind the sink's circuit breaker. Bound: ``points`` entries a device (measured with scripts/history_memory.py: 76 B a point, 137 MB per 10,000 devices at the
 default 180 points; memory scales with ``points``).
 """
 
@@ -83,13 +82,14 @@ class ScoreHistory:
             pipe.lpop(key)  # replace the step's point (LPOP, not LSET: no error if the key is gone)
         elif bucket < track.bucket:
             return  # an older step (a redelivered batch): already drawn
-        track.bucket, track.best = bucket, ratio
         values = status.values or {}
         features = tuple(sorted(values))
-        if features != track.features:
-            pipe.hset(f"{self.prefix}:device:{status.device_id}", "features", ",".join(features))
-            track.features = features
         line = f"{status.line:.5g}" if status.line is not None else ""
+        if features != track.features or track.bucket != bucket:
+            # The hash's value order, and its line once a step (the console's fleet table shows it).
+            pipe.hset(f"{self.prefix}:device:{status.device_id}", mapping={"features": ",".join(features), "line": line})
+            track.features = features
+        track.bucket, track.best = bucket, ratio
         fields = [str(status.last_reading_ms // 1000), f"{status.last_score:.5g}", line, f"{ratio:.4g}",
                   "a" if status.state == "anomalous" else "n", *(f"{values[f]:.5g}" for f in features)]  # fmt: skip
         pipe.lpush(key, ",".join(fields))
