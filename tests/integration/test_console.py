@@ -84,9 +84,11 @@ def _send(publisher: ReadingPublisher, device: str, ts: int, rng: random.Random,
 
 
 @pytest.fixture(scope="module")
-def live(console_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    """A worker fed a healthy fleet, and the console on a free port: (url, next reading ts)."""
-    env = {**os.environ, **console_settings.model_copy(update={"log_level": "info"}).as_env()}
+def live(console_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A worker (default log level, metrics on a free port) fed a healthy fleet and one message it
+    refuses, and the console on a free port."""
+    metrics_port = free_port()
+    env = {**os.environ, **console_settings.model_copy(update={"metrics_port": metrics_port}).as_env()}
     logs = tmp_path_factory.mktemp("console")
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -107,6 +109,8 @@ def live(console_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
                     _send(publisher, device, ts, rng)
             publisher.flush()
             time.sleep(0.5)
+        publisher.send(DEVICES[0], b'{"device_id": "cons-00", "ts": "yesterday"}')  # for the dead-letter topic
+        publisher.flush()
         port = free_port()
         with open(logs / "console.log", "wb") as out:
             procs.append(subprocess.Popen([sys.executable, "-m", "stream_app", "console", "--port", str(port)], env=env,
@@ -115,7 +119,7 @@ def live(console_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
             assert procs[1].poll() is None, (logs / "console.log").read_text()
             assert time.monotonic() < deadline, "console not ready"
             time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}/", ts
+        yield {"url": f"http://127.0.0.1:{port}/", "ts": ts, "metrics_port": metrics_port, "logs": logs, "env": env}
         del publisher
     finally:
         for proc in procs:
@@ -128,11 +132,11 @@ def live(console_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def test_the_console_shows_the_fleet_and_an_injected_failure_live(
-    live: tuple[str, int], console_settings: Settings, browser_path: str
+    live: dict, console_settings: Settings, browser_path: str
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    url, ts = live
+    url, ts = live["url"], live["ts"]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
         try:
@@ -174,3 +178,31 @@ def test_the_console_shows_the_fleet_and_an_injected_failure_live(
             expect(page.locator("#view h2")).to_have_text("Recent dead letters", timeout=15_000)
         finally:
             browser.close()
+
+
+def test_the_worker_says_it_is_ready_and_answers_health_checks(live: dict) -> None:
+    import urllib.request
+
+    log = (live["logs"] / "worker.log").read_text()
+    ready = [line for line in log.splitlines() if "floorwatch worker ready: " in line]
+    assert len(ready) == 1 and "models default=v0001" in ready[0] and "console-readings" in ready[0], log[-3000:]
+    base = f"http://127.0.0.1:{live['metrics_port']}"
+    assert urllib.request.urlopen(f"{base}/healthz").read() == b"ok\n"
+    assert urllib.request.urlopen(f"{base}/readyz").read() == b"ready\n"
+    assert b"floorwatch_readings_total" in urllib.request.urlopen(f"{base}/metrics").read()
+
+
+def test_dlq_recent_shows_the_refused_message_and_its_reason(live: dict) -> None:
+    import json
+
+    deadline = time.monotonic() + 30
+    while True:
+        result = subprocess.run([sys.executable, "-m", "stream_app", "dlq", "recent", "--json"], env=live["env"],
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        letters = [json.loads(line) for line in result.stdout.splitlines()]
+        if letters or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert [letter["key"] for letter in letters] == ["cons-00"]
+    assert "yesterday" in letters[0]["reason"] and letters[0]["size"] > 0
