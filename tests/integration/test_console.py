@@ -99,8 +99,11 @@ def live(console_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
         keys = RedisKeys(console_settings.redis_prefix)
         ts = int(time.time() * 1000) - 600_000
         deadline = time.monotonic() + 180
-        # Healthy readings until every device's hash is written (the worker is up and scoring).
-        while not all(client.exists(keys.device(d)) for d in DEVICES):
+        # Healthy readings until every device's hash is written (the worker is up and scoring), and
+        # at least 16 rounds of them: a score history worth drawing.
+        rounds = 0
+        while rounds < 16 or not all(client.exists(keys.device(d)) for d in DEVICES):
+            rounds += 1
             assert procs[0].poll() is None, (logs / "worker.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "worker not ready:\n" + (logs / "worker.log").read_text()[-3000:]
             for _ in range(5):
