@@ -2,7 +2,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test demo faults bench clean kafka-jars
+.PHONY: install test demo faults bench clean kafka-jars browser
 
 # The stamp reinstalls only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -24,9 +24,17 @@ $(KAFKA_JARS): kafka/pom.xml
 
 kafka-jars: $(KAFKA_JARS)
 
+# Headless Chromium for the console's browser test (tests/integration/test_console.py), from Debian's
+# packages when apt-get can install them (root); without it that test is skipped with the reason.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "note: chromium not installed: the console's browser test will be skipped"; \
+	else echo "note: chromium missing (apt-get install chromium): the console's browser test will be skipped"; fi
+
 # Apache Kafka's part of the suite runs whenever Java is here (jars fetched once); without Java or
 # Maven it is skipped, except under CI=true, where it fails.
-test: install
+test: install browser
 	@if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then $(MAKE) --no-print-directory kafka-jars; \
 	else echo "note: Java or Maven missing: the Apache Kafka tests will be skipped (fail under CI=true)"; fi
 	$(BIN)/pytest -q

@@ -28,8 +28,10 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="The versioned model store.", no_args_is_help=True)
 alerts_app = typer.Typer(help="Read alerts from the alerts topic or Redis.", no_args_is_help=True)
+dlq_app = typer.Typer(help="Read the dead-letter topic: what was refused, and why.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(dlq_app, name="dlq")
 
 # Piped output gets a wide fixed width so tables are not truncated to 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -51,6 +53,27 @@ def _settings() -> Settings:
         prefix = Settings.model_config.get("env_prefix", "")
         problems = "; ".join(f"{prefix}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
         raise CliError(f"invalid configuration: {problems}") from exc
+
+
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("floorwatch")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            found = "unknown (not installed)"
+        console.print(f"floorwatch {found}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """floorwatch: real-time anomaly detection for industrial sensors."""
 
 
 # --- services ------------------------------------------------------------------------------
@@ -562,6 +585,66 @@ def alerts_tail(
 
     for alert in follow_alerts(_settings(), from_beginning=from_beginning, max_alerts=max_alerts, idle_s=idle_timeout):
         _print_alert(alert, as_json)
+
+
+@dlq_app.command("recent")
+def dlq_recent(
+    count: Annotated[int, typer.Option("--count", "-n", help="how many of the newest letters")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON letter per line")] = False,
+) -> None:
+    """The newest dead letters: when, key, size, reason (newest first)."""
+    from stream_app.ops.dead_letter_reader import recent_letters
+
+    letters = recent_letters(_settings(), count)
+    if as_json:
+        for letter in letters:
+            sys.stdout.write(letter.model_dump_json() + "\n")
+        return
+    table = Table("when", "key", "size", "reason", "original")
+    for letter in letters:
+        table.add_row(letter.at, letter.key or "", str(letter.size), letter.reason, letter.preview[:60])
+    console.print(table if letters else "no dead letters")
+
+
+@dlq_app.command("tail")
+def dlq_tail(
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON letter per line")] = False,
+    idle_timeout: Annotated[float, typer.Option(help="stop after S seconds without letters (0 = never)")] = 0.0,
+) -> None:
+    """Follow the dead-letter topic: each new letter as one line (when, key, size, reason)."""
+    from stream_app.ops.dead_letter_reader import follow_letters
+
+    for letter in follow_letters(_settings(), idle_s=idle_timeout):
+        if as_json:
+            sys.stdout.write(letter.model_dump_json() + "\n")
+        else:
+            console.print(f"{letter.at}  {letter.key or '-'}  {letter.size} B  {letter.reason}", markup=False, highlight=False)
+        sys.stdout.flush()
+
+
+@app.command("console")
+def console_cmd(
+    host: Annotated[str, typer.Option(help="address to listen on; other than loopback needs a token")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8642,
+    token: Annotated[
+        Optional[str], typer.Option(envvar="FLOORWATCH_CONSOLE_TOKEN", help="required of viewers (?token=...)", show_default=False)
+    ] = None,
+) -> None:
+    """The operator's web page: fleet, live alerts, device history, models, dead letters (reads Redis)."""
+    from stream_app.console.server import is_loopback, serve
+
+    if not is_loopback(host) and not token:
+        raise CliError(f"--host {host} is not loopback: give a token (--token or FLOORWATCH_CONSOLE_TOKEN)")
+
+    def ready(url: str) -> None:
+        print(f"console on {url}" + ("  (token required: open it with ?token=...)" if token else ""), flush=True)
+
+    try:
+        asyncio.run(serve(_settings(), host, port, token, ready))
+    except OSError as exc:
+        if exc.errno in (98, 48):  # EADDRINUSE (Linux, macOS)
+            raise CliError(f"console port {host}:{port} is in use (choose another with --port)") from exc
+        raise
 
 
 @alerts_app.command("recent")

@@ -67,6 +67,14 @@ class Settings(BaseSettings):
     redis_probe_interval_s: float = Field(1.0, gt=0)
     # Device hashes and per-device alert streams expire this long after their last write.
     redis_device_ttl_s: int = Field(7 * 24 * 3600, ge=60)
+    # Score history per device for the console (history.py): one point (the bucket's highest
+    # distance to normal) per step of reading time, the newest ``points`` kept; 0 points: none kept.
+    history_step_s: float = Field(60.0, gt=0)
+    history_points: int = Field(180, ge=0)
+    # A device silent (worker's clock) for longer than max(factor x its observed interval, min_s) is
+    # marked offline in its hash; its open episode is suspended, not closed. factor 0: never.
+    offline_factor: float = Field(10.0, ge=0)
+    offline_min_s: float = Field(30.0, ge=0)
 
     # --- Model and scoring -------------------------------------------------------------------
     model_dir: Path = Path(".floorwatch/models")

@@ -39,6 +39,11 @@ class DeviceStatus:
     last_reading_ms: int
     state: Literal["normal", "anomalous"] = "normal"
     last_score: float | None = None
+    # For the score history (worker/history.py): the line in score units, the distance to normal
+    # (1.0 = the line) and the last reading's values (the reading's own dict, not a copy).
+    line: float | None = None
+    ratio: float | None = None
+    values: dict[str, float] | None = None
 
 
 @dataclass(slots=True)
@@ -294,11 +299,12 @@ class Detector:
             return None
         status = out.statuses.get(reading.device_id)
         if status is None:
-            out.statuses[reading.device_id] = DeviceStatus(
+            status = out.statuses[reading.device_id] = DeviceStatus(
                 reading.device_id, reading.ts, "anomalous" if self.episodes.is_open(reading.device_id) else "normal"
             )
         else:
             status.last_reading_ms = reading.ts
+        status.values = reading.values
         return slot
 
     def _score(self, devices: list[str], spans: list[tuple[int, int]], fresh: list[int], out: Detection) -> None:
@@ -342,6 +348,7 @@ class Detector:
                     self.reservoir.add(windows[i])
             status = out.statuses[device]
             status.last_score = float(scores.score[i])
+            status.line, status.ratio = self.threshold * m_line, float(r)
             status.state = "anomalous" if open_now else "normal"
             if trace:
                 line[i] = self.threshold * m_line  # type: ignore[index]

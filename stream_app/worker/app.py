@@ -31,6 +31,7 @@ from stream_app.config.kafka_config import faust_broker_settings
 from stream_app.worker.lifecycle import Lifecycle
 from stream_app.worker.metrics import Metrics
 from stream_app.config.settings import Settings
+from stream_app.worker.history import ScoreHistory
 from stream_app.worker.sinks import RedisSink, alert_bytes
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,10 @@ def create_app(
         stream_maxlen=settings.redis_stream_maxlen,
         id_ttl_s=settings.redis_alert_id_ttl_s,
         on_drop=metrics.redis_dropped.inc,
+        history=ScoreHistory(
+            settings.redis_prefix, step_s=settings.history_step_s, points=settings.history_points,
+            ttl_s=settings.redis_device_ttl_s, offline_factor=settings.offline_factor, offline_min_s=settings.offline_min_s,
+        ),  # fmt: skip
     )
 
     async def handle(messages: list[Message]) -> None:
@@ -148,6 +153,12 @@ def create_app(
             if evicted:
                 log.info("dropped the state of %d device(s) idle for %.0f s", len(evicted), settings.device_idle_s)
         metrics.devices.set(detector.devices)
+
+    @app.timer(interval=2.0)
+    async def mark_offline() -> None:
+        # Silent devices: marked offline in their hashes (history.py); their open episodes are suspended.
+        if sink.history is not None:
+            await sink.history.mark_offline(sink.client, sink.available, settings.redis_budget_s, sink.trip)
 
     @app.timer(interval=1.0)
     async def redis_gauges() -> None:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+import errno
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class Metrics:
@@ -61,6 +65,50 @@ class Metrics:
                     totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
         return totals
 
-    def serve(self, host: str, port: int) -> None:
-        if port:
-            start_http_server(port, addr=host, registry=self.registry)
+    def readiness(self) -> list[str]:
+        """Why the worker is not ready (empty: ready): it holds readings partitions and Redis answers.
+        The model is loaded before the endpoint starts (start.py)."""
+        problems = []
+        if not self._lag_labels:
+            problems.append("no readings partition assigned (yet)")
+        if self.redis_available._value.get() != 1:
+            problems.append("Redis unavailable: alerts are buffered")
+        return problems
+
+    def serve(self, host: str, port: int) -> ThreadingHTTPServer | None:
+        """``/metrics`` (and any other path, as before), ``/healthz`` (the process answers) and
+        ``/readyz`` (200 when ``readiness`` is empty, else 503 with the reasons), in a daemon thread."""
+        if not port:
+            return None
+        metrics = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                path = self.path.split("?")[0]
+                if path == "/healthz":
+                    self._send(200, b"ok\n", "text/plain")
+                elif path == "/readyz":
+                    problems = metrics.readiness()
+                    self._send(503 if problems else 200, ("; ".join(problems) or "ready").encode() + b"\n", "text/plain")
+                else:
+                    self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+
+            def _send(self, code: int, body: bytes, kind: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:  # a scrape a second is not worth a log line
+                pass
+
+        try:
+            server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise OSError(exc.errno, f"metrics port {host}:{port} is in use (another worker? set FLOORWATCH_METRICS_PORT)") from None
+            raise
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+        return server

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from stream_app.worker.breaker import CircuitBreaker
+from stream_app.worker.history import ScoreHistory
 from stream_app.contracts import Alert, iso_ms, to_epoch_ms
 from stream_app.pipeline.detector import DeviceStatus
 from stream_app.pipeline.episodes import OpenEpisode
@@ -87,8 +88,10 @@ class RedisSink:
         probe_interval_s: float = 1.0,
         probe_timeout_s: float = 0.5,
         device_ttl_s: int = 7 * 24 * 3600,
+        history: ScoreHistory | None = None,
     ) -> None:
         self.device_ttl_s = device_ttl_s
+        self.history = history
         self.client = client
         self.keys = RedisKeys(prefix)
         self.stream_maxlen = stream_maxlen
@@ -207,6 +210,8 @@ class RedisSink:
                 key = self.keys.device(status.device_id)
                 pipe.hset(key, mapping=mapping)
                 pipe.expire(key, self.device_ttl_s)
+                if self.history is not None:  # the console's score history, in the same pipeline
+                    self.history.add(pipe, status, model_version)
             await pipe.execute()
 
     async def _flush_alerts(self) -> None:

@@ -7,6 +7,7 @@ import dataclasses
 import gc
 import json
 import logging
+import sys
 
 from stream_app.pipeline.detector import Detector, DetectorConfig
 from stream_app.pipeline.episodes import EpisodeRule
@@ -88,8 +89,27 @@ def detector_config(settings: Settings) -> DetectorConfig:
     )
 
 
+def ready_line(settings: Settings, detector: GroupDetector) -> str:
+    """What the worker prints once started, whatever the log level: models, topics, endpoints."""
+    models = ", ".join(f"{g}={d.model_version}" for g, d in detector.detectors.items())
+    where = (f"http://{settings.metrics_host}:{settings.metrics_port}/metrics (and /healthz, /readyz)"
+             if settings.metrics_port else "off")  # fmt: skip
+    return (f"floorwatch worker ready: models {models}; reading {settings.readings_topic} as group {settings.app_id}; "
+            f"alerts to {settings.alerts_topic}, dead letters to {settings.dlq_topic}; metrics {where}")  # fmt: skip
+
+
 def run_worker(settings: Settings, version: str | None = None) -> None:
     import faust
+
+    class _ReadyWorker(faust.Worker):
+        def __init__(self, ready: str, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            self._ready = ready
+
+        async def on_startup_finished(self) -> None:
+            await super().on_startup_finished()
+            # Faust redirects stderr into its log at WARNING: shown at the default level, never filtered out.
+            print(self._ready, file=sys.stderr, flush=True)
 
     from stream_app.worker.app import create_app
     from stream_app.worker.preflight import check_services
@@ -101,6 +121,7 @@ def run_worker(settings: Settings, version: str | None = None) -> None:
     detector = build_detectors(settings, version)
     metrics = Metrics()
     metrics.serve(settings.metrics_host, settings.metrics_port)
+    ready = ready_line(settings, detector)
     lifecycle = Lifecycle(
         settings, detector, lambda bundle: build_detector(settings, bundle), metrics, pinned_default=version is not None
     )
@@ -109,7 +130,7 @@ def run_worker(settings: Settings, version: str | None = None) -> None:
     # collection walks them all, and it cost about a third of decoding time (measured).
     gc.freeze()
     try:
-        faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
+        _ReadyWorker(ready, app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
     finally:
         # After faust has committed and left the group: what this worker did, for the operator
         # (the metrics endpoint may already be gone) and for the restart drill.

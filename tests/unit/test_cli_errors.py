@@ -97,3 +97,16 @@ def test_unreachable_kafka(tmp_path: Path) -> None:
     # librdkafka's own connection-failure lines must not reach stderr beside the error line.
     result = _cli(["alerts", "tail", "--idle-timeout", "1"], tmp_path, KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}")
     assert "KafkaException" in _one_error_line(result)
+
+
+def test_version(tmp_path: Path) -> None:
+    result = _cli(["--version"], tmp_path)
+    assert result.returncode == 0 and result.stdout.startswith("floorwatch "), result
+
+
+def test_console_elsewhere_than_loopback_needs_a_token(tmp_path: Path) -> None:
+    assert "give a token" in _one_error_line(_cli(["console", "--host", "0.0.0.0"], tmp_path, FLOORWATCH_CONSOLE_TOKEN=""))
+
+
+def test_dlq_with_kafka_unreachable(tmp_path: Path) -> None:
+    _one_error_line(_cli(["dlq", "recent"], tmp_path, KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}"))

@@ -10,7 +10,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "stream_app"
 
 # Lowest first; a module may import its own layer and those before it (README, "Development").
-LAYERS = ["contracts", "models", "pipeline", "training", "config", "worker", "ops", "lab", "cli"]
+LAYERS = ["contracts", "models", "pipeline", "training", "config", "worker", "ops", "console", "lab", "cli"]
 # What a pure step must not reach: I/O clients, the stream framework, the environment's settings.
 PIPELINE_FORBIDDEN = ("confluent_kafka", "redis", "faust", "stream_app.config")
 
