@@ -300,7 +300,7 @@ def models_shadow(
 @models_app.command("compare")
 def models_compare(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Champion and challenger on the same readings: alert rates, agreement, precision on feedback, scoring cost."""
-    import redis.asyncio as aioredis
+    from stream_app.config.redis_client import async_redis
 
     from stream_app.worker.feedback import FeedbackStore
     from stream_app.worker.shadow import shadow_alerts, shadow_stats
@@ -308,7 +308,7 @@ def models_compare(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
     settings = _settings()
 
     async def fetch():  # type: ignore[no-untyped-def]
-        client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
+        client = async_redis(settings)
         try:
             feedback = FeedbackStore(client, settings.redis_prefix)
             return (await shadow_stats(client, settings.redis_prefix), await shadow_alerts(client, settings.redis_prefix),
@@ -368,7 +368,7 @@ def models_compare(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
 def models_autopilot(group: GroupOption = None) -> None:
     """The automatic policy (off unless FLOORWATCH_POLICY_ENABLED=true): on a drift event, retrain from the
     stream, shadow the candidate, promote it if it meets the criteria; every step in `models history`."""
-    import redis.asyncio as aioredis
+    from stream_app.config.redis_client import async_redis
 
     from stream_app.ops.policy import Criteria, next_drift_event, run_once
     from stream_app.ops.retrain import parse_since
@@ -384,7 +384,7 @@ def models_autopilot(group: GroupOption = None) -> None:
     last_id = "$"
     while True:
         async def wait(last: str):  # type: ignore[no-untyped-def]
-            client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
+            client = async_redis(settings, blocking=True)  # XREAD BLOCK waits by design
             try:
                 return await next_drift_event(client, settings.redis_prefix, name, last)
             finally:
@@ -403,7 +403,7 @@ def models_health(
 ) -> None:
     """Drift figures per asset group and feature (from the workers), recent model-health events, and
     each model version's precision from operator feedback."""
-    import redis.asyncio as aioredis
+    from stream_app.config.redis_client import async_redis
 
     from stream_app.worker.feedback import FeedbackStore
     from stream_app.worker.health import read_events, read_figures
@@ -413,7 +413,7 @@ def models_health(
     groups = [DEFAULT_GROUP, *(g.name for g in settings.asset_group_list())]
 
     async def fetch():  # type: ignore[no-untyped-def]
-        client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
+        client = async_redis(settings)
         try:
             return (
                 await read_figures(client, settings.redis_prefix, groups),
@@ -571,7 +571,7 @@ def alerts_recent(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The newest alerts from Redis, newest first."""
-    import redis.asyncio as aioredis
+    from stream_app.config.redis_client import async_redis
 
     from stream_app.worker.sinks import recent_alerts
 
@@ -580,7 +580,7 @@ def alerts_recent(
     async def fetch_with_feedback() -> tuple[list, dict[str, dict[str, str]]]:
         from stream_app.worker.feedback import FeedbackStore
 
-        client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
+        client = async_redis(settings)
         try:
             found = await recent_alerts(client, settings.redis_prefix, device, count)
             return found, await FeedbackStore(client, settings.redis_prefix).for_alerts(found)
@@ -617,7 +617,7 @@ def alerts_label(
     by: Annotated[Optional[str], typer.Option(help="who judged it (default: your user name)")] = None,
 ) -> None:
     """Say whether an alert was right: feeds precision per model version and retraining."""
-    import redis.asyncio as aioredis
+    from stream_app.config.redis_client import async_redis
 
     from stream_app.worker.feedback import Feedback, FeedbackStore, UnknownAlert
     from stream_app.models.audit import _who
@@ -628,7 +628,7 @@ def alerts_label(
     feedback = Feedback(alert_id=alert_id, verdict="confirmed" if confirmed else "false_alarm", note=note, by=by or _who())
 
     async def record():  # type: ignore[no-untyped-def]
-        client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
+        client = async_redis(settings)
         try:
             return await FeedbackStore(client, settings.redis_prefix).record(feedback)
         finally:
