@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from stream_app.config.settings import Settings
+from stream_app.errors import FloorwatchError
 
 if TYPE_CHECKING:
     from stream_app.models.store import ModelStore
@@ -35,7 +36,7 @@ app.add_typer(alerts_app, name="alerts")
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 
-class CliError(Exception):
+class CliError(FloorwatchError):
     """An error to print as one line."""
 
 
@@ -795,15 +796,6 @@ def main() -> None:
     from redis.exceptions import RedisError
 
     from typer.exceptions import TyperException
-
-    from producers.publish import PublishError
-    from producers.replay import ReplayError
-
-    from stream_app.lab.demo import DemoError
-    from stream_app.lab.embedded import EmbeddedError
-    from stream_app.config.kafka_config import KafkaLoginError
-    from stream_app.models.store import ModelStoreError
-
     # TensorFlow's C++ start-up chatter is noise on a terminal; its errors still show.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
@@ -814,7 +806,7 @@ def main() -> None:
         _fail("aborted", 130)
     except KeyboardInterrupt:
         sys.exit(130)
-    except (CliError, ModelStoreError, EmbeddedError, DemoError, PublishError, ReplayError, KafkaLoginError, ValueError) as exc:
+    except (FloorwatchError, ValueError) as exc:  # ours, and a value refused (pydantic's ValidationError included)
         _fail(str(exc))
     except (KafkaException, RedisError, OSError) as exc:
         _fail(f"{type(exc).__name__}: {exc}")

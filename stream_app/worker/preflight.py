@@ -13,15 +13,16 @@ import redis
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from stream_app.config.redis_client import sync_redis
 from stream_app.config.kafka_config import KafkaLoginError, confluent_config
+from stream_app.config.redis_client import sync_redis
 from stream_app.config.secret_urls import mask_url
 from stream_app.config.settings import Settings
+from stream_app.errors import FloorwatchError
 
 log = logging.getLogger(__name__)
 
 
-class PreflightError(ValueError):
+class PreflightError(FloorwatchError, ValueError):
     """A service the worker needs refused it, or cannot be reached; the message is one line, secret-free."""
 
 
