@@ -10,13 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 
+from stream_app.errors import FloorwatchError
 from stream_app.pipeline.decode import decode
 from stream_app.models.store import ModelStore, ModelStoreError
 from stream_app.pipeline.routing import GroupRouter
 from stream_app.config.settings import Settings
 
 
-class RefusedReadings(ValueError):
+class RefusedReadings(FloorwatchError, ValueError):
     """Readings the worker would refuse; the message says which and why, on one line."""
 
 

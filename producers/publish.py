@@ -10,12 +10,13 @@ import numpy as np
 import orjson
 from confluent_kafka import KafkaException, Producer
 
+from stream_app.errors import FloorwatchError
 from stream_app.contracts import FailureLabel, iso_ms
 from stream_app.config.kafka_config import producer_config
 from stream_app.config.settings import Settings
 
 
-class PublishError(Exception):
+class PublishError(FloorwatchError):
     """Kafka refused or could not take the readings."""
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stream_app.errors import FloorwatchError
 from stream_app.contracts import to_epoch_ms
 from stream_app.lab.skab import sniff_delimiter
 from stream_app.config.settings import Settings
@@ -16,7 +17,7 @@ from .checks import RefusedReadings, check_message, check_not_future, check_sens
 from .publish import PublishStats, ReadingPublisher, paced, reading_json
 
 
-class ReplayError(Exception):
+class ReplayError(FloorwatchError):
     """The recording cannot be replayed as asked."""
 
 

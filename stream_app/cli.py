@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from stream_app.config.settings import Settings
+from stream_app.errors import FloorwatchError
 
 if TYPE_CHECKING:
     from stream_app.models.store import ModelStore
@@ -37,7 +38,7 @@ app.add_typer(dlq_app, name="dlq")
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 
-class CliError(Exception):
+class CliError(FloorwatchError):
     """An error to print as one line."""
 
 
@@ -323,7 +324,7 @@ def models_shadow(
 @models_app.command("compare")
 def models_compare(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Champion and challenger on the same readings: alert rates, agreement, precision on feedback, scoring cost."""
-    import redis.asyncio as aioredis
+    from stream_app.config.redis_client import async_redis
 
     from stream_app.worker.feedback import FeedbackStore
     from stream_app.worker.shadow import shadow_alerts, shadow_stats
@@ -331,7 +332,7 @@ def models_compare(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
     settings = _settings()
 
     async def fetch():  # type: ignore[no-untyped-def]
-        client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
+        client = async_redis(settings)
         try:
             feedback = FeedbackStore(client, settings.redis_prefix)
             return (await shadow_stats(client, settings.redis_prefix), await shadow_alerts(client, settings.redis_prefix),
@@ -391,7 +392,7 @@ def models_compare(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
 def models_autopilot(group: GroupOption = None) -> None:
     """The automatic policy (off unless FLOORWATCH_POLICY_ENABLED=true): on a drift event, retrain from the
     stream, shadow the candidate, promote it if it meets the criteria; every step in `models history`."""
-    import redis.asyncio as aioredis
+    from stream_app.config.redis_client import async_redis
 
     from stream_app.ops.policy import Criteria, next_drift_event, run_once
     from stream_app.ops.retrain import parse_since
@@ -407,7 +408,7 @@ def models_autopilot(group: GroupOption = None) -> None:
     last_id = "$"
     while True:
         async def wait(last: str):  # type: ignore[no-untyped-def]
-            client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
+            client = async_redis(settings, blocking=True)  # XREAD BLOCK waits by design
             try:
                 return await next_drift_event(client, settings.redis_prefix, name, last)
             finally:
@@ -426,7 +427,7 @@ def models_health(
 ) -> None:
     """Drift figures per asset group and feature (from the workers), recent model-health events, and
     each model version's precision from operator feedback."""
-    import redis.asyncio as aioredis
+    from stream_app.config.redis_client import async_redis
 
     from stream_app.worker.feedback import FeedbackStore
     from stream_app.worker.health import read_events, read_figures
@@ -436,7 +437,7 @@ def models_health(
     groups = [DEFAULT_GROUP, *(g.name for g in settings.asset_group_list())]
 
     async def fetch():  # type: ignore[no-untyped-def]
-        client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
+        client = async_redis(settings)
         try:
             return (
                 await read_figures(client, settings.redis_prefix, groups),
@@ -654,7 +655,7 @@ def alerts_recent(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The newest alerts from Redis, newest first."""
-    import redis.asyncio as aioredis
+    from stream_app.config.redis_client import async_redis
 
     from stream_app.worker.sinks import recent_alerts
 
@@ -663,7 +664,7 @@ def alerts_recent(
     async def fetch_with_feedback() -> tuple[list, dict[str, dict[str, str]]]:
         from stream_app.worker.feedback import FeedbackStore
 
-        client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
+        client = async_redis(settings)
         try:
             found = await recent_alerts(client, settings.redis_prefix, device, count)
             return found, await FeedbackStore(client, settings.redis_prefix).for_alerts(found)
@@ -700,7 +701,7 @@ def alerts_label(
     by: Annotated[Optional[str], typer.Option(help="who judged it (default: your user name)")] = None,
 ) -> None:
     """Say whether an alert was right: feeds precision per model version and retraining."""
-    import redis.asyncio as aioredis
+    from stream_app.config.redis_client import async_redis
 
     from stream_app.worker.feedback import Feedback, FeedbackStore, UnknownAlert
     from stream_app.models.audit import _who
@@ -711,7 +712,7 @@ def alerts_label(
     feedback = Feedback(alert_id=alert_id, verdict="confirmed" if confirmed else "false_alarm", note=note, by=by or _who())
 
     async def record():  # type: ignore[no-untyped-def]
-        client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
+        client = async_redis(settings)
         try:
             return await FeedbackStore(client, settings.redis_prefix).record(feedback)
         finally:
@@ -878,15 +879,6 @@ def main() -> None:
     from redis.exceptions import RedisError
 
     from typer.exceptions import TyperException
-
-    from producers.publish import PublishError
-    from producers.replay import ReplayError
-
-    from stream_app.lab.demo import DemoError
-    from stream_app.lab.embedded import EmbeddedError
-    from stream_app.config.kafka_config import KafkaLoginError
-    from stream_app.models.store import ModelStoreError
-
     # TensorFlow's C++ start-up chatter is noise on a terminal; its errors still show.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
@@ -897,7 +889,7 @@ def main() -> None:
         _fail("aborted", 130)
     except KeyboardInterrupt:
         sys.exit(130)
-    except (CliError, ModelStoreError, EmbeddedError, DemoError, PublishError, ReplayError, KafkaLoginError, ValueError) as exc:
+    except (FloorwatchError, ValueError) as exc:  # ours, and a value refused (pydantic's ValidationError included)
         _fail(str(exc))
     except (KafkaException, RedisError, OSError) as exc:
         _fail(f"{type(exc).__name__}: {exc}")

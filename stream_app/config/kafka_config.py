@@ -12,6 +12,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError
 
+from stream_app.errors import FloorwatchError
 from stream_app.config.settings import Settings
 
 # librdkafka writes its own log lines (one per failed connection attempt) straight to stderr;
@@ -21,7 +22,7 @@ _librdkafka_log = logging.getLogger("stream_app.librdkafka")
 _librdkafka_log.addHandler(logging.NullHandler())
 
 
-class KafkaLoginError(Exception):
+class KafkaLoginError(FloorwatchError):
     """The broker refused our SASL login (wrong user or password): retrying will not help."""
 
 

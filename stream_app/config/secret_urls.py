@@ -13,12 +13,14 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
+from stream_app.errors import FloorwatchError
+
 # host (name, IPv4 or [IPv6]) and optional port, then the end, a path or a query.
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]*)(:\d*)?([/?].*)?$", re.S)
 _SECRET_PARAMS = ("password", "username", "user")
 
 
-class UrlError(ValueError):
+class UrlError(FloorwatchError, ValueError):
     """A URL that cannot be read; the message never quotes the URL."""
 
 

@@ -23,6 +23,7 @@ import orjson
 import redis
 from pydantic import SecretStr
 
+from stream_app.errors import FloorwatchError
 from producers.publish import ReadingPublisher
 from producers.scenarios import FEATURES, Failure, FailureKind, Scenario
 from producers.simulator import FleetSimulator
@@ -35,7 +36,7 @@ from stream_app.worker.sinks import RedisKeys
 from stream_app.worker.topics import ensure_topics
 
 
-class BenchError(Exception):
+class BenchError(FloorwatchError):
     """A benchmark phase could not run (a service or the worker failed)."""
 
 

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
+from stream_app.errors import FloorwatchError
 from producers.fleet import run_simulation
 from producers.publish import ReadingPublisher
 from producers.scenarios import Scenario, random_failures
@@ -33,7 +34,7 @@ from stream_app.config.settings import Settings
 from stream_app.worker.sinks import RedisKeys
 from stream_app.worker.topics import ensure_topics
 
-class DemoError(Exception):
+class DemoError(FloorwatchError):
     """The demo could not run to the end (a service or the worker failed)."""
 
 

@@ -19,8 +19,10 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from stream_app.errors import FloorwatchError
 
-class EmbeddedError(Exception):
+
+class EmbeddedError(FloorwatchError):
     """The embedded services could not be started or reached."""
 
 

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from stream_app.errors import FloorwatchError
 from stream_app.models.audit import AuditEntry, AuditLog
 
 # Asset group names name folders under ``groups/``; devices that match no group use the default model.
@@ -57,7 +58,7 @@ if TYPE_CHECKING:  # keras is imported lazily: commands that don't score shouldn
 _VERSION = re.compile(r"^v(\d{4,})$")
 
 
-class ModelStoreError(Exception):
+class ModelStoreError(FloorwatchError):
     """A model store problem a user can act on (no model yet, unknown version, ...)."""
 
 

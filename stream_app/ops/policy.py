@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from stream_app.config.redis_client import async_redis
 from stream_app.worker.health import HealthEvent, HealthKeys
 from stream_app.models.store import ModelStore
 from stream_app.models.audit import AuditEntry
@@ -102,7 +103,7 @@ def run_once(settings: Settings, group: str, event: HealthEvent, *, shadow_s: fl
     sleep(shadow_s)
 
     async def stats() -> dict[str, str]:
-        client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
+        client = async_redis(settings)
         try:
             return (await shadow_stats(client, settings.redis_prefix)).get(bundle.version, {})
         finally:

@@ -27,6 +27,7 @@ import numpy as np
 import redis.asyncio as aioredis
 from confluent_kafka import Consumer, TopicPartition
 
+from stream_app.config.redis_client import async_redis
 from stream_app.contracts import Alert, to_epoch_ms
 from stream_app.pipeline.decode import decode
 from stream_app.worker.feedback import FeedbackStore
@@ -175,7 +176,7 @@ def collect(settings: Settings, since_ms: int, features: list[str], group: str, 
     recent = read_recent(settings, since_ms, features, group)
 
     async def spans():  # type: ignore[no-untyped-def]
-        client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
+        client = async_redis(settings)
         try:
             return await left_out_spans(client, settings.redis_prefix, set(recent.ts))
         finally:

@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, KafkaException, Message
 from pydantic import BaseModel, Field, ValidationError
 from redis.exceptions import RedisError
 
+from stream_app.errors import FloorwatchError
 from stream_app.contracts import Alert, to_epoch_ms
 from stream_app.worker.sinks import RedisKeys
 
@@ -50,7 +51,7 @@ class Feedback(BaseModel):
     at: str = Field(default_factory=_now)
 
 
-class UnknownAlert(Exception):
+class UnknownAlert(FloorwatchError):
     """Feedback for an alert id that Redis does not know."""
 
 

@@ -20,6 +20,7 @@ import orjson
 import redis.asyncio as aioredis
 from confluent_kafka import Message
 
+from stream_app.config.redis_client import async_redis
 from stream_app.contracts import Reading
 from stream_app.pipeline.decode import Rejection, dead_letter
 from stream_app.pipeline.detector import Detector
@@ -66,7 +67,7 @@ class Lifecycle:
         s = self.settings
         raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
         health_topic = app.topic(s.health_topic, partitions=1, **raw)
-        self.redis = aioredis.from_url(s.redis_url_value(), socket_timeout=2, socket_connect_timeout=2)
+        self.redis = async_redis(s)
 
         async def send_health(key: bytes, value: bytes) -> object:
             return await (await health_topic.send(key=key, value=value))

@@ -14,13 +14,15 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from stream_app.config.kafka_config import KafkaLoginError, confluent_config
+from stream_app.config.redis_client import sync_redis
 from stream_app.config.secret_urls import mask_url
 from stream_app.config.settings import Settings
+from stream_app.errors import FloorwatchError
 
 log = logging.getLogger(__name__)
 
 
-class PreflightError(ValueError):
+class PreflightError(FloorwatchError, ValueError):
     """A service the worker needs refused it, or cannot be reached; the message is one line, secret-free."""
 
 
@@ -48,7 +50,7 @@ def check_kafka(settings: Settings, *, timeout_s: float = 10.0) -> None:
 
 
 def check_redis(settings: Settings, *, timeout_s: float = 3.0) -> None:
-    client = redis.Redis.from_url(settings.redis_url_value(), socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    client = sync_redis(settings, timeout_s=timeout_s)
     where = mask_url(settings.redis_url.get_secret_value())
     try:
         client.ping()

@@ -1,4 +1,4 @@
-"""Where alerts go. Kafka (the alerts topic) and Redis, both safe to write twice.
+"""The Redis sink: alerts and device statuses, written in the background, safe to write twice.
 
 Redis layout (prefix ``floorwatch`` by default):
 
@@ -22,7 +22,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-import orjson
 import redis.asyncio as aioredis
 from pydantic import ValidationError
 from redis.exceptions import RedisError
@@ -32,6 +31,7 @@ from stream_app.worker.history import ScoreHistory
 from stream_app.contracts import Alert, iso_ms, to_epoch_ms
 from stream_app.pipeline.detector import DeviceStatus
 from stream_app.pipeline.episodes import OpenEpisode
+from stream_app.worker.sinks.base import AlertSink, Statuses
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +68,12 @@ class RedisKeys:
         return f"{self.prefix}:alert-ids:{alert_id}"
 
 
-class RedisSink:
+class RedisSink(AlertSink):
     """Writes alerts and device status to Redis; buffers (bounded) while Redis is unreachable.
 
-    The worker only ``submit``s to it; ``run`` writes in the background, behind a circuit breaker
-    that opens on the first failure or timeout and probes once a second until Redis answers.
+    The worker only hands it a batch (``add``, ``add_statuses``, ``flush``: ``submit``); ``run``
+    writes in the background, behind a circuit breaker that opens on the first failure or timeout
+    and probes once a second until Redis answers. So its ``flush`` never waits on Redis, nor fails.
     """
 
     def __init__(
@@ -84,6 +85,7 @@ class RedisSink:
         id_ttl_s: int = 7 * 24 * 3600,
         max_pending: int = 100_000,
         on_drop: Callable[[], None] | None = None,
+        on_pending: Callable[[int], None] | None = None,
         status_interval_s: float = 1.0,
         probe_interval_s: float = 1.0,
         probe_timeout_s: float = 0.5,
@@ -103,6 +105,10 @@ class RedisSink:
         self.max_pending = max_pending
         self.dropped = 0
         self._on_drop = on_drop  # e.g. a metrics counter's inc
+        self._on_pending = on_pending  # e.g. a metrics gauge's set, after each batch
+        # The batch in hand (add, add_statuses), submitted by flush.
+        self._batch: list[Alert] = []
+        self._batch_statuses: list[Statuses] = []
         self.written = 0
         # The worker's batch handler and its flush timer both write; one flush at a time, or two
         # would send the same buffered alerts and then both remove them.
@@ -115,6 +121,24 @@ class RedisSink:
         self.status_interval_s = status_interval_s
         self._statuses: dict[str, tuple[DeviceStatus, str]] = {}
         self._statuses_flushed = -float("inf")
+
+    async def add(self, alert: Alert) -> None:
+        self._batch.append(alert)
+
+    def add_statuses(self, statuses: Statuses) -> None:
+        self._batch_statuses.append(statuses)
+
+    async def flush(self) -> None:
+        alerts, self._batch = self._batch, []
+        for statuses in self._batch_statuses:
+            self._buffer((), statuses)
+        self._batch_statuses = []
+        self.submit(alerts, {})
+        if self._on_pending is not None:
+            self._on_pending(self.pending)
+
+    def abandon(self) -> None:
+        self._batch, self._batch_statuses = [], []
 
     def submit(self, alerts: Iterable[Alert], statuses: Mapping[str, Iterable[DeviceStatus]]) -> None:
         """Buffer a batch's alerts and statuses for the background writer (``run``): never waits on
@@ -276,10 +300,6 @@ async def recent_alerts(client: aioredis.Redis, prefix: str, device_id: str | No
     keys = RedisKeys(prefix)
     entries = await client.xrevrange(keys.device_alerts(device_id) if device_id else keys.alerts, count=count)
     return [Alert.model_validate_json(fields[b"alert"]) for _, fields in entries]
-
-
-def alert_bytes(alert: Alert) -> bytes:
-    return orjson.dumps(alert.model_dump(mode="json"))
 
 
 def _now_ms() -> int:

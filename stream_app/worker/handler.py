@@ -1,0 +1,181 @@
+"""One micro-batch of the readings topic: decode, detect, and hand the output to the sinks.
+
+For each batch: decode every message (unusable parts -> dead-letter sink) -> the lifecycle's
+hook (a promoted model is swapped in here) -> open episodes of devices new to this worker, from
+Redis -> each asset group's detector on its own devices -> readings it refused -> dead-letter sink,
+alerts -> each alert sink in turn (Kafka, then Redis) -> metrics. The handler returns once every
+sink has flushed: only then may the consumer commit the batch's offsets (consume.py). If a sink
+cannot take the batch, ``handle`` raises and the consumer handles its messages one by one; one that
+fails alone goes to ``dead_letter_failed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from redis.exceptions import RedisError
+
+from stream_app.contracts import Reading
+from stream_app.pipeline.decode import Decoded, Rejection, decode
+from stream_app.pipeline.detector import Refused
+from stream_app.pipeline.episodes import OpenEpisode
+from stream_app.pipeline.group_detector import GroupDetector
+from stream_app.worker.context import KafkaMessage, MessageContext
+from stream_app.worker.metrics import Metrics
+from stream_app.worker.sinks.base import AlertSink, DeadLetterSink
+
+if TYPE_CHECKING:
+    from stream_app.worker.lifecycle import Lifecycle
+
+log = logging.getLogger(__name__)
+
+
+class EpisodeSource(Protocol):
+    """Where the episodes that a device's previous worker left open are read (the Redis sink)."""
+
+    @property
+    def available(self) -> bool: ...
+    async def open_episodes(self, device_ids: Sequence[str]) -> dict[str, OpenEpisode]: ...
+    def trip(self) -> None: ...
+
+
+class BatchHandler:
+    """The worker's step for one batch of messages; the consumer calls ``handle`` (and
+    ``dead_letter_failed`` for a message that failed alone)."""
+
+    def __init__(
+        self,
+        detector: GroupDetector,
+        alerts: Sequence[AlertSink],
+        dead_letters: DeadLetterSink,
+        metrics: Metrics,
+        *,
+        episodes: EpisodeSource | None = None,
+        resume_budget_s: float = 1.0,
+        lifecycle: Lifecycle | None = None,
+    ) -> None:
+        self.detector = detector
+        self.alert_sinks = list(alerts)
+        self.dead_letters = dead_letters
+        self.metrics = metrics
+        self.episodes = episodes
+        self.resume_budget_s = resume_budget_s
+        self.lifecycle = lifecycle
+
+    async def handle(self, messages: Sequence[KafkaMessage]) -> None:
+        try:
+            await self._handle(messages)
+        except BaseException:
+            self._abandon()
+            raise
+
+    async def dead_letter_failed(self, messages: Sequence[KafkaMessage], exc: Exception) -> None:
+        """Messages the worker failed on, alone (a bug, or a sink failing past its retries): to the
+        dead-letter sink with their bytes, to be replayed once the cause is fixed. Alerts they may
+        already have sent carry the same ids on replay: the sinks drop the repeats."""
+        reason = f"the worker failed on this message: {type(exc).__name__}: {str(exc)[:300]}"
+        try:
+            for message in messages:
+                source = MessageContext.of(message)
+                await self.dead_letters.add(Rejection(reason, source.value), source)
+            await self.dead_letters.flush()
+        except BaseException:
+            self.dead_letters.abandon()
+            raise
+        self.metrics.dead_letters.inc(len(messages))
+
+    async def _handle(self, messages: Sequence[KafkaMessage]) -> None:
+        started = time.perf_counter()
+        metrics = self.metrics
+        readings: list[Reading] = []
+        parsed: list[tuple[MessageContext, Decoded]] = []
+        dead = 0
+        for message in messages:
+            source = MessageContext.of(message)
+            decoded = decode(source.value)
+            parsed.append((source, decoded))
+            readings.extend(decoded.readings)
+            for rejection in decoded.rejections:
+                await self.dead_letters.add(rejection, source)
+            dead += len(decoded.rejections)
+        metrics.messages.inc(len(messages))
+        metrics.readings.inc(len(readings))
+        if self.lifecycle is not None:
+            self.lifecycle.before_batch(readings)  # a promoted model is swapped in here, between two batches
+
+        # Devices new to this worker (a restart, a rebalance): carry on with the episodes their
+        # previous worker left open, so a failure that spans the handover stays one episode.
+        if self.episodes is not None:
+            unseen = self.detector.unseen(dict.fromkeys(r.device_id for r in readings))
+            if unseen and self.episodes.available:
+                await self._resume_episodes(unseen)
+        detection = self.detector.process(readings)
+        if detection.refused:
+            sources = _Sources(parsed)
+            for refused in detection.refused:
+                await self.dead_letters.add(*sources.rejection(refused))
+            dead += len(detection.refused)
+        # Each sink in turn: Redis gets a batch's alerts only once Kafka holds them.
+        alerts = detection.alerts
+        for sink in self.alert_sinks:
+            for alert in alerts:
+                await sink.add(alert)
+            sink.add_statuses(detection.statuses())
+        for alert in alerts:
+            metrics.alerts.labels(alert.episode.state).inc()
+        await self.dead_letters.flush()
+        for sink in self.alert_sinks:
+            await sink.flush()
+
+        metrics.dead_letters.inc(dead)
+        metrics.duplicates.inc(detection.duplicates)
+        metrics.windows.inc(detection.scored)
+        metrics.batch_size.observe(detection.scored)
+        metrics.batch_seconds.observe(time.perf_counter() - started)
+        if self.lifecycle is not None:
+            await self.lifecycle.after_batch(readings, detection)
+
+    async def _resume_episodes(self, device_ids: list[str]) -> None:
+        # On the batch's path, so bounded: a Redis that does not answer in time opens the sink's breaker.
+        assert self.episodes is not None
+        try:
+            episodes = await asyncio.wait_for(self.episodes.open_episodes(device_ids), self.resume_budget_s)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            self.episodes.trip()
+            log.warning("open episodes unreadable (%s): %d device(s) start afresh", type(exc).__name__, len(device_ids))
+            return
+        for device, episode in episodes.items():
+            self.detector.resume(device, episode)
+        if episodes:
+            log.info("resumed %d open episode(s) of devices new to this worker", len(episodes))
+
+    def _abandon(self) -> None:
+        self.dead_letters.abandon()
+        for sink in self.alert_sinks:
+            sink.abandon()
+
+
+class _Sources:
+    """Which message, and which part of it, each reading of a batch came from.
+
+    Built only when the detector refuses readings: a refused reading is found by its device and
+    timestamp, and among readings that share those, by equal content, each taken once.
+    """
+
+    def __init__(self, parsed: list[tuple[MessageContext, Decoded]]) -> None:
+        self._by_key: dict[tuple[str, int], list[tuple[Reading, MessageContext, Decoded, int]]] = {}
+        for source, decoded in parsed:
+            for k, reading in enumerate(decoded.readings):
+                self._by_key.setdefault((reading.device_id, reading.ts), []).append((reading, source, decoded, k))
+
+    def rejection(self, refused: Refused) -> tuple[Rejection, MessageContext]:
+        """The dead letter of a refused reading: its reason, the bytes of its own part of the message."""
+        candidates = self._by_key[(refused.reading.device_id, refused.reading.ts)]
+        i = next((i for i, c in enumerate(candidates) if c[0] == refused.reading), 0)
+        _, source, decoded, k = candidates.pop(i)
+        where, part = decoded.part(k)
+        return Rejection(where + refused.reason, source.value if part is None else part), source

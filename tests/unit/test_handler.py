@@ -1,0 +1,191 @@
+"""The batch handler, driven with in-memory sinks and a real small model: what each batch sends
+where, without Kafka or Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from confluent_kafka import Message
+
+from producers.simulator import normal_training_series
+from stream_app.config.settings import Settings
+from stream_app.models.store import ModelBundle, ModelStore
+from stream_app.pipeline.detector import Detector
+from stream_app.pipeline.group_detector import GroupDetector
+from stream_app.pipeline.scorer import Scorer
+from stream_app.worker.handler import BatchHandler
+from stream_app.worker.metrics import Metrics
+from stream_app.worker.sinks.memory import MemoryAlertSink, MemoryDeadLetterSink
+from stream_app.worker.sinks.redis import RedisSink
+from stream_app.worker.start import detector_config
+
+TOPIC = "sensor-readings"
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir: Path) -> tuple[ModelBundle, Scorer]:
+    bundle = ModelStore(tiny_model_dir).load()
+    scorer = Scorer.from_bundle(bundle, max_batch=64)
+    return bundle, scorer
+
+
+@pytest.fixture
+def detector(model: tuple[ModelBundle, Scorer]) -> GroupDetector:
+    """A fresh detector (no device state) on the shared model: fixed lines, no refits."""
+    bundle, scorer = model
+    settings = Settings(adapt_lines=False, refit=False)
+    return GroupDetector.single(Detector(bundle, scorer, detector_config(settings)))
+
+
+@pytest.fixture
+def sinks() -> tuple[MemoryAlertSink, MemoryDeadLetterSink]:
+    return MemoryAlertSink(), MemoryDeadLetterSink()
+
+
+def handler_of(detector: GroupDetector, alerts: list, dead: MemoryDeadLetterSink, **kwargs: object) -> BatchHandler:
+    return BatchHandler(detector, alerts, dead, Metrics(), **kwargs)  # type: ignore[arg-type]
+
+
+def normal(features: list[str], n: int) -> list[dict[str, float]]:
+    """``n`` readings' values like those the model was trained on (the simulator's normal)."""
+    (series,) = normal_training_series(1, n, seed=7)
+    return [dict(zip(features, map(float, row))) for row in series]
+
+
+def messages(features: list[str], device: str, n: int, *, anomalous_from: int | None = None, offset: int = 0) -> list[Message]:
+    """One reading a second per message; from ``anomalous_from`` on, every sensor 20 times its normal."""
+    t0 = int(time.time() * 1000) - n * 1000
+    out = []
+    for i, row in enumerate(normal(features, n)):
+        scale = 20.0 if anomalous_from is not None and i >= anomalous_from else 1.0
+        body = {"device_id": device, "ts": t0 + i * 1000, "values": {f: v * scale for f, v in row.items()}}
+        out.append(Message(topic=TOPIC, partition=3, offset=offset + i, key=device.encode(), value=orjson.dumps(body)))
+    return out
+
+
+def features_of(detector: GroupDetector) -> list[str]:
+    return list(detector.detector_for("any").bundle.card.features)
+
+
+async def test_bad_bytes_go_to_the_dead_letter_sink_with_their_reason_and_the_rest_is_scored(
+    detector: GroupDetector, sinks: tuple[MemoryAlertSink, MemoryDeadLetterSink]
+) -> None:
+    alerts, dead = sinks
+    handler = handler_of(detector, [alerts], dead)
+    good = messages(features_of(detector), "pump-1", 12)
+    bad = Message(topic=TOPIC, partition=3, offset=99, key=b"pump-1", value=b"\xff{not json")
+
+    await handler.handle([*good[:6], bad, *good[6:]])
+
+    (letter,) = dead.letters
+    assert letter.reason.startswith("not valid JSON")
+    assert (letter.source_topic, letter.source_partition, letter.source_offset) == (TOPIC, 3, 99)
+    assert letter.original_b64 is not None and letter.original_size == len(b"\xff{not json")
+    assert alerts.alerts == []
+    assert alerts.statuses["pump-1"][0].state == "normal"
+    totals = handler.metrics.totals()
+    assert totals["floorwatch_messages_total"] == 13 and totals["floorwatch_readings_total"] == 12
+    assert totals["floorwatch_dead_letters_total"] == 1
+
+
+async def test_a_reading_the_detector_refuses_is_dead_lettered_as_its_own_part_of_its_message(
+    detector: GroupDetector, sinks: tuple[MemoryAlertSink, MemoryDeadLetterSink]
+) -> None:
+    alerts, dead = sinks
+    handler = handler_of(detector, [alerts], dead)
+    features = features_of(detector)
+    now = int(time.time() * 1000)
+    row = normal(features, 1)[0]
+    items = [{"ts": now - 2000, "values": row}, {"ts": now - 1000, "values": {features[0]: row[features[0]]}}]
+    batched = Message(topic=TOPIC, partition=1, offset=7, key=b"pump-2",
+                      value=orjson.dumps({"device_id": "pump-2", "readings": items}))  # fmt: skip
+    single = messages(features, "pump-3", 1, offset=8)
+
+    await handler.handle([batched, *single])
+
+    (letter,) = dead.letters
+    assert letter.reason.startswith("readings[1]: missing sensor(s)")
+    assert (letter.source_partition, letter.source_offset) == (1, 7)
+    assert orjson.loads(letter.original or "") == {"device_id": "pump-2", "reading": items[1]}
+
+
+async def test_an_anomaly_makes_one_alert_in_every_alert_sink(detector: GroupDetector) -> None:
+    first, second, dead = MemoryAlertSink(), MemoryAlertSink(), MemoryDeadLetterSink()
+    handler = handler_of(detector, [first, second], dead)
+    batch = messages(features_of(detector), "pump-4", 40, anomalous_from=15)
+
+    await handler.handle(batch)
+
+    (alert,) = first.alerts
+    assert (alert.device_id, alert.episode.state) == ("pump-4", "open")
+    assert second.alerts == [alert]
+    assert first.statuses["pump-4"][0].state == "anomalous"
+    assert dead.letters == []
+    assert handler.metrics.totals()["floorwatch_alerts_total"] == 1
+
+
+async def test_a_failing_alert_sink_fails_the_batch_and_its_messages_reach_the_dead_letter_sink(
+    detector: GroupDetector,
+) -> None:
+    # The consumer (consume.py) then handles the batch message by message; a message that fails
+    # alone is dead-lettered with its bytes, to be replayed: its offset is never committed unsent.
+    failing, later, dead = MemoryAlertSink(fail=ConnectionError("broker away")), MemoryAlertSink(), MemoryDeadLetterSink()
+    handler = handler_of(detector, [failing, later], dead)
+    batch = messages(features_of(detector), "pump-5", 40, anomalous_from=15)
+
+    with pytest.raises(ConnectionError):
+        await handler.handle(batch)
+    assert later.alerts == [] and later.statuses == {}  # a sink after the failing one gets nothing of the batch
+
+    await handler.dead_letter_failed(batch[:1], ConnectionError("broker away"))
+    (letter,) = dead.letters
+    assert letter.reason == "the worker failed on this message: ConnectionError: broker away"
+    assert (letter.source_offset, letter.original) == (0, batch[0].value().decode())  # type: ignore[union-attr]
+
+    # The abandoned batch leaves nothing behind: the next one is sent alone.
+    failing.fail = None
+    await handler.handle(messages(features_of(detector), "pump-6", 40, anomalous_from=15, offset=100))
+    assert [a.device_id for a in failing.alerts] == ["pump-6"]
+
+
+@pytest.fixture
+async def hung_redis() -> AsyncIterator[str]:
+    """A server that accepts connections and never answers: a hung Redis."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield f"redis://127.0.0.1:{port}/0"
+    server.close()
+    for writer in held:
+        writer.close()
+
+
+async def test_a_hung_redis_neither_stalls_nor_fails_the_batch(detector: GroupDetector, hung_redis: str) -> None:
+    # Reading open episodes is bounded by the budget and opens the breaker; alerts wait in the
+    # Redis sink's buffer (written once it answers) while the batch completes.
+    redis_sink = RedisSink(aioredis.from_url(hung_redis), "fw")
+    memory, dead = MemoryAlertSink(), MemoryDeadLetterSink()
+    handler = handler_of(detector, [memory, redis_sink], dead, episodes=redis_sink, resume_budget_s=0.2)
+
+    # The guard only keeps a broken handler from hanging the test run.
+    await asyncio.wait_for(handler.handle(messages(features_of(detector), "pump-7", 40, anomalous_from=15)), 60)
+
+    assert [a.device_id for a in memory.alerts] == ["pump-7"]
+    assert redis_sink.pending == 1 and not redis_sink.available
+    await redis_sink.client.aclose()
+
+
+def test_in_memory_sinks_are_sinks() -> None:
+    from stream_app.worker.sinks import AlertSink, DeadLetterSink
+
+    assert isinstance(MemoryAlertSink(), AlertSink) and isinstance(MemoryDeadLetterSink(), DeadLetterSink)
