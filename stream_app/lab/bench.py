@@ -204,19 +204,19 @@ def run_bench(settings: Settings, config: BenchConfig, console: Console, *, mode
 
 
 def _end_to_end(settings: Settings, config: BenchConfig, result: BenchResult, workdir: Path, log) -> None:  # type: ignore[no-untyped-def]
-    from stream_app.lab.bench_e2e import WorkerProcess, drain, broker_settings, measure_latency, phase_settings, produce_backlog, wait_ready
+    from stream_app.lab.bench_e2e import drain, measure_latency, phase_settings, produce_backlog
+    from stream_app.lab.harness import WorkerProcess, fresh_services
 
     ceiling = {r.batch: r.windows_per_s for r in result.model_only}
     ceiling_batch = min(ceiling, key=lambda b: abs(b - settings.batch_max_size))
-    with broker_settings(settings, config.broker, workdir / "services") as live:
+    with fresh_services(settings, workdir / "services", broker=config.broker) as live:
         forms = [1] + ([config.batched_form] if config.batched_form > 1 else [])
         for form in forms:
             name = "single" if form == 1 else f"batched{form}"
             s = phase_settings(live, name)
             log(f"throughput ({name}): producing {config.devices} devices x {config.readings_per_device} readings")
             total, messages = produce_backlog(s, config.devices, config.readings_per_device, form)
-            worker = WorkerProcess(s, workdir / "logs" / f"worker-{name}.log")
-            try:
+            with WorkerProcess(s, workdir / "logs" / f"worker-{name}.log") as worker:
                 log(f"throughput ({name}): worker draining {total} readings in {messages} messages")
                 seconds, rate, metrics = drain(worker, total, timeout_s=600)
                 windows = int(metrics.get("floorwatch_windows_scored_total", 0))
@@ -237,13 +237,10 @@ def _end_to_end(settings: Settings, config: BenchConfig, result: BenchResult, wo
                         worker_rss_mb=round(worker.rss_mb(), 1),
                     )
                 )
-            finally:
-                worker.stop()
         for rate in config.latency_rates:
             s = phase_settings(live, f"latency{rate:.0f}")
-            worker = WorkerProcess(s, workdir / "logs" / f"worker-latency{rate:.0f}.log")
-            try:
-                wait_ready(worker)
+            with WorkerProcess(s, workdir / "logs" / f"worker-latency{rate:.0f}.log") as worker:
+                worker.wait_ready()
                 time.sleep(3.0)  # the consumer group join
                 log(f"latency: {rate:.0f} readings/s for {config.latency_seconds:.0f}s")
                 result.latency.append(
@@ -256,8 +253,6 @@ def _end_to_end(settings: Settings, config: BenchConfig, result: BenchResult, wo
                         failing=config.latency_failing,
                     )
                 )
-            finally:
-                worker.stop()
 
 
 def _broker_label(settings: Settings, broker: str) -> str:
