@@ -55,15 +55,11 @@ def ensure_model(settings: Settings, workdir: Path, log: Callable[[str], None]) 
     """The configured store if it has a current model, else a default model trained into ``workdir``."""
     if ModelStore(settings.model_dir).current() is not None:
         return settings.model_dir
-    from producers.scenarios import FEATURES
-    from producers.simulator import normal_training_series
-
-    from stream_app.training.fit import train
+    from stream_app.training.recipe import train_default
 
     root = workdir / "models"
     log(f"no model in {settings.model_dir}: training the default model into {root} (about a minute)")
-    series = normal_training_series(40, 2000, seed=1)
-    train(series, FEATURES, ModelStore(root), source="simulator: 40 devices x 2000 readings, seed 1")
+    train_default(ModelStore(root))
     return root
 
 

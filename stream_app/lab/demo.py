@@ -82,14 +82,10 @@ def _run(settings: Settings, state_dir: Path, console: Console, *, devices: int,
 
 
 def _train(settings: Settings, console: Console) -> None:
-    from producers.scenarios import FEATURES
-    from producers.simulator import normal_training_series
-
-    from stream_app.training.fit import train
+    from stream_app.training.recipe import train_default
 
     with console.status("no model yet: training one on simulated normal data (about a minute)..."):
-        series = normal_training_series(40, 2000, seed=1)
-        bundle = train(series, FEATURES, ModelStore(settings.model_dir), source="simulator: 40 devices x 2000 readings, seed 1")
+        bundle = train_default(ModelStore(settings.model_dir))
     console.print(f"[green]✓[/] trained {bundle.version}, threshold {bundle.thresholds.threshold:.3f}")
 
 

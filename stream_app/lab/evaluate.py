@@ -31,6 +31,7 @@ from stream_app.lab.nab import EventWindowScore, events_score
 from stream_app.lab.quality import BestF1, DeviceTrace, EventMetrics, PointMetrics, best_f1, event_metrics, openings, point_metrics, runs
 from stream_app.lab.skab import LabelledSeries
 from stream_app.training.fit import TrainingConfig
+from stream_app.training.recipe import DEFAULT_DATA, DEFAULT_TRAINING
 
 PointMode = Literal["episode", "window"]
 DetectorKind = Literal["lstm", "iforest"]
@@ -424,10 +425,10 @@ class EvaluateRequest(BaseModel):
     point_mode: PointMode = "episode"
     train: bool = False
     model_version: str | None = None
-    threshold_method: str = "quantile"
-    quantile: float = 0.999
-    multiplier: float = 1.25
-    ewma_alpha: float = 0.2
+    threshold_method: str = DEFAULT_TRAINING.threshold_method
+    quantile: float = DEFAULT_TRAINING.quantile
+    multiplier: float = DEFAULT_TRAINING.multiplier
+    ewma_alpha: float = DEFAULT_TRAINING.ewma_alpha
     window: int | None = None
     units: int | None = None
     epochs: int | None = None
@@ -593,11 +594,8 @@ def _fleet_model(
         return stored_model(settings.model_dir, request.model_version, options)  # type: ignore[attr-defined]
     if request.source != "simulate":
         raise ValueError("--train and --detector iforest on CSV need --train-rows N (each file trains on its first N rows)")
-    from producers.simulator import normal_training_series
-
-    series = normal_training_series(40, 2000, rate_hz=rate_hz, seed=1)
-    every = "" if rate_hz == 1.0 else f" every {1 / rate_hz:g}s"
-    return build_model(series, features, options, source=f"simulator: 40 devices x 2000 readings{every}, seed 1")
+    data = dataclasses.replace(DEFAULT_DATA, rate_hz=rate_hz)
+    return build_model(data.series(), features, options, source=data.source())
 
 
 def print_report(report: EvaluationReport, console: object) -> None:
