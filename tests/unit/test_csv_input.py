@@ -13,7 +13,9 @@ from rich.console import Console
 
 from stream_app.pipeline.detector import Detector
 from stream_app.lab.evaluate import EvaluateOptions, Model, evaluate_shared, print_report, sampling_gap_s, unlabelled_caveats
-from stream_app.lab.skab import parse_times, read_labelled_csv, sniff_delimiter
+from stream_app.lab.csv_input import sniff_delimiter
+from stream_app.lab.skab import parse_times, read_labelled_csv
+
 
 from .test_evaluate import _detector
 
