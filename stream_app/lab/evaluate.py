@@ -28,7 +28,7 @@ from stream_app.contracts import Reading
 from stream_app.pipeline.detector import Detector, DetectorConfig
 from stream_app.models.store import ModelBundle
 from stream_app.lab.nab import EventWindowScore, events_score
-from stream_app.lab.quality import BestF1, DeviceTrace, EventMetrics, PointMetrics, best_f1, event_metrics, openings, point_metrics, runs
+from stream_app.lab.quality import BestF1, DeviceTrace, EventMetrics, PointMetrics, best_f1, event_metrics, match_events, openings, point_metrics, runs
 from stream_app.lab.skab import LabelledSeries
 from stream_app.training.fit import TrainingConfig
 from stream_app.training.recipe import DEFAULT_DATA, DEFAULT_TRAINING
@@ -393,9 +393,7 @@ def benign_false_episodes(traces: list[Trace], spans: list[object], *, grace: in
         by_device.setdefault(span.device_id, []).append(span)
     for t in traces:
         opened = openings(t.is_open)
-        matched = np.zeros(len(opened), bool)
-        for start, end in runs(t.truth):
-            matched |= (opened >= start) & (opened <= end + grace)
+        _, matched = match_events(opened, runs(t.truth), grace=grace)
         for at in t.ts[opened[~matched]].tolist():
             for kind in {s.kind for s in by_device.get(t.device_id, []) if s.start <= at <= s.end + BENIGN_AFTER_MS}:
                 counts[kind] = counts.get(kind, 0) + 1

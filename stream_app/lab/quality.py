@@ -83,6 +83,23 @@ def openings(is_open: np.ndarray) -> np.ndarray:
     return np.flatnonzero(is_open & ~np.concatenate([[False], is_open[:-1]]))
 
 
+def match_events(opened: np.ndarray, events: Sequence[tuple[int, int]], *, grace: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """The one event matcher: per event, the positions of the openings that detect it (from its start to
+    its end plus ``grace``), and a mask of the openings that detected any event (the rest are false).
+
+    One device's ascending ``opened`` positions and its events' (start, end), in one unit: sample
+    indices here, epoch ms for the demo's alerts (``evaluation.match_episodes``).
+    """
+    opened = np.asarray(opened)
+    used = np.zeros(len(opened), bool)
+    hits = []
+    for start, end in events:
+        hit = (opened >= start) & (opened <= end + grace)
+        used |= hit
+        hits.append(opened[hit])
+    return hits, used
+
+
 class FailureEvent(BaseModel):
     device_id: str
     start: int  # index of the first labelled point
@@ -165,13 +182,12 @@ def event_metrics(traces: Sequence[DeviceTrace], *, grace: int) -> EventMetrics:
     for t in traces:
         opened = openings(t.is_open)
         episodes += len(opened)
-        used = np.zeros(len(opened), bool)
-        for start, end in runs(t.truth):
-            hit = (opened >= start) & (opened <= end + grace)
-            used |= hit
-            event = FailureEvent(device_id=t.device_id, start=start, end=end, start_ms=int(t.ts[start]), episodes=int(hit.sum()))
-            if hit.any():
-                at = int(opened[hit][0])
+        events = runs(t.truth)
+        hits, used = match_events(opened, events, grace=grace)
+        for (start, end), hit in zip(events, hits):
+            event = FailureEvent(device_id=t.device_id, start=start, end=end, start_ms=int(t.ts[start]), episodes=len(hit))
+            if len(hit):
+                at = int(hit[0])
                 event.detected_at = at
                 event.delay_samples = at - start
                 event.delay_s = (int(t.ts[at]) - int(t.ts[start])) / 1000
