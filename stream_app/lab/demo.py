@@ -27,7 +27,7 @@ from stream_app.lab.evaluation import match_episodes
 from stream_app.models.store import ModelStore
 from stream_app.config.settings import Settings
 from stream_app.worker.sinks import RedisKeys
-from stream_app.worker.topics import ensure_topics
+from stream_app.worker.topics import ensure_topics, read_topic
 
 
 class DemoError(Exception):
@@ -77,7 +77,7 @@ def _run(settings: Settings, state_dir: Path, console: Console, *, devices: int,
             waited = _wait_until_scored(client, settings, stats.last_ts_ms or {}, worker, timeout_s=240)
         console.print(f"[green]✓[/] worker caught up in {waited:.1f}s")
         alerts = [Alert.model_validate_json(f[b"alert"]) for _, f in client.xrange(RedisKeys(settings.redis_prefix).alerts)]
-        dead = _count_topic(settings, settings.dlq_topic)
+        dead = len(read_topic(settings, settings.dlq_topic, idle_s=1.5, name="demo-count"))
         return _summary(console, sim, plan, stats.readings, alerts, dead)
 
 
@@ -111,25 +111,6 @@ def _wait_until_scored(
             return time.monotonic() - started
         time.sleep(0.25)
     raise DemoError(f"the worker did not score every reading within {timeout_s:.0f}s; see {worker.log}")
-
-
-def _count_topic(settings: Settings, topic: str) -> int:
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-    from stream_app.config.kafka_config import consumer_config
-
-    consumer = Consumer(consumer_config(settings, "floorwatch-demo-count", **{"enable.auto.commit": False}))
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
-        count, idle_since = 0, time.monotonic()
-        while time.monotonic() - idle_since < 1.5:
-            message = consumer.poll(0.2)
-            if message is not None and not message.error():
-                count, idle_since = count + 1, time.monotonic()
-        return count
-    finally:
-        consumer.close()
 
 
 def _summary(console: Console, sim, plan: Scenario, readings: int, alerts: list[Alert], dead: int) -> bool:  # type: ignore[no-untyped-def]

@@ -10,15 +10,13 @@ import orjson
 import pytest
 import redis
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
 from producers.publish import ReadingPublisher, reading_json
 
 from stream_app.contracts import Alert, iso_ms
-from stream_app.config.kafka_config import consumer_config
 from stream_app.config.settings import Settings
 from stream_app.lab.harness import WorkerProcess
 from stream_app.worker.sinks import RedisKeys
+from stream_app.worker.topics import read_topic
 
 # One normal reading (the simulator's idle levels): probes that wake a worker without alerting.
 NORMAL = {"temperature": 0.06, "vibration": 0.075, "motor_rpm": 0.045, "motor_amps": 0.084}
@@ -77,19 +75,7 @@ def redis_alerts(settings: Settings, device_prefix: str) -> list[Alert]:
 
 
 def topic_messages(settings: Settings, topic: str, idle_s: float = 2.0) -> list[bytes]:
-    consumer = Consumer(consumer_config(settings, f"test-read-{time.time_ns()}", **{"enable.auto.commit": False}))
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
-        out, idle_since = [], time.monotonic()
-        while time.monotonic() - idle_since < idle_s:
-            message = consumer.poll(0.2)
-            if message is not None and not message.error():
-                out.append(message.value())
-                idle_since = time.monotonic()
-        return out
-    finally:
-        consumer.close()
+    return read_topic(settings, topic, idle_s=idle_s, name="test-read")
 
 
 def topic_alerts(settings: Settings, device_prefix: str) -> list[Alert]:
