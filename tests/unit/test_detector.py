@@ -7,42 +7,23 @@ from pathlib import Path
 import numpy as np
 
 from stream_app.contracts import Reading
-from stream_app.pipeline.detector import Detector, DetectorConfig
+from stream_app.pipeline.detector import Detector, DetectorConfig, RefitHook
 from stream_app.pipeline.episodes import EpisodeRule
 from stream_app.pipeline.lines import LineConfig
-from stream_app.models.store import ModelBundle, ModelCard, Scaler, Thresholds, TrainingSummary, ValidationMetrics
 from stream_app.pipeline.reservoir import RefitConfig
-from stream_app.pipeline.scorer import Scores
-
-T0 = 1_795_000_000_000
-
-
-class MaxScorer:
-    """A stand-in model: a feature's error is its largest value in the window."""
-
-    max_batch = 16
-
-    def score(self, windows: np.ndarray) -> Scores:
-        errors = windows.max(axis=1).astype(np.float32)
-        return Scores(feature_errors=errors, score=errors.max(axis=1))
+from tests.support.builders import T0, MaxScorer, bundle
+from tests.support.builders import detector as build_detector
 
 
-def detector(*, warmup: int = 20, on_refit=None, refit: RefitConfig = RefitConfig()) -> Detector:  # type: ignore[no-untyped-def]
-    card = ModelCard(
-        features=["x"], window=2, units=0,
-        training=TrainingSummary(source="t", series=1, readings=1, train_windows=1, validation_windows=1,
-                                 feature_mean={}, feature_std={}, epochs=0),
-        validation=ValidationMetrics(train_loss=0, validation_loss=0, validation_score_p50=0, validation_score_p99=0,
-                                     validation_score_max=0, validation_windows_over_threshold=0),
-    )  # fmt: skip
-    thresholds = Thresholds(quantile=0.99, multiplier=1.0, threshold=1.0, feature_reference=[1.0], stuck_features=[])
-    bundle = ModelBundle(path=Path("."), card=card, scaler=Scaler(mean=[0.0], scale=[1.0]), thresholds=thresholds)
+
+def detector(*, warmup: int = 20, on_refit: RefitHook | None = None, refit: RefitConfig = RefitConfig()) -> Detector:
+    """Adaptive lines on one feature ``x``, windows of 2: an episode opens after 3 windows over the line."""
     config = DetectorConfig(
         rule=EpisodeRule(open_after=3, close_after=5, close_ratio=0.8),
         lines=LineConfig(history=32, block=2, warmup=warmup, max_step=0.05),
         refit=refit,
     )
-    return Detector(bundle, MaxScorer(), config, on_refit=on_refit)  # type: ignore[arg-type]
+    return build_detector(bundle(["x"], window=2), config, scorer=MaxScorer(max_batch=16), on_refit=on_refit)
 
 
 def run(d: Detector, xs: list[float], *, device: str = "d", start: int = 0) -> list[tuple[int, str]]:
@@ -90,3 +71,35 @@ def test_a_refit_hook_sees_only_windows_before_it_is_called() -> None:
     assert len(calls) >= 2
     assert all(n <= 64 for n, _ in calls)
     assert all(b - a >= 10_000 for (_, a), (_, b) in zip(calls, calls[1:]))
+
+
+def test_evict_idle_drops_only_devices_idle_longer_than_the_limit_by_the_workers_clock() -> None:
+    d = detector(warmup=2)
+    now = T0 + 10**9
+
+    def send(device: str, i: int, at: int) -> None:
+        d.process([Reading(device_id=device, ts=T0 + i * 1000, values={"x": 0.5})], now_ms=at)
+
+    for i in range(4):
+        send("old", i, now)
+        send("busy", i, now)
+    send("busy", 10, now + 50_000)
+    assert d.devices == 2
+    assert d.evict_idle(now + 60_000, 30_000) == ["old"]  # busy was seen 10 s before, old 60 s
+    assert d.devices == 1 and d.unseen(["old", "busy"]) == ["old"]
+    assert not d.episodes.knows("old") and len(d.model_lines) == len(d.level_lines) <= 1
+    send("old", 0, now + 61_000)  # back: starts afresh, an old timestamp is no longer "out of order"
+    assert d.devices == 2 and d.windows.filled(d.windows._slots["old"]) == 1
+
+
+def test_memory_stays_flat_when_every_device_is_new_and_idle_ones_are_evicted() -> None:
+    d = detector(warmup=2)
+    sizes = []
+    for round_ in range(5):
+        now = T0 + round_ * 1_000_000
+        for k in range(0, 2_000, 500):
+            batch = [Reading(device_id=f"r{round_}-{k + j}", ts=T0, values={"x": 0.5}) for j in range(500)]
+            d.process(batch, now_ms=now)
+        d.evict_idle(now + 1_000_000, 500_000)
+        sizes.append(d.windows.nbytes)
+    assert d.devices == 0 and len(set(sizes)) == 1  # the arrays never grew after the first round

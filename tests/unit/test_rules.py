@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -12,9 +10,8 @@ from stream_app.contracts import Reading
 from stream_app.pipeline.lines import LineConfig
 from stream_app.pipeline.detector import Detection, Detector, DetectorConfig
 from stream_app.pipeline.episodes import EpisodeRule
-from stream_app.models.store import ModelBundle, ModelCard, Scaler, Thresholds, TrainingSummary, ValidationMetrics
 from stream_app.pipeline.rules import Rule, parse_rules
-from stream_app.pipeline.scorer import Scores
+from tests.support.builders import bundle, detector
 from stream_app.config.settings import Settings
 
 T0 = 1_700_000_000_000
@@ -117,39 +114,15 @@ def test_a_bad_rule_is_a_settings_error(monkeypatch: pytest.MonkeyPatch) -> None
 # --- the detector ----------------------------------------------------------------------------
 
 
-class PerFeatureMaxScorer:
-    """A stand-in model: each feature's error is its largest value in the window; the score, the largest."""
-
-    max_batch = 8
-
-    def score(self, windows: np.ndarray) -> Scores:
-        errors = windows.max(axis=1).astype(np.float32)
-        return Scores(feature_errors=errors, score=errors.max(axis=1))
-
-
 def _detector(
     rules: str = "", *, stride: int = 1, window: int = 3, open_after: int = 3, **thresholds_extra: object
 ) -> Detector:
-    features = ["x", "y"]
-    card = ModelCard(
-        features=features, window=window, units=0,
-        training=TrainingSummary(source="t", series=1, readings=1, train_windows=1, validation_windows=1,
-                                 feature_mean={}, feature_std={}, epochs=0),
-        validation=ValidationMetrics(train_loss=0, validation_loss=0, validation_score_p50=0, validation_score_p99=0,
-                                     validation_score_max=0, validation_windows_over_threshold=0),
-    )  # fmt: skip
     # No envelope and no stuck features: only the model (line at 1.0) and the rules can alert.
-    thresholds = Thresholds.model_validate(
-        dict(quantile=0.99, multiplier=1.0, threshold=1.0, feature_reference=[1.0, 1.0], stuck_features=[])
-        | thresholds_extra
-    )
-    scaler = Scaler(mean=[0.0, 0.0], scale=[1.0, 1.0])
-    bundle = ModelBundle(path=Path("."), card=card, scaler=scaler, thresholds=thresholds)
     episodes = EpisodeRule(open_after=open_after, close_after=3, close_ratio=0.8)
     config = DetectorConfig(
         stride=stride, rule=episodes, rules=tuple(parse_rules(rules)), lines=LineConfig(enabled=False), min_check_windows=0
     )
-    return Detector(bundle, PerFeatureMaxScorer(), config)  # type: ignore[arg-type]
+    return detector(bundle(["x", "y"], window, **thresholds_extra), config)
 
 
 def _readings(x: list[float], y: float = 0.5) -> list[Reading]:
