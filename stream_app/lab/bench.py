@@ -141,7 +141,7 @@ def memory(bundle: ModelBundle, device_counts: Sequence[int], max_batch: int = 1
                 devices=count,
                 rss_mb=round(rss_mb(), 1),
                 delta_mb=round(rss_mb() - base, 1),
-                window_store_mb=round(detector.windows.nbytes / 2**20, 1),
+                window_store_mb=round(detector.windows.nbytes / 2**20, 3),
             )
         )
     return out
