@@ -2,7 +2,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test demo faults bench clean kafka-jars
+.PHONY: install typecheck test demo faults bench clean kafka-jars
 
 # The stamp reinstalls only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -24,9 +24,13 @@ $(KAFKA_JARS): kafka/pom.xml
 
 kafka-jars: $(KAFKA_JARS)
 
+# mypy over stream_app/ (config: pyproject.toml [tool.mypy]); `make test` runs it first.
+typecheck: install
+	$(BIN)/mypy
+
 # Apache Kafka's part of the suite runs whenever Java is here (jars fetched once); without Java or
 # Maven it is skipped, except under CI=true, where it fails.
-test: install
+test: install typecheck
 	@if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then $(MAKE) --no-print-directory kafka-jars; \
 	else echo "note: Java or Maven missing: the Apache Kafka tests will be skipped (fail under CI=true)"; fi
 	$(BIN)/pytest -q
@@ -42,4 +46,4 @@ bench: install
 	$(BIN)/floorwatch bench
 
 clean:
-	rm -rf $(VENV) .floorwatch *.egg-info kafka/jars kafka/target
+	rm -rf $(VENV) .floorwatch *.egg-info kafka/jars kafka/target .mypy_cache

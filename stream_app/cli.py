@@ -8,7 +8,7 @@ import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from pydantic import ValidationError
@@ -19,7 +19,9 @@ from stream_app.config.settings import Settings
 from stream_app.training.recipe import DEFAULT_DATA, DEFAULT_TRAINING, SimulatedNormal
 
 if TYPE_CHECKING:
+    from stream_app.contracts import Alert
     from stream_app.models.store import ModelStore
+    from stream_app.worker.health import HealthEvent
 
 app = typer.Typer(
     help="floorwatch: real-time anomaly detection for industrial sensors.",
@@ -307,7 +309,7 @@ def models_compare(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
 
     settings = _settings()
 
-    async def fetch():  # type: ignore[no-untyped-def]
+    async def fetch() -> tuple[Any, ...]:
         client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
         try:
             feedback = FeedbackStore(client, settings.redis_prefix)
@@ -383,7 +385,7 @@ def models_autopilot(group: GroupOption = None) -> None:
     console.print(f"autopilot for group {name}: waiting for drift events (Ctrl-C to stop)")
     last_id = "$"
     while True:
-        async def wait(last: str):  # type: ignore[no-untyped-def]
+        async def wait(last: str) -> tuple[str, HealthEvent]:
             client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
             try:
                 return await next_drift_event(client, settings.redis_prefix, name, last)
@@ -412,7 +414,7 @@ def models_health(
     settings = _settings()
     groups = [DEFAULT_GROUP, *(g.name for g in settings.asset_group_list())]
 
-    async def fetch():  # type: ignore[no-untyped-def]
+    async def fetch() -> tuple[Any, ...]:
         client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
         try:
             return (
@@ -627,7 +629,7 @@ def alerts_label(
     settings = _settings()
     feedback = Feedback(alert_id=alert_id, verdict="confirmed" if confirmed else "false_alarm", note=note, by=by or _who())
 
-    async def record():  # type: ignore[no-untyped-def]
+    async def record() -> Alert:
         client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
         try:
             return await FeedbackStore(client, settings.redis_prefix).record(feedback)
@@ -644,7 +646,7 @@ def alerts_label(
     )
 
 
-def _print_alert(alert, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+def _print_alert(alert: Alert, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(alert.model_dump_json() + "\n")
         sys.stdout.flush()
@@ -688,7 +690,7 @@ def bench(
     )  # fmt: skip
     if broker not in ("embedded", "kafka"):
         raise CliError(f"--broker must be embedded or kafka, not {broker!r}")
-    config.broker = broker  # type: ignore[assignment]
+    config.broker = "kafka" if broker == "kafka" else "embedded"
     if broker == "kafka" and e2e:
         from stream_app.lab.kafka_local import kafka_available
 

@@ -199,7 +199,7 @@ def run_bench(settings: Settings, config: BenchConfig, console: Console, *, mode
         return result
 
 
-def _end_to_end(settings: Settings, config: BenchConfig, result: BenchResult, workdir: Path, log) -> None:  # type: ignore[no-untyped-def]
+def _end_to_end(settings: Settings, config: BenchConfig, result: BenchResult, workdir: Path, log: Callable[[str], None]) -> None:
     from stream_app.lab.bench_e2e import drain, measure_latency, phase_settings, produce_backlog
     from stream_app.lab.harness import WorkerProcess, fresh_services
 
@@ -308,9 +308,9 @@ def print_result(result: BenchResult, console: Console) -> None:
         table = Table(title="Lifecycle cost on the batch path (in process, no Kafka/Redis; each step timed, median of 3 passes)")
         for col in ("configuration", "readings", "seconds", "readings/s", "overhead"):
             table.add_column(col, justify="right")
-        for r in result.lifecycle:
-            table.add_row(str(r["config"]), f"{r['readings']:,}", f"{r['seconds']:.2f}", f"{r['readings_per_s']:,.0f}",
-                          f"{float(r['overhead']):+.1%}")  # type: ignore[arg-type]  # fmt: skip
+        for row in result.lifecycle:
+            table.add_row(str(row["config"]), f"{row['readings']:,}", f"{row['seconds']:.2f}", f"{row['readings_per_s']:,.0f}",
+                          f"{float(row['overhead']):+.1%}")  # fmt: skip
         console.print(table)
     if result.swap:
         w = result.swap

@@ -52,7 +52,8 @@ def produce_backlog(settings: Settings, devices: int, per_device: int, batch: in
     scenario = Scenario(devices=devices, duration_s=per_device, seed=seed)
     sim = FleetSimulator(scenario, int(time.time() * 1000) - per_device * 1000 - 5_000)
     publisher = ReadingPublisher(settings)
-    messages, pending = 0, {d: [] for d in sim.device_ids}
+    messages = 0
+    pending: dict[str, list[dict[str, object]]] = {d: [] for d in sim.device_ids}
     for ts, values in sim.ticks():
         for device, row in zip(sim.device_ids, values.tolist()):
             if batch <= 1:

@@ -20,6 +20,7 @@ from rich.table import Table
 from producers.fleet import run_simulation
 from producers.publish import ReadingPublisher
 from producers.scenarios import Scenario, random_failures
+from producers.simulator import FleetSimulator
 
 from stream_app.contracts import Alert
 from stream_app.lab.harness import WorkerExited, WorkerProcess, fresh_services
@@ -113,7 +114,7 @@ def _wait_until_scored(
     raise DemoError(f"the worker did not score every reading within {timeout_s:.0f}s; see {worker.log}")
 
 
-def _summary(console: Console, sim, plan: Scenario, readings: int, alerts: list[Alert], dead: int) -> bool:  # type: ignore[no-untyped-def]
+def _summary(console: Console, sim: FleetSimulator, plan: Scenario, readings: int, alerts: list[Alert], dead: int) -> bool:
     period_ms = int(sim.period_ms)
     report = match_episodes(sim.labels(), alerts, grace_ms=16 * period_ms)
     table = Table(title="Injected failures")

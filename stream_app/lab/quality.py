@@ -25,28 +25,28 @@ class PointMetrics(BaseModel):
     tn: int
     fn: int
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def precision(self) -> float:
         return _ratio(self.tp, self.tp + self.fp)
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def recall(self) -> float:
         return _ratio(self.tp, self.tp + self.fn)
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def f1(self) -> float:
         return _ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def far(self) -> float:
         """False alarm rate: FP / (FP + TN), the share of normal points flagged."""
         return _ratio(self.fp, self.fp + self.tn)
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def mar(self) -> float:
         """Missing alarm rate: FN / (FN + TP), the share of anomalous points not flagged."""
@@ -117,12 +117,12 @@ class EventMetrics(BaseModel):
     false_episodes: int
     normal_device_hours: float
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def detected(self) -> int:
         return sum(1 for f in self.failures if f.detected_at is not None)
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def injected(self) -> int:
         return len(self.failures)
@@ -130,31 +130,31 @@ class EventMetrics(BaseModel):
     def _delays(self, name: str) -> np.ndarray:
         return np.array([getattr(f, name) for f in self.failures if f.detected_at is not None], float)
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def delay_samples_median(self) -> float | None:
         d = self._delays("delay_samples")
         return float(np.median(d)) if len(d) else None
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def delay_samples_max(self) -> int | None:
         d = self._delays("delay_samples")
         return int(d.max()) if len(d) else None
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def delay_s_median(self) -> float | None:
         d = self._delays("delay_s")
         return float(np.median(d)) if len(d) else None
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def delay_s_max(self) -> float | None:
         d = self._delays("delay_s")
         return float(d.max()) if len(d) else None
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def false_per_device_hour(self) -> float:
         return self.false_episodes / self.normal_device_hours if self.normal_device_hours > 0 else 0.0

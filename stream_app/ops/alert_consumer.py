@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
+from typing import Literal
 
 from pydantic import ValidationError
 
@@ -35,7 +36,7 @@ def follow_alerts(
     """Yield alerts from the topic as they come. Uses manual assignment: no group, no commits."""
     # 500 ms, not the embedded profile's 20 ms: the worker writes each alert as a one-record batch,
     # and past ~30,000 of those the embedded broker answers short fetch waits with nothing (see stall.py).
-    start = "beginning" if from_beginning else "end"
+    start: Literal["beginning", "end"] = "beginning" if from_beginning else "end"
     with assigned_reader(settings, settings.alerts_topic, start=start, name="tail", **{"fetch.wait.max.ms": 500}) as consumer:
         seen, shown, last = SeenIds(), 0, time.monotonic()
         while True:
@@ -46,7 +47,7 @@ def follow_alerts(
                 continue
             last = time.monotonic()
             try:
-                alert = Alert.model_validate_json(message.value())
+                alert = Alert.model_validate_json(message.value() or b"")
             except ValidationError:
                 continue  # not an alert of ours; the topic is shared with other producers
             if seen.first_time(alert.alert_id):

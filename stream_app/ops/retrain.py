@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from typing import TYPE_CHECKING, Any
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +33,10 @@ from stream_app.worker.topics import assigned_reader
 from stream_app.pipeline.routing import DEFAULT_GROUP, GroupRouter
 from stream_app.config.settings import Settings
 from stream_app.worker.sinks import RedisKeys
+
+if TYPE_CHECKING:
+    from stream_app.models.store import ModelBundle
+    from stream_app.training.fit import TrainingConfig
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +165,7 @@ def parse_since(text: str) -> int:
 def collect(settings: Settings, since_ms: int, features: list[str], group: str, *, window: int) -> tuple[NormalSeries, dict[str, int], RecentReadings]:
     recent = read_recent(settings, since_ms, features, group)
 
-    async def spans():  # type: ignore[no-untyped-def]
+    async def spans() -> tuple[dict[str, list[Span]], dict[str, int]]:
         client = aioredis.from_url(settings.redis_url_value(), socket_connect_timeout=3)
         try:
             return await left_out_spans(client, settings.redis_prefix, set(recent.ts))
@@ -171,7 +176,7 @@ def collect(settings: Settings, since_ms: int, features: list[str], group: str, 
     return normal_series(recent, left_out, window=window, max_gap_ms=int(settings.max_gap_s * 1000)), counts, recent
 
 
-def compare_on(current_bundle, candidate_notes: dict, series: list[np.ndarray], config) -> dict:  # type: ignore[no-untyped-def]
+def compare_on(current_bundle: ModelBundle, candidate_notes: dict[str, Any], series: list[np.ndarray], config: TrainingConfig) -> dict[str, Any]:
     """The current model's figures on the candidate's validation windows (same split as training)."""
     from stream_app.pipeline.scorer import Scorer
     from stream_app.training.fit import TrainingData
@@ -190,7 +195,8 @@ def compare_on(current_bundle, candidate_notes: dict, series: list[np.ndarray], 
     }
 
 
-def train_from_topic(settings: Settings, since: str, group: str | None, config, *, features: list[str] | None = None):  # type: ignore[no-untyped-def]
+def train_from_topic(settings: Settings, since: str, group: str | None, config: TrainingConfig, *,
+                     features: list[str] | None = None) -> tuple[ModelBundle, dict[str, Any]]:  # fmt: skip
     """Read, leave out, train, compare; the candidate is saved, not promoted. Returns (bundle, summary)."""
     from stream_app.models.store import ModelStore, ModelStoreError
     from stream_app.training.fit import train

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import faust
 import redis.asyncio as aioredis
@@ -29,6 +30,7 @@ from stream_app.worker.exactly_once import BatchTransaction, transactions_enable
 from stream_app.pipeline.group_detector import GroupDetector
 from stream_app.config.kafka_config import faust_broker_settings
 from stream_app.worker.lifecycle import Lifecycle
+from stream_app.worker.messages import offset_of, partition_of
 from stream_app.worker.metrics import Metrics
 from stream_app.config.settings import Settings
 from stream_app.worker.sinks import RedisSink, alert_bytes
@@ -53,7 +55,7 @@ def create_app(
     )
     # Readings come through consume.py; Faust's own consumer would only join a group for nothing.
     app.boot_strategy = BootStrategy(app, enable_kafka_consumer=False)
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     alerts_topic = app.topic(settings.alerts_topic, partitions=settings.alerts_partitions, **raw)
     dlq_topic = app.topic(settings.dlq_topic, partitions=1, **raw)
     transaction = BatchTransaction(settings) if transactions_enabled(settings) else None
@@ -176,13 +178,13 @@ async def _resume_episodes(detector: GroupDetector, sink: RedisSink, device_ids:
         log.info("resumed %d open episode(s) of devices new to this worker", len(episodes))
 
 
-Send = Callable[[faust.TopicT, "bytes | None", bytes], Awaitable[asyncio.Future]]
+Send = Callable[[faust.TopicT, "bytes | None", bytes], Awaitable[Awaitable[Any]]]
 
 
 def _sender(transaction: BatchTransaction | None) -> Send:
     """Faust's producer (at-least-once), or the batch's transaction (exactly-once, see exactly_once.py)."""
 
-    async def send(topic: faust.TopicT, key: bytes | None, value: bytes) -> asyncio.Future:
+    async def send(topic: faust.TopicT, key: bytes | None, value: bytes) -> Awaitable[Any]:
         if transaction is None:
             return await topic.send(key=key, value=value)
         transaction.send(topic.get_topic_name(), key, value)
@@ -193,8 +195,9 @@ def _sender(transaction: BatchTransaction | None) -> Send:
     return send
 
 
-async def _to_dlq(send: Send, topic: faust.TopicT, message: Message, rejection: Rejection) -> asyncio.Future:
+async def _to_dlq(send: Send, topic: faust.TopicT, message: Message, rejection: Rejection) -> Awaitable[Any]:
+    topic_name, partition = partition_of(message)
     key, value = dead_letter_record(
-        rejection, topic=message.topic(), partition=message.partition(), offset=message.offset(), key=message.key()
+        rejection, topic=topic_name, partition=partition, offset=offset_of(message), key=message.key()
     )
     return await send(topic, key, value)

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any, Literal
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
 from stream_app.config.kafka_config import confluent_config, consumer_config
 from stream_app.config.settings import Settings
@@ -30,7 +30,7 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
     }
 
 
-def _metadata(admin: AdminClient, timeout_s: float):  # type: ignore[no-untyped-def]
+def _metadata(admin: AdminClient, timeout_s: float) -> ClusterMetadata:
     """The cluster's metadata; a refused login raises ``KafkaLoginError`` within a second or so
     (``poll`` serves the error callback, see kafka_config.py) instead of after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
