@@ -11,7 +11,7 @@ from stream_app.config.settings import Settings
 from stream_app.lab.embedded import EmbeddedServices
 from stream_app.lab.harness import WorkerProcess, fresh_embedded, pointed_at
 from stream_app.worker.topics import ensure_topics
-from tests.support.services import probe_until_scored
+from tests.support.services import scoring_worker
 
 pytestmark = pytest.mark.integration
 
@@ -43,9 +43,5 @@ def settings(request: pytest.FixtureRequest, services: EmbeddedServices, tiny_mo
 @pytest.fixture(scope="session")
 def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     log = tmp_path_factory.mktemp("worker") / "worker.log"
-    with WorkerProcess(settings.model_copy(update={"log_level": "info"}), log) as process:
-        try:
-            probe_until_scored(settings, process)  # ready when a probe reading has been scored
-            yield process
-        finally:
-            print(process.tail(2000))
+    with scoring_worker(settings, log) as process:
+        yield process

@@ -13,11 +13,10 @@ import pytest
 from pydantic import SecretStr
 
 from stream_app.lab.embedded import EmbeddedServices
-from stream_app.lab.harness import WorkerProcess
 from stream_app.lab.kafka_local import KafkaCluster, SecureListener, make_keystore
 from stream_app.config.settings import Settings
 from stream_app.worker.topics import ensure_topics
-from tests.support.services import cli_env, probe_until_scored, require_kafka
+from tests.support.services import cli_env, require_kafka, scoring_worker
 
 pytestmark = pytest.mark.integration
 
@@ -65,8 +64,8 @@ def secure_settings(secure_kafka, services: EmbeddedServices, tiny_model_dir: Pa
 
 
 def test_worker_and_producer_over_sasl_ssl_and_no_secret_in_the_log(secure_settings: Settings, tmp_path: Path) -> None:
-    with WorkerProcess(secure_settings.model_copy(update={"log_level": "info"}), tmp_path / "worker.log") as worker:
-        probe_until_scored(secure_settings, worker, "secure-0", timeout_s=150)  # produced and consumed over SASL_SSL
+    with scoring_worker(secure_settings, tmp_path / "worker.log", "secure-0", timeout_s=150) as worker:
+        pass  # a probe produced and consumed over SASL_SSL, and its alerts sent
     text = worker.log_text()
     assert PASSWORD not in text and KEYSTORE_PASSWORD not in text
 

@@ -29,7 +29,7 @@ from stream_app.worker.sinks import RedisKeys
 from stream_app.worker.topics import ensure_topics
 
 from stream_app.lab.harness import WorkerProcess
-from tests.support.services import NORMAL, probe_until_scored, redis_alerts, topic_alerts, topic_messages, wait_log, wait_scored
+from tests.support.services import NORMAL, redis_alerts, topic_alerts, topic_messages, scoring_worker, wait_log, wait_scored
 
 pytestmark = pytest.mark.integration
 
@@ -69,12 +69,8 @@ def lc_settings(settings: Settings, tiny_model_dir: Path, tmp_path_factory: pyte
 @pytest.fixture(scope="module")
 def lc_worker(lc_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     log = tmp_path_factory.mktemp("lc-worker") / "worker.log"
-    with WorkerProcess(lc_settings.model_copy(update={"log_level": "info"}), log) as worker:
-        try:
-            probe_until_scored(lc_settings, worker, "lcprobe-0")
-            yield worker
-        finally:
-            print(worker.tail())
+    with scoring_worker(lc_settings, log, "lcprobe-0") as worker:
+        yield worker
 
 
 def _noisy(rng: np.random.Generator) -> dict[str, float]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -37,6 +39,17 @@ def probe_until_scored(settings: Settings, worker: WorkerProcess, device: str = 
         publisher.flush()
         time.sleep(0.5)
     del publisher  # a producer left alive would log reconnect attempts after the broker stops
+
+
+@contextmanager
+def scoring_worker(settings: Settings, log: Path, probe: str = "probe-0", timeout_s: float = 120) -> Iterator[WorkerProcess]:
+    """A worker on ``settings`` (info logs) that has scored a probe reading; its log's tail is printed at the end."""
+    with WorkerProcess(settings.model_copy(update={"log_level": "info"}), log) as worker:
+        try:
+            probe_until_scored(settings, worker, probe, timeout_s)
+            yield worker
+        finally:
+            print(worker.tail())
 
 
 def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
