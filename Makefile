@@ -2,7 +2,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test demo faults bench clean kafka-jars browser
+.PHONY: install typecheck test demo faults bench clean kafka-jars browser
 
 # The stamp reinstalls only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -32,9 +32,13 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "note: chromium not installed: the console's browser test will be skipped"; \
 	else echo "note: chromium missing (apt-get install chromium): the console's browser test will be skipped"; fi
 
+# mypy over stream_app/ (config: pyproject.toml [tool.mypy]); `make test` runs it first.
+typecheck: install
+	$(BIN)/mypy
+
 # Apache Kafka's part of the suite runs whenever Java is here (jars fetched once); without Java or
 # Maven it is skipped, except under CI=true, where it fails.
-test: install browser
+test: install typecheck browser
 	@if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then $(MAKE) --no-print-directory kafka-jars; \
 	else echo "note: Java or Maven missing: the Apache Kafka tests will be skipped (fail under CI=true)"; fi
 	$(BIN)/pytest -q
@@ -50,4 +54,4 @@ bench: install
 	$(BIN)/floorwatch bench
 
 clean:
-	rm -rf $(VENV) .floorwatch *.egg-info kafka/jars kafka/target
+	rm -rf $(VENV) .floorwatch *.egg-info kafka/jars kafka/target .mypy_cache

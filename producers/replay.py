@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import numpy as np
 
 from stream_app.errors import FloorwatchError
 from stream_app.contracts import to_epoch_ms
-from stream_app.lab.skab import sniff_delimiter
+from stream_app.lab.csv_input import read_table
 from stream_app.config.settings import Settings
 
 from .checks import RefusedReadings, check_message, check_not_future, check_sensors
@@ -29,16 +28,9 @@ def read_recording(
 ) -> tuple[list[str], Iterator[tuple[int, np.ndarray]]]:
     """Open a CSV; return the sensor names and an iterator of (ts ms, values)."""
     try:
-        handle = open(path, newline="")
-    except OSError as exc:
-        raise ReplayError(f"cannot open {path}: {exc.strerror}") from exc
-    sample = handle.read(4096)
-    handle.seek(0)
-    sep = delimiter or sniff_delimiter(sample)
-    reader = csv.DictReader(handle, delimiter=sep)
-    header = reader.fieldnames or []
-    if not header:
-        raise ReplayError(f"{path} has no header row")
+        header, table = read_table(path, delimiter)
+    except ValueError as exc:
+        raise ReplayError(str(exc)) from exc
     time_col = time_column or header[0]
     if time_col not in header:
         raise ReplayError(f"time column {time_col!r} not in {path.name} (columns: {', '.join(header)})")
@@ -47,14 +39,15 @@ def read_recording(
     if unknown:
         raise ReplayError(f"column(s) {', '.join(unknown)} not in {path.name}")
 
+    t_i, s_i = header.index(time_col), [header.index(c) for c in sensors]
+
     def rows() -> Iterator[tuple[int, np.ndarray]]:
-        with handle:
-            for line, row in enumerate(reader, start=2):
-                try:
-                    ts = to_epoch_ms(_number_or_text(row[time_col]))
-                    yield ts, np.array([float(row[c]) for c in sensors])
-                except (ValueError, TypeError) as exc:
-                    raise ReplayError(f"{path.name} line {line}: {exc}") from exc
+        for line, row in table:
+            try:
+                ts = to_epoch_ms(_number_or_text(row[t_i]))
+                yield ts, np.array([float(row[i]) for i in s_i])
+            except (ValueError, TypeError, IndexError) as exc:
+                raise ReplayError(f"{path.name} line {line}: {exc}") from exc
 
     return sensors, rows()
 

@@ -8,7 +8,7 @@ import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from pydantic import ValidationError
@@ -17,9 +17,12 @@ from rich.table import Table
 
 from stream_app.config.settings import Settings
 from stream_app.errors import FloorwatchError
+from stream_app.training.recipe import DEFAULT_DATA, DEFAULT_TRAINING, SimulatedNormal
 
 if TYPE_CHECKING:
+    from stream_app.contracts import Alert
     from stream_app.models.store import ModelStore
+    from stream_app.worker.health import HealthEvent
 
 app = typer.Typer(
     help="floorwatch: real-time anomaly detection for industrial sensors.",
@@ -158,16 +161,16 @@ def show_config() -> None:
 def train(
     csv: Annotated[Optional[list[Path]], typer.Option(help="CSV file(s) of normal data; default: simulated")] = None,
     features: Annotated[Optional[str], typer.Option(help="comma-separated sensor columns (CSV)")] = None,
-    devices: Annotated[int, typer.Option(help="simulated devices")] = 40,
-    samples: Annotated[int, typer.Option(help="simulated readings per device")] = 2000,
-    window: Annotated[int, typer.Option(help="window length T")] = 16,
-    units: Annotated[int, typer.Option(help="LSTM units")] = 16,
-    epochs: Annotated[int, typer.Option()] = 15,
-    quantile: Annotated[float, typer.Option(help="threshold quantile of validation scores")] = 0.999,
-    multiplier: Annotated[float, typer.Option(help="threshold multiplier")] = 1.25,
-    threshold_method: Annotated[str, typer.Option(help="quantile, per-feature or dynamic (telemanom: EWMA-smoothed scores)")] = "quantile",
-    ewma_alpha: Annotated[float, typer.Option(help="dynamic method: EWMA smoothing factor")] = 0.2,
-    seed: Annotated[int, typer.Option()] = 1,
+    devices: Annotated[int, typer.Option(help="simulated devices")] = DEFAULT_DATA.devices,
+    samples: Annotated[int, typer.Option(help="simulated readings per device")] = DEFAULT_DATA.samples,
+    window: Annotated[int, typer.Option(help="window length T")] = DEFAULT_TRAINING.window,
+    units: Annotated[int, typer.Option(help="LSTM units")] = DEFAULT_TRAINING.units,
+    epochs: Annotated[int, typer.Option()] = DEFAULT_TRAINING.epochs,
+    quantile: Annotated[float, typer.Option(help="threshold quantile of validation scores")] = DEFAULT_TRAINING.quantile,
+    multiplier: Annotated[float, typer.Option(help="threshold multiplier")] = DEFAULT_TRAINING.multiplier,
+    threshold_method: Annotated[str, typer.Option(help="quantile, per-feature or dynamic (telemanom: EWMA-smoothed scores)")] = DEFAULT_TRAINING.threshold_method,
+    ewma_alpha: Annotated[float, typer.Option(help="dynamic method: EWMA smoothing factor")] = DEFAULT_TRAINING.ewma_alpha,
+    seed: Annotated[int, typer.Option()] = DEFAULT_DATA.seed,
     promote: Annotated[bool, typer.Option(help="make the new version current")] = True,
     if_missing: Annotated[bool, typer.Option(help="do nothing if the store has a current model")] = False,
     group: GroupOption = None,
@@ -206,10 +209,9 @@ def train(
         series, names, source = _csv_series(csv, features)
     else:
         from producers.scenarios import FEATURES
-        from producers.simulator import normal_training_series
 
-        series = normal_training_series(devices, samples, seed=seed)
-        names, source = FEATURES, f"simulator: {devices} devices x {samples} readings, seed {seed}"
+        data = SimulatedNormal(devices=devices, samples=samples, seed=seed)
+        series, names, source = data.series(), FEATURES, data.source()
     config = TrainingConfig(
         window=window, units=units, epochs=epochs, quantile=quantile, multiplier=multiplier,
         threshold_method=threshold_method, ewma_alpha=ewma_alpha, seed=seed,
@@ -331,7 +333,7 @@ def models_compare(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
 
     settings = _settings()
 
-    async def fetch():  # type: ignore[no-untyped-def]
+    async def fetch() -> tuple[Any, ...]:
         client = async_redis(settings)
         try:
             feedback = FeedbackStore(client, settings.redis_prefix)
@@ -407,7 +409,7 @@ def models_autopilot(group: GroupOption = None) -> None:
     console.print(f"autopilot for group {name}: waiting for drift events (Ctrl-C to stop)")
     last_id = "$"
     while True:
-        async def wait(last: str):  # type: ignore[no-untyped-def]
+        async def wait(last: str) -> tuple[str, HealthEvent]:
             client = async_redis(settings, blocking=True)  # XREAD BLOCK waits by design
             try:
                 return await next_drift_event(client, settings.redis_prefix, name, last)
@@ -436,7 +438,7 @@ def models_health(
     settings = _settings()
     groups = [DEFAULT_GROUP, *(g.name for g in settings.asset_group_list())]
 
-    async def fetch():  # type: ignore[no-untyped-def]
+    async def fetch() -> tuple[Any, ...]:
         client = async_redis(settings)
         try:
             return (
@@ -711,7 +713,7 @@ def alerts_label(
     settings = _settings()
     feedback = Feedback(alert_id=alert_id, verdict="confirmed" if confirmed else "false_alarm", note=note, by=by or _who())
 
-    async def record():  # type: ignore[no-untyped-def]
+    async def record() -> Alert:
         client = async_redis(settings)
         try:
             return await FeedbackStore(client, settings.redis_prefix).record(feedback)
@@ -728,7 +730,7 @@ def alerts_label(
     )
 
 
-def _print_alert(alert, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+def _print_alert(alert: Alert, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(alert.model_dump_json() + "\n")
         sys.stdout.flush()
@@ -772,7 +774,7 @@ def bench(
     )  # fmt: skip
     if broker not in ("embedded", "kafka"):
         raise CliError(f"--broker must be embedded or kafka, not {broker!r}")
-    config.broker = broker  # type: ignore[assignment]
+    config.broker = "kafka" if broker == "kafka" else "embedded"
     if broker == "kafka" and e2e:
         from stream_app.lab.kafka_local import kafka_available
 
@@ -808,13 +810,13 @@ def evaluate(
     point_mode: Annotated[str, typer.Option(help="a point is anomalous when its device's episode is open (episode) or its window is over the line (window)")] = "episode",
     train_model: Annotated[bool, typer.Option("--train", help="simulate/csv: train a fresh model instead of the stored one")] = False,
     model_version: Annotated[Optional[str], typer.Option(help="stored model version (default: current)")] = None,
-    threshold_method: Annotated[str, typer.Option(help="quantile, per-feature or dynamic (telemanom)")] = "quantile",
-    quantile: Annotated[float, typer.Option(help="threshold quantile of validation scores")] = 0.999,
-    multiplier: Annotated[float, typer.Option(help="threshold multiplier")] = 1.25,
-    ewma_alpha: Annotated[float, typer.Option(help="dynamic method: EWMA smoothing factor")] = 0.2,
-    window: Annotated[Optional[int], typer.Option(help="window length T (default 16; 10 per SKAB file)")] = None,
-    units: Annotated[Optional[int], typer.Option(help="LSTM units (default 16; 8 per SKAB file)")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="training epochs (default 15; 20 per SKAB file)")] = None,
+    threshold_method: Annotated[str, typer.Option(help="quantile, per-feature or dynamic (telemanom)")] = DEFAULT_TRAINING.threshold_method,
+    quantile: Annotated[float, typer.Option(help="threshold quantile of validation scores")] = DEFAULT_TRAINING.quantile,
+    multiplier: Annotated[float, typer.Option(help="threshold multiplier")] = DEFAULT_TRAINING.multiplier,
+    ewma_alpha: Annotated[float, typer.Option(help="dynamic method: EWMA smoothing factor")] = DEFAULT_TRAINING.ewma_alpha,
+    window: Annotated[Optional[int], typer.Option(help=f"window length T (default {DEFAULT_TRAINING.window}; 10 per SKAB file)")] = None,
+    units: Annotated[Optional[int], typer.Option(help=f"LSTM units (default {DEFAULT_TRAINING.units}; 8 per SKAB file)")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help=f"training epochs (default {DEFAULT_TRAINING.epochs}; 20 per SKAB file)")] = None,
     level_checks: Annotated[bool, typer.Option(help="apply the level envelope check beside the model")] = True,
     max_gap: Annotated[Optional[float], typer.Option(help="window restart after a silence, seconds (default: config; 300 for SKAB)")] = None,
     batch_size: Annotated[int, typer.Option(help="readings per micro-batch")] = 256,

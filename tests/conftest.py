@@ -21,30 +21,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def require_kafka() -> None:
-    """Skip a test that needs the local Apache Kafka when Java or its jars are missing; under CI, fail."""
-    from stream_app.lab.kafka_local import kafka_available
-
-    reason = kafka_available(_kafka_home())
-    if reason is None:
-        return
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"CI needs Apache Kafka: {reason}", pytrace=False)
-    pytest.skip(f"Apache Kafka not available: {reason}")
-
-
-def _kafka_home() -> Path | None:
-    home = os.environ.get("FLOORWATCH_KAFKA_HOME")
-    return Path(home) if home else None
-
-
 @pytest.fixture(scope="session")
 def kafka_cluster(tmp_path_factory: pytest.TempPathFactory):
     """A one-node Apache Kafka (KRaft) from kafka/jars, once per session."""
     from stream_app.lab.kafka_local import KafkaCluster
+    from tests.support.services import kafka_home, require_kafka
 
     require_kafka()
-    cluster = KafkaCluster(tmp_path_factory.mktemp("kafka"), nodes=1, kafka_home=_kafka_home())
+    cluster = KafkaCluster(tmp_path_factory.mktemp("kafka"), nodes=1, kafka_home=kafka_home())
     cluster.start()
     yield cluster
     cluster.stop()

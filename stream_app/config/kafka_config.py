@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError
@@ -26,7 +27,7 @@ class KafkaLoginError(FloorwatchError):
     """The broker refused our SASL login (wrong user or password): retrying will not help."""
 
 
-def _login_error_cb(settings: Settings):  # type: ignore[no-untyped-def]
+def _login_error_cb(settings: Settings) -> Callable[[KafkaError], None]:
     def on_error(error: KafkaError) -> None:
         # librdkafka would retry a refused login forever, and calls fail later as a vague
         # "transport failure"; raised here, it surfaces from the next poll/flush/consume at once.

@@ -123,7 +123,7 @@ def alert_view(alert: Alert) -> dict:
         "at": alert.window_end, "started_at": e.started_at, "ended_at": e.ended_at, "episode_id": e.episode_id,
         "peak_ratio": e.peak_ratio, "score": alert.score, "threshold": alert.threshold,
         "model": alert.model_version, "close_reason": e.close_reason,
-        "top_feature": max(alert.feature_errors, key=alert.feature_errors.get) if alert.feature_errors else None,
+        "top_feature": max(alert.feature_errors, key=lambda f: alert.feature_errors[f]) if alert.feature_errors else None,
     }  # fmt: skip
 
 

@@ -55,15 +55,11 @@ def ensure_model(settings: Settings, workdir: Path, log: Callable[[str], None]) 
     """The configured store if it has a current model, else a default model trained into ``workdir``."""
     if ModelStore(settings.model_dir).current() is not None:
         return settings.model_dir
-    from producers.scenarios import FEATURES
-    from producers.simulator import normal_training_series
-
-    from stream_app.training.fit import train
+    from stream_app.training.recipe import train_default
 
     root = workdir / "models"
     log(f"no model in {settings.model_dir}: training the default model into {root} (about a minute)")
-    series = normal_training_series(40, 2000, seed=1)
-    train(series, FEATURES, ModelStore(root), source="simulator: 40 devices x 2000 readings, seed 1")
+    train_default(ModelStore(root))
     return root
 
 
@@ -145,7 +141,7 @@ def memory(bundle: ModelBundle, device_counts: Sequence[int], max_batch: int = 1
                 devices=count,
                 rss_mb=round(rss_mb(), 1),
                 delta_mb=round(rss_mb() - base, 1),
-                window_store_mb=round(detector.windows.nbytes / 2**20, 1),
+                window_store_mb=round(detector.windows.nbytes / 2**20, 3),
             )
         )
     return out
@@ -203,20 +199,20 @@ def run_bench(settings: Settings, config: BenchConfig, console: Console, *, mode
         return result
 
 
-def _end_to_end(settings: Settings, config: BenchConfig, result: BenchResult, workdir: Path, log) -> None:  # type: ignore[no-untyped-def]
-    from stream_app.lab.bench_e2e import WorkerProcess, drain, broker_settings, measure_latency, phase_settings, produce_backlog, wait_ready
+def _end_to_end(settings: Settings, config: BenchConfig, result: BenchResult, workdir: Path, log: Callable[[str], None]) -> None:
+    from stream_app.lab.bench_e2e import drain, measure_latency, phase_settings, produce_backlog
+    from stream_app.lab.harness import WorkerProcess, fresh_services
 
     ceiling = {r.batch: r.windows_per_s for r in result.model_only}
     ceiling_batch = min(ceiling, key=lambda b: abs(b - settings.batch_max_size))
-    with broker_settings(settings, config.broker, workdir / "services") as live:
+    with fresh_services(settings, workdir / "services", broker=config.broker) as live:
         forms = [1] + ([config.batched_form] if config.batched_form > 1 else [])
         for form in forms:
             name = "single" if form == 1 else f"batched{form}"
             s = phase_settings(live, name)
             log(f"throughput ({name}): producing {config.devices} devices x {config.readings_per_device} readings")
             total, messages = produce_backlog(s, config.devices, config.readings_per_device, form)
-            worker = WorkerProcess(s, workdir / "logs" / f"worker-{name}.log")
-            try:
+            with WorkerProcess(s, workdir / "logs" / f"worker-{name}.log") as worker:
                 log(f"throughput ({name}): worker draining {total} readings in {messages} messages")
                 seconds, rate, metrics = drain(worker, total, timeout_s=600)
                 windows = int(metrics.get("floorwatch_windows_scored_total", 0))
@@ -237,13 +233,10 @@ def _end_to_end(settings: Settings, config: BenchConfig, result: BenchResult, wo
                         worker_rss_mb=round(worker.rss_mb(), 1),
                     )
                 )
-            finally:
-                worker.stop()
         for rate in config.latency_rates:
             s = phase_settings(live, f"latency{rate:.0f}")
-            worker = WorkerProcess(s, workdir / "logs" / f"worker-latency{rate:.0f}.log")
-            try:
-                wait_ready(worker)
+            with WorkerProcess(s, workdir / "logs" / f"worker-latency{rate:.0f}.log") as worker:
+                worker.wait_ready()
                 time.sleep(3.0)  # the consumer group join
                 log(f"latency: {rate:.0f} readings/s for {config.latency_seconds:.0f}s")
                 result.latency.append(
@@ -256,8 +249,6 @@ def _end_to_end(settings: Settings, config: BenchConfig, result: BenchResult, wo
                         failing=config.latency_failing,
                     )
                 )
-            finally:
-                worker.stop()
 
 
 def _broker_label(settings: Settings, broker: str) -> str:
@@ -317,9 +308,9 @@ def print_result(result: BenchResult, console: Console) -> None:
         table = Table(title="Lifecycle cost on the batch path (in process, no Kafka/Redis; each step timed, median of 3 passes)")
         for col in ("configuration", "readings", "seconds", "readings/s", "overhead"):
             table.add_column(col, justify="right")
-        for r in result.lifecycle:
-            table.add_row(str(r["config"]), f"{r['readings']:,}", f"{r['seconds']:.2f}", f"{r['readings_per_s']:,.0f}",
-                          f"{float(r['overhead']):+.1%}")  # type: ignore[arg-type]  # fmt: skip
+        for row in result.lifecycle:
+            table.add_row(str(row["config"]), f"{row['readings']:,}", f"{row['seconds']:.2f}", f"{row['readings_per_s']:,.0f}",
+                          f"{float(row['overhead']):+.1%}")  # fmt: skip
         console.print(table)
     if result.swap:
         w = result.swap

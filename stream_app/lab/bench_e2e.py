@@ -9,28 +9,19 @@ time in ms) minus the produce time of the reading that closed the alert's window
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import orjson
 import redis
-from pydantic import SecretStr
 
 from stream_app.errors import FloorwatchError
 from producers.publish import ReadingPublisher
 from producers.scenarios import FEATURES, Failure, FailureKind, Scenario
 from producers.simulator import FleetSimulator
 
-from stream_app.lab.bench_stats import Latency, drain_rate, prometheus_values, rss_mb, summarize
+from stream_app.lab.bench_stats import Latency, drain_rate, summarize
 from stream_app.contracts import iso_ms, to_epoch_ms
-from stream_app.lab.embedded import EmbeddedServices, free_port
+from stream_app.lab.harness import WorkerProcess
 from stream_app.config.settings import Settings
 from stream_app.worker.sinks import RedisKeys
 from stream_app.worker.topics import ensure_topics
@@ -38,89 +29,6 @@ from stream_app.worker.topics import ensure_topics
 
 class BenchError(FloorwatchError):
     """A benchmark phase could not run (a service or the worker failed)."""
-
-
-@contextmanager
-def embedded_settings(base: Settings, state_dir: Path) -> Iterator[Settings]:
-    """Fresh embedded services on free ports, and settings pointing at them."""
-    services = EmbeddedServices(state_dir, kafka_port=free_port(), redis_port=free_port())
-    state = services.start()
-    try:
-        yield base.model_copy(
-            update={
-                "kafka_bootstrap_servers": state.bootstrap_servers,
-                "redis_url": SecretStr(state.redis_url),
-                "kafka_profile": "embedded",
-            }
-        )
-    finally:
-        services.stop()
-
-
-@contextmanager
-def kafka_settings(base: Settings, state_dir: Path) -> Iterator[Settings]:
-    """A fresh one-node local Apache Kafka and Redis on free ports, and settings (kafka profile) for them."""
-    from stream_app.lab.kafka_local import LocalKafkaServices
-
-    services = LocalKafkaServices(state_dir, kafka_port=free_port(), redis_port=free_port(), kafka_home=base.kafka_home)
-    cluster, redis_process = services.start()
-    try:
-        yield base.model_copy(
-            update={
-                "kafka_bootstrap_servers": cluster.bootstrap_servers,
-                "redis_url": SecretStr(f"redis://{redis_process.host}:{redis_process.port}/0"),
-                "kafka_profile": "kafka",
-            }
-        )
-    finally:
-        services.stop()
-        services.cluster.stop(wipe=True)
-
-
-def broker_settings(base: Settings, broker: str, state_dir: Path):  # type: ignore[no-untyped-def]
-    """``embedded_settings`` or ``kafka_settings``."""
-    return kafka_settings(base, state_dir) if broker == "kafka" else embedded_settings(base, state_dir)
-
-
-class WorkerProcess:
-    """One ``floorwatch worker`` subprocess with its metrics endpoint on a free port."""
-
-    def __init__(self, settings: Settings, log: Path) -> None:
-        self.settings = settings.model_copy(update={"metrics_port": free_port()})
-        self.log = log
-        env = {**os.environ, **self.settings.as_env(), "TF_CPP_MIN_LOG_LEVEL": "3"}
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "stream_app", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-            )  # fmt: skip
-
-    def metrics(self) -> dict[str, float]:
-        url = f"http://{self.settings.metrics_host}:{self.settings.metrics_port}/metrics"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return prometheus_values(response.read().decode())
-        except OSError:
-            self.check()
-            return {}
-
-    def check(self) -> None:
-        if self.process.poll() is not None:
-            tail = self.log.read_text(errors="replace")[-1500:]
-            raise BenchError(f"the worker exited with code {self.process.returncode}; see {self.log}: {tail[-300:]}")
-
-    def rss_mb(self) -> float:
-        return rss_mb(self.process.pid)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
 
 
 def phase_settings(settings: Settings, name: str) -> Settings:
@@ -145,7 +53,8 @@ def produce_backlog(settings: Settings, devices: int, per_device: int, batch: in
     scenario = Scenario(devices=devices, duration_s=per_device, seed=seed)
     sim = FleetSimulator(scenario, int(time.time() * 1000) - per_device * 1000 - 5_000)
     publisher = ReadingPublisher(settings)
-    messages, pending = 0, {d: [] for d in sim.device_ids}
+    messages = 0
+    pending: dict[str, list[dict[str, object]]] = {d: [] for d in sim.device_ids}
     for ts, values in sim.ticks():
         for device, row in zip(sim.device_ids, values.tolist()):
             if batch <= 1:
@@ -171,7 +80,7 @@ def drain(worker: WorkerProcess, total: int, timeout_s: float) -> tuple[float, f
     deadline = time.monotonic() + timeout_s
     metrics: dict[str, float] = {}
     while time.monotonic() < deadline:
-        metrics = worker.metrics()
+        metrics = _scrape(worker)
         count = metrics.get("floorwatch_readings_total", 0.0)
         samples.append((time.monotonic(), count))
         if count >= total:
@@ -182,17 +91,16 @@ def drain(worker: WorkerProcess, total: int, timeout_s: float) -> tuple[float, f
         raise BenchError(f"the worker consumed {samples[-1][1]:.0f} of {total} readings in {timeout_s:.0f}s")
     time.sleep(0.3)  # the last batch's scoring and Redis writes
     seconds, rate = drain_rate(samples, total)
-    return seconds, rate, worker.metrics()
+    return seconds, rate, _scrape(worker)
 
 
-def wait_ready(worker: WorkerProcess, timeout_s: float = 120) -> None:
-    """Until the worker's metrics endpoint answers (model loaded and warmed)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if worker.metrics():
-            return
-        time.sleep(0.2)
-    raise BenchError(f"the worker did not start in {timeout_s:.0f}s; see {worker.log}")
+def _scrape(worker: WorkerProcess) -> dict[str, float]:
+    """The worker's metrics; none while a scrape fails (a busy worker), if the process is still alive."""
+    try:
+        return worker.metrics()
+    except OSError:
+        worker.check()
+        return {}
 
 
 def measure_latency(
@@ -212,7 +120,7 @@ def measure_latency(
     failing_ids = {sim.device_ids[f.device] for f in failures}
     publisher = ReadingPublisher(settings)
     produced_at: dict[tuple[str, int], float] = {}
-    before = worker.metrics().get("floorwatch_readings_total", 0.0)
+    before = _scrape(worker).get("floorwatch_readings_total", 0.0)
     sent, t0 = 0, None
     for ts, values in sim.ticks():
         delay = ts / 1000.0 - time.time()

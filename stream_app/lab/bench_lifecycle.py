@@ -10,6 +10,8 @@ neighbour on a shared machine hurts each alike.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel
@@ -21,6 +23,9 @@ from stream_app.models.store import ModelBundle
 from stream_app.pipeline.reservoir import NormalReservoir
 from stream_app.pipeline.scorer import Scorer
 from stream_app.worker.shadow import ShadowScoring
+
+if TYPE_CHECKING:
+    from stream_app.pipeline.detector import Detector
 
 
 class LifecycleRate(BaseModel):
@@ -44,7 +49,7 @@ def _readings(bundle: ModelBundle, devices: int, per_device: int, seed: int = 0)
     return out
 
 
-def lifecycle_overhead(bundle: ModelBundle, build, *, devices: int = 1000, per_device: int = 64,  # type: ignore[no-untyped-def]
+def lifecycle_overhead(bundle: ModelBundle, build: Callable[[ModelBundle], Detector], *, devices: int = 1000, per_device: int = 64,
                        batch: int = 1024, rounds: int = 3) -> list[LifecycleRate]:  # fmt: skip
     """Readings/s of the batch path plain, with the drift watch, and with the drift watch and a shadow model.
 
@@ -94,7 +99,7 @@ def lifecycle_overhead(bundle: ModelBundle, build, *, devices: int = 1000, per_d
     ]
 
 
-def builder(max_batch: int):  # type: ignore[no-untyped-def]
+def builder(max_batch: int) -> Callable[[ModelBundle], Detector]:
     """Detectors for the bench: one compiled scorer shared by all (compiling is not what is measured)."""
     from stream_app.pipeline.detector import Detector, DetectorConfig
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,7 +80,7 @@ class BenchResult(BaseModel):
     latency: list[Latency] = []
     memory: list[MemoryPoint] = []
     # The drift watch's and a shadow model's cost on the batch path (bench_lifecycle.py).
-    lifecycle: list[dict[str, object]] = []
+    lifecycle: list[dict[str, Any]] = []  # LifecycleRate.model_dump() rows
     swap: dict[str, object] = {}
     notes: list[str] = []
 

@@ -8,16 +8,12 @@ reading, and prints what was detected. Everything it started is stopped before i
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import redis
-from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
@@ -25,14 +21,16 @@ from stream_app.errors import FloorwatchError
 from producers.fleet import run_simulation
 from producers.publish import ReadingPublisher
 from producers.scenarios import Scenario, random_failures
+from producers.simulator import FleetSimulator
 
 from stream_app.contracts import Alert
-from stream_app.lab.embedded import EmbeddedServices, free_port
+from stream_app.lab.harness import WorkerExited, WorkerProcess, fresh_services
 from stream_app.lab.evaluation import match_episodes
 from stream_app.models.store import ModelStore
 from stream_app.config.settings import Settings
 from stream_app.worker.sinks import RedisKeys
-from stream_app.worker.topics import ensure_topics
+from stream_app.worker.topics import ensure_topics, read_topic
+
 
 class DemoError(FloorwatchError):
     """The demo could not run to the end (a service or the worker failed)."""
@@ -43,31 +41,25 @@ MALFORMED = [b"not json at all", b'{"device_id": "press-00", "values": {"tempera
 
 def run_demo(base: Settings, console: Console, *, devices: int, duration_s: float, failures: int, seed: int) -> bool:
     state_dir = base.state_dir / "demo"
-    services = EmbeddedServices(state_dir, kafka_port=free_port(), redis_port=free_port())
-    worker: subprocess.Popen[bytes] | None = None
-    try:
+    with ExitStack() as stack:
         with console.status("starting the embedded broker and Redis..."):
-            state = services.start()
-            settings = base.model_copy(
-                update={
-                    "kafka_bootstrap_servers": state.bootstrap_servers,
-                    "redis_url": SecretStr(state.redis_url),
-                    "kafka_profile": "embedded",
-                    "app_id": f"floorwatch-demo-{int(time.time())}",
-                }
-            )
-            ensure_topics(settings)
-        console.print(f"[green]✓[/] Kafka (Tansu) on {state.bootstrap_servers}, Redis on {state.redis_url}")
+            settings = stack.enter_context(fresh_services(base, state_dir, app_id=f"floorwatch-demo-{int(time.time())}"))
+        try:
+            return _run(settings, state_dir, console, devices=devices, duration_s=duration_s, failures=failures, seed=seed)
+        except WorkerExited as exc:
+            raise DemoError(str(exc).splitlines()[0]) from exc
 
-        store = ModelStore(settings.model_dir)
-        if store.current() is None:
-            _train(settings, console)
-        console.print(f"[green]✓[/] model {store.current()} from {settings.model_dir}")
 
-        worker_log = state_dir / "logs" / "worker.log"
-        worker = _start_worker(settings, worker_log)
-        console.print(f"[green]✓[/] worker started (pid {worker.pid}, log {state_dir / 'logs' / 'worker.log'})")
+def _run(settings: Settings, state_dir: Path, console: Console, *, devices: int, duration_s: float, failures: int, seed: int) -> bool:
+    ensure_topics(settings)
+    console.print(f"[green]✓[/] Kafka (Tansu) on {settings.kafka_bootstrap_servers}, Redis on {settings.redis_url_value()}")
+    store = ModelStore(settings.model_dir)
+    if store.current() is None:
+        _train(settings, console)
+    console.print(f"[green]✓[/] model {store.current()} from {settings.model_dir}")
 
+    with WorkerProcess(settings, state_dir / "logs" / "worker.log") as worker:
+        console.print(f"[green]✓[/] worker started (pid {worker.pid}, log {worker.log})")
         plan = Scenario(devices=devices, duration_s=duration_s, seed=seed)
         plan = plan.model_copy(update={"failures": random_failures(plan, failures)})
         start_ms = int(time.time() * 1000) - int(duration_s * 1000)
@@ -82,47 +74,28 @@ def run_demo(base: Settings, console: Console, *, devices: int, duration_s: floa
             f"{len(sim.labels())} injected failures, {len(MALFORMED)} malformed messages"
         )
 
-        client = redis.Redis.from_url(state.redis_url)
+        client = redis.Redis.from_url(settings.redis_url_value())
         with console.status("waiting for the worker to score every reading..."):
-            waited = _wait_until_scored(client, settings, stats.last_ts_ms or {}, worker, worker_log, timeout_s=240)
+            waited = _wait_until_scored(client, settings, stats.last_ts_ms or {}, worker, timeout_s=240)
         console.print(f"[green]✓[/] worker caught up in {waited:.1f}s")
         alerts = [Alert.model_validate_json(f[b"alert"]) for _, f in client.xrange(RedisKeys(settings.redis_prefix).alerts)]
-        dead = _count_topic(settings, settings.dlq_topic)
+        dead = len(read_topic(settings, settings.dlq_topic, idle_s=1.5, name="demo-count"))
         return _summary(console, sim, plan, stats.readings, alerts, dead)
-    finally:
-        if worker is not None:
-            _stop(worker)
-        services.stop()
 
 
 def _train(settings: Settings, console: Console) -> None:
-    from producers.scenarios import FEATURES
-    from producers.simulator import normal_training_series
-
-    from stream_app.training.fit import train
+    from stream_app.training.recipe import train_default
 
     with console.status("no model yet: training one on simulated normal data (about a minute)..."):
-        series = normal_training_series(40, 2000, seed=1)
-        bundle = train(series, FEATURES, ModelStore(settings.model_dir), source="simulator: 40 devices x 2000 readings, seed 1")
+        bundle = train_default(ModelStore(settings.model_dir))
     console.print(f"[green]✓[/] trained {bundle.version}, threshold {bundle.thresholds.threshold:.3f}")
-
-
-def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **settings.model_copy(update={"metrics_port": 0}).as_env(), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "stream_app", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
 
 
 def _wait_until_scored(
     client: redis.Redis,
     settings: Settings,
     last_ts: dict[str, int],
-    worker: subprocess.Popen[bytes],
-    log: Path,
+    worker: WorkerProcess,
     timeout_s: float,
 ) -> float:
     from stream_app.contracts import iso_ms
@@ -130,8 +103,7 @@ def _wait_until_scored(
     keys = RedisKeys(settings.redis_prefix)
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
-        if worker.poll() is not None:
-            raise DemoError(f"the worker exited with code {worker.returncode}; see {log}")
+        worker.check()
         pipe = client.pipeline()
         for device in last_ts:
             pipe.hget(keys.device(device), "last_reading_ts")
@@ -140,29 +112,10 @@ def _wait_until_scored(
             time.sleep(0.5)  # let the last batch's alerts land
             return time.monotonic() - started
         time.sleep(0.25)
-    raise DemoError(f"the worker did not score every reading within {timeout_s:.0f}s; see {log}")
+    raise DemoError(f"the worker did not score every reading within {timeout_s:.0f}s; see {worker.log}")
 
 
-def _count_topic(settings: Settings, topic: str) -> int:
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-    from stream_app.config.kafka_config import consumer_config
-
-    consumer = Consumer(consumer_config(settings, "floorwatch-demo-count", **{"enable.auto.commit": False}))
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
-        count, idle_since = 0, time.monotonic()
-        while time.monotonic() - idle_since < 1.5:
-            message = consumer.poll(0.2)
-            if message is not None and not message.error():
-                count, idle_since = count + 1, time.monotonic()
-        return count
-    finally:
-        consumer.close()
-
-
-def _summary(console: Console, sim, plan: Scenario, readings: int, alerts: list[Alert], dead: int) -> bool:  # type: ignore[no-untyped-def]
+def _summary(console: Console, sim: FleetSimulator, plan: Scenario, readings: int, alerts: list[Alert], dead: int) -> bool:
     period_ms = int(sim.period_ms)
     report = match_episodes(sim.labels(), alerts, grace_ms=16 * period_ms)
     table = Table(title="Injected failures")
@@ -203,12 +156,3 @@ def _summary(console: Console, sim, plan: Scenario, readings: int, alerts: list[
 def _hms(epoch_ms: int) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(epoch_ms / 1000))
 
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()

@@ -19,7 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -28,9 +28,18 @@ from stream_app.contracts import Reading
 from stream_app.pipeline.detector import Detector, DetectorConfig
 from stream_app.models.store import ModelBundle
 from stream_app.lab.nab import EventWindowScore, events_score
-from stream_app.lab.quality import BestF1, DeviceTrace, EventMetrics, PointMetrics, best_f1, event_metrics, openings, point_metrics, runs
+from stream_app.lab.quality import BestF1, DeviceTrace, EventMetrics, PointMetrics, best_f1, event_metrics, match_events, openings, point_metrics, runs
 from stream_app.lab.skab import LabelledSeries
 from stream_app.training.fit import TrainingConfig
+from stream_app.training.recipe import DEFAULT_DATA, DEFAULT_TRAINING
+
+if TYPE_CHECKING:  # imported where used: the simulator, the settings and rich load only for the runs that need them
+    from rich.console import Console
+
+    from producers.scenarios import Scenario
+    from producers.simulator import BenignSpan
+    from stream_app.config.settings import Settings
+    from stream_app.pipeline.scorer import WindowScorer
 
 PointMode = Literal["episode", "window"]
 DetectorKind = Literal["lstm", "iforest"]
@@ -150,11 +159,11 @@ def stream(detector: Detector, series: list[LabelledSeries], *, batch_size: int 
                 episode[i][at] = out.window_episode[w] or ""
                 opened[i][at] = out.window_opened[w]
     traces = []
-    for k, (s, r, w) in enumerate(zip(series, ratio, window_open)):
+    for k, (s, r, state) in enumerate(zip(series, ratio, window_open)):
         # A reading without a window of its own (window filling, stride) keeps its device's state.
-        has = w >= 0
-        last = np.maximum.accumulate(np.where(has, np.arange(len(w)), -1))
-        is_open = np.where(last >= 0, w[np.maximum(last, 0)] == 1, False)
+        has = state >= 0
+        last = np.maximum.accumulate(np.where(has, np.arange(len(state)), -1))
+        is_open = np.where(last >= 0, state[np.maximum(last, 0)] == 1, False)
         test = slice(s.train_rows, None)
         traces.append(
             Trace(
@@ -208,7 +217,7 @@ def _anomaly_score(ratio: float, opened: bool) -> float:
     return 0.5 + 0.5 * squashed if opened else min(0.5 * squashed, 0.499999)
 
 
-def _detector(bundle: ModelBundle, scorer: object, options: EvaluateOptions, store: Path | None = None) -> Detector:
+def _detector(bundle: ModelBundle, scorer: WindowScorer, options: EvaluateOptions, store: Path | None = None) -> Detector:
     """The worker's detector on ``bundle``, tracing every window; refitting into ``store`` as it goes."""
     if not options.level_checks:
         bundle = bundle.model_copy(update={"thresholds": bundle.thresholds.model_copy(update={"feature_envelope": {}})})
@@ -219,7 +228,7 @@ def _detector(bundle: ModelBundle, scorer: object, options: EvaluateOptions, sto
         from stream_app.training.refit import SyncRefitter
 
         hook = SyncRefitter(ModelStore(store), options.training, config.refit, max_batch=options.batch_size)
-    return Detector(bundle, scorer, config, on_refit=hook)  # type: ignore[arg-type]
+    return Detector(bundle, scorer, config, on_refit=hook)
 
 
 def build_model(
@@ -240,8 +249,7 @@ def build_model(
 
         workdir = tempfile.TemporaryDirectory(prefix="floorwatch-eval-")
         bundle = train(train_series, features, ModelStore(Path(workdir.name)), options.training, source=source)
-        scorer = Scorer.from_bundle(bundle, max_batch=options.batch_size)
-        detector = _detector(bundle, scorer, options, store=Path(workdir.name) / "refits")
+        detector = _detector(bundle, Scorer.from_bundle(bundle, max_batch=options.batch_size), options, store=Path(workdir.name) / "refits")
         return Model(detector, time.perf_counter() - started, workdir)
     return Model(detector, time.perf_counter() - started)
 
@@ -356,16 +364,15 @@ def episode_events_score(traces: list[Trace]) -> EventWindowScore:
     return events_score(detections)
 
 
-def simulated_series(scenario: object, start_ms: int) -> list[LabelledSeries]:
+def simulated_series(scenario: Scenario, start_ms: int) -> list[LabelledSeries]:
     """A simulated fleet as labelled series: a reading is anomalous while a failure is injected on its device."""
-    from producers.scenarios import FEATURES, Scenario
+    from producers.scenarios import FEATURES
     from producers.simulator import FleetSimulator
 
-    assert isinstance(scenario, Scenario)
     sim = FleetSimulator(scenario, start_ms)
     stamps, frames = [], []
-    for ts, values in sim.ticks():
-        stamps.append(ts)
+    for tick_ms, values in sim.ticks():
+        stamps.append(tick_ms)
         frames.append(values)
     ts = np.asarray(stamps, np.int64)
     data = np.stack(frames).astype(np.float32)  # (ticks, devices, 4)
@@ -381,20 +388,15 @@ def simulated_series(scenario: object, start_ms: int) -> list[LabelledSeries]:
 BENIGN_AFTER_MS = 3_600_000  # an episode this soon after a benign step or stretch is blamed on it
 
 
-def benign_false_episodes(traces: list[Trace], spans: list[object], *, grace: int) -> dict[str, int]:
+def benign_false_episodes(traces: list[Trace], spans: list[BenignSpan], *, grace: int) -> dict[str, int]:
     """False episodes (openings matching no labelled failure, as ``event_metrics`` decides) near benign spans."""
-    from producers.simulator import BenignSpan
-
     counts: dict[str, int] = {}
     by_device: dict[str, list[BenignSpan]] = {}
     for span in spans:
-        assert isinstance(span, BenignSpan)
         by_device.setdefault(span.device_id, []).append(span)
     for t in traces:
         opened = openings(t.is_open)
-        matched = np.zeros(len(opened), bool)
-        for start, end in runs(t.truth):
-            matched |= (opened >= start) & (opened <= end + grace)
+        _, matched = match_events(opened, runs(t.truth), grace=grace)
         for at in t.ts[opened[~matched]].tolist():
             for kind in {s.kind for s in by_device.get(t.device_id, []) if s.start <= at <= s.end + BENIGN_AFTER_MS}:
                 counts[kind] = counts.get(kind, 0) + 1
@@ -424,10 +426,10 @@ class EvaluateRequest(BaseModel):
     point_mode: PointMode = "episode"
     train: bool = False
     model_version: str | None = None
-    threshold_method: str = "quantile"
-    quantile: float = 0.999
-    multiplier: float = 1.25
-    ewma_alpha: float = 0.2
+    threshold_method: str = DEFAULT_TRAINING.threshold_method
+    quantile: float = DEFAULT_TRAINING.quantile
+    multiplier: float = DEFAULT_TRAINING.multiplier
+    ewma_alpha: float = DEFAULT_TRAINING.ewma_alpha
     window: int | None = None
     units: int | None = None
     epochs: int | None = None
@@ -445,13 +447,11 @@ SMD_TRAINING = dict(window=16, units=16, epochs=15, train_stride=4, validation_s
 SMD_MAX_GAP_S = 180.0  # one row a minute, no gaps: a window restarts only after 3 missing rows
 
 
-def run_evaluation(settings: object, request: EvaluateRequest) -> tuple[EvaluationReport, list[Trace]]:
-    from stream_app.config.settings import Settings
+def run_evaluation(settings: Settings, request: EvaluateRequest) -> tuple[EvaluationReport, list[Trace]]:
     from stream_app.worker.start import detector_config
 
-    assert isinstance(settings, Settings)
     per_file = request.source == "skab" or (request.source == "csv" and request.train_rows > 0)
-    base = dict(PER_FILE_TRAINING) if per_file else dict(SMD_TRAINING) if request.source == "smd" else {}
+    base: dict[str, Any] = dict(PER_FILE_TRAINING) if per_file else dict(SMD_TRAINING) if request.source == "smd" else {}
     for name in ("window", "units", "epochs"):
         if getattr(request, name) is not None:
             base[name] = getattr(request, name)
@@ -515,7 +515,7 @@ def run_evaluation(settings: object, request: EvaluateRequest) -> tuple[Evaluati
         from producers.simulator import FleetSimulator
 
         spans = FleetSimulator(scenario, start_ms).benign_spans()
-        blamed = benign_false_episodes(traces, spans, grace=model.detector.windows.length)  # type: ignore[arg-type]
+        blamed = benign_false_episodes(traces, spans, grace=model.detector.windows.length)
         report = report.model_copy(update={"benign_false_episodes": blamed})
     return report, traces
 
@@ -562,16 +562,16 @@ def unlabelled_caveats(report: EvaluationReport, series: list[LabelledSeries]) -
     )
 
 
-def _default_gap_s(settings: object, request: EvaluateRequest) -> float:
+def _default_gap_s(settings: Settings, request: EvaluateRequest) -> float:
     """Window restart after a silence, when not given: per source."""
     if request.source == "skab":
         return SKAB_MAX_GAP_S
     if request.source == "smd":
         return SMD_MAX_GAP_S
-    return float(settings.max_gap_s)  # type: ignore[attr-defined]
+    return float(settings.max_gap_s)
 
 
-def _scenario(request: EvaluateRequest) -> object:
+def _scenario(request: EvaluateRequest) -> Scenario:
     from producers.scenarios import FailureKind, Scenario, load_scenario, random_failures
 
     if request.scenario is not None:
@@ -585,22 +585,19 @@ def _scenario(request: EvaluateRequest) -> object:
 
 
 def _fleet_model(
-    settings: object, request: EvaluateRequest, options: EvaluateOptions, features: list[str], *, rate_hz: float = 1.0
+    settings: Settings, request: EvaluateRequest, options: EvaluateOptions, features: list[str], *, rate_hz: float = 1.0
 ) -> Model:
     """The stored model, or (``--train`` or IsolationForest) one trained on simulated normal data as `train` does
     (at the simulated fleet's own sampling rate)."""
     if request.detector == "lstm" and not request.train:
-        return stored_model(settings.model_dir, request.model_version, options)  # type: ignore[attr-defined]
+        return stored_model(settings.model_dir, request.model_version, options)
     if request.source != "simulate":
         raise ValueError("--train and --detector iforest on CSV need --train-rows N (each file trains on its first N rows)")
-    from producers.simulator import normal_training_series
-
-    series = normal_training_series(40, 2000, rate_hz=rate_hz, seed=1)
-    every = "" if rate_hz == 1.0 else f" every {1 / rate_hz:g}s"
-    return build_model(series, features, options, source=f"simulator: 40 devices x 2000 readings{every}, seed 1")
+    data = dataclasses.replace(DEFAULT_DATA, rate_hz=rate_hz)
+    return build_model(data.series(), features, options, source=data.source())
 
 
-def print_report(report: EvaluationReport, console: object) -> None:
+def print_report(report: EvaluationReport, console: Console) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -646,6 +643,6 @@ def print_report(report: EvaluationReport, console: object) -> None:
         rows.insert(-1, ("false episodes at benign events", f"{blamed} (during one or within an hour after)"))
     for key, value in rows:
         table.add_row(key, value)
-    console.print(table)  # type: ignore[attr-defined]
+    console.print(table)
     for line in report.warnings:
-        console.print(f"[yellow]warning:[/yellow] {escape(line)}", highlight=False)  # type: ignore[attr-defined]
+        console.print(f"[yellow]warning:[/yellow] {escape(line)}", highlight=False)

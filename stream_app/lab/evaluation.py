@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stream_app.contracts import Alert, FailureLabel, to_epoch_ms
+from stream_app.lab.quality import match_events
 
 
 @dataclass(slots=True)
@@ -40,17 +41,14 @@ class EventReport:
 
 
 def match_episodes(labels: list[FailureLabel], alerts: list[Alert], *, grace_ms: int) -> EventReport:
-    """Match the opening alerts of episodes to failures (each alert counted once)."""
+    """Match the opening alerts of episodes to failures (each alert counted once), with ``quality.match_events``."""
     opened = {a.episode.episode_id: a for a in alerts if a.episode.state == "open"}
     report = EventReport(episodes=len(opened))
     used: set[str] = set()
     for label in labels:
-        hits = sorted(
-            (to_epoch_ms(a.window_end), a.episode.episode_id)
-            for a in opened.values()
-            if a.device_id == label.device_id and label.start <= to_epoch_ms(a.window_end) <= label.end + grace_ms
-        )
-        used.update(episode_id for _, episode_id in hits)
-        report.failures.append(FailureOutcome(label, len(hits), hits[0][0] if hits else None))
+        mine = sorted((to_epoch_ms(a.window_end), eid) for eid, a in opened.items() if a.device_id == label.device_id)
+        (hit,), matched = match_events(np.array([t for t, _ in mine], np.int64), [(label.start, label.end)], grace=grace_ms)
+        used.update(eid for (_, eid), m in zip(mine, matched) if m)
+        report.failures.append(FailureOutcome(label, len(hit), int(hit[0]) if len(hit) else None))
     report.false_alerts = [a for eid, a in opened.items() if eid not in used]
     return report

@@ -13,6 +13,7 @@ restarted keeps its log, unlike the embedded broker.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
@@ -300,8 +302,9 @@ class KafkaCluster:
                 if time.monotonic() > deadline:
                     raise EmbeddedError(f"Kafka node {node_id} did not open {self.host}:{node.port} in {timeout_s:.0f}s")
                 time.sleep(0.1)
-        admin = AdminClient({"bootstrap.servers": state.bootstrap_servers, "log.connection.close": False,
-                             "logger": _quiet_logger()})  # fmt: skip
+        config: dict[str, Any] = {"bootstrap.servers": state.bootstrap_servers, "log.connection.close": False,
+                                  "logger": _quiet_logger()}  # librdkafka takes a Python logger here  # fmt: skip
+        admin = AdminClient(config)
         while True:
             try:
                 brokers = admin.list_topics(timeout=2).brokers
@@ -314,13 +317,13 @@ class KafkaCluster:
             time.sleep(0.2)
 
     def _stop_nodes(self, nodes: list[KafkaNode], *, kill: bool) -> None:
-        live = [n for n in nodes if n.pid and _alive(n.pid)]
+        live = [n.pid for n in nodes if n.pid and _alive(n.pid)]
         if kill:
-            for node in live:
-                os.kill(node.pid, signal.SIGKILL)  # type: ignore[arg-type]
+            for pid in live:
+                os.kill(pid, signal.SIGKILL)
         # A controlled shutdown moves partition leadership away first: it takes a few seconds.
         with ThreadPoolExecutor(max(1, len(live))) as pool:
-            list(pool.map(lambda n: _terminate(n.pid, timeout_s=30.0), live))
+            list(pool.map(lambda pid: _terminate(pid, timeout_s=30.0), live))
         for node in nodes:
             node.pid = None
 
@@ -398,9 +401,7 @@ def make_keystore(directory: Path, password: str, host: str = "127.0.0.1") -> tu
     return keystore, cafile
 
 
-def _quiet_logger():  # type: ignore[no-untyped-def]
-    import logging
-
+def _quiet_logger() -> logging.Logger:
     logger = logging.getLogger("stream_app.lab.kafka_local.librdkafka")
     logger.addHandler(logging.NullHandler())
     logger.propagate = False

@@ -8,6 +8,7 @@ every model and calibration method. Matplotlib with the Agg backend: no display 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from stream_app.lab.quality import runs
 _CAP = 50.0
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def _pyplot() -> Any:  # matplotlib.pyplot, imported late (the Agg backend first)
     import matplotlib
 
     matplotlib.use("Agg")

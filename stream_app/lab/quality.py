@@ -25,28 +25,28 @@ class PointMetrics(BaseModel):
     tn: int
     fn: int
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def precision(self) -> float:
         return _ratio(self.tp, self.tp + self.fp)
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def recall(self) -> float:
         return _ratio(self.tp, self.tp + self.fn)
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def f1(self) -> float:
         return _ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def far(self) -> float:
         """False alarm rate: FP / (FP + TN), the share of normal points flagged."""
         return _ratio(self.fp, self.fp + self.tn)
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def mar(self) -> float:
         """Missing alarm rate: FN / (FN + TP), the share of anomalous points not flagged."""
@@ -83,6 +83,23 @@ def openings(is_open: np.ndarray) -> np.ndarray:
     return np.flatnonzero(is_open & ~np.concatenate([[False], is_open[:-1]]))
 
 
+def match_events(opened: np.ndarray, events: Sequence[tuple[int, int]], *, grace: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """The one event matcher: per event, the positions of the openings that detect it (from its start to
+    its end plus ``grace``), and a mask of the openings that detected any event (the rest are false).
+
+    One device's ascending ``opened`` positions and its events' (start, end), in one unit: sample
+    indices here, epoch ms for the demo's alerts (``evaluation.match_episodes``).
+    """
+    opened = np.asarray(opened)
+    used = np.zeros(len(opened), bool)
+    hits = []
+    for start, end in events:
+        hit = (opened >= start) & (opened <= end + grace)
+        used |= hit
+        hits.append(opened[hit])
+    return hits, used
+
+
 class FailureEvent(BaseModel):
     device_id: str
     start: int  # index of the first labelled point
@@ -100,12 +117,12 @@ class EventMetrics(BaseModel):
     false_episodes: int
     normal_device_hours: float
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def detected(self) -> int:
         return sum(1 for f in self.failures if f.detected_at is not None)
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def injected(self) -> int:
         return len(self.failures)
@@ -113,31 +130,31 @@ class EventMetrics(BaseModel):
     def _delays(self, name: str) -> np.ndarray:
         return np.array([getattr(f, name) for f in self.failures if f.detected_at is not None], float)
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def delay_samples_median(self) -> float | None:
         d = self._delays("delay_samples")
         return float(np.median(d)) if len(d) else None
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def delay_samples_max(self) -> int | None:
         d = self._delays("delay_samples")
         return int(d.max()) if len(d) else None
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def delay_s_median(self) -> float | None:
         d = self._delays("delay_s")
         return float(np.median(d)) if len(d) else None
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def delay_s_max(self) -> float | None:
         d = self._delays("delay_s")
         return float(d.max()) if len(d) else None
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def false_per_device_hour(self) -> float:
         return self.false_episodes / self.normal_device_hours if self.normal_device_hours > 0 else 0.0
@@ -165,13 +182,12 @@ def event_metrics(traces: Sequence[DeviceTrace], *, grace: int) -> EventMetrics:
     for t in traces:
         opened = openings(t.is_open)
         episodes += len(opened)
-        used = np.zeros(len(opened), bool)
-        for start, end in runs(t.truth):
-            hit = (opened >= start) & (opened <= end + grace)
-            used |= hit
-            event = FailureEvent(device_id=t.device_id, start=start, end=end, start_ms=int(t.ts[start]), episodes=int(hit.sum()))
-            if hit.any():
-                at = int(opened[hit][0])
+        events = runs(t.truth)
+        hits, used = match_events(opened, events, grace=grace)
+        for (start, end), hit in zip(events, hits):
+            event = FailureEvent(device_id=t.device_id, start=start, end=end, start_ms=int(t.ts[start]), episodes=len(hit))
+            if len(hit):
+                at = int(hit[0])
                 event.detected_at = at
                 event.delay_samples = at - start
                 event.delay_s = (int(t.ts[at]) - int(t.ts[start])) / 1000

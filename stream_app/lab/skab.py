@@ -8,8 +8,6 @@ over all test rows of all files together.
 
 from __future__ import annotations
 
-import csv
-import gzip
 from dataclasses import dataclass
 from datetime import timezone
 from pathlib import Path
@@ -17,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from stream_app.contracts import to_epoch_ms
+from stream_app.lab.csv_input import read_table
 
 SKAB_TRAIN_ROWS = 400
 SKAB_FOLDERS = ("valve1", "valve2", "other")
@@ -82,15 +81,7 @@ def read_labelled_csv(
     date-time text (``2026-01-01 00:05``, ``01/31/2026 10:00``) or epoch seconds, ms, us or ns
     (see ``parse_times``); any sampling interval.
     """
-    try:
-        text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from exc
-    sep = delimiter or sniff_delimiter(text[:8192])
-    reader = csv.reader(text.splitlines(), delimiter=sep)
-    header = next(reader, None)
-    if not header:
-        raise ValueError(f"{path} has no header row")
+    header, rows = read_table(path, delimiter)
     time_col = time_column or header[0]
     labelled = label_column in header or not labels_optional
     for name in (time_col, *([label_column] if labelled else []), *(features or [])):
@@ -100,9 +91,7 @@ def read_labelled_csv(
     t_i, f_i = header.index(time_col), [header.index(c) for c in names]
     l_i = header.index(label_column) if labelled else None
     raw_ts, values, labels = [], [], []
-    for line, row in enumerate(reader, start=2):
-        if not row:
-            continue
+    for line, row in rows:
         try:
             raw_ts.append(row[t_i])
             values.append([float(row[i]) for i in f_i])
@@ -124,17 +113,6 @@ def read_labelled_csv(
         train_rows=train_rows,
         labelled=labelled,
     )
-
-
-def sniff_delimiter(sample: str) -> str:
-    """The CSV delimiter among , ; tab and |, sniffed from a sample; a comma when it cannot tell."""
-    lines = sample.splitlines()
-    if len(lines) > 2:
-        sample = "\n".join(lines[:-1])  # a sample's last line may be cut short
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
-    except csv.Error:
-        return ","
 
 
 # Epoch numbers: the unit is read from the magnitude of the first one. Below 1e9 they stay

@@ -306,7 +306,7 @@ class ModelStore:
         self._check_known(version)
         previous = self.current()
         self._write_pointer("CURRENT", version)
-        self.audit.append(AuditEntry(action=action, group=self.group, version=version, previous=previous, note=note))  # type: ignore[arg-type]
+        self.audit.append(AuditEntry(action=action, group=self.group, version=version, previous=previous, note=note))
         return previous
 
     def rollback_target(self) -> str:
@@ -318,7 +318,7 @@ class ModelStore:
         for entry in reversed(self.audit.entries()):
             if entry.action == "promote" and entry.version == current and entry.previous in self.versions():
                 if entry.previous != current:
-                    return entry.previous  # type: ignore[return-value]
+                    return entry.previous
         older = [v for v in self.versions() if int(v[1:]) < int(current[1:])]
         if not older:
             raise ModelStoreError(f"nothing to roll back to: {current} is the oldest version in {self.root}")

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
+from typing import Literal
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from pydantic import ValidationError
 
 from stream_app.contracts import Alert
-from stream_app.config.kafka_config import consumer_config
 from stream_app.config.settings import Settings
+from stream_app.worker.topics import assigned_reader
 
 
 class SeenIds:
@@ -37,20 +36,8 @@ def follow_alerts(
     """Yield alerts from the topic as they come. Uses manual assignment: no group, no commits."""
     # 500 ms, not the embedded profile's 20 ms: the worker writes each alert as a one-record batch,
     # and past ~30,000 of those the embedded broker answers short fetch waits with nothing (see stall.py).
-    extra = {"enable.auto.commit": False, "fetch.wait.max.ms": 500}
-    consumer = Consumer(consumer_config(settings, f"floorwatch-tail-{uuid.uuid4().hex[:8]}", **extra))
-    try:
-        meta = consumer.list_topics(settings.alerts_topic, timeout=10).topics.get(settings.alerts_topic)
-        if meta is None or meta.error is not None or not meta.partitions:
-            raise KafkaException(f"topic {settings.alerts_topic!r} not found")
-        if from_beginning:
-            consumer.assign([TopicPartition(settings.alerts_topic, p, OFFSET_BEGINNING) for p in meta.partitions])
-        else:
-            partitions = []
-            for p in meta.partitions:
-                _, high = consumer.get_watermark_offsets(TopicPartition(settings.alerts_topic, p), timeout=10)
-                partitions.append(TopicPartition(settings.alerts_topic, p, high))
-            consumer.assign(partitions)
+    start: Literal["beginning", "end"] = "beginning" if from_beginning else "end"
+    with assigned_reader(settings, settings.alerts_topic, start=start, name="tail", **{"fetch.wait.max.ms": 500}) as consumer:
         seen, shown, last = SeenIds(), 0, time.monotonic()
         while True:
             message = consumer.poll(0.5)
@@ -60,7 +47,7 @@ def follow_alerts(
                 continue
             last = time.monotonic()
             try:
-                alert = Alert.model_validate_json(message.value())
+                alert = Alert.model_validate_json(message.value() or b"")
             except ValidationError:
                 continue  # not an alert of ours; the topic is shared with other producers
             if seen.first_time(alert.alert_id):
@@ -68,5 +55,3 @@ def follow_alerts(
                 shown += 1
                 if max_alerts and shown >= max_alerts:
                     return
-    finally:
-        consumer.close()

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from stream_app.config.kafka_config import consumer_config
 from stream_app.config.settings import Settings
 from stream_app.contracts import DeadLetter, iso_ms
+from stream_app.worker.messages import offset_of, partition_of
 
 
 class LetterView(BaseModel):
@@ -82,7 +83,7 @@ def recent_letters(settings: Settings, count: int = 20, *, wait_s: float = 5.0) 
             if message is None or message.error():
                 continue
             ms = message.timestamp()[1]
-            found.append((ms, LetterView.of(message.partition(), message.offset(), ms, message.value() or b"")))
+            found.append((ms, LetterView.of(partition_of(message)[1], offset_of(message), ms, message.value() or b"")))
         found.sort(key=lambda item: (item[0], item[1].offset), reverse=True)
         return [view for _, view in found[:count]]
     finally:
@@ -106,6 +107,6 @@ def follow_letters(settings: Settings, *, idle_s: float = 0.0) -> Iterator[Lette
                     return
                 continue
             last = time.monotonic()
-            yield LetterView.of(message.partition(), message.offset(), message.timestamp()[1], message.value() or b"")
+            yield LetterView.of(partition_of(message)[1], offset_of(message), message.timestamp()[1], message.value() or b"")
     finally:
         consumer.close()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -87,7 +88,7 @@ async def next_drift_event(client: aioredis.Redis, prefix: str, group: str, last
 
 
 def run_once(settings: Settings, group: str, event: HealthEvent, *, shadow_s: float, since: str,
-             criteria: Criteria, sleep=time.sleep) -> Verdict:  # type: ignore[no-untyped-def]  # fmt: skip
+             criteria: Criteria, sleep: Callable[[float], None] = time.sleep) -> Verdict:  # fmt: skip
     """One round after a drift event: retrain, shadow, decide, promote or end the shadow."""
     from stream_app.ops.retrain import train_from_topic
     from stream_app.training.fit import TrainingConfig

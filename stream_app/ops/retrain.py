@@ -19,22 +19,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections import defaultdict
+from typing import TYPE_CHECKING, Any
 from dataclasses import dataclass, field
 
 import numpy as np
 import redis.asyncio as aioredis
-from confluent_kafka import Consumer, TopicPartition
 
 from stream_app.config.redis_client import async_redis
 from stream_app.contracts import Alert, to_epoch_ms
 from stream_app.pipeline.decode import decode
 from stream_app.worker.feedback import FeedbackStore
-from stream_app.config.kafka_config import consumer_config
+from stream_app.worker.topics import assigned_reader
 from stream_app.pipeline.routing import DEFAULT_GROUP, GroupRouter
 from stream_app.config.settings import Settings
 from stream_app.worker.sinks import RedisKeys
+
+if TYPE_CHECKING:
+    from stream_app.models.store import ModelBundle
+    from stream_app.training.fit import TrainingConfig
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +58,9 @@ class RecentReadings:
 def read_recent(settings: Settings, since_ms: int, features: list[str], group: str = DEFAULT_GROUP,
                 *, idle_s: float = 3.0, timeout_s: float = 600.0) -> RecentReadings:  # fmt: skip
     router = GroupRouter(settings.asset_group_list())
-    # A throwaway group id: this reader commits nothing and must not take partitions from workers.
-    config = consumer_config(settings, f"{settings.app_id}-retrain-{uuid.uuid4().hex[:8]}",
-                             **{"enable.auto.commit": False, "fetch.wait.max.ms": 500})  # fmt: skip
-    consumer = Consumer(config)
     rows: dict[str, list[tuple[int, tuple[float, ...]]]] = defaultdict(list)
     out = RecentReadings(features, {}, {})
-    try:
-        topic = settings.readings_topic
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        wanted = [TopicPartition(topic, p, since_ms) for p in sorted(meta.partitions)]
-        positions = consumer.offsets_for_times(wanted, timeout=10)
-        # -1: no message at or after since_ms in that partition: nothing to read there.
-        consumer.assign([tp for tp in positions if tp.offset >= 0])
+    with assigned_reader(settings, settings.readings_topic, start=since_ms, name="retrain", **{"fetch.wait.max.ms": 500}) as consumer:
         started = time.monotonic()
         idle_since = time.monotonic()
         while time.monotonic() - idle_since < idle_s and time.monotonic() - started < timeout_s:
@@ -85,8 +78,6 @@ def read_recent(settings: Settings, since_ms: int, features: list[str], group: s
                         rows[reading.device_id].append((reading.ts, tuple(reading.values[f] for f in features)))
                     except KeyError:
                         out.missing_features += 1
-    finally:
-        consumer.close()
     for device, found in rows.items():
         found.sort()
         ts = np.array([t for t, _ in found], np.int64)
@@ -175,7 +166,7 @@ def parse_since(text: str) -> int:
 def collect(settings: Settings, since_ms: int, features: list[str], group: str, *, window: int) -> tuple[NormalSeries, dict[str, int], RecentReadings]:
     recent = read_recent(settings, since_ms, features, group)
 
-    async def spans():  # type: ignore[no-untyped-def]
+    async def spans() -> tuple[dict[str, list[Span]], dict[str, int]]:
         client = async_redis(settings)
         try:
             return await left_out_spans(client, settings.redis_prefix, set(recent.ts))
@@ -186,7 +177,7 @@ def collect(settings: Settings, since_ms: int, features: list[str], group: str, 
     return normal_series(recent, left_out, window=window, max_gap_ms=int(settings.max_gap_s * 1000)), counts, recent
 
 
-def compare_on(current_bundle, candidate_notes: dict, series: list[np.ndarray], config) -> dict:  # type: ignore[no-untyped-def]
+def compare_on(current_bundle: ModelBundle, candidate_notes: dict[str, Any], series: list[np.ndarray], config: TrainingConfig) -> dict[str, Any]:
     """The current model's figures on the candidate's validation windows (same split as training)."""
     from stream_app.pipeline.scorer import Scorer
     from stream_app.training.fit import TrainingData
@@ -205,7 +196,8 @@ def compare_on(current_bundle, candidate_notes: dict, series: list[np.ndarray], 
     }
 
 
-def train_from_topic(settings: Settings, since: str, group: str | None, config, *, features: list[str] | None = None):  # type: ignore[no-untyped-def]
+def train_from_topic(settings: Settings, since: str, group: str | None, config: TrainingConfig, *,
+                     features: list[str] | None = None) -> tuple[ModelBundle, dict[str, Any]]:  # fmt: skip
     """Read, leave out, train, compare; the candidate is saved, not promoted. Returns (bundle, summary)."""
     from stream_app.models.store import ModelStore, ModelStoreError
     from stream_app.training.fit import train

@@ -10,6 +10,7 @@ import base64
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import cast
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
@@ -90,19 +91,20 @@ def _decode_batch(payload: dict[str, object], original: bytes) -> Decoded:
         return _reject(describe(exc), original)
     raw = batch.readings
     if all(isinstance(item, dict) for item in raw):
-        items = [{**item, "device_id": batch.device_id} for item in raw]  # type: ignore[dict-item]
+        items = [{**item, "device_id": batch.device_id} for item in cast("list[dict[str, object]]", raw)]
         try:
             # All good: one call into pydantic-core.
             return Decoded(readings=_READINGS.validate_python(items), indices=list(range(len(raw))), items=raw)
         except ValidationError:
             pass  # some are bad: sort them one by one, keeping the usable ones
-    result = Decoded(indices=[], items=raw)
+    indices: list[int] = []
+    result = Decoded(indices=indices, items=raw)
     for index, item in enumerate(raw):
         try:
             if not isinstance(item, dict):
                 raise _NotAnObject(_JSON_TYPES.get(type(item), type(item).__name__))
             result.readings.append(Reading.model_validate({**item, "device_id": batch.device_id}))
-            result.indices.append(index)  # type: ignore[union-attr]
+            indices.append(index)
         except (ValidationError, _NotAnObject) as exc:
             part = orjson.dumps({"device_id": batch.device_id, "reading": item}, default=str)
             why = describe(exc) if isinstance(exc, ValidationError) else f"expected a JSON object, got {exc}"

@@ -23,7 +23,7 @@ from stream_app.pipeline.lines import AdaptiveLines, LineConfig
 from stream_app.models.store import ModelBundle
 from stream_app.pipeline.reservoir import NormalReservoir, RefitConfig, RefitResult, record
 from stream_app.pipeline.rules import Rule
-from stream_app.pipeline.scorer import Scorer, Scores, row_max
+from stream_app.pipeline.scorer import Scores, WindowScorer, row_max
 from stream_app.pipeline.thresholds import severity
 from stream_app.pipeline.windows import Push, WindowStore
 
@@ -96,7 +96,7 @@ RefitHook = Callable[["Detector", np.ndarray, int], None]
 
 class Detector:
     def __init__(
-        self, bundle: ModelBundle, scorer: Scorer, config: DetectorConfig = DetectorConfig(), *, on_refit: RefitHook | None = None
+        self, bundle: ModelBundle, scorer: WindowScorer, config: DetectorConfig = DetectorConfig(), *, on_refit: RefitHook | None = None
     ) -> None:
         self.config = config
         self.features = bundle.card.features
@@ -125,7 +125,7 @@ class Detector:
         self._batch = np.zeros((scorer.max_batch, bundle.card.window, len(self.features)), np.float32)
         self.use_model(bundle, scorer)
 
-    def use_model(self, bundle: ModelBundle, scorer: Scorer) -> None:
+    def use_model(self, bundle: ModelBundle, scorer: WindowScorer) -> None:
         """Score with another version of this group's model from the next batch on (a refit, a promotion).
 
         Windows, episodes and lines carry over: the model must have the same features and window length.
@@ -326,9 +326,9 @@ class Detector:
         ratio = np.empty(n, np.float32)
         is_open = np.zeros(n, bool)
         trace = self.config.trace
-        line = np.empty(n, np.float32) if trace else None
+        line = np.empty(n if trace else 0, np.float32)
         episode: list[str | None] = []
-        opened = np.zeros(n, bool) if trace else None
+        opened = np.zeros(n if trace else 0, bool)
         model_lines, level_lines, episodes = self.model_lines, self.level_lines, self.episodes
         for i, device in enumerate(devices):
             m_line, l_line = model_lines.line(device), level_lines.line(device)
@@ -351,8 +351,8 @@ class Detector:
             status.line, status.ratio = self.threshold * m_line, float(r)
             status.state = "anomalous" if open_now else "normal"
             if trace:
-                line[i] = self.threshold * m_line  # type: ignore[index]
-                opened[i] = any(t.kind == "open" for t in transitions)  # type: ignore[index]
+                line[i] = self.threshold * m_line
+                opened[i] = any(t.kind == "open" for t in transitions)
                 episode.append(next((t.episode_id for t in transitions), None) or episodes.open_episodes_of(device))
             for transition in transitions:
                 if transition.reason == "max duration":
@@ -373,9 +373,9 @@ class Detector:
         out.window_open = is_open
         if trace:
             out.window_score = scores.score.astype(np.float32)
-            out.window_line = line  # type: ignore[assignment]
+            out.window_line = line
             out.window_episode = episode
-            out.window_opened = opened  # type: ignore[assignment]
+            out.window_opened = opened
 
     def _broken_rules(self, windows: np.ndarray, fresh: list[int]) -> np.ndarray:
         """(n, rules): whether each window's fresh readings break each rule.

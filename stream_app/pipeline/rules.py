@@ -13,7 +13,7 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 if TYPE_CHECKING:  # settings imports this module: keep numpy out of the CLI's start-up
     import numpy as np
@@ -65,5 +65,5 @@ def parse_rules(text: str) -> list[Rule]:
             raise ValueError(f"bad rule {part!r}: limit {match['limit']!r} is not a number") from None
         if not math.isfinite(limit):
             raise ValueError(f"bad rule {part!r}: limit must be a finite number")
-        rules.append(Rule(match["feature"].strip(), match["op"], limit))  # type: ignore[arg-type]
+        rules.append(Rule(match["feature"].strip(), cast(Op, match["op"]), limit))  # _RULE admits only the four ops
     return rules

@@ -16,7 +16,7 @@ import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 
@@ -38,6 +38,14 @@ class Scores:
     feature_errors: np.ndarray
     score: np.ndarray
     peak: np.ndarray | None = None
+
+
+class WindowScorer(Protocol):
+    """What the detector asks of a scorer: ``Scorer`` (the compiled model), IsolationForest's, a test's stand-in."""
+
+    max_batch: int
+
+    def score(self, windows: np.ndarray) -> Scores: ...
 
 
 def pad_sizes(max_batch: int) -> list[int]:

@@ -78,7 +78,8 @@ def calibrate(
         peak_threshold = float(np.quantile((peak_errors / peak_ref).max(axis=1), quantile) * multiplier)
     stuck = None
     if window_ranges is not None:
-        stuck = [f for f, never in zip(features, (np.asarray(window_ranges) > 0).all(axis=0)) if never]
+        moves = np.asarray(window_ranges) > 0  # (windows, F)
+        stuck = [f for j, f in enumerate(features) if moves[:, j].all()]
     return Thresholds(
         method=method,
         quantile=quantile,

@@ -13,12 +13,16 @@ the baseline could never alert on it.)
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from stream_app.models.store import ModelBundle, ModelCard, Scaler
 from stream_app.pipeline.scorer import Scores
 from stream_app.training.fit import TrainingConfig, TrainingData, calibration_record, validation_metrics
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import IsolationForest
 
 
 def window_features(scaled: np.ndarray) -> np.ndarray:
@@ -27,7 +31,7 @@ def window_features(scaled: np.ndarray) -> np.ndarray:
 
 
 class IsolationScorer:
-    def __init__(self, forest: object, scaler: Scaler, n_features: int, *, reference: float = 1.0, max_batch: int = 1024):
+    def __init__(self, forest: IsolationForest, scaler: Scaler, n_features: int, *, reference: float = 1.0, max_batch: int = 1024):
         self.forest = forest
         self.scaler = scaler
         self.n_features = n_features
@@ -37,7 +41,7 @@ class IsolationScorer:
     def raw_scores(self, windows: np.ndarray) -> np.ndarray:
         if not len(windows):
             return np.empty(0, np.float32)
-        s = -self.forest.score_samples(window_features(self.scaler.transform(windows)))  # type: ignore[attr-defined]
+        s = -self.forest.score_samples(window_features(self.scaler.transform(windows)))
         return (-1.0 / np.log2(s)).astype(np.float32)  # s = 2^(-h/c) -> c/h
 
     def score(self, windows: np.ndarray) -> Scores:

@@ -11,7 +11,7 @@ import numpy as np
 from stream_app.models.store import DriftReference
 
 
-def bin_index(edges: Sequence[float], values: np.ndarray) -> np.ndarray:
+def bin_index(edges: Sequence[float] | np.ndarray, values: np.ndarray) -> np.ndarray:
     """Bin index of each value over interior ``edges``: len(edges) + 1 bins, open at both ends."""
     return np.searchsorted(np.asarray(edges), values, side="right")
 

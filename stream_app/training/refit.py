@@ -167,10 +167,12 @@ class SyncRefitter:
         self.max_batch = max_batch
 
     def __call__(self, detector: Detector, windows: np.ndarray, now_ms: int) -> None:
+        serving = detector.scorer
+        assert isinstance(serving, Scorer), "refits are for autoencoder models"
         try:
             result = refit(
                 detector.bundle, windows, self.store, self.training, self.config, max_batch=self.max_batch,
-                serving=detector.scorer,
+                serving=serving,
             )  # fmt: skip
         except Exception as exc:  # a failed refit must never stop scoring
             detector.refits["discarded"] += 1
@@ -204,6 +206,7 @@ class BackgroundRefitter:
             return
         self._busy = True
         bundle, serving = detector.bundle, detector.scorer
+        assert isinstance(serving, Scorer), "refits are for autoencoder models"
 
         def work() -> None:
             try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import faust
 from faust.app.base import BootStrategy
@@ -24,6 +25,7 @@ from stream_app.worker.consume import ReadingsConsumer
 from stream_app.worker.exactly_once import BatchTransaction, transactions_enabled
 from stream_app.worker.handler import BatchHandler
 from stream_app.worker.lifecycle import Lifecycle
+from stream_app.worker.messages import offset_of, partition_of
 from stream_app.worker.metrics import Metrics
 from stream_app.worker.history import ScoreHistory
 from stream_app.worker.sinks.kafka import KafkaAlertSink, KafkaDeadLetterSink, topic_sender
@@ -49,7 +51,7 @@ def create_app(
     )
     # Readings come through consume.py; Faust's own consumer would only join a group for nothing.
     app.boot_strategy = BootStrategy(app, enable_kafka_consumer=False)
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     alerts_topic = app.topic(settings.alerts_topic, partitions=settings.alerts_partitions, **raw)
     dlq_topic = app.topic(settings.dlq_topic, partitions=1, **raw)
     transaction = BatchTransaction(settings) if transactions_enabled(settings) else None

@@ -21,12 +21,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from stream_app.worker.exactly_once import BatchTransaction, TransactionAborted, first_offsets
 from stream_app.config.kafka_config import consumer_config
+from stream_app.worker.messages import offset_of, partition_of
 from stream_app.worker.metrics import Metrics
 from stream_app.config.settings import Settings
 from stream_app.worker.stall import StallWatch
@@ -187,11 +189,11 @@ class ReadingsConsumer:
             await self._call(self.transaction.begin)
         stopped: dict[tuple[str, int], int] = {}
         for message in messages:
-            where = (message.topic(), message.partition())
+            where = partition_of(message)
             if where in stopped:
                 continue
             if stopped:
-                stopped[where] = message.offset()  # after a failed dead letter: stop every partition
+                stopped[where] = offset_of(message)  # after a failed dead letter: stop every partition
                 continue
             try:
                 await self.handle([message])
@@ -206,7 +208,7 @@ class ReadingsConsumer:
                 log.exception(
                     "could not dead-letter %s [%d] offset %d; reading it again", *where, message.offset()
                 )
-                stopped[where] = message.offset()
+                stopped[where] = offset_of(message)
         return stopped
 
     async def _rewind(self, stopped: dict[tuple[str, int], int]) -> None:
@@ -267,7 +269,7 @@ class ReadingsConsumer:
         finally:
             self._thread.shutdown(wait=False)
 
-    async def _call(self, fn: Callable[..., object], *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+    async def _call(self, fn: Callable[..., object], *args: object, **kwargs: object) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._thread, lambda: fn(*args, **kwargs))
 
 
@@ -275,8 +277,8 @@ def _next_offsets(messages: list[Message], stopped: dict[tuple[str, int], int]) 
     """Per partition, the offset to commit: past its last message, or at its first unhandled one."""
     ends: dict[tuple[str, int], int] = {}
     for message in messages:
-        where = (message.topic(), message.partition())
-        ends[where] = max(ends.get(where, -1), message.offset() + 1)
+        where = partition_of(message)
+        ends[where] = max(ends.get(where, -1), offset_of(message) + 1)
     ends.update(stopped)
     return [TopicPartition(topic, partition, offset) for (topic, partition), offset in ends.items()]
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from stream_app.contracts import Reading
 from stream_app.worker.health import HealthEvent
@@ -72,8 +73,8 @@ class DriftLimits:
 @dataclass
 class _Bucket:
     minute: int
-    features: np.ndarray  # (F, bins) counts
-    ratios: np.ndarray
+    features: npt.NDArray[np.int64]  # (F, bins) counts
+    ratios: npt.NDArray[np.int64]
     samples: int = 0
     windows: int = 0
     over_line: int = 0
@@ -168,14 +169,14 @@ class DriftWatch:
         figures: dict[str, tuple[float, float, str | None]] = {}
         samples = sum(b.samples for b in recent)
         if samples >= self.limits.min_samples:
-            counts = sum(b.features for b in recent)
+            counts = np.sum([b.features for b in recent], axis=0)
             for j, f in enumerate(self.features):
                 observed = counts[j, : self._nbins[j]].astype(np.float64)
                 figures[f"psi:{f}"] = (psi(observed, self._expected[j]), self.limits.psi, f)
                 figures[f"ks:{f}"] = (ks(observed, self._expected[j]), self.limits.ks, f)
         windows = sum(b.windows for b in recent)
         if windows * 1.0 / self.limits.sample_every >= self.limits.min_samples:
-            ratio_counts = sum(b.ratios for b in recent).astype(np.float64)
+            ratio_counts = np.sum([b.ratios for b in recent], axis=0).astype(np.float64)
             figures["score_psi"] = (psi(ratio_counts, np.asarray(self.reference.ratio_shares)), self.limits.score_psi, None)
             share = sum(b.over_line for b in recent) / windows
             expected = max(self.reference.windows_over_line, _MIN_OVER_LINE)
@@ -245,7 +246,7 @@ class FleetDrift:
         picked = np.flatnonzero(self._rng.random(len(readings)) < 1.0 / self.limits.sample_every)
         group_of = self.detector.router.group_of
         per_group: dict[str, tuple[list, list]] = {}
-        for i in picked:
+        for i in picked.tolist():
             reading = readings[i]
             rows, times = per_group.setdefault(group_of(reading.device_id), ([], []))
             rows.append(reading.values)

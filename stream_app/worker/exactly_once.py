@@ -34,6 +34,7 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 
 from stream_app.config.kafka_config import producer_config
 from stream_app.config.settings import Settings
+from stream_app.worker.messages import offset_of, partition_of
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,6 @@ def first_offsets(messages: Iterable[Message]) -> list[TopicPartition]:
     """Per partition, the batch's first offset: where to rewind after an aborted transaction."""
     first: dict[tuple[str, int], int] = {}
     for m in messages:
-        key = (m.topic(), m.partition())
-        first[key] = min(first.get(key, m.offset()), m.offset())
+        key, offset = partition_of(m), offset_of(m)
+        first[key] = min(first.get(key, offset), offset)
     return [TopicPartition(topic, partition, offset) for (topic, partition), offset in first.items()]

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 import redis.asyncio as aioredis
@@ -242,5 +242,5 @@ class FeedbackConsumer:
         finally:
             self._thread.shutdown(wait=False)
 
-    async def _call(self, fn: Callable[..., object], *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+    async def _call(self, fn: Callable[..., object], *args: object, **kwargs: object) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._thread, lambda: fn(*args, **kwargs))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -26,6 +26,7 @@ from stream_app.pipeline.decode import Rejection, dead_letter
 from stream_app.pipeline.detector import Detector
 from stream_app.worker.drift import DriftLimits, FleetDrift
 from stream_app.worker.feedback import FeedbackConsumer, FeedbackStore
+from stream_app.worker.messages import offset_of, partition_of
 from stream_app.pipeline.group_detector import Detections, GroupDetector
 from stream_app.worker.health import HealthSink
 from stream_app.config.kafka_config import consumer_config
@@ -65,7 +66,7 @@ class Lifecycle:
     def attach(self, app: faust.App) -> None:
         """Create the lifecycle's topics, sinks and timers on the worker's app."""
         s = self.settings
-        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+        raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
         health_topic = app.topic(s.health_topic, partitions=1, **raw)
         self.redis = async_redis(s)
 
@@ -92,16 +93,17 @@ class Lifecycle:
         dlq_topic = app.topic(s.dlq_topic, partitions=1, **raw)
 
         async def feedback_dead_letter(message: Message, reason: str) -> object:
+            topic, partition = partition_of(message)
             letter = dead_letter(
-                Rejection(reason, message.value() or b""), topic=message.topic(), partition=message.partition(),
-                offset=message.offset(), key=message.key(),
+                Rejection(reason, message.value() or b""), topic=topic, partition=partition,
+                offset=offset_of(message), key=message.key(),
             )  # fmt: skip
             return await (await dlq_topic.send(key=message.key(), value=orjson.dumps(letter.model_dump(mode="json"))))
 
         @app.task
         async def consume_feedback() -> None:
             config = consumer_config(s, f"{s.app_id}-feedback", **{"enable.auto.commit": False, "auto.offset.reset": "earliest"})
-            store = FeedbackStore(self.redis, s.redis_prefix)  # type: ignore[arg-type]
+            store = FeedbackStore(self.redis, s.redis_prefix)
             await FeedbackConsumer(config, s.feedback_topic, store, feedback_dead_letter).run()
 
     def before_batch(self, readings: Sequence[Reading]) -> None:
@@ -137,7 +139,9 @@ class Lifecycle:
                 if self.metrics is not None:
                     for key, figure in watch.figures.items():
                         name, _, feature = key.partition(":")
-                        self.metrics.model_drift.labels(watch.group, feature, name).set(float(figure["value"]))  # type: ignore[arg-type]
+                        value = figure["value"]
+                        assert isinstance(value, float)  # drift figures are floats (drift.py)
+                        self.metrics.model_drift.labels(watch.group, feature, name).set(value)
                 if self.health is not None:
                     self.health.submit(self.health.figures(watch.group, watch.figures))
             for event in result.events:

@@ -22,6 +22,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from stream_app.contracts import Reading
 from stream_app.pipeline.detector import Detector
@@ -81,7 +82,7 @@ class ModelReloader:
 
     def __init__(
         self,
-        model_dir: object,
+        model_dir: Path,
         detector: GroupDetector,
         build: BuildFn,
         *,
@@ -90,15 +91,13 @@ class ModelReloader:
         shadow_of: Callable[[str], str | None] | None = None,
         pinned_default: bool = False,
     ) -> None:
-        from pathlib import Path
-
         self.detector = detector
         self.build = build
         self.health = health
         self.on_shadow = on_shadow  # (group, detector or None): hands a shadow model to shadow.py
         self.shadow_of = shadow_of or (lambda group: None)  # the version a group now shadows
         self._watched = {
-            group: _Watched(ModelStore.for_group(Path(model_dir), group))  # type: ignore[arg-type]
+            group: _Watched(ModelStore.for_group(Path(model_dir), group))
             for group in detector.detectors
         }
         # A worker started with ``--model-version`` keeps that default model whatever CURRENT says.

@@ -7,11 +7,15 @@ topics are always created explicitly before anything produces to them.
 from __future__ import annotations
 
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
-from stream_app.config.kafka_config import confluent_config
+from stream_app.config.kafka_config import confluent_config, consumer_config
 from stream_app.config.settings import Settings
 
 
@@ -26,7 +30,7 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
     }
 
 
-def _metadata(admin: AdminClient, timeout_s: float):  # type: ignore[no-untyped-def]
+def _metadata(admin: AdminClient, timeout_s: float) -> ClusterMetadata:
     """The cluster's metadata; a refused login raises ``KafkaLoginError`` within a second or so
     (``poll`` serves the error callback, see kafka_config.py) instead of after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
@@ -59,3 +63,45 @@ def ensure_topics(settings: Settings, *, timeout_s: float = 15.0) -> dict[str, i
         if all(name in topics for name in wanted) or time.monotonic() > deadline:
             return {name: len(topics[name].partitions) for name in wanted if name in topics}
         time.sleep(0.1)
+
+
+@contextmanager
+def assigned_reader(
+    settings: Settings, topic: str, *, start: Literal["beginning", "end"] | int = "beginning", name: str = "reader",
+    **extra: Any,
+) -> Iterator[Consumer]:
+    """A consumer assigned every partition of ``topic`` (manual assignment: it joins no group, commits
+    nothing, takes no partition from a worker), from its beginning, its end, or an epoch-ms time
+    (partitions with nothing since then are left out). Closed on the way out."""
+    group = f"{settings.app_id}-{name}-{uuid.uuid4().hex[:8]}"  # a throwaway id: nothing is committed under it
+    consumer = Consumer(consumer_config(settings, group, **{"enable.auto.commit": False, **extra}))
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            raise KafkaException(f"topic {topic!r} not found")
+        partitions = sorted(meta.partitions)
+        if start == "beginning":
+            wanted = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions]
+        elif start == "end":
+            wanted = [TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
+                      for p in partitions]  # fmt: skip
+        else:
+            found = consumer.offsets_for_times([TopicPartition(topic, p, start) for p in partitions], timeout=10)
+            wanted = [tp for tp in found if tp.offset >= 0]  # -1: nothing at or after ``start`` there
+        consumer.assign(wanted)
+        yield consumer
+    finally:
+        consumer.close()
+
+
+def read_topic(settings: Settings, topic: str, *, idle_s: float = 2.0, name: str = "reader") -> list[bytes]:
+    """Every message value on ``topic`` from its beginning, until none has come for ``idle_s``."""
+    out: list[bytes] = []
+    with assigned_reader(settings, topic, name=name) as consumer:
+        idle_since = time.monotonic()
+        while time.monotonic() - idle_since < idle_s:
+            message = consumer.poll(0.2)
+            if message is not None and not message.error():
+                out.append(message.value() or b"")
+                idle_since = time.monotonic()
+    return out

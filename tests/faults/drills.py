@@ -1,18 +1,63 @@
-"""Shared steps of the fault drills: publish a scenario in the background, then count alerts."""
+"""Shared steps of the fault drills: a drill's own topics and workers, publishing in the background, counting alerts."""
 
 from __future__ import annotations
 
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
 
 from producers.fleet import run_simulation
-from producers.publish import PublishStats
+from producers.publish import PublishStats, ReadingPublisher, reading_json
 from producers.scenarios import Scenario
 from producers.simulator import FleetSimulator
 from stream_app.config.settings import Settings
-from tests.integration.helpers import redis_alerts, topic_alerts
+from stream_app.lab.harness import WorkerProcess
+from tests.support.services import NORMAL, redis_alerts, topic_alerts
+
+
+@dataclass
+class Drill:
+    """One fault scenario's own topics, group and Redis prefix, and its worker processes."""
+
+    name: str
+    settings: Settings
+    workdir: Path
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    def start_worker(self) -> WorkerProcess:
+        own = self.settings.model_copy(update={"state_dir": self.workdir / "state", "log_level": "info"})
+        worker = WorkerProcess(own, self.workdir / f"worker-{len(self.workers)}.log")
+        self.workers.append(worker)
+        return worker
+
+    def wait_consuming(self, workers: list[WorkerProcess], timeout_s: float = 120) -> None:
+        """Send noisy probe readings to every partition until each worker has consumed some lately."""
+        for w in workers:
+            w.wait_ready(timeout_s)
+        publisher = ReadingPublisher(self.settings)
+        rng = np.random.default_rng(0)
+        ts = int(time.time() * 1000) - 3_600_000
+        deadline = time.monotonic() + timeout_s
+        streak = 0
+        while streak < 2:
+            assert time.monotonic() < deadline, "workers not consuming:\n" + "\n".join(w.tail() for w in workers)
+            before = [w.counter("messages") for w in workers]
+            ts += 1000
+            for i in range(4 * self.settings.readings_partitions):
+                noisy = {k: v + float(rng.normal(0, 0.0005)) for k, v in NORMAL.items()}
+                publisher.send(f"probe-{i:02d}", reading_json(f"probe-{i:02d}", ts, noisy))
+            publisher.flush()
+            time.sleep(1.0)
+            moved = all(w.counter("messages") > b for w, b in zip(workers, before))
+            streak = streak + 1 if moved else 0
+
+    def stop_all(self) -> None:
+        for w in self.workers:
+            w.stop()
 
 
 class BackgroundRun(threading.Thread):

@@ -18,7 +18,7 @@ from producers.simulator import FleetSimulator
 from stream_app.config.settings import Settings
 
 if TYPE_CHECKING:
-    from .conftest import WorkerProcess
+    from stream_app.lab.harness import WorkerProcess
 
 
 class CountingPublisher(ReadingPublisher):

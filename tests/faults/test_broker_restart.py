@@ -17,12 +17,12 @@ from confluent_kafka import KafkaException
 
 from producers.scenarios import Failure, FailureKind, Scenario
 from stream_app.contracts import Alert
-from stream_app.lab.embedded import EmbeddedServices, free_port
+from stream_app.lab.embedded import EmbeddedServices
+from stream_app.lab.harness import WorkerProcess, fresh_embedded
 from stream_app.config.settings import Settings
 from stream_app.worker.topics import ensure_topics
-from tests.integration.helpers import redis_alerts, wait_scored
+from tests.support.services import redis_alerts, wait_scored
 
-from .conftest import WorkerProcess
 from .drills import tally
 from .load import Background, FleetLoad
 
@@ -36,10 +36,8 @@ RECOVER_S = 60.0  # how long the worker gets to resume scoring by itself after t
 @pytest.fixture
 def own_services(tmp_path: Path) -> Iterator[EmbeddedServices]:
     # Its own broker and Redis: a restart wipes every topic on the broker, other drills' included.
-    services = EmbeddedServices(tmp_path / "services", kafka_port=free_port(), redis_port=free_port())
-    services.start()
-    yield services
-    services.stop()
+    with fresh_embedded(tmp_path / "services") as services:
+        yield services
 
 
 def test_broker_restart(own_services, drill_factory, record) -> None:

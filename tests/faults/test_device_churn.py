@@ -16,7 +16,7 @@ import redis
 
 from producers.publish import ReadingPublisher, reading_json
 
-from .conftest import NORMAL
+from tests.support.services import NORMAL
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

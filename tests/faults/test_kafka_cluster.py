@@ -23,10 +23,12 @@ from confluent_kafka.admin import AdminClient
 from producers.scenarios import Failure, FailureKind, Scenario
 from stream_app.lab.kafka_local import KafkaCluster
 from stream_app.config.settings import Settings
-from tests.conftest import require_kafka
-from tests.integration.helpers import topic_messages, wait_scored
+from tests.support.services import require_kafka
+from tests.support.services import topic_messages, wait_scored
 
-from .conftest import Drill, WorkerProcess
+from stream_app.lab.harness import WorkerProcess
+
+from .drills import Drill
 from .drills import BackgroundRun, tally
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

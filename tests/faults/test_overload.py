@@ -7,13 +7,12 @@ JSON message each (the worker's costliest form per reading).
 
 from __future__ import annotations
 
-import re
 import time
-from pathlib import Path
 
 import pytest
 
 from producers.scenarios import Failure, FailureKind, Scenario
+from stream_app.lab.bench_stats import rss_mb
 
 from .drills import tally
 from .load import Background, FleetLoad, Sampler
@@ -103,7 +102,7 @@ def test_overload_2x_for_60s(drill_factory, fault_services, record) -> None:
         peak_lag=round(max(s.sent - (s.consumed - probes) for s in samples)),
         backlog_at_stop=round(backlog_at_stop),
         drain_s=round(drain_s, 1),
-        broker_rss_mb=round(_rss_mb(state.kafka.pid)) if state else None,
+        broker_rss_mb=round(rss_mb(state.kafka.pid)) if state else None,
         lag_every_5s=[round(s.sent - (s.consumed - probes)) for s in samples[::5]],
         rss_every_5s=[round(s.rss_mb) for s in samples[::5]],
         **t.figures(),
@@ -113,7 +112,3 @@ def test_overload_2x_for_60s(drill_factory, fault_services, record) -> None:
     assert consumed >= load.publisher.acked, f"backlog not drained in {drain_timeout:.0f}s"
     assert t.delivered == t.expected and t.missing_in_redis == 0 and t.redis_duplicates == 0
 
-
-def _rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]

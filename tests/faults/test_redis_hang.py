@@ -16,7 +16,7 @@ import pytest
 
 from producers.scenarios import Failure, FailureKind, Scenario
 
-from .conftest import WorkerProcess
+from stream_app.lab.harness import WorkerProcess
 from .drills import tally
 from .load import Background, FleetLoad
 

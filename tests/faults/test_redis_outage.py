@@ -8,7 +8,7 @@ import pytest
 
 from producers.scenarios import Failure, FailureKind, Scenario
 from stream_app.contracts import Alert
-from tests.integration.helpers import topic_alerts, wait_scored
+from tests.support.services import topic_alerts, wait_scored
 
 from .drills import BackgroundRun, tally
 

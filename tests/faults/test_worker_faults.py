@@ -7,7 +7,7 @@ import time
 import pytest
 
 from producers.scenarios import Failure, FailureKind, Scenario
-from tests.integration.helpers import wait_scored
+from tests.support.services import wait_scored
 
 from .drills import BackgroundRun, assigned_partitions, kafka_partition, tally
 

@@ -17,8 +17,7 @@ from stream_app.lab.embedded import free_port, port_open
 from stream_app.config.settings import Settings
 from stream_app.worker.sinks import RedisKeys
 
-from .conftest import worker_env
-from .helpers import wait_scored
+from tests.support.services import cli_env, wait_scored
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +48,7 @@ def test_up_creates_topics_and_down_stops_everything(tmp_path: Path) -> None:
 # first free one + 2 and + 4, which are not checked free; it failed once on a fresh clone (2026-11-26).
 @pytest.mark.slow
 def test_up_broker_kafka_three_nodes_and_down(tmp_path: Path) -> None:
-    from tests.conftest import require_kafka
+    from tests.support.services import require_kafka
 
     require_kafka()
     kafka_port, redis_port = free_port(), free_port()
@@ -85,7 +84,7 @@ def test_replay_publishes_a_recording_that_the_worker_scores(settings: Settings,
     recording = tmp_path / "rec.csv"
     recording.write_text("\n".join(rows) + "\n")
 
-    result = floorwatch("replay", str(recording), "--device", "replayed-1", "--speed", "0", env=worker_env(settings))
+    result = floorwatch("replay", str(recording), "--device", "replayed-1", "--speed", "0", env=cli_env(settings))
     assert result.returncode == 0, result.stderr
     assert "published 60 readings" in result.stdout
     wait_scored(settings, {"replayed-1": (start + 59) * 1000})
@@ -103,7 +102,7 @@ def test_alerts_recent_and_tail_show_each_alert_once(settings: Settings, worker)
     )  # fmt: skip
     stats, _ = run_simulation(settings, scenario, start_ms=int(time.time() * 1000) - 500_000, speed=0)
     wait_scored(settings, stats.last_ts_ms or {})
-    env = worker_env(settings)
+    env = cli_env(settings)
 
     recent = floorwatch("alerts", "recent", "--device", "cli-01", "--json", env=env)
     assert recent.returncode == 0, recent.stderr

@@ -14,7 +14,7 @@ from stream_app.contracts import DeadLetter
 from stream_app.config.kafka_config import producer_config
 from stream_app.config.settings import Settings
 
-from .helpers import topic_messages, wait_scored
+from tests.support.services import topic_messages, wait_scored
 
 GOOD = {"temperature": 0.06, "vibration": 0.075, "motor_rpm": 0.045, "motor_amps": 0.084}
 

@@ -11,7 +11,7 @@ import pytest
 
 from stream_app.config.settings import Settings
 
-from .helpers import redis_alerts
+from tests.support.services import redis_alerts
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent / "kafkajs"

@@ -3,7 +3,6 @@ and the producers connect with credentials; a wrong password is one line, fast; 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -11,22 +10,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from pydantic import SecretStr
 
-from producers.publish import ReadingPublisher, reading_json
 from stream_app.lab.embedded import EmbeddedServices
 from stream_app.lab.kafka_local import KafkaCluster, SecureListener, make_keystore
 from stream_app.config.settings import Settings
-from stream_app.worker.sinks import RedisKeys
 from stream_app.worker.topics import ensure_topics
-from tests.conftest import require_kafka
+from tests.support.services import cli_env, require_kafka, scoring_worker
 
 pytestmark = pytest.mark.integration
 
 PASSWORD = "scram-Pa55-7f3e91"
 KEYSTORE_PASSWORD = "keystore-Pa55-0c4d"
-NORMAL = {"temperature": 0.06, "vibration": 0.075, "motor_rpm": 0.045, "motor_amps": 0.084}
 
 
 @pytest.fixture(scope="module")
@@ -68,39 +63,16 @@ def secure_settings(secure_kafka, services: EmbeddedServices, tiny_model_dir: Pa
     return settings
 
 
-def _env(settings: Settings) -> dict[str, str]:
-    return {**os.environ, **settings.model_copy(update={"log_level": "info"}).as_env()}
-
-
 def test_worker_and_producer_over_sasl_ssl_and_no_secret_in_the_log(secure_settings: Settings, tmp_path: Path) -> None:
-    log = tmp_path / "worker.log"
-    with open(log, "wb") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "stream_app", "worker"], env=_env(secure_settings), stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        publisher = ReadingPublisher(secure_settings)
-        client = redis.Redis.from_url(secure_settings.redis_url_value())
-        probe = RedisKeys(secure_settings.redis_prefix).device("secure-0")
-        deadline = time.monotonic() + 150
-        ts = int(time.time() * 1000) - 3_600_000
-        while not client.exists(probe):  # scored: produced and consumed over SASL_SSL, alerts sent
-            assert worker.poll() is None, f"worker exited:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"worker not scoring:\n{log.read_text()[-3000:]}"
-            ts += 1000
-            publisher.send("secure-0", reading_json("secure-0", ts, NORMAL))
-            publisher.flush()
-            time.sleep(0.5)
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
-    text = log.read_text(errors="replace")
+    with scoring_worker(secure_settings, tmp_path / "worker.log", "secure-0", timeout_s=150) as worker:
+        pass  # a probe produced and consumed over SASL_SSL, and its alerts sent
+    text = worker.log_text()
     assert PASSWORD not in text and KEYSTORE_PASSWORD not in text
 
 
 def test_wrong_password_is_one_clear_line_without_the_secret(secure_settings: Settings) -> None:
     wrong = "not-the-" + PASSWORD
-    env = {**_env(secure_settings), "FLOORWATCH_KAFKA_SASL_PASSWORD": wrong}
+    env = cli_env(secure_settings, FLOORWATCH_KAFKA_SASL_PASSWORD=wrong)
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "stream_app", "topics"], env=env, capture_output=True, text=True, timeout=60

@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,11 +28,11 @@ from stream_app.config.settings import Settings
 from stream_app.worker.sinks import RedisKeys
 from stream_app.worker.topics import ensure_topics
 
-from .helpers import redis_alerts, topic_alerts, topic_messages, wait_scored
+from stream_app.lab.harness import WorkerProcess
+from tests.support.services import NORMAL, redis_alerts, topic_alerts, topic_messages, scoring_worker, wait_log, wait_scored
 
 pytestmark = pytest.mark.integration
 
-NORMAL = {"temperature": 0.06, "vibration": 0.075, "motor_rpm": 0.045, "motor_amps": 0.084}
 WINDOW = 8  # the session's tiny model
 
 
@@ -67,60 +66,18 @@ def lc_settings(settings: Settings, tiny_model_dir: Path, tmp_path_factory: pyte
     return s
 
 
-class Worker:
-    def __init__(self, process: subprocess.Popen[bytes], log: Path, metrics_port: int) -> None:
-        self.process, self.log, self.metrics_port = process, log, metrics_port
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_log(self, needle: str, timeout_s: float = 90) -> None:
-        deadline = time.monotonic() + timeout_s
-        while needle not in self.text():
-            assert self.process.poll() is None, f"worker exited:\n{self.text()[-3000:]}"
-            assert time.monotonic() < deadline, f"{needle!r} not in the worker's log:\n{self.text()[-3000:]}"
-            time.sleep(0.2)
-
-    def counter(self, name: str) -> float:
-        body = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
-        return sum(float(line.split()[-1]) for line in body.splitlines() if line.startswith(name + " ") or line.startswith(name + "{"))
-
-
 @pytest.fixture(scope="module")
-def lc_worker(lc_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+def lc_worker(lc_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     log = tmp_path_factory.mktemp("lc-worker") / "worker.log"
-    env = {**os.environ, **lc_settings.model_copy(update={"log_level": "info"}).as_env()}
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "stream_app", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT)
-    worker = Worker(process, log, lc_settings.metrics_port)
-    try:
-        publisher = ReadingPublisher(lc_settings)
-        client = redis.Redis.from_url(lc_settings.redis_url_value())
-        probe = RedisKeys(lc_settings.redis_prefix).device("lcprobe-0")
-        deadline = time.monotonic() + 120
-        ts = int(time.time() * 1000) - 3_600_000
-        while not client.exists(probe):
-            assert process.poll() is None, f"worker exited:\n{worker.text()[-3000:]}"
-            assert time.monotonic() < deadline, f"worker not ready:\n{worker.text()[-3000:]}"
-            ts += 1000
-            publisher.send("lcprobe-0", reading_json("lcprobe-0", ts, NORMAL))
-            publisher.flush()
-            time.sleep(0.5)
+    with scoring_worker(lc_settings, log, "lcprobe-0") as worker:
         yield worker
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        print(worker.text()[-3000:])
 
 
 def _noisy(rng: np.random.Generator) -> dict[str, float]:
     return {k: v + float(rng.normal(0, 0.0005)) for k, v in NORMAL.items()}
 
 
-def test_drift_in_one_feature_gives_a_model_health_event(lc_settings: Settings, lc_worker: Worker) -> None:
+def test_drift_in_one_feature_gives_a_model_health_event(lc_settings: Settings, lc_worker: WorkerProcess) -> None:
     from producers.scenarios import Scenario
     from producers.simulator import FleetSimulator
     from stream_app.contracts import to_epoch_ms
@@ -151,10 +108,10 @@ def test_drift_in_one_feature_gives_a_model_health_event(lc_settings: Settings, 
     assert health.returncode == 0, health.stderr
     figures = json.loads(health.stdout)["figures"]["default"]
     assert "psi:temperature" in figures and figures["psi:temperature"]["value"] > figures["psi:temperature"]["limit"]
-    assert lc_worker.counter("floorwatch_model_drift") > 0
+    assert lc_worker.metrics().get("floorwatch_model_drift", 0.0) > 0
 
 
-def test_promote_under_traffic_loses_no_reading_and_leaves_none_unscored(lc_settings: Settings, lc_worker: Worker) -> None:
+def test_promote_under_traffic_loses_no_reading_and_leaves_none_unscored(lc_settings: Settings, lc_worker: WorkerProcess) -> None:
     store = ModelStore(lc_settings.model_dir)
     old = store.current()
     new = copy_version(store, old)
@@ -162,7 +119,7 @@ def test_promote_under_traffic_loses_no_reading_and_leaves_none_unscored(lc_sett
     rng = np.random.default_rng(3)
     devices = [f"swap-{i}" for i in range(10)]
     start = int(time.time() * 1000) - 1_800_000
-    windows_before = lc_worker.counter("floorwatch_windows_scored_total")
+    windows_before = lc_worker.counter("windows_scored")
 
     sent, promoted_at, swapped_at = 0, None, None
     tick = 0
@@ -175,9 +132,9 @@ def test_promote_under_traffic_loses_no_reading_and_leaves_none_unscored(lc_sett
         if tick == 30:
             store.promote(new)
             promoted_at = tick
-        if promoted_at is not None and swapped_at is None and "model swapped for group default" in lc_worker.text():
+        if promoted_at is not None and swapped_at is None and "model swapped for group default" in lc_worker.log_text():
             swapped_at = tick
-        assert tick < 1500, f"no swap in the worker's log:\n{lc_worker.text()[-3000:]}"
+        assert tick < 1500, f"no swap in the worker's log:\n{lc_worker.tail()}"
         time.sleep(0.05)
     # A device stuck after the swap: its alert names the new version.
     for t in range(tick, tick + 30):
@@ -189,9 +146,9 @@ def test_promote_under_traffic_loses_no_reading_and_leaves_none_unscored(lc_sett
     last = start + (tick + 29) * 1000
     wait_scored(lc_settings, {d: last for d in devices})
 
-    assert f"{old} -> {new} (windows and episodes carried over)" in lc_worker.text()
+    assert f"{old} -> {new} (windows and episodes carried over)" in lc_worker.log_text()
     # No reading lost or unscored: every reading after a device's first T - 1 completed a window.
-    scored = lc_worker.counter("floorwatch_windows_scored_total") - windows_before
+    scored = lc_worker.counter("windows_scored") - windows_before
     assert scored == sent - len(devices) * (WINDOW - 1)
     client = redis.Redis.from_url(lc_settings.redis_url_value())
     keys = RedisKeys(lc_settings.redis_prefix)
@@ -201,13 +158,13 @@ def test_promote_under_traffic_loses_no_reading_and_leaves_none_unscored(lc_sett
     assert {a.model_version for a in topic_alerts(lc_settings, "swap-")} == {new}
 
 
-def test_a_broken_version_is_refused_and_the_worker_keeps_scoring(lc_settings: Settings, lc_worker: Worker) -> None:
+def test_a_broken_version_is_refused_and_the_worker_keeps_scoring(lc_settings: Settings, lc_worker: WorkerProcess) -> None:
     store = ModelStore(lc_settings.model_dir)
     serving = store.current()
     broken = copy_version(store, serving)
     (store.root / broken / "model.keras").write_bytes(b"PK\x03\x04 truncated")
     store.promote(broken)
-    lc_worker.wait_log(f"promoted model {broken} for group default refused, still serving {serving}")
+    wait_log(lc_worker, f"promoted model {broken} for group default refused, still serving {serving}")
     events = [json.loads(v) for v in topic_messages(lc_settings, lc_settings.health_topic)]
     refused = [e for e in events if e["kind"] == "load-refused"]
     assert refused and broken in refused[-1]["message"] and refused[-1]["model_version"] == serving
@@ -244,7 +201,7 @@ def _stuck_alert(settings: Settings, device: str) -> list:
     return alerts
 
 
-def test_operator_feedback_by_cli_and_topic(lc_settings: Settings, lc_worker: Worker) -> None:
+def test_operator_feedback_by_cli_and_topic(lc_settings: Settings, lc_worker: WorkerProcess) -> None:
     import asyncio
 
     import redis.asyncio as aioredis
@@ -284,7 +241,7 @@ def test_operator_feedback_by_cli_and_topic(lc_settings: Settings, lc_worker: Wo
 
     deadline = time.monotonic() + 60
     while not (state := asyncio.run(judged()))["feedback"]:
-        assert time.monotonic() < deadline, lc_worker.text()[-3000:]
+        assert time.monotonic() < deadline, lc_worker.tail()
         time.sleep(0.5)
     assert state["feedback"][second.alert_id]["verdict"] == "false_alarm"
     version = first.model_version
@@ -292,14 +249,14 @@ def test_operator_feedback_by_cli_and_topic(lc_settings: Settings, lc_worker: Wo
     precision = state["precision"][version]
     assert (precision.confirmed, precision.false_alarms, precision.precision) == (1, 1, 0.5)
 
-    lc_worker.wait_log("alert feedback refused: not a feedback message: verdict")
+    wait_log(lc_worker, "alert feedback refused: not a feedback message: verdict")
     letters = [json.loads(v) for v in topic_messages(lc_settings, lc_settings.dlq_topic)]
     reasons = [l["reason"] for l in letters if l["source_topic"] == topic]
     assert any(r.startswith("unknown alert id 'nope-123'") for r in reasons), reasons
     assert any(r.startswith("not a feedback message: verdict") for r in reasons), reasons
 
 
-def test_train_from_topic_leaves_out_confirmed_faults_and_keeps_false_alarms(lc_settings: Settings, lc_worker: Worker) -> None:
+def test_train_from_topic_leaves_out_confirmed_faults_and_keeps_false_alarms(lc_settings: Settings, lc_worker: WorkerProcess) -> None:
     from producers.scenarios import FEATURES
     from stream_app.ops.retrain import collect
 
@@ -330,7 +287,7 @@ def test_train_from_topic_leaves_out_confirmed_faults_and_keeps_false_alarms(lc_
     assert card.drift_reference is not None
 
 
-def test_shadow_alerts_never_reach_alert_consumers_and_compare_reports_both(lc_settings: Settings, lc_worker: Worker) -> None:
+def test_shadow_alerts_never_reach_alert_consumers_and_compare_reports_both(lc_settings: Settings, lc_worker: WorkerProcess) -> None:
     from producers.fleet import run_simulation
     from producers.scenarios import Scenario
 
@@ -342,7 +299,7 @@ def test_shadow_alerts_never_reach_alert_consumers_and_compare_reports_both(lc_s
     (store.root / candidate / "thresholds.json").write_bytes(orjson.dumps(thresholds))
     done = _cli(lc_settings, "models", "shadow", candidate)
     assert done.returncode == 0, done.stderr
-    lc_worker.wait_log(f"shadow scoring for group default: {candidate} beside {champion}")
+    wait_log(lc_worker, f"shadow scoring for group default: {candidate} beside {champion}")
 
     scenario = Scenario(devices=3, device_prefix="shadowed", duration_s=120, seed=9)
     start_ms = int(time.time() * 1000) - 200_000
@@ -377,7 +334,7 @@ def test_shadow_alerts_never_reach_alert_consumers_and_compare_reports_both(lc_s
     assert "challenger" in table.stdout and candidate in table.stdout
 
     assert _cli(lc_settings, "models", "shadow", "--off").returncode == 0
-    lc_worker.wait_log(f"shadow scoring for group default ended ({candidate})")
+    wait_log(lc_worker, f"shadow scoring for group default ended ({candidate})")
     history = _cli(lc_settings, "models", "history", "--json")
     actions = [json.loads(line)["action"] for line in history.stdout.splitlines()]
     assert actions[-2:] == ["shadow", "shadow-off"]

@@ -13,7 +13,7 @@ from producers.publish import ReadingPublisher, reading_json
 from producers.scenarios import Failure, FailureKind, Scenario
 from stream_app.config.settings import Settings
 
-from .helpers import redis_alerts, topic_alerts, topic_messages, wait_scored
+from tests.support.services import redis_alerts, topic_alerts, topic_messages, wait_scored
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from stream_app.lab.embedded import _redis_command, free_port, port_open
 from stream_app.worker.sinks import RedisSink
-from tests.unit.test_evaluation import alert
+from tests.support.builders import alert
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from stream_app.contracts import to_epoch_ms
 from stream_app.lab.embedded import EmbeddedServices
 from stream_app.pipeline.episodes import OpenEpisode
 from stream_app.worker.sinks import RedisSink
-from tests.unit.test_evaluation import alert
+from tests.support.builders import alert
 
 START = 1_795_000_000_000
 

@@ -8,13 +8,13 @@ import logging
 import time
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from stream_app.worker.consume import ReadingsConsumer
-from stream_app.config.kafka_config import consumer_config, producer_config
+from stream_app.config.kafka_config import producer_config
 from stream_app.worker.metrics import Metrics
 from stream_app.config.settings import Settings
-from stream_app.worker.topics import ensure_topics
+from stream_app.worker.topics import assigned_reader, ensure_topics
 
 # The stall appeared at 30,000 one-record batches here (20 ms fetch wait: 2,502 read, then nothing).
 RECORDS = 40_000
@@ -35,18 +35,13 @@ def _produce_one_record_batches(settings: Settings) -> None:
 
 def _bare_consumer_stalls(settings: Settings, idle_s: float = 8.0) -> bool:
     """Whether a consumer with the embedded profile's 20 ms fetch wait stops short on this topic."""
-    consumer = Consumer(consumer_config(settings, f"bare-{time.time_ns()}", **{"enable.auto.commit": False}))
-    try:
-        consumer.assign([TopicPartition(settings.readings_topic, 0, 0)])
+    with assigned_reader(settings, settings.readings_topic, name="bare") as consumer:  # a one-partition topic
         got, last = 0, time.monotonic()
         while got < RECORDS and time.monotonic() - last < idle_s:
             batch = consumer.consume(1000, 0.5)
             if batch:
                 got, last = got + len(batch), time.monotonic()
         return got < RECORDS
-    finally:
-        consumer.close()
-
 
 # Slow (make faults): 40,000 one-record batches take minutes, and on a loaded 2-core machine it ran past the
 # 10-minute limit once (2026-11-26); it drained in 4 of 5 runs before that.

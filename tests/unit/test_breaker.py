@@ -8,7 +8,7 @@ import redis.asyncio as aioredis
 
 from stream_app.worker.breaker import CircuitBreaker
 from stream_app.worker.sinks import RedisSink
-from tests.unit.test_evaluation import alert
+from tests.support.builders import alert
 
 
 def _connections(server: socket.socket) -> int:

@@ -13,9 +13,10 @@ from rich.console import Console
 
 from stream_app.pipeline.detector import Detector
 from stream_app.lab.evaluate import EvaluateOptions, Model, evaluate_shared, print_report, sampling_gap_s, unlabelled_caveats
-from stream_app.lab.skab import parse_times, read_labelled_csv, sniff_delimiter
+from stream_app.lab.csv_input import sniff_delimiter
+from stream_app.lab.skab import parse_times, read_labelled_csv
 
-from .test_evaluate import _detector
+from tests.support.builders import episode_detector
 
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
@@ -91,7 +92,7 @@ def test_an_unlabelled_file_reports_label_figures_as_not_applicable(tmp_path: Pa
     path.write_text("time,x\n" + "\n".join(rows) + "\n")
     series = [read_labelled_csv(path, labels_optional=True)]
     # A reading every 5 minutes: windows restart after 15 minutes of silence, not the 60 s default.
-    d = _detector()
+    d = episode_detector()
     detector = Detector(d.bundle, d.scorer, dataclasses.replace(d.config, max_gap_ms=int(sampling_gap_s(series, 60.0) * 1000)))
     report, _ = evaluate_shared(Model(detector), series, EvaluateOptions(), source="csv: line.csv")
     report = unlabelled_caveats(report, series)

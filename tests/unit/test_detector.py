@@ -1,48 +1,30 @@
-"""The detector's adaptation: device lines that learn each device's normal, and what refits may learn from."""
+"""The detector: device lines that learn each device's normal, what refits may learn from, idle-device
+eviction, and the checks and operator rules beside the model."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
+import pytest
 
 from stream_app.contracts import Reading
-from stream_app.pipeline.detector import Detector, DetectorConfig
+from stream_app.pipeline.detector import Detection, Detector, DetectorConfig, RefitHook
 from stream_app.pipeline.episodes import EpisodeRule
 from stream_app.pipeline.lines import LineConfig
-from stream_app.models.store import ModelBundle, ModelCard, Scaler, Thresholds, TrainingSummary, ValidationMetrics
 from stream_app.pipeline.reservoir import RefitConfig
-from stream_app.pipeline.scorer import Scores
-
-T0 = 1_795_000_000_000
-
-
-class MaxScorer:
-    """A stand-in model: a feature's error is its largest value in the window."""
-
-    max_batch = 16
-
-    def score(self, windows: np.ndarray) -> Scores:
-        errors = windows.max(axis=1).astype(np.float32)
-        return Scores(feature_errors=errors, score=errors.max(axis=1))
+from stream_app.pipeline.rules import parse_rules
+from tests.support.builders import T0, MaxScorer, bundle
+from tests.support.builders import detector as build_detector
 
 
-def detector(*, warmup: int = 20, on_refit=None, refit: RefitConfig = RefitConfig()) -> Detector:  # type: ignore[no-untyped-def]
-    card = ModelCard(
-        features=["x"], window=2, units=0,
-        training=TrainingSummary(source="t", series=1, readings=1, train_windows=1, validation_windows=1,
-                                 feature_mean={}, feature_std={}, epochs=0),
-        validation=ValidationMetrics(train_loss=0, validation_loss=0, validation_score_p50=0, validation_score_p99=0,
-                                     validation_score_max=0, validation_windows_over_threshold=0),
-    )  # fmt: skip
-    thresholds = Thresholds(quantile=0.99, multiplier=1.0, threshold=1.0, feature_reference=[1.0], stuck_features=[])
-    bundle = ModelBundle(path=Path("."), card=card, scaler=Scaler(mean=[0.0], scale=[1.0]), thresholds=thresholds)
+
+def detector(*, warmup: int = 20, on_refit: RefitHook | None = None, refit: RefitConfig = RefitConfig()) -> Detector:
+    """Adaptive lines on one feature ``x``, windows of 2: an episode opens after 3 windows over the line."""
     config = DetectorConfig(
         rule=EpisodeRule(open_after=3, close_after=5, close_ratio=0.8),
         lines=LineConfig(history=32, block=2, warmup=warmup, max_step=0.05),
         refit=refit,
     )
-    return Detector(bundle, MaxScorer(), config, on_refit=on_refit)  # type: ignore[arg-type]
+    return build_detector(bundle(["x"], window=2), config, scorer=MaxScorer(max_batch=16), on_refit=on_refit)
 
 
 def run(d: Detector, xs: list[float], *, device: str = "d", start: int = 0) -> list[tuple[int, str]]:
@@ -90,3 +72,137 @@ def test_a_refit_hook_sees_only_windows_before_it_is_called() -> None:
     assert len(calls) >= 2
     assert all(n <= 64 for n, _ in calls)
     assert all(b - a >= 10_000 for (_, a), (_, b) in zip(calls, calls[1:]))
+
+
+def test_evict_idle_drops_only_devices_idle_longer_than_the_limit_by_the_workers_clock() -> None:
+    d = detector(warmup=2)
+    now = T0 + 10**9
+
+    def send(device: str, i: int, at: int) -> None:
+        d.process([Reading(device_id=device, ts=T0 + i * 1000, values={"x": 0.5})], now_ms=at)
+
+    for i in range(4):
+        send("old", i, now)
+        send("busy", i, now)
+    send("busy", 10, now + 50_000)
+    assert d.devices == 2
+    assert d.evict_idle(now + 60_000, 30_000) == ["old"]  # busy was seen 10 s before, old 60 s
+    assert d.devices == 1 and d.unseen(["old", "busy"]) == ["old"]
+    assert not d.episodes.knows("old") and len(d.model_lines) == len(d.level_lines) <= 1
+    send("old", 0, now + 61_000)  # back: starts afresh, an old timestamp is no longer "out of order"
+    assert d.devices == 2 and d.windows.filled(d.windows._slots["old"]) == 1
+
+
+def test_memory_stays_flat_when_every_device_is_new_and_idle_ones_are_evicted() -> None:
+    d = detector(warmup=2)
+    sizes = []
+    for round_ in range(5):
+        now = T0 + round_ * 1_000_000
+        for k in range(0, 2_000, 500):
+            batch = [Reading(device_id=f"r{round_}-{k + j}", ts=T0, values={"x": 0.5}) for j in range(500)]
+            d.process(batch, now_ms=now)
+        d.evict_idle(now + 1_000_000, 500_000)
+        sizes.append(d.windows.nbytes)
+    assert d.devices == 0 and len(set(sizes)) == 1  # the arrays never grew after the first round
+
+
+# --- checks and operator rules in the detector ---------------------------------------------
+
+
+def checks_detector(
+    rules: str = "", *, stride: int = 1, window: int = 3, open_after: int = 3, **thresholds_extra: object
+) -> Detector:
+    # No envelope and no stuck features: only the model (line at 1.0) and the rules can alert.
+    episodes = EpisodeRule(open_after=open_after, close_after=3, close_ratio=0.8)
+    config = DetectorConfig(
+        stride=stride, rule=episodes, rules=tuple(parse_rules(rules)), lines=LineConfig(enabled=False), min_check_windows=0
+    )
+    return build_detector(bundle(["x", "y"], window, **thresholds_extra), config)
+
+
+def xy_readings(x: list[float], y: float = 0.5) -> list[Reading]:
+    # Small varying noise on y so nothing is flat; every value stays well under the model's line.
+    return [
+        Reading(device_id="d", ts=T0 + i * 1000, values={"x": v, "y": y + 0.01 * (i % 3)}) for i, v in enumerate(x)
+    ]
+
+
+def feed(detector: Detector, readings: list[Reading]) -> Detection:
+    return detector.process(readings, now_ms=T0 + 10**8)
+
+
+def test_a_sensor_repeating_one_value_for_its_last_readings_is_stuck() -> None:
+    # x repeats 0.3 for readings 5-9; y is flat throughout but is not a stuck-checked feature.
+    x = [0.1, 0.2, 0.1, 0.2, 0.1] + [0.3] * 5 + [0.1, 0.2, 0.1, 0.2]
+    readings = [Reading(device_id="d", ts=T0 + i * 1000, values={"x": v, "y": 0.5}) for i, v in enumerate(x)]
+
+    out = feed(checks_detector(open_after=1, window=4, stuck_features=["x"], stuck_run=3), readings)
+
+    # Windows end at readings 3..13; those ending at 7, 8, 9 have x's last three readings all 0.3.
+    assert np.isinf(out.window_ratio).tolist() == [i in (7, 8, 9) for i in range(3, 14)]
+    assert out.alerts[0].check_failures == ["stuck:x"]
+
+
+def test_a_window_whose_mean_leaves_the_envelope_is_out_of_range() -> None:
+    # x's normal envelope is [0, 0.4]; the model (line 1.0) sees nothing wrong with 0.7.
+    x = [0.2] * 5 + [0.7] * 4 + [0.2] * 5
+    out = feed(checks_detector(open_after=2, feature_envelope={"x": (0.0, 0.4)}), xy_readings(x))
+
+    values = np.array([[r.values["x"], r.values["y"]] for r in xy_readings(x)])
+    windows = np.lib.stride_tricks.sliding_window_view(values, 3, axis=0)  # (n, 2, 3)
+    model = windows.max(axis=(1, 2))  # the stand-in model's score, over a line of 1.0
+    level = np.abs(windows[:, 0].mean(axis=1) - 0.2) / 0.2  # distance from the envelope's centre / half-width
+    np.testing.assert_allclose(out.window_ratio, np.maximum(model, level), rtol=1e-5)
+    assert (level > 1).any() and (level < 1).any()
+    assert out.alerts[0].episode.state == "open" and out.alerts[0].check_failures == ["level:x"]
+
+
+def test_a_rule_on_a_feature_the_model_does_not_use_fails_at_construction() -> None:
+    with pytest.raises(ValueError, match=r"rule:pressure<3: no such feature in model .*\(features: x, y\)"):
+        checks_detector("x<1, pressure<3")
+
+
+def test_a_broken_rule_opens_an_episode_the_model_alone_would_not() -> None:
+    x = [0.2] * 10 + [0.7] * 5 + [0.2] * 10  # 0.7: under the model's line, over the operator's
+    readings = xy_readings(x)
+
+    alone = feed(checks_detector(), readings)
+    assert alone.alerts == [] and (alone.window_ratio <= 1.0).all()
+
+    out = feed(checks_detector("x <= 0.6, y > 0"), readings)
+
+    opened, closed = out.alerts
+    assert opened.episode.state == "open" and closed.episode.state == "closed"
+    assert opened.check_failures == ["rule:x<=0.6"]
+    assert opened.top_feature == "x"
+    assert opened.score < opened.threshold  # the model's own verdict: normal
+    # One window per reading after the first full one; the five bad readings are five anomalous windows.
+    assert np.isinf(out.window_ratio).sum() == 5
+    assert opened.episode.episode_id == f"d@{T0 + 10_000}"  # the window ending at the first bad reading
+
+
+def test_the_rule_names_the_top_feature_over_the_model_error() -> None:
+    # y's error (0.5) is the model's largest; the rule on x still names x.
+    out = feed(checks_detector("x > 0.1", open_after=1), xy_readings([0.2, 0.2, 0.05]))
+    (opened,) = out.alerts
+    assert opened.feature_errors["y"] > opened.feature_errors["x"]
+    assert opened.top_feature == "x" and opened.check_failures == ["rule:x>0.1"]
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3, 5])
+@pytest.mark.parametrize("at", range(3, 15))
+def test_each_reading_is_checked_in_exactly_one_window(stride: int, at: int) -> None:
+    x = [0.2] * 15
+    x[at] = 0.9
+    out = feed(checks_detector("x<0.8", stride=stride), xy_readings(x))
+    # With stride 5 > window 3, readings between windows belong to no window and cannot be checked.
+    in_a_window = (2 - at) % stride < 3  # scored windows end at readings 2, 2 + stride, ...
+    assert np.isinf(out.window_ratio).sum() == int(in_a_window)
+
+
+@pytest.mark.parametrize("at", [0, 1, 2])
+def test_the_first_window_checks_all_its_readings(at: int) -> None:
+    x = [0.2] * 7
+    x[at] = 0.9
+    out = feed(checks_detector("x<0.8", stride=2), xy_readings(x))  # windows end at readings 2, 4, 6
+    assert np.isinf(out.window_ratio).tolist() == [True, False, False]

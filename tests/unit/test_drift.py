@@ -94,18 +94,14 @@ def test_alert_rate_over_the_line_and_scores_are_watched_too(reference: DriftRef
 def test_fleet_drift_follows_the_served_model_and_is_off_for_old_cards(reference: DriftReference, caplog: pytest.LogCaptureFixture) -> None:
     from stream_app.pipeline.group_detector import GroupDetector
 
-    from .test_reload import _build, _card  # a detector with a stand-in scorer
-    from stream_app.pipeline.detector import Detector, DetectorConfig
-    from stream_app.worker.drift import FleetDrift
-    from stream_app.models.store import ModelBundle, Scaler, Thresholds
     from stream_app.contracts import Reading
-    from pathlib import Path
+    from stream_app.pipeline.detector import Detector
+    from stream_app.worker.drift import FleetDrift
+    from tests.support.builders import bundle, detector as build_detector
 
     def detector(version: str, with_reference: bool) -> Detector:
-        card = _card(FEATURES, 3).model_copy(update={"version": version, "drift_reference": reference if with_reference else None})
-        bundle = ModelBundle(path=Path("."), card=card, scaler=Scaler(mean=[0.0] * 4, scale=[1.0] * 4),
-                             thresholds=Thresholds(quantile=0.99, multiplier=1.0, threshold=1.0, feature_reference=[1.0] * 4))
-        return _build(bundle)
+        fields = {"version": version, "drift_reference": reference if with_reference else None}
+        return build_detector(bundle(FEATURES, card_fields=fields))
 
     fleet = GroupDetector.single(detector("v0001", with_reference=False))
     drift = FleetDrift(fleet, DriftLimits(sample_every=1, min_samples=10))

@@ -2,51 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
-from stream_app.contracts import Alert, Episode, FailureLabel, iso_ms
+from stream_app.contracts import iso_ms
 from stream_app.lab.evaluation import match_episodes
+from tests.support.builders import T0, alert, label
 
-T0 = 1_700_000_000_000  # failure start (epoch ms)
-START, END = T0, T0 + 60_000
+START, END = T0, T0 + 60_000  # the failure's span (epoch ms), as ``label()`` makes it
 GRACE = 30_000
-
-
-def label(device: str = "press-01", start: int = START, end: int = END) -> FailureLabel:
-    return FailureLabel(device_id=device, kind="bearing-wear", start=start, end=end, sensor="vib", magnitude=3.0)
-
-
-def alert(
-    device: str,
-    window_end_ms: int,
-    *,
-    state: Literal["open", "closed"] = "open",
-    episode_id: str | None = None,
-) -> Alert:
-    episode_id = episode_id or f"{device}@{window_end_ms}"
-    return Alert(
-        alert_id=Alert.make_id(episode_id, state, "v0001"),
-        device_id=device,
-        window_start=iso_ms(window_end_ms - 15_000),
-        window_end=iso_ms(window_end_ms),
-        score=4.2,
-        threshold=2.0,
-        severity="major",
-        feature_errors={"vib": 4.2, "temp": 1.1},
-        top_feature="vib",
-        model_version="v0001",
-        detected_at=iso_ms(window_end_ms + 5),
-        episode=Episode(
-            episode_id=episode_id,
-            state=state,
-            started_at=iso_ms(window_end_ms),
-            ended_at=iso_ms(window_end_ms + 1000) if state == "closed" else None,
-            peak_ratio=2.1,
-            windows=3,
-        ),
-    )
 
 
 def test_episode_opening_inside_the_failure_detects_it_with_exact_delay() -> None:

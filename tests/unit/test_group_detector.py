@@ -12,38 +12,16 @@ from stream_app.contracts import Reading
 from stream_app.pipeline.lines import LineConfig
 from stream_app.pipeline.detector import Detector, DetectorConfig
 from stream_app.pipeline.group_detector import GroupDetector
-from stream_app.models.store import ModelBundle, ModelCard, Scaler, Thresholds, TrainingSummary, ValidationMetrics
 from stream_app.pipeline.routing import DEFAULT_GROUP, GroupRouter, parse_asset_groups
-from stream_app.pipeline.scorer import Scores
+from tests.support.builders import bundle, detector
 from stream_app.worker.sinks import RedisSink
 
-T0 = 1_700_000_000_000
+T0 = 1_700_000_000_000  # its own clock: the tests' readings are an hour old
 NOW = T0 + 3_600_000
 
 
-class MaxScorer:
-    """A stand-in model: a feature's error is its largest value in the window."""
-
-    max_batch = 8
-
-    def score(self, windows: np.ndarray) -> Scores:
-        errors = windows.max(axis=1).astype(np.float32)
-        return Scores(feature_errors=errors, score=errors.max(axis=1))
-
-
 def _detector(features: list[str], group: str) -> Detector:
-    card = ModelCard(
-        version="v0001", asset_group=group, features=features, window=3, units=0,
-        training=TrainingSummary(source="t", series=1, readings=1, train_windows=1, validation_windows=1,
-                                 feature_mean={}, feature_std={}, epochs=0),
-        validation=ValidationMetrics(train_loss=0, validation_loss=0, validation_score_p50=0, validation_score_p99=0,
-                                     validation_score_max=0, validation_windows_over_threshold=0),
-    )  # fmt: skip
-    n = len(features)
-    thresholds = Thresholds(quantile=0.99, multiplier=1.0, threshold=1.0, feature_reference=[1.0] * n, stuck_features=[])
-    scaler = Scaler(mean=[0.0] * n, scale=[1.0] * n)
-    bundle = ModelBundle(path=Path("."), card=card, scaler=scaler, thresholds=thresholds, group=group)
-    return Detector(bundle, MaxScorer(), DetectorConfig(lines=LineConfig(enabled=False), min_check_windows=0))  # type: ignore[arg-type]
+    return detector(bundle(features, group=group, card_fields={"version": "v0001", "asset_group": group}))
 
 
 @pytest.fixture

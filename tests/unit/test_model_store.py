@@ -1,4 +1,4 @@
-"""Training writes versioned models; the store serves them; the scorer scores them the same way at any batch size.
+"""Training writes versioned models; the store serves them.
 
 One tiny model is trained once for this file (a few seconds): window 4, 4 units, one epoch.
 """
@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from stream_app.models.store import ModelBundle, ModelStore, ModelStoreError, Scaler, stored_groups
-from stream_app.pipeline.scorer import Scorer, pad_sizes
 from stream_app.training.fit import TrainingConfig, _split, train
 
 FEATURES = ["a", "b"]
@@ -41,15 +40,6 @@ def store_copy(trained: ModelBundle, tmp_path: Path) -> ModelStore:
     root = tmp_path / "models"
     shutil.copytree(trained.path.parent, root)
     return ModelStore(root)
-
-
-@pytest.fixture(scope="module")
-def scorer(trained: ModelBundle) -> Scorer:
-    return Scorer.from_bundle(trained, max_batch=16)
-
-
-def normal_windows(n: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).normal(10.0, 2.0, size=(n, CONFIG.window, len(FEATURES))).astype(np.float32)
 
 
 # --- versions and the CURRENT pointer ---------------------------------------------------------
@@ -222,55 +212,3 @@ def test_thresholds_are_saved_with_the_model(trained: ModelBundle) -> None:
     assert th.threshold > 0
     assert len(th.feature_reference) == len(FEATURES)
     assert set(th.feature_envelope) == set(FEATURES)
-
-
-# --- the scorer: padding and chunking never change a score --------------------------------------
-
-
-def test_pad_sizes() -> None:
-    assert pad_sizes(16) == [1, 8, 16]
-    assert pad_sizes(1024) == [1, 8, 64, 512, 1024]
-    assert pad_sizes(1) == [1]
-
-
-def expected_scores(bundle: ModelBundle, windows: np.ndarray) -> np.ndarray:
-    """The definition, computed directly with the Keras model: no padding, no compilation."""
-    model = bundle.load_keras()
-    scaled = bundle.scaler.transform(windows)
-    raw = np.abs(scaled - np.asarray(model(scaled, training=False))).mean(axis=1)
-    return (raw / np.asarray(bundle.thresholds.feature_reference)).max(axis=1)
-
-
-@pytest.mark.parametrize("n", [5, 8, 16, 40], ids=["padded", "exact-pad-size", "max-batch", "chunked"])
-def test_batch_scores_equal_one_at_a_time_scores(trained: ModelBundle, scorer: Scorer, n: int) -> None:
-    windows = normal_windows(n, seed=n)
-
-    together = scorer.score(windows)
-    one_by_one = np.concatenate([scorer.score(windows[i : i + 1]).score for i in range(n)])
-
-    assert together.score.shape == (n,)
-    assert together.feature_errors.shape == (n, len(FEATURES))
-    np.testing.assert_allclose(together.score, one_by_one, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(together.score, expected_scores(trained, windows), rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(together.score, together.feature_errors.max(axis=1))
-
-
-def test_scores_do_not_depend_on_the_other_windows_in_the_batch(scorer: Scorer) -> None:
-    windows = normal_windows(12, seed=3)
-    alone = scorer.score(windows[:3]).score
-    # The same three windows next to wildly different ones, in a batch that needs padding.
-    noisy = np.concatenate([windows[:3], normal_windows(9, seed=4) * 100])
-    np.testing.assert_allclose(scorer.score(noisy).score[:3], alone, rtol=1e-5, atol=1e-5)
-
-
-def test_scorer_uses_the_saved_reference(trained: ModelBundle, scorer: Scorer) -> None:
-    windows = normal_windows(7, seed=9)
-    raw = scorer.raw_errors(windows)
-    reference = np.asarray(trained.thresholds.feature_reference, np.float32)
-    np.testing.assert_allclose(scorer.score(windows).feature_errors, raw / reference, rtol=1e-6)
-
-
-def test_warm_compiles_every_pad_size(scorer: Scorer) -> None:
-    assert scorer.sizes == [1, 8, 16]
-    assert scorer.warm() >= 0.0
-    assert (scorer.window, scorer.n_features) == (4, 2)

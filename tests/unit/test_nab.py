@@ -94,9 +94,9 @@ def test_no_windows_means_no_score_and_probation_is_not_scored() -> None:
 def test_evaluate_reports_the_score_of_episode_openings() -> None:
     from stream_app.lab.evaluate import EvaluateOptions, Model, evaluate_shared
 
-    from .test_evaluate import _detector, _series
+    from tests.support.builders import episode_detector, labelled_series
 
-    report, _ = evaluate_shared(Model(_detector()), [_series("d")], EvaluateOptions(), source="t")
+    report, _ = evaluate_shared(Model(episode_detector()), [labelled_series("d")], EvaluateOptions(), source="t")
     # The episode opens at reading 12 in the labelled run 10..19: position -(19 - 12 + 1) / 10.
     assert report.events_score is not None and report.events_score.detected == 1
     expected = 100 * (scaled_sigmoid(-0.8) / scaled_sigmoid(-1.0) + 1) / 2

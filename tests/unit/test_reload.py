@@ -7,65 +7,21 @@ import asyncio
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from stream_app.contracts import Reading
-from stream_app.pipeline.detector import Detector, DetectorConfig
-from stream_app.pipeline.lines import LineConfig
+from stream_app.pipeline.detector import Detector
 from stream_app.pipeline.group_detector import GroupDetector
-from stream_app.models.store import ModelBundle, ModelCard, ModelStore, ModelStoreError, Scaler, Thresholds, TrainingSummary, ValidationMetrics
+from stream_app.models.store import ModelBundle, ModelStore, ModelStoreError
 from stream_app.worker.reload import ModelReloader
-from stream_app.pipeline.scorer import Scores
+from tests.support.builders import detector, write_version
 
 T0 = 1_700_000_000_000
 NOW = T0 + 3_600_000
 
 
-class MaxScorer:
-    """A stand-in model: a feature's error is its largest value in the window (times ``gain``)."""
-
-    max_batch = 8
-
-    def __init__(self, gain: float = 1.0) -> None:
-        self.gain = gain
-
-    def score(self, windows: np.ndarray) -> Scores:
-        errors = (windows.max(axis=1) * self.gain).astype(np.float32)
-        return Scores(feature_errors=errors, score=errors.max(axis=1))
-
-
-def _card(features: list[str], window: int) -> ModelCard:
-    return ModelCard(
-        features=features, window=window, units=0,
-        training=TrainingSummary(source="t", series=1, readings=1, train_windows=1, validation_windows=1,
-                                 feature_mean={}, feature_std={}, epochs=0),
-        validation=ValidationMetrics(train_loss=0, validation_loss=0, validation_score_p50=0, validation_score_p99=0,
-                                     validation_score_max=0, validation_windows_over_threshold=0),
-    )  # fmt: skip
-
-
-def _write_version(store: ModelStore, features: list[str], window: int = 3, *, promote: bool = True) -> str:
-    """A version folder written by hand (JSON only: the test's scorer needs no weights)."""
-    existing = store.versions()
-    version = f"v{len(existing) + 1:04d}"
-    folder = store.root / version
-    folder.mkdir(parents=True)
-    n = len(features)
-    card = _card(features, window).model_copy(update={"version": version})
-    (folder / "card.json").write_text(card.model_dump_json())
-    (folder / "scaler.json").write_text(Scaler(mean=[0.0] * n, scale=[1.0] * n).model_dump_json())
-    thresholds = Thresholds(quantile=0.99, multiplier=1.0, threshold=1.0, feature_reference=[1.0] * n, stuck_features=[])
-    (folder / "thresholds.json").write_text(thresholds.model_dump_json())
-    (folder / "model.keras").write_bytes(b"not used by these tests")
-    if promote:
-        store.promote(version)
-    return version
-
-
-def _build(bundle: ModelBundle) -> Detector:
-    # Fixed lines: these tests are about what a swap carries over, not about lines learning.
-    return Detector(bundle, MaxScorer(), DetectorConfig(lines=LineConfig(enabled=False), min_check_windows=0))  # type: ignore[arg-type]
+def _build(model: ModelBundle) -> Detector:
+    return detector(model)  # fixed lines: these tests are about what a swap carries over, not about lines learning
 
 
 def _readings(device: str, start: int, n: int, value: float = 0.5) -> list[Reading]:
@@ -75,7 +31,7 @@ def _readings(device: str, start: int, n: int, value: float = 0.5) -> list[Readi
 @pytest.fixture
 def store(tmp_path: Path) -> ModelStore:
     s = ModelStore(tmp_path / "models")
-    _write_version(s, ["x", "y"])
+    write_version(s, ["x", "y"])
     return s
 
 
@@ -90,7 +46,7 @@ def test_promoted_version_is_swapped_in_between_batches_and_carries_windows(stor
     first = detector.process(_readings("d1", 0, 5), now_ms=NOW)
     assert first.scored == 3 and set(first.statuses()) == {"v0001"}
 
-    _write_version(store, ["x", "y"])  # v0002, same window and features
+    write_version(store, ["x", "y"])  # v0002, same window and features
     asyncio.run(reloader.poll())
     assert detector.detectors["default"].model_version == "v0001", "nothing changes until the next batch"
     assert reloader.apply() == ["default"]
@@ -108,7 +64,7 @@ def test_open_episode_spans_the_swap_and_the_closing_alert_names_the_new_version
     assert [a.episode.state for a in opened.alerts] == ["open"]
     assert opened.alerts[0].model_version == "v0001"
 
-    _write_version(store, ["x", "y"])
+    write_version(store, ["x", "y"])
     asyncio.run(reloader.poll())
     reloader.apply()
     rest = detector.process(_readings("d1", 6, 40, value=0.1), now_ms=NOW)
@@ -122,7 +78,7 @@ def test_other_window_length_rebuilds_windows_but_keeps_episodes(store: ModelSto
     reloader, detector = _reloader(store)
     asyncio.run(reloader.poll())
     detector.process(_readings("d1", 0, 6, value=5.0), now_ms=NOW)
-    _write_version(store, ["x", "y"], window=4)
+    write_version(store, ["x", "y"], window=4)
     asyncio.run(reloader.poll())
     reloader.apply()
     new = detector.detectors["default"]
@@ -134,7 +90,7 @@ def test_other_window_length_rebuilds_windows_but_keeps_episodes(store: ModelSto
 def test_corrupt_version_is_refused_and_the_worker_keeps_its_model(store: ModelStore, caplog: pytest.LogCaptureFixture) -> None:
     reloader, detector = _reloader(store)
     asyncio.run(reloader.poll())
-    version = _write_version(store, ["x", "y"], promote=False)
+    version = write_version(store, ["x", "y"], promote=False)
     (store.root / version / "thresholds.json").write_text("{ truncated")
     store.promote(version)
     asyncio.run(reloader.poll())
@@ -154,7 +110,7 @@ def test_unloadable_weights_are_refused(store: ModelStore, caplog: pytest.LogCap
     detector = GroupDetector.single(_build(store.load()))
     reloader = ModelReloader(store.root, detector, broken)
     asyncio.run(reloader.poll())
-    _write_version(store, ["x", "y"])
+    write_version(store, ["x", "y"])
     asyncio.run(reloader.poll())
     assert reloader.apply() == [] and detector.detectors["default"].model_version == "v0001"
     assert "cannot be loaded: ValueError" in caplog.text
@@ -166,7 +122,7 @@ def test_version_needing_a_sensor_the_fleet_does_not_send_is_refused(store: Mode
     batch = _readings("d1", 0, 5)
     reloader.observe(batch)
     detector.process(batch, now_ms=NOW)
-    _write_version(store, ["x", "pressure"])
+    write_version(store, ["x", "pressure"])
     asyncio.run(reloader.poll())
     assert reloader.apply() == []
     assert "needs sensor(s) pressure" in caplog.text
@@ -175,7 +131,7 @@ def test_version_needing_a_sensor_the_fleet_does_not_send_is_refused(store: Mode
 def test_pinned_worker_keeps_its_default_model(store: ModelStore) -> None:
     reloader, detector = _reloader(store, pinned_default=True)
     asyncio.run(reloader.poll())
-    _write_version(store, ["x", "y"])
+    write_version(store, ["x", "y"])
     asyncio.run(reloader.poll())
     assert reloader.apply() == []
 
@@ -184,8 +140,8 @@ def test_pinned_worker_keeps_its_default_model(store: ModelStore) -> None:
 
 
 def test_rollback_walks_back_the_promotions_and_history_records_them(store: ModelStore) -> None:
-    _write_version(store, ["x", "y"])  # v0002 current
-    _write_version(store, ["x", "y"], promote=False)  # v0003
+    write_version(store, ["x", "y"])  # v0002 current
+    write_version(store, ["x", "y"], promote=False)  # v0003
     store.promote("v0003")
     assert store.rollback() == ("v0003", "v0002")
     assert store.rollback() == ("v0002", "v0001")
@@ -204,7 +160,7 @@ def test_a_crash_mid_promote_leaves_current_naming_a_complete_version(store: Mod
     assert store.versions() == ["v0001"]
     store.load()  # complete: every file readable
     # ... and the next promote simply overwrites the leftover.
-    _write_version(store, ["x", "y"])
+    write_version(store, ["x", "y"])
     assert store.current() == "v0002" and not (store.root / ".CURRENT.tmp").exists()
 
 
@@ -213,7 +169,7 @@ def test_pointer_stamp_changes_on_promote_only(store: ModelStore) -> None:
     assert store.pointer_stamp() == before
     os.utime(store.root / "v0001")  # touching a version is not a promotion
     assert store.pointer_stamp() == before
-    _write_version(store, ["x", "y"])
+    write_version(store, ["x", "y"])
     assert store.pointer_stamp() != before
 
 
@@ -226,7 +182,7 @@ def _floorwatch(model_dir: Path, *args: str) -> "subprocess.CompletedProcess[str
 
 
 def test_cli_promote_rollback_and_history(store: ModelStore) -> None:
-    _write_version(store, ["x", "y"], promote=False)
+    write_version(store, ["x", "y"], promote=False)
     done = _floorwatch(store.root, "models", "promote", "v0002")
     assert done.returncode == 0 and "v0002 is now current (was v0001)" in done.stdout, done.stderr
     done = _floorwatch(store.root, "models", "rollback")

@@ -6,7 +6,7 @@ import redis.asyncio as aioredis
 
 from stream_app.lab.embedded import free_port
 from stream_app.worker.sinks import RedisSink
-from tests.unit.test_evaluation import alert
+from tests.support.builders import alert
 
 
 async def test_unreachable_redis_buffers_up_to_the_bound_and_counts_what_it_drops() -> None:

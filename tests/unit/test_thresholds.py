@@ -93,7 +93,9 @@ def test_too_few_windows(n: int) -> None:
 
 
 def test_ten_windows_are_enough() -> None:
-    calibrate(np.ones((10, 3)), FEATURES)
+    thresholds = calibrate(np.ones((10, 3)), FEATURES)
+    assert thresholds.feature_reference == [1.0, 1.0, 1.0]
+    assert thresholds.threshold == pytest.approx(DEFAULT_MULTIPLIER)  # every relative error is 1
 
 
 def test_errors_must_be_two_dimensional() -> None:

@@ -146,3 +146,14 @@ def test_a_slow_device_is_not_silent_at_its_own_pace() -> None:
     assert store.interval_ms("d") == 300_000
     store.push("d", 5 * 300_000 + 11 * 300_000, values(0))  # 55 minutes of silence: more than 10 intervals
     assert store.filled(slot) == 1
+
+
+def test_an_evicted_device_slot_is_reused_and_starts_empty() -> None:
+    store = WindowStore(2, 1, max_gap_ms=60_000, capacity=2)
+    store.push("a", 1, np.array([1.0]))
+    store.push("b", 1, np.array([2.0]))
+    assert store.remove("a") and not store.remove("a")
+    assert "a" not in store and len(store) == 1
+    slot = store.push("c", 5, np.array([3.0]))
+    assert slot == 0 and store.filled(slot) == 1  # a's slot, fresh
+    assert store.nbytes == WindowStore(2, 1, max_gap_ms=60_000, capacity=2).nbytes  # no growth

@@ -1,0 +1,176 @@
+"""Fresh services and a worker process: the one harness behind demo, bench and the integration and fault tests.
+
+``fresh_services`` starts a broker (the embedded one, or a one-node Apache Kafka) and Redis on free
+loopback ports, yields settings pointed at them and stops them on the way out. ``WorkerProcess``
+runs ``floorwatch worker`` as a subprocess in its own process group, with its log in a file and its
+metrics endpoint on a free port.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from pydantic import SecretStr
+
+from stream_app.config.settings import Settings
+from stream_app.lab.bench_stats import prometheus_values, rss_mb
+from stream_app.lab.embedded import EmbeddedServices, ServicesState, free_port
+
+Broker = Literal["embedded", "kafka"]
+
+
+class WorkerExited(Exception):
+    """The worker process exited while it was still needed."""
+
+
+def pointed_at(base: Settings, state: ServicesState, *, kafka: str | None = None, **overrides: Any) -> Settings:
+    """``base`` on the embedded services' Redis and broker, or on the Apache Kafka at ``kafka`` (its profile)."""
+    update: dict[str, Any] = {
+        "kafka_bootstrap_servers": kafka or state.bootstrap_servers,
+        "kafka_profile": "kafka" if kafka else "embedded",
+        "redis_url": SecretStr(state.redis_url),
+    }
+    return base.model_copy(update={**update, **overrides})
+
+
+@contextmanager
+def fresh_embedded(state_dir: Path) -> Iterator[EmbeddedServices]:
+    """The embedded broker and Redis on free ports, stopped on the way out."""
+    services = EmbeddedServices(state_dir, kafka_port=free_port(), redis_port=free_port())
+    services.start()
+    try:
+        yield services
+    finally:
+        services.stop()
+
+
+@contextmanager
+def fresh_services(base: Settings, state_dir: Path, *, broker: Broker = "embedded", **overrides: Any) -> Iterator[Settings]:
+    """Fresh services on free ports (the embedded broker, or a one-node Apache Kafka), and ``base`` pointed at them."""
+    if broker == "embedded":
+        with fresh_embedded(state_dir) as services:
+            state = services.state()
+            assert state is not None  # started just now
+            yield pointed_at(base, state, **overrides)
+        return
+    from stream_app.lab.kafka_local import LocalKafkaServices
+
+    local = LocalKafkaServices(state_dir, kafka_port=free_port(), redis_port=free_port(), kafka_home=base.kafka_home)
+    cluster, redis_process = local.start()
+    try:
+        yield base.model_copy(
+            update={
+                "kafka_bootstrap_servers": cluster.bootstrap_servers,
+                "redis_url": SecretStr(f"redis://{redis_process.host}:{redis_process.port}/0"),
+                "kafka_profile": "kafka",
+                **overrides,
+            }
+        )
+    finally:
+        local.stop()
+        local.cluster.stop(wipe=True)
+
+
+class WorkerProcess:
+    """One ``floorwatch worker`` subprocess: its own process group, its log in a file, metrics on a free port.
+
+    ``env`` adds to (or replaces) the environment the settings give it. Use it as a context manager,
+    or call ``stop``.
+    """
+
+    def __init__(self, settings: Settings, log: Path, *, env: dict[str, str] | None = None) -> None:
+        self.settings = settings.model_copy(update={"metrics_port": free_port()})
+        self.log = log
+        full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **self.settings.as_env(), **(env or {})}
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "stream_app", "worker"], env=full_env, stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def check(self) -> None:
+        """Raise ``WorkerExited`` (with the log's tail) if the process has exited."""
+        if not self.alive():
+            raise WorkerExited(f"the worker exited with code {self.process.returncode}; see {self.log}:\n{self.tail(1500)}")
+
+    def log_text(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def tail(self, chars: int = 3000) -> str:
+        return self.log_text()[-chars:]
+
+    def metrics(self) -> dict[str, float]:
+        """The worker's Prometheus samples (name -> value, labelled ones summed); OSError while it does not answer."""
+        url = f"http://{self.settings.metrics_host}:{self.settings.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return prometheus_values(response.read().decode())
+
+    def counter(self, name: str) -> float:
+        return self.metrics().get(f"floorwatch_{name}_total", 0.0)
+
+    def rss_mb(self) -> float:
+        return rss_mb(self.process.pid)
+
+    def wait_ready(self, timeout_s: float = 120) -> None:
+        """Until the metrics endpoint answers (the model is loaded and warmed)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.check()
+            try:
+                self.metrics()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise WorkerExited(f"the worker did not start in {timeout_s:.0f}s; see {self.log}:\n{self.tail(1500)}")
+                time.sleep(0.2)
+
+    def kill9(self) -> None:
+        """A crash: SIGKILL, no shutdown."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self, timeout_s: float = 20) -> dict[str, float]:
+        """SIGTERM to its group (SIGKILL after ``timeout_s``); its final counters from the line it logs on the way out.
+
+        Faust finishes its current batch and commits after SIGTERM, so counters read before the
+        signal would miss readings it still consumed, and the metrics endpoint may close first.
+        """
+        if self.alive():
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+            except ProcessLookupError:
+                self.process.wait()  # it exited just now
+        lines = [line for line in self.log_text().splitlines() if "worker stopped: " in line]
+        return json.loads(lines[-1].split("worker stopped: ", 1)[1]) if lines else {}  # none after kill -9
+
+    def __enter__(self) -> WorkerProcess:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
