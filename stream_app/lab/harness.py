@@ -85,18 +85,17 @@ def fresh_services(base: Settings, state_dir: Path, *, broker: Broker = "embedde
 class WorkerProcess:
     """One ``floorwatch worker`` subprocess: its own process group, its log in a file, metrics on a free port.
 
-    ``env`` adds to (or replaces) the environment the settings give it. Use it as a context manager,
-    or call ``stop``.
+    Use it as a context manager, or call ``stop``.
     """
 
-    def __init__(self, settings: Settings, log: Path, *, env: dict[str, str] | None = None) -> None:
+    def __init__(self, settings: Settings, log: Path) -> None:
         self.settings = settings.model_copy(update={"metrics_port": free_port()})
         self.log = log
-        full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **self.settings.as_env(), **(env or {})}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **self.settings.as_env()}
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "stream_app", "worker"], env=full_env, stdout=out, stderr=subprocess.STDOUT,
+                [sys.executable, "-m", "stream_app", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
 
