@@ -508,11 +508,30 @@ def _note_if_unrouted(settings: Settings, group: str | None) -> None:
 @app.command()
 def worker(
     model_version: Annotated[Optional[str], typer.Option(help="the default model's version; default: its current one")] = None,
+    processes: Annotated[int, typer.Option(help="worker processes in one consumer group, metrics on port + i (0 = one per core)")] = 1,
 ) -> None:
-    """Run a stream worker (a Faust app). Run several for more partitions' worth of throughput."""
-    from stream_app.worker.start import run_worker
+    """Run a stream worker (a Faust app); --processes N runs N of them, supervised, for more cores."""
+    from stream_app.worker.processes import Supervisor, default_processes, die_with_parent, worker_command
 
-    run_worker(_settings(), model_version)
+    settings = _settings()
+    if processes < 0:
+        raise CliError("--processes must be 0 (one per core) or more")
+    n = processes or default_processes()
+    if n == 1:
+        from stream_app.worker.start import run_worker
+
+        die_with_parent()  # a supervised child stops with its supervisor
+        run_worker(settings, model_version)
+        return
+    from stream_app.worker.preflight import check_services
+    from stream_app.worker.start import load_bundles
+
+    load_bundles(settings, model_version)  # what would stop every child is one line here, once
+    check_services(settings)
+    args = ["--model-version", model_version] if model_version else []
+    code = Supervisor(n, worker_command(*args), base_port=settings.metrics_port).run()
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
