@@ -85,7 +85,7 @@ def create_app(
             for k, reading in enumerate(decoded.readings):
                 origin[id(reading)] = (message, decoded, k)
             readings.extend(decoded.readings)
-            dead += [await _to_dlq(send, dlq_topic, message, rejection) for rejection in decoded.rejections]
+            dead += [await _to_dlq(send, dlq_topic, message, rejection, metrics) for rejection in decoded.rejections]
         metrics.messages.inc(len(messages))
         metrics.readings.inc(len(readings))
         if lifecycle is not None:
@@ -101,7 +101,7 @@ def create_app(
             message, decoded, k = origin[id(refused.reading)]
             where, part = decoded.part(k)
             original = (message.value() or b"") if part is None else part
-            dead.append(await _to_dlq(send, dlq_topic, message, Rejection(where + refused.reason, original)))
+            dead.append(await _to_dlq(send, dlq_topic, message, Rejection(where + refused.reason, original), metrics))
         sent = []
         for alert in detection.alerts:
             sent.append(await send(alerts_topic, alert.device_id.encode(), alert_bytes(alert)))
@@ -111,7 +111,6 @@ def create_app(
         # Buffered for the sink's background writer: Redis, slow or hung, never holds up scoring.
         sink.submit(detection.alerts, detection.statuses())
 
-        metrics.dead_letters.inc(len(dead))
         metrics.duplicates.inc(detection.duplicates)
         metrics.windows.inc(detection.scored)
         metrics.batch_size.observe(detection.scored)
@@ -125,9 +124,8 @@ def create_app(
         # to the dead-letter topic with its bytes, so it can be replayed once the cause is fixed.
         # Alerts it may already have sent carry the same ids on replay: the sinks drop the repeats.
         reason = f"the worker failed on this message: {type(exc).__name__}: {str(exc)[:300]}"
-        sent = [await _to_dlq(send, dlq_topic, m, Rejection(reason, m.value() or b"")) for m in messages]
+        sent = [await _to_dlq(send, dlq_topic, m, Rejection(reason, m.value() or b""), metrics) for m in messages]
         await asyncio.gather(*sent)
-        metrics.dead_letters.inc(len(sent))
 
     if lifecycle is not None:
         lifecycle.attach(app)
@@ -204,7 +202,8 @@ def _sender(transaction: BatchTransaction | None) -> Send:
     return send
 
 
-async def _to_dlq(send: Send, topic: faust.TopicT, message: Message, rejection: Rejection) -> asyncio.Future:
+async def _to_dlq(send: Send, topic: faust.TopicT, message: Message, rejection: Rejection, metrics: Metrics) -> asyncio.Future:
+    metrics.dead_letters.add(rejection.reason)
     key, value = dead_letter_record(
         rejection, topic=message.topic(), partition=message.partition(), offset=message.offset(), key=message.key()
     )
