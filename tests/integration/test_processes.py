@@ -117,6 +117,12 @@ def test_two_processes_share_the_partitions_and_drain_a_backlog(
         for i in (0, 1):
             readings = _metric(base + i, "floorwatch_readings_total")[""]
             assert readings > 0, f"process {i} read nothing"
+        # The group's committed lag (sampled every few seconds) comes down to 0 on every partition.
+        lags = lambda: [_metric(base + i, "floorwatch_consumer_lag") for i in (0, 1)]  # noqa: E731
+        _wait(lambda: sum(len(l) for l in lags()) == 4 and not any(v for l in lags() for v in l.values()),
+              "committed lag 0 on all four partitions", log, timeout_s=60)  # fmt: skip
+        info = _metric(base, "floorwatch_model_info")
+        assert list(info) == ['{group="default",version="v0001"}'], info
     finally:
         if parent.poll() is None:
             parent.send_signal(signal.SIGTERM)
@@ -124,6 +130,8 @@ def test_two_processes_share_the_partitions_and_drain_a_backlog(
     text = log.read_text()
     assert code == 0, text[-4000:]
     assert "Traceback" not in text, text[-4000:]
+    assert "\x1b" not in text, "terminal escape codes in a log file"
+    assert "absl::InitializeLog" not in text and "oneDNN" not in text, "TensorFlow's banners"
     for i in (0, 1):  # both children gone: their endpoints no longer answer
         with pytest.raises((urllib.error.URLError, OSError)):
             urllib.request.urlopen(f"http://127.0.0.1:{base + i}/healthz", timeout=2)
