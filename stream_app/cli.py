@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 from contextlib import nullcontext
@@ -213,9 +212,11 @@ def train(
         window=window, units=units, epochs=epochs, quantile=quantile, multiplier=multiplier,
         threshold_method=threshold_method, ewma_alpha=ewma_alpha, seed=seed,
     )  # fmt: skip
+    from stream_app.progress import EpochProgress
+
     started = time.perf_counter()
-    with console.status("training..."):
-        bundle = train_model(series, names, store, config, source=source, promote=promote)
+    with EpochProgress(console, epochs) as progress:
+        bundle = train_model(series, names, store, config, source=source, promote=promote, on_epoch=progress.epoch)
     v = bundle.card.validation
     console.print(
         f"[bold]{bundle.version}[/] saved in {bundle.path} ({time.perf_counter() - started:.0f}s): "
@@ -543,6 +544,7 @@ def simulate(
     kind: Annotated[Optional[list[str]], typer.Option(help="failure kinds to cycle through")] = None,
     scenario: Annotated[Optional[Path], typer.Option(help="YAML/JSON scenario file (overrides the above)")] = None,
     speed: Annotated[float, typer.Option(help="times real time; 0 = as fast as possible")] = 1.0,
+    fast: Annotated[bool, typer.Option("--as-fast-as-possible", "--fast", help="no pacing (the same as --speed 0)")] = False,
     batch: Annotated[int, typer.Option(help="readings per message (batched form) ")] = 1,
     seed: Annotated[int, typer.Option()] = 7,
 ) -> None:
@@ -559,9 +561,13 @@ def simulate(
         except ValueError as exc:
             raise CliError(f"{exc}; kinds: {', '.join(k.value for k in FailureKind)}") from exc
         plan = plan.model_copy(update={"failures": random_failures(plan, failures, kinds)})
+    from stream_app.progress import CountProgress
+
+    speed = 0.0 if fast else speed
     # Played faster than real time, the run starts in the past: no reading is stamped in the future.
     start_ms = start_ms_for(plan.duration_s, speed, int(time.time() * 1000))
-    stats, sim = run_simulation(_settings(), plan, start_ms=start_ms, speed=speed, batch=batch)
+    with CountProgress(console, "simulate", "readings") as progress:
+        stats, sim = run_simulation(_settings(), plan, start_ms=start_ms, speed=speed, batch=batch, on_progress=progress.update)
     console.print(
         f"published {stats.readings} readings from {plan.devices} devices in {stats.messages} messages "
         f"({stats.seconds:.1f}s); {len(sim.labels())} failure(s) injected"
@@ -575,6 +581,7 @@ def replay(
     file: Path,
     device: Annotated[str, typer.Option(help="device id to publish as")],
     speed: Annotated[float, typer.Option(help="times real time; 0 = as fast as possible")] = 1.0,
+    fast: Annotated[bool, typer.Option("--as-fast-as-possible", "--fast", help="no pacing (the same as --speed 0)")] = False,
     time_column: Annotated[Optional[str], typer.Option(help="default: the first column")] = None,
     columns: Annotated[Optional[str], typer.Option(help="comma-separated sensor columns")] = None,
     delimiter: Annotated[Optional[str], typer.Option(help="default: sniffed (, ; tab or |)")] = None,
@@ -582,10 +589,14 @@ def replay(
     """Publish a CSV recording to the readings topic as DEVICE."""
     from producers.replay import replay as replay_file
 
+    from stream_app.progress import CountProgress
+
     cols = [c.strip() for c in columns.split(",")] if columns else None
-    stats = replay_file(
-        _settings(), file, device, speed=speed, time_column=time_column, columns=cols, delimiter=delimiter
-    )
+    with CountProgress(console, "replay", "readings") as progress:
+        stats = replay_file(
+            _settings(), file, device, speed=0.0 if fast else speed, time_column=time_column, columns=cols,
+            delimiter=delimiter, on_progress=progress.update,
+        )  # fmt: skip
     console.print(f"published {stats.readings} readings as {device}")
 
 
@@ -906,8 +917,6 @@ def main() -> None:
     from stream_app.config.kafka_config import KafkaLoginError
     from stream_app.models.store import ModelStoreError
 
-    # TensorFlow's C++ start-up chatter is noise on a terminal; its errors still show.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         app(standalone_mode=False)
     except (typer.Exit, SystemExit) as exc:
