@@ -16,6 +16,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -30,7 +31,7 @@ class CountProgress:
         self.console, self.what, self.unit, self.every_s = console, what, unit, every_s
         self.tty = console.is_terminal if tty is None else tty
         self._bar: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
         self._started = time.monotonic()
         self._next = self._started + (0.1 if self.tty else every_s)
         self.done = 0
@@ -74,7 +75,7 @@ class EpochProgress:
         self.console, self.epochs = console, epochs
         self.tty = console.is_terminal if tty is None else tty
         self._bar: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
         self._started = time.monotonic()
 
     def __enter__(self) -> EpochProgress:
