@@ -62,6 +62,11 @@ def _metric(port: int, name: str) -> dict[str, float]:
     return {m.group(1) or "": float(m.group(2)) for m in re.finditer(rf"^{name}(\{{[^}}]*\}})? (\S+)$", text, re.M)}
 
 
+def _ready_line(text: str, index: int, *, last: bool = False) -> str:
+    lines = [l for l in text.splitlines() if l.startswith(f"[worker {index}] ") and "floorwatch worker ready:" in l]
+    return lines[-1 if last else 0]
+
+
 def _wait(condition, what: str, log: Path, timeout_s: float = 240) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -98,7 +103,7 @@ def test_two_processes_share_the_partitions_and_drain_a_backlog(
         text = log.read_text()
         # Each ready line names its own metrics port: base + i.
         for i in (0, 1):
-            line = next(l for l in text.splitlines() if l.startswith(f"[worker {i}] ") and "floorwatch worker ready:" in l)
+            line = _ready_line(text, i)
             assert f"http://127.0.0.1:{base + i}/metrics" in line, line
 
         def partitions(port: int) -> set[str]:
@@ -123,6 +128,15 @@ def test_two_processes_share_the_partitions_and_drain_a_backlog(
               "committed lag 0 on all four partitions", log, timeout_s=60)  # fmt: skip
         info = _metric(base, "floorwatch_model_info")
         assert list(info) == ['{group="default",version="v0001"}'], info
+
+        # A child killed after it was ready is reported in one line and restarted on its port.
+        children = Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split()
+        assert len(children) == 2, children
+        victim = next(pid for pid in map(int, children) if f"[{pid}]" in _ready_line(log.read_text(), 1))
+        os.kill(victim, signal.SIGKILL)
+        _wait(lambda: f"process 1 (pid {victim}) was killed by SIGKILL; restarted as pid" in log.read_text(), "restart reported", log, 60)
+        _wait(lambda: log.read_text().count("floorwatch worker ready:") == 3, "the restarted process ready", log)
+        assert f"http://127.0.0.1:{base + 1}/metrics" in _ready_line(log.read_text(), 1, last=True)
     finally:
         if parent.poll() is None:
             parent.send_signal(signal.SIGTERM)
