@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from stream_app.config.settings import Settings
 
@@ -25,9 +26,11 @@ def start_ms_for(duration_s: float, speed: float, now_ms: int) -> int:
 
 
 def run_simulation(
-    settings: Settings, scenario: Scenario, *, start_ms: int, speed: float = 0.0, batch: int = 1
+    settings: Settings, scenario: Scenario, *, start_ms: int, speed: float = 0.0, batch: int = 1,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[PublishStats, FleetSimulator]:
-    """Publish every tick of ``scenario``; ``batch`` > 1 uses the batched message form."""
+    """Publish every tick of ``scenario``; ``batch`` > 1 uses the batched message form;
+    ``on_progress(readings, total)`` after each tick."""
     sim = FleetSimulator(scenario, start_ms)
     # Checked before anything is published: device ids (all share one pattern), and every model's sensors.
     check_message(reading_json(sim.device_ids[-1], start_ms, dict.fromkeys(FEATURES, 0.0)), f"device {sim.device_ids[-1]!r}")
@@ -37,6 +40,7 @@ def run_simulation(
     stats = PublishStats(last_ts_ms={})
     pending: dict[str, list[tuple[int, dict[str, float]]]] = {d: [] for d in sim.device_ids}
     started = time.perf_counter()
+    total = scenario.ticks * len(sim.device_ids)
     for ts, values in paced(sim.ticks(), speed):
         rows = values.tolist()
         for device_id, row in zip(sim.device_ids, rows):
@@ -52,6 +56,8 @@ def run_simulation(
                     stats.messages += 1
         stats.readings += len(rows)
         publisher.poll()
+        if on_progress is not None:
+            on_progress(stats.readings, total)
     for device_id, left in pending.items():
         if left:
             publisher.send(device_id, batch_json(device_id, left))

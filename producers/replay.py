@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import csv
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,10 @@ def replay(
     time_column: str | None = None,
     columns: list[str] | None = None,
     delimiter: str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> PublishStats:
+    """Publish a recording at ``speed`` times its own clock (0: as fast as possible); ``on_progress(sent,
+    total)`` after each reading."""
     sensors, rows = read_recording(path, time_column=time_column, columns=columns, delimiter=delimiter)
     # Everything is checked before anything is published: a refused recording publishes nothing.
     check_message(reading_json(device_id, 0, dict.fromkeys(sensors or ["none"], 0.0)), f"device {device_id!r}")
@@ -81,6 +85,8 @@ def replay(
         stats.messages += 1
         stats.readings += 1
         stats.last_ts_ms[device_id] = ts
+        if on_progress is not None:
+            on_progress(stats.readings, len(payloads))
     publisher.flush()
     return stats
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 from contextlib import nullcontext
@@ -216,9 +215,11 @@ def train(
         window=window, units=units, epochs=epochs, quantile=quantile, multiplier=multiplier,
         threshold_method=threshold_method, ewma_alpha=ewma_alpha, seed=seed,
     )  # fmt: skip
+    from stream_app.progress import EpochProgress
+
     started = time.perf_counter()
-    with console.status("training..."):
-        bundle = train_model(series, names, store, config, source=source, promote=promote)
+    with EpochProgress(console, epochs) as progress:
+        bundle = train_model(series, names, store, config, source=source, promote=promote, on_epoch=progress.epoch)
     v = bundle.card.validation
     console.print(
         f"[bold]{bundle.version}[/] saved in {bundle.path} ({time.perf_counter() - started:.0f}s): "
@@ -511,11 +512,30 @@ def _note_if_unrouted(settings: Settings, group: str | None) -> None:
 @app.command()
 def worker(
     model_version: Annotated[Optional[str], typer.Option(help="the default model's version; default: its current one")] = None,
+    processes: Annotated[int, typer.Option(help="worker processes in one consumer group, metrics on port + i (0 = one per core)")] = 1,
 ) -> None:
-    """Run a stream worker (a Faust app). Run several for more partitions' worth of throughput."""
-    from stream_app.worker.start import run_worker
+    """Run a stream worker (a Faust app); --processes N runs N of them, supervised, for more cores."""
+    from stream_app.worker.processes import Supervisor, default_processes, die_with_parent, worker_command
 
-    run_worker(_settings(), model_version)
+    settings = _settings()
+    if processes < 0:
+        raise CliError("--processes must be 0 (one per core) or more")
+    n = processes or default_processes()
+    if n == 1:
+        from stream_app.worker.start import run_worker
+
+        die_with_parent()  # a supervised child stops with its supervisor
+        run_worker(settings, model_version)
+        return
+    from stream_app.worker.preflight import check_services
+    from stream_app.worker.start import load_bundles
+
+    load_bundles(settings, model_version)  # what would stop every child is one line here, once
+    check_services(settings)
+    args = ["--model-version", model_version] if model_version else []
+    code = Supervisor(n, worker_command(*args), base_port=settings.metrics_port).run()
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -527,6 +547,7 @@ def simulate(
     kind: Annotated[Optional[list[str]], typer.Option(help="failure kinds to cycle through")] = None,
     scenario: Annotated[Optional[Path], typer.Option(help="YAML/JSON scenario file (overrides the above)")] = None,
     speed: Annotated[float, typer.Option(help="times real time; 0 = as fast as possible")] = 1.0,
+    fast: Annotated[bool, typer.Option("--as-fast-as-possible", "--fast", help="no pacing (the same as --speed 0)")] = False,
     batch: Annotated[int, typer.Option(help="readings per message (batched form) ")] = 1,
     seed: Annotated[int, typer.Option()] = 7,
 ) -> None:
@@ -543,9 +564,13 @@ def simulate(
         except ValueError as exc:
             raise CliError(f"{exc}; kinds: {', '.join(k.value for k in FailureKind)}") from exc
         plan = plan.model_copy(update={"failures": random_failures(plan, failures, kinds)})
+    from stream_app.progress import CountProgress
+
+    speed = 0.0 if fast else speed
     # Played faster than real time, the run starts in the past: no reading is stamped in the future.
     start_ms = start_ms_for(plan.duration_s, speed, int(time.time() * 1000))
-    stats, sim = run_simulation(_settings(), plan, start_ms=start_ms, speed=speed, batch=batch)
+    with CountProgress(console, "simulate", "readings") as progress:
+        stats, sim = run_simulation(_settings(), plan, start_ms=start_ms, speed=speed, batch=batch, on_progress=progress.update)
     console.print(
         f"published {stats.readings} readings from {plan.devices} devices in {stats.messages} messages "
         f"({stats.seconds:.1f}s); {len(sim.labels())} failure(s) injected"
@@ -559,6 +584,7 @@ def replay(
     file: Path,
     device: Annotated[str, typer.Option(help="device id to publish as")],
     speed: Annotated[float, typer.Option(help="times real time; 0 = as fast as possible")] = 1.0,
+    fast: Annotated[bool, typer.Option("--as-fast-as-possible", "--fast", help="no pacing (the same as --speed 0)")] = False,
     time_column: Annotated[Optional[str], typer.Option(help="default: the first column")] = None,
     columns: Annotated[Optional[str], typer.Option(help="comma-separated sensor columns")] = None,
     delimiter: Annotated[Optional[str], typer.Option(help="default: sniffed (, ; tab or |)")] = None,
@@ -566,10 +592,14 @@ def replay(
     """Publish a CSV recording to the readings topic as DEVICE."""
     from producers.replay import replay as replay_file
 
+    from stream_app.progress import CountProgress
+
     cols = [c.strip() for c in columns.split(",")] if columns else None
-    stats = replay_file(
-        _settings(), file, device, speed=speed, time_column=time_column, columns=cols, delimiter=delimiter
-    )
+    with CountProgress(console, "replay", "readings") as progress:
+        stats = replay_file(
+            _settings(), file, device, speed=0.0 if fast else speed, time_column=time_column, columns=cols,
+            delimiter=delimiter, on_progress=progress.update,
+        )  # fmt: skip
     console.print(f"published {stats.readings} readings as {device}")
 
 
@@ -881,8 +911,6 @@ def main() -> None:
     from redis.exceptions import RedisError
 
     from typer.exceptions import TyperException
-    # TensorFlow's C++ start-up chatter is noise on a terminal; its errors still show.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         app(standalone_mode=False)
     except (typer.Exit, SystemExit) as exc:

@@ -8,6 +8,7 @@ worker uses.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -159,7 +160,9 @@ def train(
     source: str,
     promote: bool = True,
     verbose: int = 0,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> ModelBundle:
+    """Train, calibrate and save a model version; ``on_epoch(epoch, logs)`` after each epoch (progress)."""
     import keras
 
     data = TrainingData.prepare(series, config)
@@ -179,6 +182,7 @@ def train(
         callbacks=[
             keras.callbacks.ReduceLROnPlateau(patience=2, factor=0.3),
             keras.callbacks.EarlyStopping(patience=4, restore_best_weights=True),
+            *([keras.callbacks.LambdaCallback(on_epoch_end=on_epoch)] if on_epoch is not None else []),
         ],
     )
 

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from stream_app.worker.lag import committed_lag
 from stream_app.worker.exactly_once import BatchTransaction, TransactionAborted, first_offsets
 from stream_app.config.kafka_config import consumer_config
 from stream_app.worker.messages import offset_of, partition_of
@@ -124,6 +125,8 @@ class ReadingsConsumer:
         stalled = self._watch.observe(positions, highs, idle=idle)
         if self.metrics is not None:
             self.metrics.set_lag(self._watch.lag)
+            if (lag := await self._call(committed_lag, self._consumer, highs)) is not None:
+                self.metrics.set_committed_lag(lag)
         if not stalled:
             return
         if self.metrics is not None:

@@ -86,14 +86,14 @@ class BatchHandler:
         except BaseException:
             self.dead_letters.abandon()
             raise
-        self.metrics.dead_letters.inc(len(messages))
+        self.metrics.dead_letters.add(reason, len(messages))
 
     async def _handle(self, messages: Sequence[KafkaMessage]) -> None:
         started = time.perf_counter()
         metrics = self.metrics
         readings: list[Reading] = []
         parsed: list[tuple[MessageContext, Decoded]] = []
-        dead = 0
+        dead: list[str] = []  # reasons, counted once the batch's dead letters are flushed
         for message in messages:
             source = MessageContext.of(message)
             decoded = decode(source.value)
@@ -101,7 +101,7 @@ class BatchHandler:
             readings.extend(decoded.readings)
             for rejection in decoded.rejections:
                 await self.dead_letters.add(rejection, source)
-            dead += len(decoded.rejections)
+                dead.append(rejection.reason)
         metrics.messages.inc(len(messages))
         metrics.readings.inc(len(readings))
         if self.lifecycle is not None:
@@ -117,8 +117,9 @@ class BatchHandler:
         if detection.refused:
             sources = _Sources(parsed)
             for refused in detection.refused:
-                await self.dead_letters.add(*sources.rejection(refused))
-            dead += len(detection.refused)
+                rejection, source = sources.rejection(refused)
+                await self.dead_letters.add(rejection, source)
+                dead.append(rejection.reason)
         # Each sink in turn: Redis gets a batch's alerts only once Kafka holds them.
         alerts = detection.alerts
         for sink in self.alert_sinks:
@@ -131,7 +132,8 @@ class BatchHandler:
         for sink in self.alert_sinks:
             await sink.flush()
 
-        metrics.dead_letters.inc(dead)
+        for reason in dead:
+            metrics.dead_letters.add(reason)
         metrics.duplicates.inc(detection.duplicates)
         metrics.windows.inc(detection.scored)
         metrics.batch_size.observe(detection.scored)

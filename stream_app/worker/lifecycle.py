@@ -124,6 +124,7 @@ class Lifecycle:
             for group in self.reloader.apply():
                 if self.metrics is not None:
                     self.metrics.model_swaps.labels(group).inc()
+                    self.metrics.set_models({group: self.detector.detectors[group].model_version})
             self.reloader.observe(readings)
 
     async def _after_batch(self, readings: Sequence[Reading], detections: Detections) -> None:

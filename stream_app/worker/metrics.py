@@ -8,7 +8,37 @@ import errno
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    generate_latest,
+)
+
+from stream_app.worker.dlq_reasons import REASONS, reason_label
+
+
+class DeadLetterCounter:
+    """``floorwatch_dead_letters_total{reason}``, the reason one of a bounded set (dlq_reasons.py)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.counter = Counter(
+            "floorwatch_dead_letters", "Messages or readings sent to the DLQ, by reason", ["reason"], registry=registry
+        )
+        for label in REASONS:  # every series from the start: rate() sees the first one
+            self.counter.labels(label)
+
+    def add(self, reason: str, amount: int = 1) -> None:
+        """Count dead letters by their free-text reason."""
+        self.counter.labels(reason_label(reason)).inc(amount)
+
+    def inc(self, amount: float = 1) -> None:
+        """For a caller that does not know the reasons: counted as ``other``."""
+        self.counter.labels("other").inc(amount)
 
 
 class Metrics:
@@ -18,7 +48,7 @@ class Metrics:
         self.messages = Counter("floorwatch_messages_total", "Messages consumed from the readings topic", registry=r)
         self.readings = Counter("floorwatch_readings_total", "Readings decoded", registry=r)
         self.duplicates = Counter("floorwatch_duplicate_readings_total", "Readings seen before (redelivery)", registry=r)
-        self.dead_letters = Counter("floorwatch_dead_letters_total", "Messages or readings sent to the DLQ", registry=r)
+        self.dead_letters = DeadLetterCounter(r)
         self.windows = Counter("floorwatch_windows_scored_total", "Windows scored by the model", registry=r)
         self.alerts = Counter("floorwatch_alerts_total", "Alerts emitted", ["state"], registry=r)
         self.batch_size = Histogram(
@@ -30,6 +60,15 @@ class Metrics:
             "floorwatch_readings_lag", "Readings partition lag: high watermark - position", ["partition"], registry=r
         )
         self._lag_labels: set[str] = set()
+        self.consumer_lag = Gauge(
+            "floorwatch_consumer_lag",
+            "Readings partition lag of the group: high watermark - committed offset (sampled every few seconds)",
+            ["partition"], registry=r,
+        )  # fmt: skip
+        self._committed_labels: set[str] = set()
+        self.model = Info("floorwatch_model", "The model version each asset group is scored with", ["group"], registry=r)
+        # CPU seconds, resident memory, open fds, start time: of this worker process (Linux /proc).
+        ProcessCollector(registry=r)
         self.consumer_stalls = Counter(
             "floorwatch_consumer_stalls_total", "Readings partitions found stalled below their high watermark", registry=r
         )
@@ -56,12 +95,26 @@ class Metrics:
             self.readings_lag.labels(str(partition)).set(value)
         self._lag_labels = labels
 
+    def set_committed_lag(self, lag: Mapping[tuple[str, int], int]) -> None:
+        """Each assigned readings partition's high watermark - committed offset; revoked ones removed."""
+        labels = {str(partition) for _, partition in lag}
+        for gone in self._committed_labels - labels:
+            self.consumer_lag.remove(gone)
+        for (_, partition), value in lag.items():
+            self.consumer_lag.labels(str(partition)).set(value)
+        self._committed_labels = labels
+
+    def set_models(self, versions: Mapping[str, str]) -> None:
+        """``floorwatch_model_info{group, version}``: the version each group scores with now."""
+        for group, version in versions.items():
+            self.model.labels(group).info({"version": version})
+
     def totals(self) -> dict[str, float]:
-        """Every counter's total (labelled ones summed), keyed by its exported ``*_total`` name."""
+        """Every floorwatch counter's total (labelled ones summed), keyed by its exported ``*_total`` name."""
         totals: dict[str, float] = {}
         for family in self.registry.collect():
             for sample in family.samples:
-                if sample.name.endswith("_total"):
+                if sample.name.endswith("_total") and sample.name.startswith("floorwatch_"):
                     totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
         return totals
 

@@ -105,6 +105,8 @@ def run_worker(settings: Settings, version: str | None = None) -> None:
         def __init__(self, ready: str, *args: object, **kwargs: object) -> None:
             super().__init__(*args, **kwargs)  # type: ignore[arg-type]
             self._ready = ready
+            if not self.stdout.isatty():  # its spinner writes cursor escape codes even into a log file
+                self.spinner = None
 
         async def on_startup_finished(self) -> None:
             await super().on_startup_finished()
@@ -120,6 +122,7 @@ def run_worker(settings: Settings, version: str | None = None) -> None:
     check_services(settings)  # before minutes of model loading: a wrong password or no Kafka is one line now
     detector = build_detectors(settings, version)
     metrics = Metrics()
+    metrics.set_models({group: d.model_version for group, d in detector.detectors.items()})
     metrics.serve(settings.metrics_host, settings.metrics_port)
     ready = ready_line(settings, detector)
     lifecycle = Lifecycle(

@@ -110,3 +110,11 @@ def test_console_elsewhere_than_loopback_needs_a_token(tmp_path: Path) -> None:
 
 def test_dlq_with_kafka_unreachable(tmp_path: Path) -> None:
     _one_error_line(_cli(["dlq", "recent"], tmp_path, KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}"))
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_worker_with_kafka_down_is_one_line(processes: str, tmp_path: Path, tiny_model_dir: Path) -> None:
+    # Checked before any model is loaded or process started: one line, whatever --processes says.
+    result = _cli(["worker", "--processes", processes], tmp_path, FLOORWATCH_MODEL_DIR=str(tiny_model_dir),
+                  FLOORWATCH_METRICS_PORT="0", KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}")  # fmt: skip
+    assert "did not answer" in _one_error_line(result)

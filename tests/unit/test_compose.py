@@ -333,12 +333,80 @@ def test_docker_compose_config_is_valid() -> None:
         ["docker", "compose", "-f", str(COMPOSE), "config", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    # The demo profile must be valid as well.
+    # The demo and monitoring profiles must be valid as well.
     result = subprocess.run(
-        ["docker", "compose", "-f", str(COMPOSE), "--profile", "demo", "config", "-q"],
+        ["docker", "compose", "-f", str(COMPOSE), "--profile", "demo", "--profile", "monitoring", "config", "-q"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+# --- the monitoring profile: Prometheus and Grafana, checked against the worker's own metrics ---------
+
+DEPLOY = ROOT / "deploy"
+
+
+def _known_metric_names() -> set[str]:
+    """Every series name a worker can export, from a fresh Metrics registry (suffixes included)."""
+    from stream_app.worker.metrics import Metrics
+
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "info": ["_info"], "summary": ["_sum", "_count"]}
+    names: set[str] = set()
+    for family in Metrics().registry.collect():
+        names.add(family.name)
+        names.update(family.name + s for s in suffixes.get(family.type, []))
+        names.update(sample.name for sample in family.samples)
+    return names
+
+
+def test_monitoring_services_are_monitoring_profile_only_and_mount_files_that_exist() -> None:
+    services = _services()
+    for name in ("prometheus", "grafana"):
+        assert services[name].get("profiles") == ["monitoring"], name
+        for volume in services[name].get("volumes", []):
+            source = str(volume).split(":")[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{name}: {source} does not exist"
+
+
+def test_prometheus_scrapes_every_worker_replica_on_its_metrics_port() -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "floorwatch-worker"]
+    (sd,) = job["dns_sd_configs"]
+    worker = _services()["worker"]
+    assert sd["names"] == ["worker"] and sd["type"] == "A"
+    assert str(sd["port"]) == _env(worker)["FLOORWATCH_METRICS_PORT"]
+    assert _env(worker)["FLOORWATCH_METRICS_HOST"] == "0.0.0.0"  # reachable from the Prometheus container
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+
+
+def test_grafana_provisions_the_data_source_and_the_dashboard() -> None:
+    grafana = _services()["grafana"]
+    mounts = {str(v).split(":")[0]: str(v).split(":")[1] for v in grafana["volumes"]}
+    sources = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    (source,) = sources["datasources"]
+    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
+    providers = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "dashboards" / "floorwatch.yml").read_text())
+    (provider,) = providers["providers"]
+    assert mounts["./deploy/grafana/dashboards"] == provider["options"]["path"]
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "floorwatch.json").read_text())
+    assert dashboard["panels"] and len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == source["uid"], panel["title"]
+
+
+def test_every_metric_the_dashboard_queries_is_one_the_worker_exports() -> None:
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "floorwatch.json").read_text())
+    known = _known_metric_names()
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\b(?:floorwatch|process)_[a-z_]+\b", target["expr"])
+    }
+    assert {"floorwatch_consumer_lag", "floorwatch_dead_letters_total", "floorwatch_model_info"} <= queried
+    assert not queried - known, f"the dashboard queries metrics no worker exports: {sorted(queried - known)}"
