@@ -149,8 +149,10 @@ def topics() -> None:
 @app.command("config")
 def show_config() -> None:
     """Print the effective configuration (secrets masked)."""
-    for key, value in _settings().public_dump().items():
-        console.print(f"{key} = {value}", markup=False, highlight=False)
+    for section, values in _settings().public_sections().items():
+        console.print(f"[{section}]", markup=False, highlight=False)
+        for key, value in values.items():
+            console.print(f"{key} = {value}", markup=False, highlight=False)
 
 
 # --- models --------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 from confluent_kafka import KafkaError
 
 from stream_app.errors import FloorwatchError
-from stream_app.config.settings import Settings
+from stream_app.config.settings import KafkaSettings
 
 # librdkafka writes its own log lines (one per failed connection attempt) straight to stderr;
 # routed through logging they reach whatever the process configured, and stay out of the CLI's
@@ -27,7 +27,7 @@ class KafkaLoginError(FloorwatchError):
     """The broker refused our SASL login (wrong user or password): retrying will not help."""
 
 
-def _login_error_cb(settings: Settings) -> Callable[[KafkaError], None]:
+def _login_error_cb(settings: KafkaSettings) -> Callable[[KafkaError], None]:
     def on_error(error: KafkaError) -> None:
         # librdkafka would retry a refused login forever, and calls fail later as a vague
         # "transport failure"; raised here, it surfaces from the next poll/flush/consume at once.
@@ -41,7 +41,7 @@ def _login_error_cb(settings: Settings) -> Callable[[KafkaError], None]:
     return on_error
 
 
-def confluent_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+def confluent_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
     """librdkafka settings (producers, alert consumers, admin)."""
     config: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
@@ -61,7 +61,7 @@ def confluent_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     return config
 
 
-def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+def producer_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
     return confluent_config(
         settings,
         # Same key -> same partition as Java clients and kafkajs (murmur2), so a device's
@@ -74,7 +74,7 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     )
 
 
-def consumer_config(settings: Settings, group_id: str, **extra: Any) -> dict[str, Any]:
+def consumer_config(settings: KafkaSettings, group_id: str, **extra: Any) -> dict[str, Any]:
     # Tansu joins a group after about half the session timeout, and holds a fetch for about half
     # its max wait even when records arrive meanwhile (500 ms by default: 250 ms on every reading).
     embedded = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000, "fetch.wait.max.ms": 20}
@@ -88,7 +88,7 @@ def consumer_config(settings: Settings, group_id: str, **extra: Any) -> dict[str
     )
 
 
-def faust_broker_settings(settings: Settings) -> dict[str, Any]:
+def faust_broker_settings(settings: KafkaSettings) -> dict[str, Any]:
     """Keyword arguments for ``faust.App`` that depend on the broker profile and security."""
     config: dict[str, Any] = {"broker": f"kafka://{settings.kafka_bootstrap_servers}"}
     if settings.kafka_profile == "embedded":
@@ -112,5 +112,5 @@ def faust_broker_settings(settings: Settings) -> dict[str, Any]:
     return config
 
 
-def _ssl_context(settings: Settings) -> ssl.SSLContext:
+def _ssl_context(settings: KafkaSettings) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None)

@@ -13,13 +13,13 @@ from __future__ import annotations
 import redis
 import redis.asyncio as aioredis
 
-from stream_app.config.settings import Settings
+from stream_app.config.settings import RedisSettings
 
 CONNECT_TIMEOUT_S = 2.0
 READ_TIMEOUT_S = 2.0
 
 
-def async_redis(settings: Settings, *, blocking: bool = False) -> aioredis.Redis:
+def async_redis(settings: RedisSettings, *, blocking: bool = False) -> aioredis.Redis:
     """An asyncio client for ``REDIS_URL`` (credentials percent-encoded; see ``Settings.redis_url_value``)."""
     return aioredis.from_url(
         settings.redis_url_value(),
@@ -28,6 +28,6 @@ def async_redis(settings: Settings, *, blocking: bool = False) -> aioredis.Redis
     )
 
 
-def sync_redis(settings: Settings, *, timeout_s: float = READ_TIMEOUT_S) -> redis.Redis:
+def sync_redis(settings: RedisSettings, *, timeout_s: float = READ_TIMEOUT_S) -> redis.Redis:
     """A blocking client for ``REDIS_URL``; ``timeout_s`` bounds connecting and each call."""
     return redis.Redis.from_url(settings.redis_url_value(), socket_timeout=timeout_s, socket_connect_timeout=timeout_s)

@@ -1,27 +1,34 @@
-"""All configuration in one place, read from environment variables.
+"""All configuration in one place, read from environment variables, in sections.
 
 Kafka and Redis addresses use the conventional unprefixed names (``KAFKA_BOOTSTRAP_SERVERS``,
 ``REDIS_URL``); everything else is ``FLOORWATCH_<FIELD>``. Defaults point at the embedded
 services that ``floorwatch up`` starts on loopback.
+
+Each section (kafka, redis, batch, detection, episodes, lifecycle, ops) is a model of its own that
+declares its fields; ``Settings`` is all of them, read from the environment, and ``settings.redis``
+(etc.) is one section alone, for a part that needs no more. The variables keep their flat names.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from stream_app.pipeline.rules import Rule, parse_rules
 from stream_app.config.secret_urls import mask_url, normalize_url, secrets_of
 from stream_app.pipeline.routing import AssetGroup, parse_asset_groups
+from stream_app.pipeline.rules import Rule, parse_rules
+
+_Section = TypeVar("_Section", bound=BaseModel)
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FLOORWATCH_", extra="ignore")
+class KafkaSettings(BaseModel):
+    """The broker, its credentials, the topics and the consumer group."""
 
-    # --- Kafka -------------------------------------------------------------------------------
+    model_config = ConfigDict(populate_by_name=True)
+
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092",
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "FLOORWATCH_KAFKA_BOOTSTRAP_SERVERS"),
@@ -51,7 +58,12 @@ class Settings(BaseSettings):
     alerts_partitions: int = Field(4, ge=1)
     app_id: str = "floorwatch"
 
-    # --- Redis -------------------------------------------------------------------------------
+
+class RedisSettings(BaseModel):
+    """Where alerts, device statuses and the lifecycle's records are kept, and how long."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
     redis_url: SecretStr = Field(
         SecretStr("redis://127.0.0.1:6379/0"),
         validation_alias=AliasChoices("REDIS_URL", "FLOORWATCH_REDIS_URL"),
@@ -76,12 +88,31 @@ class Settings(BaseSettings):
     offline_factor: float = Field(10.0, ge=0)
     offline_min_s: float = Field(30.0, ge=0)
 
-    # --- Model and scoring -------------------------------------------------------------------
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_reads(cls, value: SecretStr) -> SecretStr:
+        normalize_url(value.get_secret_value())  # UrlError's message never quotes the URL
+        return value
+
+    def redis_url_value(self) -> str:
+        """The Redis URL for a client, its credentials percent-encoded (a raw ``#``, ``/``, ``?``, ``@``
+        or ``%`` in the password would otherwise be read as part of the host, port or path)."""
+        return normalize_url(self.redis_url.get_secret_value())
+
+
+class BatchSettings(BaseModel):
+    """The worker's micro-batches."""
+
+    batch_max_size: int = Field(1024, ge=1)
+    batch_max_wait_s: float = Field(0.05, gt=0)
+
+
+class DetectionSettings(BaseModel):
+    """The models, the detector's windows and checks, and how it adapts to each device."""
+
     model_dir: Path = Path(".floorwatch/models")
     # A model per asset group, chosen by device id: "pumps=pump-*,valve-*; presses=press-*" (see routing.py).
     asset_groups: str = ""
-    batch_max_size: int = Field(1024, ge=1)
-    batch_max_wait_s: float = Field(0.05, gt=0)
     # Score every k-th reading of a device; 1 scores every reading.
     stride: int = Field(1, ge=1)
     # A device with no reading for this long (worker's clock) has its state dropped; 0 keeps all.
@@ -92,8 +123,50 @@ class Settings(BaseSettings):
     max_future_s: float = Field(300.0, ge=0)
     # Operator bounds checked beside the model, e.g. "temperature<0.09, vibration<=0.1" (see rules.py).
     rules: str = ""
+    # Lines that follow each device: a device's first windows (and those after a relearn) fill its
+    # line's history; it opens no episode meanwhile.
+    adapt_lines: bool = True
+    adapt_warmup_windows: int = Field(64, ge=0)
+    # Models refitted on the stream.
+    refit: bool = True
+    refit_min_interval_s: float = Field(3600.0, ge=0)
+    refit_every_windows: int = Field(2048, ge=1)
 
-    # --- Model lifecycle (reload.py, drift.py, shadow.py, feedback.py) -------------------------
+    @field_validator("rules")
+    @classmethod
+    def _rules_parse(cls, value: str) -> str:
+        parse_rules(value)  # fail at load, not when the first window is scored
+        return value
+
+    def rule_list(self) -> tuple[Rule, ...]:
+        return tuple(parse_rules(self.rules))
+
+    @field_validator("asset_groups")
+    @classmethod
+    def _asset_groups_parse(cls, value: str) -> str:
+        parse_asset_groups(value)  # a typo fails at load, not as devices silently scored by the default model
+        return value
+
+    def asset_group_list(self) -> tuple[AssetGroup, ...]:
+        return parse_asset_groups(self.asset_groups)
+
+
+class EpisodeSettings(BaseModel):
+    """One failure, one alert episode."""
+
+    episode_open_after: int = Field(3, ge=1, description="consecutive anomalous windows to open")
+    # 30: intermittent faults (spikes, a ramp hovering at the line) stay one episode; see README.
+    episode_close_after: int = Field(30, ge=1, description="consecutive quiet windows to close")
+    episode_close_ratio: float = Field(0.8, gt=0, le=1, description="quiet means score < ratio*threshold")
+    # Quiet this long also closes an episode (slow streams: 30 windows can be days); 0: windows only.
+    episode_close_after_s: float = Field(900.0, ge=0)
+    # An episode open longer closes and the device relearns its line: it is the new normal. 0: no limit.
+    episode_max_duration_s: float = Field(6 * 3600.0, ge=0)
+
+
+class LifecycleSettings(BaseModel):
+    """The model lifecycle (reload.py, drift.py, shadow.py, feedback.py, policy.py)."""
+
     # How often a worker checks the model store for a promoted version; 0 turns hot reload off.
     reload_interval_s: float = Field(1.0, ge=0)
     # Drift watch (drift.py): limits of each figure, and how much of the traffic it samples.
@@ -114,58 +187,65 @@ class Settings(BaseSettings):
     policy_min_windows: int = Field(10_000, ge=1)
     policy_max_over_line_share: float = Field(0.01, gt=0, le=1)
 
-    # --- Episodes: one failure, one alert episode ----------------------------------------------
-    episode_open_after: int = Field(3, ge=1, description="consecutive anomalous windows to open")
-    # 30: intermittent faults (spikes, a ramp hovering at the line) stay one episode; see README.
-    episode_close_after: int = Field(30, ge=1, description="consecutive quiet windows to close")
-    episode_close_ratio: float = Field(0.8, gt=0, le=1, description="quiet means score < ratio*threshold")
-    # Quiet this long also closes an episode (slow streams: 30 windows can be days); 0: windows only.
-    episode_close_after_s: float = Field(900.0, ge=0)
-    # An episode open longer closes and the device relearns its line: it is the new normal. 0: no limit.
-    episode_max_duration_s: float = Field(6 * 3600.0, ge=0)
 
-    # --- Adaptation: lines that follow each device, models refitted on the stream --------------
-    adapt_lines: bool = True
-    # A device's first windows (and those after a relearn) fill its line's history; it opens no episode meanwhile.
-    adapt_warmup_windows: int = Field(64, ge=0)
-    refit: bool = True
-    refit_min_interval_s: float = Field(3600.0, ge=0)
-    refit_every_windows: int = Field(2048, ge=1)
+class OpsSettings(BaseModel):
+    """Where state is kept, metrics served and what is logged."""
 
-    # --- Operations --------------------------------------------------------------------------
     state_dir: Path = Path(".floorwatch")
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9108, ge=0, le=65535, description="0 disables the Prometheus endpoint")
     log_level: str = "warning"
 
-    @field_validator("rules")
-    @classmethod
-    def _rules_parse(cls, value: str) -> str:
-        parse_rules(value)  # fail at load, not when the first window is scored
-        return value
 
-    def rule_list(self) -> tuple[Rule, ...]:
-        return tuple(parse_rules(self.rules))
+SECTIONS: dict[str, type[BaseModel]] = {
+    "kafka": KafkaSettings,
+    "redis": RedisSettings,
+    "batch": BatchSettings,
+    "detection": DetectionSettings,
+    "episodes": EpisodeSettings,
+    "lifecycle": LifecycleSettings,
+    "ops": OpsSettings,
+}
 
-    @field_validator("asset_groups")
-    @classmethod
-    def _asset_groups_parse(cls, value: str) -> str:
-        parse_asset_groups(value)  # a typo fails at load, not as devices silently scored by the default model
-        return value
 
-    def asset_group_list(self) -> tuple[AssetGroup, ...]:
-        return parse_asset_groups(self.asset_groups)
+# Bases in reverse: pydantic lists the last base's fields first (``floorwatch config``: kafka first).
+class Settings(
+    OpsSettings, LifecycleSettings, EpisodeSettings, DetectionSettings, BatchSettings, RedisSettings, KafkaSettings,
+    BaseSettings,
+):
+    model_config = SettingsConfigDict(env_prefix="FLOORWATCH_", extra="ignore")
 
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_url_reads(cls, value: SecretStr) -> SecretStr:
-        normalize_url(value.get_secret_value())  # UrlError's message never quotes the URL
-        return value
+    @property
+    def kafka(self) -> KafkaSettings:
+        return self._section(KafkaSettings)
 
-    def redis_url_value(self) -> str:
-        """The Redis URL for a client, its credentials percent-encoded (a raw ``#``, ``/``, ``?``, ``@``
-        or ``%`` in the password would otherwise be read as part of the host, port or path)."""
-        return normalize_url(self.redis_url.get_secret_value())
+    @property
+    def redis(self) -> RedisSettings:
+        return self._section(RedisSettings)
+
+    @property
+    def batch(self) -> BatchSettings:
+        return self._section(BatchSettings)
+
+    @property
+    def detection(self) -> DetectionSettings:
+        return self._section(DetectionSettings)
+
+    @property
+    def episodes(self) -> EpisodeSettings:
+        return self._section(EpisodeSettings)
+
+    @property
+    def lifecycle(self) -> LifecycleSettings:
+        return self._section(LifecycleSettings)
+
+    @property
+    def ops(self) -> OpsSettings:
+        return self._section(OpsSettings)
+
+    def _section(self, section: type[_Section]) -> _Section:
+        # Built on each call (at start-up, not per reading), so a model_copy's update is never stale.
+        return section.model_construct(**{name: getattr(self, name) for name in section.model_fields})
 
     def secrets(self) -> list[str]:
         """Every secret these settings hold, in the forms it may take, to scrub from messages."""
@@ -194,3 +274,8 @@ class Settings(BaseSettings):
         if self.kafka_sasl_password is not None:
             data["kafka_sasl_password"] = "**********"
         return data
+
+    def public_sections(self) -> dict[str, dict[str, object]]:
+        """``public_dump``, by section."""
+        data = self.public_dump()
+        return {name: {field: data[field] for field in section.model_fields} for name, section in SECTIONS.items()}

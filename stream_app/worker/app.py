@@ -41,7 +41,7 @@ def create_app(
     datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust.App(
         settings.app_id,
-        **faust_broker_settings(settings),
+        **faust_broker_settings(settings.kafka),
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",
@@ -54,15 +54,16 @@ def create_app(
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     alerts_topic = app.topic(settings.alerts_topic, partitions=settings.alerts_partitions, **raw)
     dlq_topic = app.topic(settings.dlq_topic, partitions=1, **raw)
-    transaction = BatchTransaction(settings) if transactions_enabled(settings) else None
+    transaction = BatchTransaction(settings.kafka) if transactions_enabled(settings.kafka) else None
+    redis = settings.redis
     redis_sink = RedisSink(
-        async_redis(settings),
-        settings.redis_prefix,
-        probe_interval_s=settings.redis_probe_interval_s,
-        device_ttl_s=settings.redis_device_ttl_s,
-        probe_timeout_s=settings.redis_budget_s,
-        stream_maxlen=settings.redis_stream_maxlen,
-        id_ttl_s=settings.redis_alert_id_ttl_s,
+        async_redis(redis),
+        redis.redis_prefix,
+        probe_interval_s=redis.redis_probe_interval_s,
+        device_ttl_s=redis.redis_device_ttl_s,
+        probe_timeout_s=redis.redis_budget_s,
+        stream_maxlen=redis.redis_stream_maxlen,
+        id_ttl_s=redis.redis_alert_id_ttl_s,
         on_drop=metrics.redis_dropped.inc,
         on_pending=metrics.redis_pending.set,
         history=ScoreHistory(
@@ -76,7 +77,7 @@ def create_app(
         KafkaDeadLetterSink(topic_sender(dlq_topic, transaction)),
         metrics,
         episodes=redis_sink,
-        resume_budget_s=settings.redis_budget_s,
+        resume_budget_s=redis.redis_budget_s,
         lifecycle=lifecycle,
     )
 
@@ -86,7 +87,8 @@ def create_app(
     @app.task
     async def consume_readings() -> None:
         await ReadingsConsumer(
-            settings, handler.handle, on_failure=handler.dead_letter_failed, metrics=metrics, transaction=transaction
+            settings.kafka, settings.batch, handler.handle, on_failure=handler.dead_letter_failed, metrics=metrics,
+            transaction=transaction,
         ).run()
 
     @app.task

@@ -31,7 +31,7 @@ from stream_app.worker.exactly_once import BatchTransaction, TransactionAborted,
 from stream_app.config.kafka_config import consumer_config
 from stream_app.worker.messages import offset_of, partition_of
 from stream_app.worker.metrics import Metrics
-from stream_app.config.settings import Settings
+from stream_app.config.settings import BatchSettings, KafkaSettings
 from stream_app.worker.stall import StallWatch
 
 log = logging.getLogger(__name__)
@@ -56,13 +56,15 @@ class ReadingsConsumer:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: KafkaSettings,
+        batch: BatchSettings,
         handle: Handler,
         on_failure: FailureHandler | None = None,
         metrics: Metrics | None = None,
         transaction: BatchTransaction | None = None,
     ) -> None:
         self.settings = settings
+        self.batch = batch
         self.handle = handle
         self.on_failure = on_failure
         self.metrics = metrics
@@ -230,10 +232,10 @@ class ReadingsConsumer:
         So a batch never waits to fill: under load the fetched backlog makes batches large, and
         a quiet stream's reading is handled as soon as it arrives.
         """
-        consume, size = self._consumer.consume, self.settings.batch_max_size
+        consume, size = self._consumer.consume, self.batch.batch_max_size
         batch = consume(size, 0)
         if not batch:
-            batch = consume(1, self.settings.batch_max_wait_s)
+            batch = consume(1, self.batch.batch_max_wait_s)
             if batch and size > 1:
                 batch += consume(size - 1, 0)
         return batch

@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from stream_app.config.kafka_config import producer_config
-from stream_app.config.settings import Settings
+from stream_app.config.settings import KafkaSettings
 from stream_app.worker.messages import offset_of, partition_of
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ _CALL_TIMEOUT_S = 30.0
 _RETRY_FOR_S = 60.0
 
 
-def transactions_enabled(settings: Settings) -> bool:
+def transactions_enabled(settings: KafkaSettings) -> bool:
     return settings.kafka_profile == "kafka" and settings.kafka_transactions
 
 
@@ -59,7 +59,7 @@ class BatchTransaction:
     the event loop meanwhile (librdkafka's producer is thread-safe).
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: KafkaSettings) -> None:
         # Unique per process: since KIP-447 a zombie is fenced by the consumer group's generation
         # (send_offsets_to_transaction carries it), not by reusing a transactional id.
         self.settings = settings

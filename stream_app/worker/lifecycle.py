@@ -34,7 +34,7 @@ from stream_app.worker.metrics import Metrics
 from stream_app.models.store import ModelBundle
 from stream_app.worker.reload import ModelReloader
 from stream_app.worker.shadow import ShadowScoring
-from stream_app.config.settings import Settings
+from stream_app.config.settings import LifecycleSettings, Settings
 
 if TYPE_CHECKING:
     import faust
@@ -57,7 +57,7 @@ class Lifecycle:
         self.build = build
         self.metrics = metrics
         self.pinned_default = pinned_default
-        self.drift = FleetDrift(detector, drift_limits(settings)) if settings.drift_watch else None
+        self.drift = FleetDrift(detector, drift_limits(settings.lifecycle)) if settings.drift_watch else None
         self.redis: aioredis.Redis | None = None
         self.health: HealthSink | None = None
         self.reloader: ModelReloader | None = None
@@ -68,7 +68,7 @@ class Lifecycle:
         s = self.settings
         raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
         health_topic = app.topic(s.health_topic, partitions=1, **raw)
-        self.redis = async_redis(s)
+        self.redis = async_redis(s.redis)
 
         async def send_health(key: bytes, value: bytes) -> object:
             return await (await health_topic.send(key=key, value=value))
@@ -150,7 +150,7 @@ class Lifecycle:
                     self.health.submit(self.health.emit(event))
 
 
-def drift_limits(settings: Settings) -> DriftLimits:
+def drift_limits(settings: LifecycleSettings) -> DriftLimits:
     return DriftLimits(
         psi=settings.drift_psi_limit, ks=settings.drift_ks_limit, score_psi=settings.drift_score_psi_limit,
         over_line_ratio=settings.drift_over_line_ratio_limit,

@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient
 from stream_app.config.kafka_config import KafkaLoginError, confluent_config
 from stream_app.config.redis_client import sync_redis
 from stream_app.config.secret_urls import mask_url
-from stream_app.config.settings import Settings
+from stream_app.config.settings import KafkaSettings, RedisSettings, Settings
 from stream_app.errors import FloorwatchError
 
 log = logging.getLogger(__name__)
@@ -27,11 +27,11 @@ class PreflightError(FloorwatchError, ValueError):
 
 
 def check_services(settings: Settings, *, timeout_s: float = 10.0) -> None:
-    check_kafka(settings, timeout_s=timeout_s)
-    check_redis(settings, timeout_s=min(timeout_s, 3.0))
+    check_kafka(settings.kafka, timeout_s=timeout_s)
+    check_redis(settings.redis, timeout_s=min(timeout_s, 3.0))
 
 
-def check_kafka(settings: Settings, *, timeout_s: float = 10.0) -> None:
+def check_kafka(settings: KafkaSettings, *, timeout_s: float = 10.0) -> None:
     try:
         AdminClient(confluent_config(settings)).list_topics(timeout=timeout_s)
     except KafkaLoginError as exc:  # wrong user or password: one line that says so, not "is it running?"
@@ -49,7 +49,7 @@ def check_kafka(settings: Settings, *, timeout_s: float = 10.0) -> None:
         ) from None
 
 
-def check_redis(settings: Settings, *, timeout_s: float = 3.0) -> None:
+def check_redis(settings: RedisSettings, *, timeout_s: float = 3.0) -> None:
     client = sync_redis(settings, timeout_s=timeout_s)
     where = mask_url(settings.redis_url.get_secret_value())
     try:

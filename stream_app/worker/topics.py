@@ -16,10 +16,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
 from stream_app.config.kafka_config import confluent_config, consumer_config
-from stream_app.config.settings import Settings
+from stream_app.config.settings import KafkaSettings, Settings
 
 
-def topic_partitions(settings: Settings) -> dict[str, int]:
+def topic_partitions(settings: KafkaSettings) -> dict[str, int]:
     return {
         settings.readings_topic: settings.readings_partitions,
         settings.dlq_topic: 1,
@@ -43,7 +43,7 @@ def _metadata(admin: AdminClient, timeout_s: float) -> ClusterMetadata:
                 raise
 
 
-def ensure_topics(settings: Settings, *, timeout_s: float = 15.0) -> dict[str, int]:
+def ensure_topics(settings: KafkaSettings, *, timeout_s: float = 15.0) -> dict[str, int]:
     """Create missing topics; return the partition count of each (existing ones are left as they are)."""
     admin = AdminClient(confluent_config(settings))
     wanted = topic_partitions(settings)

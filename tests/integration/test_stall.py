@@ -60,7 +60,7 @@ def test_a_stalled_partition_is_noticed_logged_once_and_drained(settings: Settin
         seen.update(m.offset() for m in messages)
 
     async def drain() -> None:
-        task = asyncio.create_task(ReadingsConsumer(own, handle, metrics=metrics).run())
+        task = asyncio.create_task(ReadingsConsumer(own.kafka, own.batch, handle, metrics=metrics).run())
         deadline = time.monotonic() + 180
         while len(seen) < RECORDS and time.monotonic() < deadline and not task.done():
             await asyncio.sleep(0.5)

@@ -24,7 +24,8 @@ class QueueStub:
 
 
 def consumer_over(stub: QueueStub, size: int = 4) -> ReadingsConsumer:
-    consumer = ReadingsConsumer(Settings(batch_max_size=size, batch_max_wait_s=0.05), handle=None)  # type: ignore[arg-type]
+    settings = Settings(batch_max_size=size, batch_max_wait_s=0.05)
+    consumer = ReadingsConsumer(settings.kafka, settings.batch, handle=None)  # type: ignore[arg-type]
     consumer._consumer = stub  # type: ignore[assignment]
     return consumer
 
@@ -98,7 +99,7 @@ class MessageStub:
 def run_one_batch(handle, on_failure, batch=None) -> BrokerStub:  # type: ignore[no-untyped-def]
     batch = batch or [MessageStub(b"one", 0, 10), MessageStub(b"two", 0, 11)]
     stub = BrokerStub(batch)  # type: ignore[arg-type]
-    consumer = ReadingsConsumer(Settings(), handle, on_failure=on_failure)
+    consumer = ReadingsConsumer(Settings().kafka, Settings().batch, handle, on_failure=on_failure)
     consumer._consumer = stub  # type: ignore[assignment]
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(consumer.run())

@@ -142,3 +142,21 @@ def test_as_env_loads_the_same_settings_again(monkeypatch: pytest.MonkeyPatch) -
     for key, value in original.as_env().items():
         monkeypatch.setenv(key, value)
     assert Settings() == original
+
+
+def test_each_section_holds_its_own_variables_under_their_flat_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stream_app.config.settings import SECTIONS
+
+    monkeypatch.setenv("REDIS_URL", "redis://cache:6380/2")
+    monkeypatch.setenv("FLOORWATCH_REDIS_BUDGET_S", "0.25")
+    monkeypatch.setenv("FLOORWATCH_BATCH_MAX_SIZE", "64")
+    settings = Settings()
+
+    assert settings.redis.redis_url_value() == "redis://cache:6380/2" and settings.redis.redis_budget_s == 0.25
+    assert settings.batch.batch_max_size == 64
+    assert settings.model_copy(update={"batch_max_size": 8}).batch.batch_max_size == 8  # never stale
+    # Every variable is in exactly one section.
+    names = [name for section in SECTIONS.values() for name in section.model_fields]
+    assert sorted(names) == sorted(Settings.model_fields)
+    shown = settings.public_sections()
+    assert list(shown) == list(SECTIONS) and shown["redis"]["redis_url"] == "redis://cache:6380/2"
