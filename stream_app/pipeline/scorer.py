@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 
@@ -178,7 +178,7 @@ class _Compiled:
     """One compiled error function of (raw, mean, scale, trainable weights, other weights) for one architecture."""
 
     template: keras.Model  # the model whose graph was traced: weights are arguments, its own are never read
-    fn: Callable[..., np.ndarray]
+    fn: Callable[..., Any]  # a tf.function or a jax.jit function
 
 
 # Compiled error functions by architecture, so that a new version of the same architecture (a hot
@@ -232,7 +232,7 @@ def compiled_errors(model: keras.Model, mean: np.ndarray, scale: np.ndarray, *, 
     return lambda x: np.asarray(fn(x, *jargs))
 
 
-def _compile(model: keras.Model, backend: str) -> Callable[..., np.ndarray]:
+def _compile(model: keras.Model, backend: str) -> Callable[..., Any]:
     if backend == "tensorflow":
         import tensorflow as tf
 
