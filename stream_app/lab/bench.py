@@ -192,8 +192,9 @@ def run_bench(settings: Settings, config: BenchConfig, console: Console, *, mode
             result.lifecycle = [r.model_dump() for r in rates]
             from stream_app.lab.bench_lifecycle import swap_timing
 
-            log("hot reload: batch times while a new version loads and compiles on a thread")
-            result.swap = swap_timing(bundle, max_batch=settings.batch_max_size).model_dump()
+            log("hot reload: batch times while a new version loads, compiles and warms on a thread, and after its install")
+            result.swap = [swap_timing(bundle, max_batch=settings.batch_max_size, new_architecture=new).model_dump()
+                           for new in (False, True)]  # fmt: skip
         if config.e2e:
             _end_to_end(settings, config, result, workdir, log)
         return result
@@ -313,13 +314,18 @@ def print_result(result: BenchResult, console: Console) -> None:
                           f"{float(row['overhead']):+.1%}")  # fmt: skip
         console.print(table)
     if result.swap:
-        w = result.swap
-        table = Table(title=f"Hot reload: batch times ({w['batch']} readings) while a version loads and compiles on a thread ({w['build_seconds']} s)")
-        for col in ("phase", "batches", "p50 ms", "p99 ms", "max ms"):
+        table = Table(title="Hot reload: batch times while a version loads, compiles and warms on a thread, and after its install")
+        for col in ("version built", "build s (load, scorer, warm)", "phase", "batches", "p50 ms", "p99 ms", "max ms"):
             table.add_column(col, justify="right")
-        table.add_row("normal", str(w["batches_normal"]), f"{w['p50_ms_normal']:.1f}", f"{w['p99_ms_normal']:.1f}", "")
-        table.add_row("during the build", str(w["batches_during_build"]), f"{w['p50_ms_during_build']:.1f}",
-                      f"{w['p99_ms_during_build']:.1f}", f"{w['max_ms_during_build']:.1f}")  # fmt: skip
+        for w in result.swap:
+            kind = "new architecture" if w["new_architecture"] else "same architecture"
+            parts = ", ".join(f"{v:.2f}" for v in w["parts"].values())
+            table.add_row(kind, f"{w['build_seconds']:.2f} ({parts})", "normal", str(w["batches_normal"]),
+                          f"{w['p50_ms_normal']:.1f}", f"{w['p99_ms_normal']:.1f}", "")  # fmt: skip
+            table.add_row("", "", "during the build", str(w["batches_during_build"]), f"{w['p50_ms_during_build']:.1f}",
+                          f"{w['p99_ms_during_build']:.1f}", f"{w['max_ms_during_build']:.1f}")  # fmt: skip
+            table.add_row("", "", "after the install", str(w["batches_after_install"]), "", f"{w['p99_ms_after_install']:.1f}", "")
+            table.add_row("", "", "swap / normal p99", "", "", f"{w['p99_ratio']:.2f}x", "")
         console.print(table)
     if result.memory:
         table = Table(title="Memory: detector holding one window per device")

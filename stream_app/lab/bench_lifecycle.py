@@ -116,29 +116,48 @@ def builder(max_batch: int) -> Callable[[ModelBundle], Detector]:
 
 
 class SwapTiming(BaseModel):
-    """Batch times of the worker's detector while a new version loads and compiles on a thread (reload.py)."""
+    """Batch times of the worker's detector while a new version loads, compiles and warms on a thread
+    (reload.py), and over the batches just after it is installed: "during the swap" is both."""
 
     batch: int
+    new_architecture: bool  # True: nothing compiled to reuse (a version of other units or window)
     build_seconds: float
+    parts: dict[str, float]  # seconds of the build's parts: load (Keras file), scorer, warm
     batches_normal: int
     batches_during_build: int
+    batches_after_install: int
     p50_ms_normal: float
     p99_ms_normal: float
     p50_ms_during_build: float
     p99_ms_during_build: float
     max_ms_during_build: float
+    p99_ms_after_install: float
+    p99_ms_during_swap: float  # the build's batches and those after the install together
+    p99_ratio: float  # p99 during the swap / p99 normal (the goal: <= 2)
 
 
-def swap_timing(bundle: ModelBundle, *, max_batch: int = 1024, devices: int = 1000, normal_batches: int = 200) -> SwapTiming:  # fmt: skip
-    """Score batches in a loop; then load and compile ``bundle`` again on a thread (as a hot reload
-    does) while scoring goes on, and compare the batch times. The swap itself is a dict assignment."""
+def swap_timing(bundle: ModelBundle, *, max_batch: int = 1024, devices: int = 1000, normal_batches: int = 200,
+                after_batches: int = 20, new_architecture: bool = False) -> SwapTiming:  # fmt: skip
+    """Score batches in a loop; then load, compile and warm ``bundle`` again on a thread (as a hot
+    reload does) while scoring goes on, install it between two batches, score ``after_batches`` more,
+    and compare the batch times. ``new_architecture``: forget the compiled graphs first, as for a
+    version whose architecture this worker has not compiled (see ``scorer.compiled_errors``)."""
     import asyncio
 
+    from stream_app.pipeline import scorer as scorer_module
     from stream_app.pipeline.detector import Detector, DetectorConfig
 
+    parts: dict[str, float] = {}
+
     def build() -> Detector:
-        scorer = Scorer.from_bundle(bundle, max_batch=max_batch)
+        t0 = time.perf_counter()
+        model = bundle.load_keras()
+        t1 = time.perf_counter()
+        t = bundle.thresholds
+        scorer = Scorer(model, bundle.scaler, reference=t.feature_reference, peak_reference=t.peak_reference, max_batch=max_batch)
+        t2 = time.perf_counter()
         scorer.warm()
+        parts.update(load=round(t1 - t0, 3), scorer=round(t2 - t1, 3), warm=round(time.perf_counter() - t2, 3))
         return Detector(bundle, scorer, DetectorConfig())
 
     # Fresh readings for every batch (a repeated one would be a duplicate, dropped unscored), made
@@ -159,10 +178,11 @@ def swap_timing(bundle: ModelBundle, *, max_batch: int = 1024, devices: int = 10
         made += max_batch
         return out
 
-    async def run() -> tuple[list[float], list[float], float]:
+    async def run() -> tuple[list[float], list[float], list[float], float]:
         fleet = GroupDetector.single(build())
         normal: list[float] = []
         during: list[float] = []
+        after: list[float] = []
 
         def one() -> float:
             chunk = next_batch()
@@ -173,19 +193,28 @@ def swap_timing(bundle: ModelBundle, *, max_batch: int = 1024, devices: int = 10
         for _ in range(normal_batches):
             normal.append(one())
             await asyncio.sleep(0)
+        if new_architecture:
+            scorer_module._COMPILED.clear()
         started = time.perf_counter()
         task = asyncio.ensure_future(asyncio.to_thread(build))
         while not task.done():
             during.append(one())
             await asyncio.sleep(0)
+        seconds = time.perf_counter() - started
         fleet.install("default", task.result())
-        return normal, during, time.perf_counter() - started
+        for _ in range(after_batches):
+            after.append(one())
+            await asyncio.sleep(0)
+        return normal, during, after, seconds
 
-    normal, during, seconds = asyncio.run(run())
+    normal, during, after, seconds = asyncio.run(run())
     pct = lambda xs, q: float(np.percentile(xs, q)) if xs else 0.0  # noqa: E731
+    p99_normal, p99_swap = pct(normal, 99), pct(during + after, 99)
     return SwapTiming(
-        batch=max_batch, build_seconds=round(seconds, 2), batches_normal=len(normal), batches_during_build=len(during),
-        p50_ms_normal=round(pct(normal, 50), 2), p99_ms_normal=round(pct(normal, 99), 2),
+        batch=max_batch, new_architecture=new_architecture, build_seconds=round(seconds, 2), parts=parts,
+        batches_normal=len(normal), batches_during_build=len(during), batches_after_install=len(after),
+        p50_ms_normal=round(pct(normal, 50), 2), p99_ms_normal=round(p99_normal, 2),
         p50_ms_during_build=round(pct(during, 50), 2), p99_ms_during_build=round(pct(during, 99), 2),
-        max_ms_during_build=round(max(during, default=0.0), 2),
+        max_ms_during_build=round(max(during, default=0.0), 2), p99_ms_after_install=round(pct(after, 99), 2),
+        p99_ms_during_swap=round(p99_swap, 2), p99_ratio=round(p99_swap / p99_normal, 2) if p99_normal else 0.0,
     )  # fmt: skip

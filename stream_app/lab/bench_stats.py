@@ -81,7 +81,8 @@ class BenchResult(BaseModel):
     memory: list[MemoryPoint] = []
     # The drift watch's and a shadow model's cost on the batch path (bench_lifecycle.py).
     lifecycle: list[dict[str, Any]] = []  # LifecycleRate.model_dump() rows
-    swap: dict[str, object] = {}
+    # Hot reload: batch times during a swap, same architecture (compiled graph reused) and a new one.
+    swap: list[dict[str, Any]] = []  # SwapTiming.model_dump() rows
     notes: list[str] = []
 
 

@@ -13,10 +13,12 @@ The same ``.keras`` file runs on every Keras 3 backend; pick one with ``KERAS_BA
 from __future__ import annotations
 
 import functools
+import json
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 
@@ -77,11 +79,10 @@ class Scorer:
         self._reference = np.asarray(reference or [1.0] * self.n_features, np.float32)
         self._peak_reference = np.asarray(peak_reference, np.float32) if peak_reference else None
         self.backend, self.device = backend_and_device()
-        # Unrolled LSTMs pay on a GPU (see ``unrolled``); on a CPU they score no faster and the
-        # larger compiled graphs cost a TensorFlow worker ~50 MB, so there the model stays rolled.
-        compiled_model = model if self.device == "cpu" else unrolled(model)
-        self._errors = compiled_errors(compiled_model, np.asarray(scaler.mean, np.float32), np.asarray(scaler.scale, np.float32))
+        self._errors = compiled_errors(model, np.asarray(scaler.mean, np.float32), np.asarray(scaler.scale, np.float32),
+                                       unroll=self.device != "cpu")  # fmt: skip
         self._pad = np.zeros((max_batch, self.window, self.n_features), np.float32)
+        self.warm_seconds: float | None = None  # what ``warm`` took (the hot reload logs it)
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle, *, max_batch: int = 1024) -> Scorer:
@@ -92,11 +93,16 @@ class Scorer:
         )  # fmt: skip
 
     def warm(self) -> float:
-        """Compile every padded shape now; returns the seconds it took."""
+        """Compile every padded shape now (a dummy batch of each size); returns the seconds it took.
+
+        Nearly free for a model whose architecture this process has compiled before (``compiled_errors``):
+        the compiled graph is reused, only the weights differ.
+        """
         started = time.perf_counter()
         for size in self.sizes:
             self._errors(self._pad[:size])
-        return time.perf_counter() - started
+        self.warm_seconds = time.perf_counter() - started
+        return self.warm_seconds
 
     def score(self, windows: np.ndarray) -> Scores:
         """Score raw (unscaled) windows of shape (n, T, F)."""
@@ -164,39 +170,97 @@ def unrolled(model: keras.Model) -> keras.Model:
     return copy
 
 
-def compiled_errors(model: keras.Model, mean: np.ndarray, scale: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+Errors = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(slots=True)
+class _Compiled:
+    """One compiled error function of (raw, mean, scale, trainable weights, other weights) for one architecture."""
+
+    template: keras.Model  # the model whose graph was traced: weights are arguments, its own are never read
+    fn: Callable[..., Any]  # a tf.function or a jax.jit function
+
+
+# Compiled error functions by architecture, so that a new version of the same architecture (a hot
+# reload, a refit, a shadow candidate) reuses the compiled graph: tracing and XLA-compiling an LSTM's
+# padded shapes took ~20 s of CPU on the 2-core machine, beside the batches a reload must not slow.
+_COMPILED: dict[str, _Compiled] = {}
+_COMPILED_KEEP = 4  # architectures kept (a template model each, ~MBs)
+_COMPILED_LOCK = threading.Lock()
+
+
+def architecture_key(model: keras.Model, *, unroll: bool) -> str:
+    """What a compiled graph depends on besides weight values: backend, layers, shapes, dtypes."""
+    import keras
+
+    config = json.dumps(model.get_config(), sort_keys=True, default=str)
+    shapes = [(tuple(v.shape), str(v.dtype), v.trainable) for v in model.variables]
+    return f"{keras.backend.backend()}|{unroll}|{model.input_shape}|{shapes}|{config}"
+
+
+def compiled_errors(model: keras.Model, mean: np.ndarray, scale: np.ndarray, *, unroll: bool = False) -> Errors:
     """Raw windows (n, T, F) -> per-feature mean and largest absolute reconstruction error of the scaled
-    windows, side by side: (n, 2F)."""
+    windows, side by side: (n, 2F). The weights and scaler are arguments of the compiled function, taken
+    from ``model`` now (later changes to ``model`` are not seen), so one compiled graph serves every
+    model of the same architecture. ``unroll``: compile an unrolled copy (see ``unrolled``)."""
     import keras
 
     backend = keras.backend.backend()
+    if backend not in ("tensorflow", "jax"):
+        return eager_errors(model, mean, scale)
+    key = architecture_key(model, unroll=unroll)
+    with _COMPILED_LOCK:
+        compiled = _COMPILED.get(key)
+        if compiled is None:
+            # Unrolled LSTMs pay on a GPU (see ``unrolled``); on a CPU they score no faster and the
+            # larger compiled graphs cost a TensorFlow worker ~50 MB, so there the model stays rolled.
+            template = unrolled(model) if unroll else model
+            compiled = _COMPILED[key] = _Compiled(template, _compile(template, backend))
+            while len(_COMPILED) > _COMPILED_KEEP:
+                del _COMPILED[next(iter(_COMPILED))]
+    fn = compiled.fn
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        args = [tf.constant(mean), tf.constant(scale), [tf.constant(np.asarray(v)) for v in model.trainable_variables],
+                [tf.constant(np.asarray(v)) for v in model.non_trainable_variables]]  # fmt: skip
+        return lambda x: fn(tf.convert_to_tensor(x), *args).numpy()
+    import jax.numpy as jnp
+
+    jargs = [jnp.asarray(mean), jnp.asarray(scale), [jnp.asarray(v) for v in model.trainable_variables],
+             [jnp.asarray(v) for v in model.non_trainable_variables]]  # fmt: skip
+    return lambda x: np.asarray(fn(x, *jargs))
+
+
+def _compile(model: keras.Model, backend: str) -> Callable[..., Any]:
     if backend == "tensorflow":
         import tensorflow as tf
 
         @tf.function(jit_compile=True, reduce_retracing=True)
-        def errors_tf(raw: tf.Tensor) -> tf.Tensor:
-            x = (raw - mean) / scale
-            e = tf.abs(x - model(x, training=False))
-            return tf.concat([tf.reduce_mean(e, axis=1), tf.reduce_max(e, axis=1)], axis=1)
-
-        return lambda x: errors_tf(tf.convert_to_tensor(x)).numpy()
-    if backend == "jax":
-        import jax
-        import jax.numpy as jnp
-
-        trainable = [v.value for v in model.trainable_variables]
-        frozen = [v.value for v in model.non_trainable_variables]
-
-        @jax.jit
-        def errors_jax(raw: jax.Array) -> jax.Array:
+        def errors_tf(raw: tf.Tensor, mean: tf.Tensor, scale: tf.Tensor, trainable: list, frozen: list) -> tf.Tensor:
             x = (raw - mean) / scale
             recon, _ = model.stateless_call(trainable, frozen, x, training=False)
-            e = jnp.abs(x - recon)
-            return jnp.concatenate([jnp.mean(e, axis=1), jnp.max(e, axis=1)], axis=1)
+            e = tf.abs(x - recon)
+            return tf.concat([tf.reduce_mean(e, axis=1), tf.reduce_max(e, axis=1)], axis=1)
 
-        return lambda x: np.asarray(errors_jax(x))
+        return errors_tf
+    import jax
+    import jax.numpy as jnp
 
-    # torch and others: an uncompiled call, correct but slower.
+    @jax.jit
+    def errors_jax(raw: jax.Array, mean: jax.Array, scale: jax.Array, trainable: list, frozen: list) -> jax.Array:
+        x = (raw - mean) / scale
+        recon, _ = model.stateless_call(trainable, frozen, x, training=False)
+        e = jnp.abs(x - recon)
+        return jnp.concatenate([jnp.mean(e, axis=1), jnp.max(e, axis=1)], axis=1)
+
+    return errors_jax
+
+
+def eager_errors(model: keras.Model, mean: np.ndarray, scale: np.ndarray) -> Errors:
+    """torch and others: an uncompiled call, correct but slower."""
+    import keras
+
     def errors_eager(raw: np.ndarray) -> np.ndarray:
         x = (raw - mean) / scale
         e = keras.ops.abs(x - model(x, training=False))

@@ -2,10 +2,13 @@
 
 Once a second (a Faust timer) the worker stats each store's ``CURRENT`` and ``SHADOW`` pointers
 (the default model's and each configured asset group's): a cheap ``stat``, the pointer is read only
-when it changed. A newly named version is loaded, checked and compiled on a thread, off the event
+when it changed. A newly named version is loaded, checked, compiled and warmed on a thread, off the event
 loop, while the old version goes on scoring; the finished detector is installed at the start of
 the next batch (``apply``), so a batch is scored by one version, the swap loses no reading, and
-the first batch after it is scored by the new version.
+the first batch after it is scored by the new version. Compiling is what costs (an LSTM's padded
+shapes took ~20 s of CPU on a 2-core machine, and slowed the batches beside it 2-4x); a version of an
+architecture the worker already serves reuses the compiled graph with its own weights
+(``scorer.compiled_errors``), so its build is the Keras file's load and a warm of milliseconds.
 
 What carries over (``Detector.carry_over_from``): open episodes always; each device's window when
 the new model has the same window length and features, else windows refill (T - 1 readings per
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,8 +193,10 @@ class ModelReloader:
 
     async def _build(self, watched: _Watched, version: str) -> Detector:
         def load_and_build() -> Detector:
+            started = time.perf_counter()
             bundle = watched.store.load(version)
             check_bundle(bundle, watched.sensors)
+            loaded = time.perf_counter()
             try:
                 detector = self.build(bundle)
             except (ModelRefused, ModelStoreError):
@@ -198,6 +204,13 @@ class ModelReloader:
             except Exception as exc:  # corrupt weights, a rule the model cannot take, ...
                 raise ModelRefused(f"model {bundle.version} cannot be loaded: {type(exc).__name__}: {str(exc)[:300]}") from exc
             check_weights(bundle, detector)
+            # Where a reload's time goes: a warm of a few ms means the compiled graph was reused.
+            warm = getattr(detector.scorer, "warm_seconds", None)
+            log.info(
+                "model %s for group %s built in %.2fs off the batch path (card and files %.3fs, model and scorer %.2fs%s)",
+                version, bundle.group, time.perf_counter() - started, loaded - started, time.perf_counter() - loaded,
+                f", of which warming {warm:.3f}s" if warm is not None else "",
+            )  # fmt: skip
             return detector
 
         return await asyncio.to_thread(load_and_build)

@@ -25,13 +25,22 @@ NORMAL = {"temperature": 0.06, "vibration": 0.075, "motor_rpm": 0.045, "motor_am
 
 
 def probe_until_scored(settings: Settings, worker: WorkerProcess, device: str = "probe-0", timeout_s: float = 120) -> None:
-    """Send a normal reading every half second until the worker has scored one (its device hash exists)."""
+    """Send a normal reading every half second until the worker has scored one (its device hash shows it).
+
+    Judged by the hash's last reading time, not by the hash existing: a hash left in Redis by an earlier
+    worker under the same prefix would otherwise pass for this one scoring."""
     publisher = ReadingPublisher(settings)
     client = redis.Redis.from_url(settings.redis_url_value())
     key = RedisKeys(settings.redis_prefix).device(device)
     deadline = time.monotonic() + timeout_s
     ts = int(time.time() * 1000) - 3_600_000
-    while not client.exists(key):
+    first = iso_ms(ts + 1000)
+
+    def scored() -> bool:
+        last = client.hget(key, "last_reading_ts")
+        return last is not None and last.decode() >= first
+
+    while not scored():
         assert worker.alive(), f"worker exited:\n{worker.tail()}"
         assert time.monotonic() < deadline, f"worker not scoring:\n{worker.tail()}"
         ts += 1000

@@ -101,3 +101,39 @@ def test_scorer_compiles_the_given_sizes(trained: ModelBundle) -> None:
     windows = np.random.default_rng(0).normal(size=(20, scorer.window, scorer.n_features)).astype(np.float32)
     default = Scorer(bundle.load_keras(), bundle.scaler, max_batch=16)
     np.testing.assert_allclose(scorer.raw_errors(windows), default.raw_errors(windows), rtol=1e-5)
+
+
+def test_a_model_of_the_same_architecture_reuses_the_compiled_graph_with_its_own_weights(trained: ModelBundle) -> None:
+    """What makes a hot reload cheap: the new version's scorer compiles nothing, and scores with its weights."""
+    from stream_app.pipeline import scorer as scorer_module
+
+    first = Scorer.from_bundle(trained, max_batch=16)
+    first.warm()
+    compiled = dict(scorer_module._COMPILED)
+    other = trained.load_keras()
+    other.set_weights([w * 1.5 for w in other.get_weights()])
+    second = Scorer(other, trained.scaler, max_batch=16)
+    second.warm()
+    assert scorer_module._COMPILED == compiled  # the same compiled function, nothing new traced
+
+    windows = normal_windows(9, seed=5, bundle=trained)
+    scaled = trained.scaler.transform(windows)
+    own = np.abs(scaled - np.asarray(other(scaled, training=False))).mean(axis=1)
+    np.testing.assert_allclose(second.raw_errors(windows), own, rtol=1e-5, atol=1e-6)
+    # ... and the first scorer still scores with the first weights.
+    np.testing.assert_allclose(first.score(windows).score, expected_scores(trained, windows), rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_of_another_architecture_compiles_its_own_graph(trained: ModelBundle) -> None:
+    from stream_app.pipeline import scorer as scorer_module
+    from stream_app.training.autoencoder import build_autoencoder
+
+    Scorer.from_bundle(trained, max_batch=16).warm()
+    before = set(scorer_module._COMPILED)
+    model = build_autoencoder(trained.card.window, len(trained.card.features), trained.card.units * 2, seed=1)
+    scorer = Scorer(model, trained.scaler, max_batch=16)
+    assert set(scorer_module._COMPILED) - before, "a new architecture gets its own compiled function"
+    windows = normal_windows(4, seed=6, bundle=trained)
+    scaled = trained.scaler.transform(windows)
+    np.testing.assert_allclose(scorer.raw_errors(windows), np.abs(scaled - np.asarray(model(scaled, training=False))).mean(axis=1),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
