@@ -22,7 +22,7 @@ from producers.publish import ReadingPublisher, reading_json
 from stream_app.config.settings import Settings
 from stream_app.lab.embedded import EmbeddedServices, free_port
 from stream_app.worker.topics import ensure_topics
-from tests.integration.helpers import wait_scored
+from tests.support.services import wait_scored
 
 pytestmark = pytest.mark.integration
 
