@@ -13,7 +13,6 @@ The same ``.keras`` file runs on every Keras 3 backend; pick one with ``KERAS_BA
 from __future__ import annotations
 
 import functools
-import json
 import threading
 import time
 from collections.abc import Sequence
@@ -190,12 +189,31 @@ _COMPILED_LOCK = threading.Lock()
 
 
 def architecture_key(model: keras.Model, *, unroll: bool) -> str:
-    """What a compiled graph depends on besides weight values: backend, layers, shapes, dtypes."""
+    """What a compiled graph depends on besides weight values: backend, layers, shapes, dtypes.
+
+    Read from the layers' own attributes, not ``model.get_config()``: Keras's serialization imports
+    TensorFlow whenever it is installed, ~400 MB in a JAX worker that never uses it."""
     import keras
 
-    config = json.dumps(model.get_config(), sort_keys=True, default=str)
+    layers = [_layer_key(layer) for layer in model.layers]
     shapes = [(tuple(v.shape), str(v.dtype), v.trainable) for v in model.variables]
-    return f"{keras.backend.backend()}|{unroll}|{model.input_shape}|{shapes}|{config}"
+    return f"{keras.backend.backend()}|{unroll}|{model.input_shape}|{shapes}|{layers}"
+
+
+def _layer_key(layer: object, depth: int = 0) -> str:
+    # A layer's kind and its plain settings (units, activations, flags), a cell's too; names left out,
+    # since a refit or a reload names the same architecture's layers differently.
+    plain = {}
+    for name, value in sorted(vars(layer).items()):
+        if name.startswith("_") or name == "name":
+            continue
+        if isinstance(value, (bool, int, float, str, tuple, type(None))):
+            plain[name] = value
+        elif callable(value) and hasattr(value, "__name__"):
+            plain[name] = f"fn:{value.__name__}"
+        elif depth < 2 and hasattr(value, "built") and hasattr(value, "weights"):  # a nested cell or layer
+            plain[name] = _layer_key(value, depth + 1)
+    return f"{type(layer).__module__}.{type(layer).__qualname__}{plain}"
 
 
 def compiled_errors(model: keras.Model, mean: np.ndarray, scale: np.ndarray, *, unroll: bool = False) -> Errors:
