@@ -130,28 +130,20 @@ async def test_an_anomaly_makes_one_alert_in_every_alert_sink(detector: GroupDet
     assert handler.metrics.totals()["floorwatch_alerts_total"] == 1
 
 
-async def test_a_failing_alert_sink_fails_the_batch_and_its_messages_reach_the_dead_letter_sink(
+async def test_a_message_the_worker_failed_on_reaches_the_dead_letter_sink_alone_with_its_bytes(
     detector: GroupDetector,
 ) -> None:
-    # The consumer (consume.py) then handles the batch message by message; a message that fails
+    # The consumer (consume.py) handles a failed batch message by message; a message that fails
     # alone is dead-lettered with its bytes, to be replayed: its offset is never committed unsent.
-    failing, later, dead = MemoryAlertSink(fail=ConnectionError("broker away")), MemoryAlertSink(), MemoryDeadLetterSink()
-    handler = handler_of(detector, [failing, later], dead)
+    alerts, dead = MemoryAlertSink(), MemoryDeadLetterSink()
+    handler = handler_of(detector, [alerts], dead)
     batch = messages(features_of(detector), "pump-5", 40, anomalous_from=15)
 
-    with pytest.raises(ConnectionError):
-        await handler.handle(batch)
-    assert later.alerts == [] and later.statuses == {}  # a sink after the failing one gets nothing of the batch
-
-    await handler.dead_letter_failed(batch[:1], ConnectionError("broker away"))
+    await handler.dead_letter_failed(batch[:1], RuntimeError("a bug"))
     (letter,) = dead.letters
-    assert letter.reason == "the worker failed on this message: ConnectionError: broker away"
+    assert letter.reason == "the worker failed on this message: RuntimeError: a bug"
     assert (letter.source_offset, letter.original) == (0, batch[0].value().decode())  # type: ignore[union-attr]
-
-    # The abandoned batch leaves nothing behind: the next one is sent alone.
-    failing.fail = None
-    await handler.handle(messages(features_of(detector), "pump-6", 40, anomalous_from=15, offset=100))
-    assert [a.device_id for a in failing.alerts] == ["pump-6"]
+    assert alerts.alerts == []
 
 
 @pytest.fixture
@@ -260,7 +252,13 @@ async def test_a_batch_whose_sink_never_comes_back_is_given_up_on_shutdown_with_
     with pytest.raises(asyncio.CancelledError):
         await task
     assert kafka.alerts == redis.alerts == [] and kafka.flushes > 3
-    assert handler.metrics.totals()["floorwatch_alerts_total"] == 0
+    assert handler.metrics.totals().get("floorwatch_alerts_total", 0) == 0
+    assert handler.metrics.registry.get_sample_value("floorwatch_sink_retrying") == 0
+
+    # What was abandoned leaves nothing behind: the next batch is sent alone.
+    kafka.fail = None
+    await handler.handle(messages(features_of(detector), "pump-6", 40, anomalous_from=15, offset=100))
+    assert [a.device_id for a in kafka.alerts] == [a.device_id for a in redis.alerts] == ["pump-6"]
 
 
 async def test_a_detection_bug_still_fails_the_batch_for_the_consumer_to_handle_message_by_message(
@@ -275,5 +273,5 @@ async def test_a_detection_bug_still_fails_the_batch_for_the_consumer_to_handle_
     handler.detector.process = broken  # type: ignore[method-assign]
     with pytest.raises(RuntimeError):
         await handler.handle(messages(features_of(detector), "pump-11", 5))
-    assert handler.metrics.totals()["floorwatch_sink_retries_total"] == 0
+    assert handler.metrics.totals()["floorwatch_sink_retries_total"] == 0 and alerts.flushes == 0
 
