@@ -11,8 +11,12 @@ lifecycle and signals, the producer for alerts and dead letters, the timers.
 Delivery is at-least-once: offsets are committed after a batch is handled (alerts acknowledged by
 the broker, Redis written or buffered), synchronously, so a revoked partition's processed
 messages are committed before the next owner reads it and nothing is committed unprocessed. A
-batch that fails is handled again message by message; a message that fails alone is dead-lettered,
-and one that cannot be dead-lettered either is read again rather than committed past.
+sink that cannot take a batch's output is retried by the handler with the same records (handler.py):
+``handle`` returns only once they are sent, and nothing is consumed or committed meanwhile (librdkafka
+keeps the group's heartbeats; past ``max.poll.interval.ms`` the member leaves the group, its commit
+then fails and the batch is read again by the partitions' next owner). A batch whose handling raises
+(decoding or detection: a bug) is handled again message by message; a message that fails alone is
+dead-lettered, and one that cannot be dead-lettered either is read again rather than committed past.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import orjson
 
 from stream_app.contracts import DeadLetter
 from stream_app.pipeline.decode import Rejection, dead_letter
+from stream_app.worker.context import KafkaMessage, MessageContext
 
 # Key plus value of one dead-letter record, well under the producer's 1,000,000-byte request limit
 # (faust's ``producer_max_request_size``, librdkafka's ``message.max.bytes``) and its framing.
@@ -54,6 +55,18 @@ def dead_letter_record(
         if len(value) <= budget or prefix == 0:
             return record_key, value
         prefix //= 2  # a huge key or worst-case escaping: keep less
+
+
+def message_dead_letter_record(
+    message: KafkaMessage, reason: str, *, max_bytes: int = MAX_RECORD_BYTES
+) -> tuple[bytes | None, bytes]:
+    """The (key, value) of the dead letter of a whole message (e.g. feedback the worker cannot use),
+    within ``max_bytes`` like every other."""
+    source = MessageContext.of(message)
+    return dead_letter_record(
+        Rejection(reason, source.value), topic=source.topic, partition=source.partition, offset=source.offset,
+        key=source.key, max_bytes=max_bytes,
+    )  # fmt: skip
 
 
 def _utf8_safe_prefix(data: bytes, n: int) -> bytes:

@@ -4,9 +4,13 @@ For each batch: decode every message (unusable parts -> dead-letter sink) -> the
 hook (a promoted model is swapped in here) -> open episodes of devices new to this worker, from
 Redis -> each asset group's detector on its own devices -> readings it refused -> dead-letter sink,
 alerts -> each alert sink in turn (Kafka, then Redis) -> metrics. The handler returns once every
-sink has flushed: only then may the consumer commit the batch's offsets (consume.py). If a sink
-cannot take the batch, ``handle`` raises and the consumer handles its messages one by one; one that
-fails alone goes to ``dead_letter_failed``.
+sink has flushed: only then may the consumer commit the batch's offsets (consume.py).
+
+Once the detector has taken a batch in, its output is final: a sink that cannot take it gets the
+same records again (``_deliver``, with backoff) rather than the batch being scored again, which
+would find its readings already seen. Only a failure before that (decoding, detection: a bug) makes
+``handle`` raise; the consumer then handles the batch's messages one by one, and one that fails
+alone goes to ``dead_letter_failed``.
 """
 
 from __future__ import annotations
@@ -15,23 +19,26 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from redis.exceptions import RedisError
 
-from stream_app.contracts import Reading
+from stream_app.contracts import Alert, Reading
 from stream_app.pipeline.decode import Decoded, Rejection, decode
 from stream_app.pipeline.detector import Refused
 from stream_app.pipeline.episodes import OpenEpisode
-from stream_app.pipeline.group_detector import GroupDetector
+from stream_app.pipeline.group_detector import Detections, GroupDetector
 from stream_app.worker.context import KafkaMessage, MessageContext
 from stream_app.worker.metrics import Metrics
-from stream_app.worker.sinks.base import AlertSink, DeadLetterSink
+from stream_app.worker.sinks.base import AlertSink, DeadLetterSink, Statuses
 
 if TYPE_CHECKING:
     from stream_app.worker.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
+
+# While a sink keeps failing, one log line this often (the first failure is logged at once).
+_LOG_EVERY_S = 30.0
 
 
 class EpisodeSource(Protocol):
@@ -57,6 +64,8 @@ class BatchHandler:
         episodes: EpisodeSource | None = None,
         resume_budget_s: float = 1.0,
         lifecycle: Lifecycle | None = None,
+        retry_first_s: float = 0.1,
+        retry_max_s: float = 5.0,
     ) -> None:
         self.detector = detector
         self.alert_sinks = list(alerts)
@@ -65,6 +74,9 @@ class BatchHandler:
         self.episodes = episodes
         self.resume_budget_s = resume_budget_s
         self.lifecycle = lifecycle
+        # The backoff between attempts to send a batch's records to a sink that failed (``_deliver``).
+        self.retry_first_s = retry_first_s
+        self.retry_max_s = retry_max_s
 
     async def handle(self, messages: Sequence[KafkaMessage]) -> None:
         try:
@@ -74,9 +86,10 @@ class BatchHandler:
             raise
 
     async def dead_letter_failed(self, messages: Sequence[KafkaMessage], exc: Exception) -> None:
-        """Messages the worker failed on, alone (a bug, or a sink failing past its retries): to the
+        """Messages the worker failed on, alone (decoding or detection raised: a bug): to the
         dead-letter sink with their bytes, to be replayed once the cause is fixed. Alerts they may
-        already have sent carry the same ids on replay: the sinks drop the repeats."""
+        already have sent carry the same ids on replay: the sinks drop the repeats. If this fails
+        too, the consumer reads the message again rather than commit past it (consume.py)."""
         reason = f"the worker failed on this message: {type(exc).__name__}: {str(exc)[:300]}"
         try:
             for message in messages:
@@ -90,23 +103,37 @@ class BatchHandler:
 
     async def _handle(self, messages: Sequence[KafkaMessage]) -> None:
         started = time.perf_counter()
+        output, readings, detection = await self._detect(messages)
+        await self._deliver(output)
         metrics = self.metrics
+        for alert in output.alerts:
+            metrics.alerts.labels(alert.episode.state).inc()
+        for _, rejection in output.letters:
+            metrics.dead_letters.add(rejection.reason)
+        metrics.duplicates.inc(detection.duplicates)
+        metrics.windows.inc(detection.scored)
+        metrics.batch_size.observe(detection.scored)
+        metrics.batch_seconds.observe(time.perf_counter() - started)
+        if self.lifecycle is not None:
+            await self.lifecycle.after_batch(readings, detection)
+
+    async def _detect(self, messages: Sequence[KafkaMessage]) -> tuple[_Output, list[Reading], Detections]:
+        """Decode and score the batch: what it sends where. The detector takes the readings in here,
+        so from here on the batch is never scored again (see ``_deliver``)."""
         readings: list[Reading] = []
         # Each message beside what was decoded from it; its context (coordinates, bytes) is made only
         # for a dead letter: 1 us a message, a tenth of decoding one, is too much for every message.
         parsed: list[tuple[KafkaMessage, Decoded]] = []
-        dead: list[str] = []  # reasons, counted once the batch's dead letters are flushed
+        letters: list[tuple[MessageContext, Rejection]] = []
         for message in messages:
             decoded = decode(message.value())
             parsed.append((message, decoded))
             readings.extend(decoded.readings)
             if decoded.rejections:
                 source = MessageContext.of(message)
-                for rejection in decoded.rejections:
-                    await self.dead_letters.add(rejection, source)
-                    dead.append(rejection.reason)
-        metrics.messages.inc(len(messages))
-        metrics.readings.inc(len(readings))
+                letters.extend((source, rejection) for rejection in decoded.rejections)
+        self.metrics.messages.inc(len(messages))
+        self.metrics.readings.inc(len(readings))
         if self.lifecycle is not None:
             self.lifecycle.before_batch(readings)  # a promoted model is swapped in here, between two batches
 
@@ -121,28 +148,69 @@ class BatchHandler:
             sources = _Sources(parsed)
             for refused in detection.refused:
                 rejection, source = sources.rejection(refused)
-                await self.dead_letters.add(rejection, source)
-                dead.append(rejection.reason)
-        # Each sink in turn: Redis gets a batch's alerts only once Kafka holds them.
-        alerts = detection.alerts
-        for sink in self.alert_sinks:
-            for alert in alerts:
-                await sink.add(alert)
-            sink.add_statuses(detection.statuses())
-        for alert in alerts:
-            metrics.alerts.labels(alert.episode.state).inc()
-        await self.dead_letters.flush()
-        for sink in self.alert_sinks:
-            await sink.flush()
+                letters.append((source, rejection))
+        return _Output(letters, detection.alerts, detection.statuses()), readings, detection
 
-        for reason in dead:
-            metrics.dead_letters.add(reason)
-        metrics.duplicates.inc(detection.duplicates)
-        metrics.windows.inc(detection.scored)
-        metrics.batch_size.observe(detection.scored)
-        metrics.batch_seconds.observe(time.perf_counter() - started)
-        if self.lifecycle is not None:
-            await self.lifecycle.after_batch(readings, detection)
+    async def _deliver(self, output: _Output) -> None:
+        """Send the batch's dead letters, then its alerts to each alert sink in turn (Redis gets them
+        only once Kafka holds them). A sink that fails gets the same records again, with a backoff
+        doubling up to ``retry_max_s``, until it takes them: alert ids are deterministic, so a sink
+        drops the repeats of a failed attempt. Scoring the batch again would lose its alerts (the
+        detector has its readings already and refuses them as old).
+
+        Until then ``handle`` does not return and nothing of the batch is committed (consume.py): a
+        Kafka that stays away holds consumption up, logged and counted (floorwatch_sink_retrying,
+        floorwatch_sink_retries_total). Cancelled (the worker stopping), what is unsent is forgotten
+        and the batch's next owner reads it again from the last commit.
+        """
+        sinks: list[AlertSink | DeadLetterSink] = [self.dead_letters, *self.alert_sinks]
+        done = 0  # sinks, in order, that hold the batch's records
+        attempt, first_failure, logged = 0, 0.0, 0.0
+        try:
+            while True:
+                try:
+                    for sink in sinks[done:]:
+                        await self._add(sink, output)
+                    while done < len(sinks):
+                        await sinks[done].flush()
+                        done += 1
+                    break
+                except Exception as exc:
+                    for sink in sinks[done:]:
+                        sink.abandon()
+                    attempt += 1
+                    now = time.monotonic()
+                    if attempt == 1:
+                        first_failure = logged = now
+                        self.metrics.sink_retrying.set(1)
+                        log.warning(
+                            "%s failed (%s); sending the batch's %d alert(s) and %d dead letter(s) again, nothing "
+                            "committed past it until sent", _name(sinks[done]), _error(exc), len(output.alerts),
+                            len(output.letters),
+                        )  # fmt: skip
+                    elif now - logged >= _LOG_EVERY_S:
+                        logged = now
+                        log.warning(
+                            "%s still failing after %d attempts in %.0f s (%s); consumption held up",
+                            _name(sinks[done]), attempt, now - first_failure, _error(exc),
+                        )  # fmt: skip
+                    self.metrics.sink_retries.inc()
+                    await asyncio.sleep(min(self.retry_max_s, self.retry_first_s * 2 ** (attempt - 1)))
+        finally:
+            if attempt:
+                self.metrics.sink_retrying.set(0)
+        if attempt:
+            log.warning("the batch's records were sent after %d failed attempt(s)", attempt)
+
+    @staticmethod
+    async def _add(sink: AlertSink | DeadLetterSink, output: _Output) -> None:
+        if isinstance(sink, DeadLetterSink):
+            for source, rejection in output.letters:
+                await sink.add(rejection, source)
+            return
+        for alert in output.alerts:
+            await sink.add(alert)
+        sink.add_statuses(output.statuses)
 
     async def _resume_episodes(self, device_ids: list[str]) -> None:
         # On the batch's path, so bounded: a Redis that does not answer in time opens the sink's breaker.
@@ -162,6 +230,22 @@ class BatchHandler:
         self.dead_letters.abandon()
         for sink in self.alert_sinks:
             sink.abandon()
+
+
+class _Output(NamedTuple):
+    """What one batch sends: kept until every sink holds it, so a failed send is retried as is."""
+
+    letters: list[tuple[MessageContext, Rejection]]
+    alerts: list[Alert]
+    statuses: Statuses
+
+
+def _name(sink: AlertSink | DeadLetterSink) -> str:
+    return type(sink).__name__
+
+
+def _error(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 class _Sources:

@@ -16,17 +16,15 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import orjson
 import redis.asyncio as aioredis
 from confluent_kafka import Message
 
 from stream_app.config.redis_client import async_redis
 from stream_app.contracts import Reading
-from stream_app.pipeline.decode import Rejection, dead_letter
 from stream_app.pipeline.detector import Detector
 from stream_app.worker.drift import DriftLimits, FleetDrift
 from stream_app.worker.feedback import FeedbackConsumer, FeedbackStore
-from stream_app.worker.messages import offset_of, partition_of
+from stream_app.worker.dead_letters import message_dead_letter_record
 from stream_app.pipeline.group_detector import Detections, GroupDetector
 from stream_app.worker.health import HealthSink
 from stream_app.config.kafka_config import consumer_config
@@ -93,12 +91,8 @@ class Lifecycle:
         dlq_topic = app.topic(s.dlq_topic, partitions=1, **raw)
 
         async def feedback_dead_letter(message: Message, reason: str) -> object:
-            topic, partition = partition_of(message)
-            letter = dead_letter(
-                Rejection(reason, message.value() or b""), topic=topic, partition=partition,
-                offset=offset_of(message), key=message.key(),
-            )  # fmt: skip
-            return await (await dlq_topic.send(key=message.key(), value=orjson.dumps(letter.model_dump(mode="json"))))
+            key, value = message_dead_letter_record(message, reason)  # within the producer's record limit
+            return await (await dlq_topic.send(key=key, value=value))
 
         @app.task
         async def consume_feedback() -> None:

@@ -84,6 +84,14 @@ class Metrics:
         )
         self.model_swaps = Counter("floorwatch_model_swaps_total", "Promoted versions swapped in", ["group"], registry=r)
         self.shadow_alerts = Counter("floorwatch_shadow_alerts_total", "Alerts of shadow models (not sent)", ["model"], registry=r)
+        self.sink_retries = Counter(
+            "floorwatch_sink_retries_total",
+            "Failed attempts to send a batch's alerts or dead letters (the same records are sent again)", registry=r,
+        )  # fmt: skip
+        self.sink_retrying = Gauge(
+            "floorwatch_sink_retrying", "1 while a batch waits for a sink to take its records (nothing committed)",
+            registry=r,
+        )  # fmt: skip
         self.redis_dropped = Counter("floorwatch_redis_dropped_alerts_total", "Alerts dropped from the Redis buffer", registry=r)
 
     def set_lag(self, lag: Mapping[tuple[str, int], int]) -> None:

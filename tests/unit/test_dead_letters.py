@@ -60,3 +60,24 @@ def test_a_huge_key_and_reason_are_cut_so_the_letter_still_fits() -> None:
     assert size <= MAX_RECORD_BYTES
     assert key is not None and len(key) <= 1_024
     assert len(letter.reason) <= 2_003
+
+
+def test_a_whole_message_s_dead_letter_fits_the_producer_however_large_the_message() -> None:
+    # What the feedback consumer dead-letters (lifecycle.py): a message, not a part of one.
+    from confluent_kafka import Message
+
+    from stream_app.worker.dead_letters import message_dead_letter_record
+
+    original = b'"' * 900_000  # escapes to 1.8 MB of JSON
+    message = Message(topic="alert-feedback", partition=0, offset=42, key=b"k" * 5_000, value=original)
+    key, value = message_dead_letter_record(message, "not a feedback message")
+    assert len(value) + len(key or b"") <= MAX_RECORD_BYTES and key == b"k" * 1_024
+    letter = DeadLetter.model_validate_json(value)
+    assert letter.truncated and letter.original_size == len(original)
+    assert letter.original_sha256 == hashlib.sha256(original).hexdigest()
+    assert (letter.source_topic, letter.source_partition, letter.source_offset) == ("alert-feedback", 0, 42)
+    assert letter.reason == "not a feedback message"
+
+    small = Message(topic="alert-feedback", partition=1, offset=7, key=None, value=b'{"alert_id": 1}')
+    key, value = message_dead_letter_record(small, "bad")
+    assert key is None and DeadLetter.model_validate_json(value).original == '{"alert_id": 1}'

@@ -130,28 +130,20 @@ async def test_an_anomaly_makes_one_alert_in_every_alert_sink(detector: GroupDet
     assert handler.metrics.totals()["floorwatch_alerts_total"] == 1
 
 
-async def test_a_failing_alert_sink_fails_the_batch_and_its_messages_reach_the_dead_letter_sink(
+async def test_a_message_the_worker_failed_on_reaches_the_dead_letter_sink_alone_with_its_bytes(
     detector: GroupDetector,
 ) -> None:
-    # The consumer (consume.py) then handles the batch message by message; a message that fails
+    # The consumer (consume.py) handles a failed batch message by message; a message that fails
     # alone is dead-lettered with its bytes, to be replayed: its offset is never committed unsent.
-    failing, later, dead = MemoryAlertSink(fail=ConnectionError("broker away")), MemoryAlertSink(), MemoryDeadLetterSink()
-    handler = handler_of(detector, [failing, later], dead)
+    alerts, dead = MemoryAlertSink(), MemoryDeadLetterSink()
+    handler = handler_of(detector, [alerts], dead)
     batch = messages(features_of(detector), "pump-5", 40, anomalous_from=15)
 
-    with pytest.raises(ConnectionError):
-        await handler.handle(batch)
-    assert later.alerts == [] and later.statuses == {}  # a sink after the failing one gets nothing of the batch
-
-    await handler.dead_letter_failed(batch[:1], ConnectionError("broker away"))
+    await handler.dead_letter_failed(batch[:1], RuntimeError("a bug"))
     (letter,) = dead.letters
-    assert letter.reason == "the worker failed on this message: ConnectionError: broker away"
+    assert letter.reason == "the worker failed on this message: RuntimeError: a bug"
     assert (letter.source_offset, letter.original) == (0, batch[0].value().decode())  # type: ignore[union-attr]
-
-    # The abandoned batch leaves nothing behind: the next one is sent alone.
-    failing.fail = None
-    await handler.handle(messages(features_of(detector), "pump-6", 40, anomalous_from=15, offset=100))
-    assert [a.device_id for a in failing.alerts] == ["pump-6"]
+    assert alerts.alerts == []
 
 
 @pytest.fixture
@@ -189,3 +181,97 @@ def test_in_memory_sinks_are_sinks() -> None:
     from stream_app.worker.sinks import AlertSink, DeadLetterSink
 
     assert isinstance(MemoryAlertSink(), AlertSink) and isinstance(MemoryDeadLetterSink(), DeadLetterSink)
+
+
+def run_through_the_consumer(handler: BatchHandler, batch: list[Message]) -> list[list[tuple[int, int]]]:
+    """The batch read once by the real readings consumer (librdkafka stubbed, as in test_consume):
+    the offsets it commits."""
+    from stream_app.worker.consume import ReadingsConsumer
+    from tests.unit.test_consume import BrokerStub
+
+    stub = BrokerStub(batch)  # type: ignore[arg-type]
+    settings = Settings()
+    consumer = ReadingsConsumer(settings.kafka, settings.batch, handler.handle, on_failure=handler.dead_letter_failed)
+    consumer._consumer = stub  # type: ignore[assignment]
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(consumer.run())
+    return stub.commits
+
+
+def test_an_alert_sink_away_for_a_moment_gets_the_batch_s_alert_once_it_is_back(detector: GroupDetector) -> None:
+    # The detector has taken the batch in before the sink fails: the same alert is sent again (its
+    # id is deterministic), not the readings scored again, which the detector would now refuse as
+    # older than the device's last reading (the alert lost, 39 of 40 readings dead-lettered).
+    kafka = MemoryAlertSink(fail=ConnectionError("broker away"), failures=2)
+    redis, dead = MemoryAlertSink(), MemoryDeadLetterSink()
+    handler = handler_of(detector, [kafka, redis], dead, retry_first_s=0.01)
+    batch = messages(features_of(detector), "pump-8", 40, anomalous_from=15)
+
+    commits = run_through_the_consumer(handler, batch)
+
+    (alert,) = kafka.alerts
+    assert (alert.device_id, alert.episode.state) == ("pump-8", "open") and kafka.flushes == 3
+    assert redis.alerts == [alert]  # Redis gets it once Kafka holds it
+    assert dead.letters == []
+    assert commits == [[(3, 40)]]
+    totals = handler.metrics.totals()
+    assert totals["floorwatch_alerts_total"] == 1 and totals["floorwatch_dead_letters_total"] == 0
+    assert totals["floorwatch_sink_retries_total"] == 2
+
+
+async def test_dead_letters_that_could_not_be_sent_are_sent_again_not_their_readings_scored_again(
+    detector: GroupDetector,
+) -> None:
+    alerts, dead = MemoryAlertSink(), MemoryDeadLetterSink(fail=ConnectionError("broker away"))
+    handler = handler_of(detector, [alerts], dead, retry_first_s=0.01)
+    batch = messages(features_of(detector), "pump-9", 20)
+    bad = Message(topic=TOPIC, partition=3, offset=99, key=b"pump-9", value=b"\xff{not json")
+
+    task = asyncio.create_task(handler.handle([*batch, bad]))
+    await asyncio.sleep(0.2)
+    assert not task.done() and dead.letters == [] and alerts.statuses == {}  # nothing past the dead letters yet
+    dead.fail = None
+    await asyncio.wait_for(task, 10)
+
+    (letter,) = dead.letters
+    assert letter.reason.startswith("not valid JSON") and letter.source_offset == 99
+    assert alerts.statuses["pump-9"][0].state == "normal"
+    assert handler.metrics.totals()["floorwatch_dead_letters_total"] == 1
+
+
+async def test_a_batch_whose_sink_never_comes_back_is_given_up_on_shutdown_with_nothing_sent(
+    detector: GroupDetector,
+) -> None:
+    # Cancelled mid-retry (the worker stopping): handle ends without returning, so the consumer
+    # commits nothing of the batch; its next owner reads it again from the last commit.
+    kafka, redis, dead = MemoryAlertSink(fail=ConnectionError("broker away")), MemoryAlertSink(), MemoryDeadLetterSink()
+    handler = handler_of(detector, [kafka, redis], dead, retry_first_s=0.01, retry_max_s=0.02)
+    task = asyncio.create_task(handler.handle(messages(features_of(detector), "pump-10", 40, anomalous_from=15)))
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert kafka.alerts == redis.alerts == [] and kafka.flushes > 3
+    assert handler.metrics.totals().get("floorwatch_alerts_total", 0) == 0
+    assert handler.metrics.registry.get_sample_value("floorwatch_sink_retrying") == 0
+
+    # What was abandoned leaves nothing behind: the next batch is sent alone.
+    kafka.fail = None
+    await handler.handle(messages(features_of(detector), "pump-6", 40, anomalous_from=15, offset=100))
+    assert [a.device_id for a in kafka.alerts] == [a.device_id for a in redis.alerts] == ["pump-6"]
+
+
+async def test_a_detection_bug_still_fails_the_batch_for_the_consumer_to_handle_message_by_message(
+    detector: GroupDetector, sinks: tuple[MemoryAlertSink, MemoryDeadLetterSink]
+) -> None:
+    alerts, dead = sinks
+    handler = handler_of(detector, [alerts], dead, retry_first_s=0.01)
+
+    def broken(readings: object) -> object:
+        raise RuntimeError("a bug")
+
+    handler.detector.process = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        await handler.handle(messages(features_of(detector), "pump-11", 5))
+    assert handler.metrics.totals()["floorwatch_sink_retries_total"] == 0 and alerts.flushes == 0
+

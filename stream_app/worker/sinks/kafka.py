@@ -58,7 +58,7 @@ class KafkaAlertSink(AlertSink):
 
     async def flush(self) -> None:
         sent, self._sent = self._sent, []
-        await asyncio.gather(*sent)
+        await _acknowledged(sent)
 
     def abandon(self) -> None:
         self._sent = []
@@ -79,10 +79,18 @@ class KafkaDeadLetterSink(DeadLetterSink):
 
     async def flush(self) -> None:
         sent, self._sent = self._sent, []
-        await asyncio.gather(*sent)
+        await _acknowledged(sent)
 
     def abandon(self) -> None:
         self._sent = []
+
+
+async def _acknowledged(sent: list[Awaitable[object]]) -> None:
+    """Wait for every send; raise the first failure. Every outcome is collected, so a batch's other
+    failed sends are not logged as exceptions never retrieved (the handler sends them again)."""
+    for outcome in await asyncio.gather(*sent, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 def alert_bytes(alert: Alert) -> bytes:

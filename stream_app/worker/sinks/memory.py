@@ -13,11 +13,14 @@ from stream_app.worker.sinks.base import AlertSink, DeadLetterSink, Statuses
 class MemoryAlertSink(AlertSink):
     """Keeps flushed alerts in ``alerts`` and each device's latest status in ``statuses``.
 
-    ``fail``: an exception every ``flush`` raises (a sink that cannot take the batch).
+    ``fail``: an exception ``flush`` raises (a sink that cannot take the batch): every time, or
+    only the first ``failures`` times (a broker away for a moment).
     """
 
-    def __init__(self, fail: BaseException | None = None) -> None:
+    def __init__(self, fail: BaseException | None = None, failures: int | None = None) -> None:
         self.fail = fail
+        self.failures = failures
+        self.flushes = 0  # calls of ``flush``, failed ones included
         self.alerts: list[Alert] = []
         self.statuses: dict[str, tuple[DeviceStatus, str]] = {}
         self._added: list[Alert] = []
@@ -30,7 +33,8 @@ class MemoryAlertSink(AlertSink):
         self._added_statuses += [(status, version) for version, group in statuses.items() for status in group]
 
     async def flush(self) -> None:
-        if self.fail is not None:
+        self.flushes += 1
+        if self.fail is not None and (self.failures is None or self.flushes <= self.failures):
             raise self.fail
         self.alerts += self._added
         self.statuses.update((status.device_id, (status, version)) for status, version in self._added_statuses)
