@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from stream_app.contracts import Reading
+from stream_app.contracts import Reading, iso_ms
 from stream_app.pipeline.lines import LineConfig
 from stream_app.pipeline.detector import Detection, Detector, DetectorConfig
 from stream_app.pipeline.episodes import EpisodeRule
@@ -238,3 +238,27 @@ def test_the_first_window_checks_all_its_readings(at: int) -> None:
     x[at] = 0.9
     out = _feed(_detector("x<0.8", stride=2), _readings(x))  # windows end at readings 2, 4, 6
     assert np.isinf(out.window_ratio).tolist() == [True, False, False]
+
+
+def test_a_stuck_run_longer_than_the_window_is_counted_across_windows() -> None:
+    # x's stuck run (6) is longer than the window (4): a quantised sensor that often repeats itself.
+    x = [0.1, 0.2, 0.1, 0.2] + [0.3] * 8 + [0.1, 0.2]
+    out = _feed(_detector(open_after=1, window=4, stuck_runs={"x": 6}), _readings(x))
+
+    # Windows end at readings 3..13; x has repeated 0.3 six times by reading 9, and until reading 11.
+    assert np.isinf(out.window_ratio).tolist() == [i in (9, 10, 11) for i in range(3, 14)]
+    assert out.alerts[0].check_failures == ["stuck:x"]
+
+
+def test_a_value_a_sensor_rested_at_and_left_is_not_stuck_the_next_time() -> None:
+    moving = [0.1, 0.2] * 6
+    x = [0.1, 0.2, 0.1, 0.2] + [0.0] * 5 + moving + [0.0] * 5 + moving + [0.7] * 5 + [0.1]
+    out = _feed(_detector(open_after=1, window=4, stuck_runs={"x": 3}), _readings(x))
+
+    opened = [a for a in out.alerts if a.episode.state == "open"]
+    closed = [a for a in out.alerts if a.episode.state == "closed"]
+    # The first rest at 0.0 alerts; it ends by itself, so the second at 0.0 does not; a stop at 0.7 does.
+    assert [a.window_end for a in opened] == [out.alerts[0].window_end, opened[-1].window_end] and len(opened) == 2
+    assert closed[0].episode.close_reason == "quiet"
+    assert all(a.check_failures == ["stuck:x"] for a in opened)
+    assert opened[-1].window_end == iso_ms(T0 + (len(x) - 4) * 1000)
