@@ -370,7 +370,7 @@ class Detector:
                     # It lasted: this is how the device runs now. Relearn its lines from here.
                     model_lines.relearn(device)
                     level_lines.relearn(device)
-                self._note_stuck(device, transition, windows[i, -1], stuck[i])
+                self._note_rest(device, transition)
                 # (check, feature); the first names the alert's top feature.
                 checks = [(self.config.rules[k].name, self.config.rules[k].feature) for k in np.flatnonzero(broken[i])]
                 checks += [(f"stuck:{self.features[j]}", self.features[j]) for j in np.flatnonzero(stuck[i])]
@@ -378,6 +378,8 @@ class Detector:
                 out.alerts.append(
                     self._alert(device, spans[i], scores, i, m_line, float(r), checks, transition)
                 )
+            if open_now and checked[i]:  # after this window's transitions: an opening starts a fresh note
+                self._note_stuck(device, windows[i, -1], stuck[i])
         out.scored = n
         out.window_devices = devices
         out.window_end_ms = np.fromiter((s[1] for s in spans), np.int64, len(spans))
@@ -419,18 +421,23 @@ class Detector:
                 if stuck[j] and float(last[j]) in values:
                     stuck[j] = False
 
-    def _note_stuck(self, device: str, transition: Transition, last: np.ndarray, stuck: np.ndarray) -> None:
-        """Remember the values an episode's stuck sensors sat at; once the episode ends (the sensor moved
-        on by itself, or sat there so long it is how the device runs now), they are resting values."""
+    def _note_stuck(self, device: str, last: np.ndarray, stuck: np.ndarray) -> None:
+        """Remember the values the sensors of a device's open episode sat stuck at (the episode may have
+        opened on the model's line: a step down to an idle floor is itself a large error)."""
+        if stuck.any():
+            at = self._stuck_at.setdefault(device, {})
+            for j in np.flatnonzero(stuck).tolist():
+                at.setdefault(j, float(last[j]))
+
+    def _note_rest(self, device: str, transition: Transition) -> None:
+        """Once an episode ends, its sensors have moved on by themselves (it closes only after a quiet stretch,
+        also when a new episode follows) or sat there so long it is how the device runs now: the values they
+        sat stuck at in it are resting values. An opening starts a fresh note."""
         if transition.kind == "open":
-            at = {int(j): float(last[j]) for j in np.flatnonzero(stuck)}
-            if at:
-                self._stuck_at[device] = at
-            else:
-                self._stuck_at.pop(device, None)
+            self._stuck_at.pop(device, None)
         elif transition.kind == "closed":
             at = self._stuck_at.pop(device, None)
-            if at and transition.reason in ("quiet", "max duration"):
+            if at:  # every close: quiet, max duration, or a new episode after a quiet stretch
                 resting = self._resting.setdefault(device, {})
                 for j, value in at.items():
                     values = resting.setdefault(j, [])
