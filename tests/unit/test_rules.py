@@ -262,3 +262,16 @@ def test_a_value_a_sensor_rested_at_and_left_is_not_stuck_the_next_time() -> Non
     assert closed[0].episode.close_reason == "quiet"
     assert all(a.check_failures == ["stuck:x"] for a in opened)
     assert opened[-1].window_end == iso_ms(T0 + (len(x) - 4) * 1000)
+
+
+def test_a_rest_is_learnt_when_the_model_opened_the_episode_before_the_sensor_sat_still() -> None:
+    # x steps up to 2.0 (over the model's line at once) and sits there: the model opens the episode, the stuck
+    # check joins it; x moves on, the episode closes; the second time 2.0 is over the line but not stuck.
+    moving = [0.1, 0.2] * 6
+    x = [0.1, 0.2, 0.1, 0.2] + [2.0] * 6 + moving + [2.0] * 6 + moving
+    out = _feed(_detector(open_after=1, window=4, stuck_runs={"x": 3}), _readings(x))
+
+    stuck = np.isinf(out.window_ratio)
+    first, second = slice(4 - 3, 10 - 3), slice(22 - 3, 28 - 3)  # windows ending at readings 4-9 and 22-27
+    assert stuck[first].tolist() == [False, False, True, True, True, True]
+    assert not stuck[second].any() and (out.window_ratio[second] > 1.0).all()
