@@ -29,6 +29,8 @@ from stream_app.pipeline.windows import Push, WindowStore
 
 log = logging.getLogger(__name__)
 
+# A sensor may rest at this many values (an idle floor, a closed valve) that are then no longer "stuck".
+MAX_RESTING_VALUES = 16
 
 
 @dataclass(slots=True)
@@ -119,6 +121,13 @@ class Detector:
         self.on_refit = on_refit
         self.refits = {"kept": 0, "discarded": 0}
         self._episode_top: dict[str, str] = {}  # device -> the top feature of its open episode
+        # Stuck runs longer than a window: each device's run of equal readings so far, for the features whose
+        # stuck run does not fit in one window (quantised sensors that often repeat themselves).
+        self._long_runs: dict[str, np.ndarray] = {}
+        # Values a device's sensor sat at, raised a stuck episode, then left by itself: it rests there
+        # (an idle floor), so a later run at one of them is not a fault. device -> feature -> values.
+        self._resting: dict[str, dict[int, list[float]]] = {}
+        self._stuck_at: dict[str, dict[int, float]] = {}  # device -> the stuck values of its open episode
         # A background refit's result, installed at the start of the next batch (refit.BackgroundRefitter).
         self.pending_refit: RefitResult | None = None
         # Staging area for one micro-batch of windows; grown on demand.
@@ -152,9 +161,9 @@ class Detector:
         with np.errstate(invalid="ignore"):  # (-inf + inf) / 2 for features without an envelope, masked below
             self._centre = np.where(finite, bounds.mean(axis=1), 0.0).astype(np.float32)
         self._half = np.where(finite, (bounds[:, 1] - bounds[:, 0]) / 2, np.inf).astype(np.float32)
-        # Each feature's stuck run: how many equal readings in a row are not chance for it (thresholds.stuck_runs);
-        # a run longer than the window can never be seen, so the feature has no stuck check.
-        never = bundle.card.window + 1
+        # Each feature's stuck run: how many equal readings in a row are not chance for it (thresholds.stuck_runs).
+        # A run longer than the window is counted across windows (``_long_runs``); a feature without one has none.
+        never = np.iinfo(np.int64).max
         if thresholds.stuck_runs:
             runs = [thresholds.stuck_runs.get(f, never) for f in self.features]
         else:  # models from before per-feature runs: one run for the features that never sat still
@@ -162,6 +171,7 @@ class Detector:
             stuck = thresholds.stuck_features
             runs = [run if stuck is None or f in stuck else never for f in self.features]
         self._stuck_runs = np.array(runs, np.int64)
+        self._long_stuck = (self._stuck_runs > bundle.card.window) & (self._stuck_runs < never)
         self._method = thresholds.method
         # Per-feature method: each feature's relative error against its own line.
         self._feature_lines = np.array(
@@ -193,6 +203,9 @@ class Detector:
             self.level_lines.forget(device)
             self._smoothed.pop(device, None)
             self._episode_top.pop(device, None)
+            self._long_runs.pop(device, None)
+            self._resting.pop(device, None)
+            self._stuck_at.pop(device, None)
         return idle
 
     @property
@@ -215,6 +228,7 @@ class Detector:
         """
         self.episodes = old.episodes
         self._episode_top = old._episode_top
+        self._resting, self._stuck_at = old._resting, old._stuck_at  # what the sensors do, not the model
         # Each device's line is in units of its model's calibrated line, and what a device's normal looks
         # like relative to "typical" does not depend on which version scores it: the lines carry over.
         self.model_lines, self.level_lines = old.model_lines, old.level_lines
@@ -223,6 +237,7 @@ class Detector:
         if same_shape:
             self.windows = old.windows
             self._smoothed = old._smoothed  # scores are relative to "typical" (1.0) for every model
+            self._long_runs = old._long_runs
             if old.reservoir is not None and self.reservoir is not None:
                 self.reservoir = old.reservoir  # recent normal windows are the group's, whatever the version
         return same_shape
@@ -314,7 +329,7 @@ class Detector:
         # a window whose mean leaves the normal envelope is out of range, whatever the model says.
         # (Reductions over the short window and feature axes are written as a few whole-array ops:
         # numpy's own, e.g. np.ptp(axis=1), cost ~1 us a window, a tenth of the detector's time.)
-        stuck = _trailing_run(windows) >= self._stuck_runs
+        stuck = self._stuck(devices, windows, fresh)
         level = np.abs(np.einsum("ntf->nf", windows) / windows.shape[1] - self._centre) / self._half  # 1.0 = edge of the envelope
         model = self._model_ratio(devices, scores)  # 1.0 = the model's calibrated line
         if scores.peak is not None and self._peak_threshold:
@@ -334,6 +349,9 @@ class Detector:
             m_line, l_line = model_lines.line(device), level_lines.line(device)
             r = max(model[i] / m_line, level_max[i] / l_line)
             learning = model_lines.learning(device)
+            if checked[i] and self._resting:  # (here, not in _stuck: a rest learnt earlier in this batch counts)
+                self._at_rest(device, windows[i, -1], stuck[i])
+                checked[i] = bool(stuck[i].any() or broken[i].any())
             if checked[i]:
                 r = np.inf
             elif learning:
@@ -359,6 +377,7 @@ class Detector:
                     # It lasted: this is how the device runs now. Relearn its lines from here.
                     model_lines.relearn(device)
                     level_lines.relearn(device)
+                self._note_rest(device, transition)
                 # (check, feature); the first names the alert's top feature.
                 checks = [(self.config.rules[k].name, self.config.rules[k].feature) for k in np.flatnonzero(broken[i])]
                 checks += [(f"stuck:{self.features[j]}", self.features[j]) for j in np.flatnonzero(stuck[i])]
@@ -366,6 +385,8 @@ class Detector:
                 out.alerts.append(
                     self._alert(device, spans[i], scores, i, m_line, float(r), checks, transition)
                 )
+            if open_now and checked[i]:  # after this window's transitions: an opening starts a fresh note
+                self._note_stuck(device, windows[i, -1], stuck[i])
         out.scored = n
         out.window_devices = devices
         out.window_end_ms = np.fromiter((s[1] for s in spans), np.int64, len(spans))
@@ -376,6 +397,60 @@ class Detector:
             out.window_line = line
             out.window_episode = episode
             out.window_opened = opened
+
+    def _stuck(self, devices: list[str], windows: np.ndarray, fresh: list[int]) -> np.ndarray:
+        """(n, F): whether each window's sensors have repeated one value for their stuck run, or longer.
+
+        A run within the window is read off it; a feature whose stuck run is longer than the window
+        carries its run over from the device's previous window while the whole window repeats.
+        """
+        length = windows.shape[1]
+        run = _trailing_run(windows)
+        long = self._long_stuck
+        if long.any():
+            runs = self._long_runs
+            full = ((run >= length) & long).any(axis=1)
+            for i in range(len(devices)) if runs or full.any() else ():  # in order: a device may have several
+                if not full[i]:
+                    runs.pop(devices[i], None)  # its run broke: it starts afresh
+                    continue
+                previous = runs.get(devices[i])
+                if previous is not None and fresh[i] < length:  # the same unbroken stretch of readings
+                    run[i] = np.where(run[i] >= length, previous + fresh[i], run[i])
+                runs[devices[i]] = run[i].copy()
+        return run >= self._stuck_runs
+
+    def _at_rest(self, device: str, last: np.ndarray, stuck: np.ndarray) -> None:
+        """Clear, in place, the stuck flags of sensors sitting at one of the device's resting values."""
+        resting = self._resting.get(device)
+        if resting:
+            for j, values in resting.items():
+                if stuck[j] and float(last[j]) in values:
+                    stuck[j] = False
+
+    def _note_stuck(self, device: str, last: np.ndarray, stuck: np.ndarray) -> None:
+        """Remember the values the sensors of a device's open episode sat stuck at (the episode may have
+        opened on the model's line: a step down to an idle floor is itself a large error)."""
+        if stuck.any():
+            at = self._stuck_at.setdefault(device, {})
+            for j in np.flatnonzero(stuck).tolist():
+                at.setdefault(j, float(last[j]))
+
+    def _note_rest(self, device: str, transition: Transition) -> None:
+        """Once an episode ends, its sensors have moved on by themselves (it closes only after a quiet stretch,
+        also when a new episode follows) or sat there so long it is how the device runs now: the values they
+        sat stuck at in it are resting values. An opening starts a fresh note."""
+        if transition.kind == "open":
+            self._stuck_at.pop(device, None)
+        elif transition.kind == "closed":
+            at = self._stuck_at.pop(device, None)
+            if at:  # every close: quiet, max duration, or a new episode after a quiet stretch
+                resting = self._resting.setdefault(device, {})
+                for j, value in at.items():
+                    values = resting.setdefault(j, [])
+                    if value not in values:
+                        values.append(value)
+                        del values[:-MAX_RESTING_VALUES]
 
     def _broken_rules(self, windows: np.ndarray, fresh: list[int]) -> np.ndarray:
         """(n, rules): whether each window's fresh readings break each rule.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream_app.contracts import Reading
+from stream_app.contracts import Reading, iso_ms
 from stream_app.pipeline.detector import Detection, Detector, DetectorConfig, RefitHook
 from stream_app.pipeline.episodes import EpisodeRule
 from stream_app.pipeline.lines import LineConfig
@@ -206,3 +206,39 @@ def test_the_first_window_checks_all_its_readings(at: int) -> None:
     x[at] = 0.9
     out = feed(checks_detector("x<0.8", stride=2), xy_readings(x))  # windows end at readings 2, 4, 6
     assert np.isinf(out.window_ratio).tolist() == [True, False, False]
+
+def test_a_stuck_run_longer_than_the_window_is_counted_across_windows() -> None:
+    # x's stuck run (6) is longer than the window (4): a quantised sensor that often repeats itself.
+    x = [0.1, 0.2, 0.1, 0.2] + [0.3] * 8 + [0.1, 0.2]
+    out = feed(checks_detector(open_after=1, window=4, stuck_runs={"x": 6}), xy_readings(x))
+
+    # Windows end at readings 3..13; x has repeated 0.3 six times by reading 9, and until reading 11.
+    assert np.isinf(out.window_ratio).tolist() == [i in (9, 10, 11) for i in range(3, 14)]
+    assert out.alerts[0].check_failures == ["stuck:x"]
+
+
+def test_a_value_a_sensor_rested_at_and_left_is_not_stuck_the_next_time() -> None:
+    moving = [0.1, 0.2] * 6
+    x = [0.1, 0.2, 0.1, 0.2] + [0.0] * 5 + moving + [0.0] * 5 + moving + [0.7] * 5 + [0.1]
+    out = feed(checks_detector(open_after=1, window=4, stuck_runs={"x": 3}), xy_readings(x))
+
+    opened = [a for a in out.alerts if a.episode.state == "open"]
+    closed = [a for a in out.alerts if a.episode.state == "closed"]
+    # The first rest at 0.0 alerts; it ends by itself, so the second at 0.0 does not; a stop at 0.7 does.
+    assert [a.window_end for a in opened] == [out.alerts[0].window_end, opened[-1].window_end] and len(opened) == 2
+    assert closed[0].episode.close_reason == "quiet"
+    assert all(a.check_failures == ["stuck:x"] for a in opened)
+    assert opened[-1].window_end == iso_ms(T0 + (len(x) - 4) * 1000)
+
+
+def test_a_rest_is_learnt_when_the_model_opened_the_episode_before_the_sensor_sat_still() -> None:
+    # x steps up to 2.0 (over the model's line at once) and sits there: the model opens the episode, the stuck
+    # check joins it; x moves on, the episode closes; the second time 2.0 is over the line but not stuck.
+    moving = [0.1, 0.2] * 6
+    x = [0.1, 0.2, 0.1, 0.2] + [2.0] * 6 + moving + [2.0] * 6 + moving
+    out = feed(checks_detector(open_after=1, window=4, stuck_runs={"x": 3}), xy_readings(x))
+
+    stuck = np.isinf(out.window_ratio)
+    first, second = slice(4 - 3, 10 - 3), slice(22 - 3, 28 - 3)  # windows ending at readings 4-9 and 22-27
+    assert stuck[first].tolist() == [False, False, True, True, True, True]
+    assert not stuck[second].any() and (out.window_ratio[second] > 1.0).all()
