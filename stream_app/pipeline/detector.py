@@ -19,6 +19,7 @@ import numpy as np
 
 from stream_app.contracts import Alert, Episode, Reading, iso_ms
 from stream_app.pipeline.episodes import EpisodeRule, EpisodeTracker, OpenEpisode, Transition
+from stream_app.pipeline.line_methods import LineMethod, line_method
 from stream_app.pipeline.lines import AdaptiveLines, LineConfig
 from stream_app.models.store import ModelBundle
 from stream_app.pipeline.reservoir import NormalReservoir, RefitConfig, RefitResult, record
@@ -97,6 +98,8 @@ RefitHook = Callable[["Detector", np.ndarray, int], None]
 
 
 class Detector:
+    line: LineMethod  # the model's threshold method (line_methods.py), with its per-device state
+
     def __init__(
         self, bundle: ModelBundle, scorer: WindowScorer, config: DetectorConfig = DetectorConfig(), *, on_refit: RefitHook | None = None
     ) -> None:
@@ -114,7 +117,6 @@ class Detector:
         # Each device's line follows its own normal (lines.py), for the model and for the level check.
         self.model_lines = AdaptiveLines(config.lines)
         self.level_lines = AdaptiveLines(config.lines)
-        self._smoothed: dict[str, float] = {}  # dynamic method: each device's EWMA of its window scores
         self._seen_ms: dict[str, int] = {}  # each device's last reading, by the worker's clock (eviction)
         # Continual learning: recent plainly normal windows of this group, and who refits on them.
         self.reservoir = NormalReservoir(bundle.card.window, len(self.features), config.refit) if on_refit else None
@@ -172,12 +174,10 @@ class Detector:
             runs = [run if stuck is None or f in stuck else never for f in self.features]
         self._stuck_runs = np.array(runs, np.int64)
         self._long_stuck = (self._stuck_runs > bundle.card.window) & (self._stuck_runs < never)
-        self._method = thresholds.method
-        # Per-feature method: each feature's relative error against its own line.
-        self._feature_lines = np.array(
-            [thresholds.feature_thresholds.get(f, self.threshold) for f in self.features], np.float32
-        )
-        self._alpha = thresholds.ewma_alpha or 1.0
+        line = line_method(thresholds.method)(thresholds, self.features)
+        if hasattr(self, "line"):  # another version of this group's model: the devices' state carries over
+            line.carry_over(self.line)
+        self.line = line
         self._peak_threshold = thresholds.peak_threshold
 
     @property
@@ -201,7 +201,7 @@ class Detector:
             self.episodes.forget(device)
             self.model_lines.forget(device)
             self.level_lines.forget(device)
-            self._smoothed.pop(device, None)
+            self.line.forget(device)
             self._episode_top.pop(device, None)
             self._long_runs.pop(device, None)
             self._resting.pop(device, None)
@@ -236,7 +236,7 @@ class Detector:
         same_shape = old.features == self.features and old.windows.length == self.windows.length
         if same_shape:
             self.windows = old.windows
-            self._smoothed = old._smoothed  # scores are relative to "typical" (1.0) for every model
+            self.line.carry_over(old.line)
             self._long_runs = old._long_runs
             if old.reservoir is not None and self.reservoir is not None:
                 self.reservoir = old.reservoir  # recent normal windows are the group's, whatever the version
@@ -331,7 +331,7 @@ class Detector:
         # numpy's own, e.g. np.ptp(axis=1), cost ~1 us a window, a tenth of the detector's time.)
         stuck = self._stuck(devices, windows, fresh)
         level = np.abs(np.einsum("ntf->nf", windows) / windows.shape[1] - self._centre) / self._half  # 1.0 = edge of the envelope
-        model = self._model_ratio(devices, scores)  # 1.0 = the model's calibrated line
+        model = self.line.ratio(devices, scores.score, scores.feature_errors)  # 1.0 = the model's calibrated line
         if scores.peak is not None and self._peak_threshold:
             model = np.maximum(model, scores.peak / self._peak_threshold)
         level_max = row_max(level)
@@ -466,20 +466,6 @@ class Detector:
         for k, (rule, column) in enumerate(zip(self.config.rules, self._rule_columns)):
             broken[:, k] = (rule.broken(windows[:, :, column]) & is_fresh).any(axis=1)
         return broken
-
-    def _model_ratio(self, devices: list[str], scores: Scores) -> np.ndarray:
-        """Each window's model verdict as a ratio to its line, by the calibrated method."""
-        if self._method == "per-feature":
-            return row_max(scores.feature_errors / self._feature_lines)
-        if self._method == "dynamic":
-            smoothed = np.empty(len(devices), np.float32)
-            for i, device in enumerate(devices):  # in reading order, so each device's EWMA stays causal
-                previous = self._smoothed.get(device)
-                x = float(scores.score[i])
-                value = x if previous is None else self._alpha * x + (1.0 - self._alpha) * previous
-                self._smoothed[device] = smoothed[i] = value
-            return smoothed / self.threshold
-        return scores.score / self.threshold
 
     def _alert(
         self,

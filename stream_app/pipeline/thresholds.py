@@ -9,18 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 from stream_app.models.store import Thresholds
+from stream_app.pipeline.line_methods import DEFAULT_EWMA_ALPHA, line_method
 
 DEFAULT_QUANTILE = 0.999
 DEFAULT_MULTIPLIER = 1.25
 # The level envelope is widened more than the score threshold: window means of slowly drifting
 # machines are strongly autocorrelated, so one excursion lasts many windows.
 ENVELOPE_MARGIN = 1.6
-
-
-METHODS = ("quantile", "per-feature", "dynamic")
-DEFAULT_EWMA_ALPHA = 0.2
-# telemanom's search grid for z (its default sd_lim is 12).
-Z_GRID = np.arange(2.5, 12.0, 0.5)
 
 
 def calibrate(
@@ -47,29 +42,20 @@ def calibrate(
     largest relative peak at ``quantile`` x ``multiplier``, beside whichever method sets ``threshold``.
     ``repeats``: (per-feature count of consecutive equal readings, number of consecutive pairs) in normal
     data; it sets each feature's stuck run (``stuck_runs``), see ``stuck_runs``.
-    ``method``: "quantile" (the window score's quantile x multiplier), "per-feature" (each feature's
-    own quantile x multiplier) or "dynamic" (telemanom: EWMA-smoothed scores, mean + z*sd, z by the
-    pruned-anomaly criterion, x multiplier). Errors must be in time order for "dynamic".
+    ``method``: a name in ``line_methods.METHODS``, which calibrates the line (``threshold``,
+    ``feature_thresholds``, ``ewma_alpha``, ``z``). Errors must be in time order for "dynamic".
     """
     if validation_errors.ndim != 2 or len(validation_errors) < 10:
         raise ValueError("calibration needs at least 10 validation windows")
     if not 0.5 <= quantile < 1.0:
         raise ValueError("quantile must be in [0.5, 1)")
-    if method not in METHODS:
-        raise ValueError(f"unknown threshold method {method!r}; known: {', '.join(METHODS)}")
+    line = line_method(method)
     if not 0.0 < ewma_alpha <= 1.0:
         raise ValueError("ewma_alpha must be in (0, 1]")
     reference = np.median(validation_errors, axis=0)
     reference = np.where(reference > 1e-9, reference, 1e-9)
     relative = validation_errors / reference
-    per_feature = np.quantile(relative, quantile, axis=0) * multiplier
-    scores = relative.max(axis=1)
-    threshold = float(np.quantile(scores, quantile) * multiplier)
-    alpha = z = None
-    if method == "dynamic":
-        alpha = ewma_alpha
-        epsilon, z = telemanom_epsilon(ewma(scores, ewma_alpha))
-        threshold = epsilon * multiplier
+    fields = line.calibrate(relative, features, quantile=quantile, multiplier=multiplier, ewma_alpha=ewma_alpha)
     peak_reference = peak_threshold = None
     if peak_errors is not None:
         peak_ref = np.median(peak_errors, axis=0)
@@ -84,17 +70,14 @@ def calibrate(
         method=method,
         quantile=quantile,
         multiplier=multiplier,
-        threshold=threshold,
         feature_reference=reference.astype(float).tolist(),
-        feature_thresholds={name: float(v) for name, v in zip(features, per_feature)},
         feature_envelope=_envelope(window_means, features, quantile, ENVELOPE_MARGIN) if window_means is not None else {},
         stuck_features=stuck,
         stuck_run=stuck_run,
         stuck_runs=stuck_runs(*repeats, features) if repeats is not None else {},
         peak_reference=peak_reference,
         peak_threshold=peak_threshold,
-        ewma_alpha=alpha,
-        z=z,
+        **fields,
     )
 
 
@@ -114,48 +97,6 @@ def stuck_runs(equal_pairs: np.ndarray, pairs: int, features: list[str], *, long
     share = (np.asarray(equal_pairs, np.float64) + 1.0) / (pairs + 2.0)
     runs = 1 + np.ceil(np.log(STUCK_CHANCE) / np.log(share))
     return {f: max(MIN_STUCK_RUN, int(r)) for f, r in zip(features, runs) if r <= longest}
-
-
-def ewma(values: np.ndarray, alpha: float, start: float | None = None) -> np.ndarray:
-    """Causal exponentially weighted moving average: s[t] = alpha*x[t] + (1-alpha)*s[t-1], s[-1] = start or x[0]."""
-    out = np.empty(len(values), np.float64)
-    level = float(values[0]) if start is None and len(values) else float(start or 0.0)
-    for i, x in enumerate(np.asarray(values, np.float64)):
-        level = alpha * x + (1.0 - alpha) * level
-        out[i] = level
-    return out
-
-
-def telemanom_epsilon(smoothed: np.ndarray, z_grid: np.ndarray = Z_GRID) -> tuple[float, float]:
-    """telemanom's unsupervised threshold (Hundman et al., KDD 2018): epsilon = mean + z*sd.
-
-    For each z, the points at or above epsilon are pruned; z maximises
-    (relative drop of the mean + relative drop of the sd) / (sequences^2 + pruned points), where
-    sequences are runs of pruned points longer than one; at most 5 sequences and under half the
-    points may be pruned. When no z prunes anything, z is the grid's end (its ``sd_lim``).
-    Returns (epsilon, z).
-    """
-    e = np.asarray(smoothed, np.float64)
-    mean, sd = float(e.mean()), float(e.std())
-    best_z, best = float(z_grid[-1]) + 0.5, -np.inf
-    if sd <= 0:
-        return mean, best_z
-    for z in z_grid:
-        epsilon = mean + z * sd
-        above = e >= epsilon
-        n_above = int(above.sum())
-        if n_above == 0 or n_above >= len(e) * 0.5:
-            continue
-        pruned = e[~above]
-        starts = np.flatnonzero(above & ~np.concatenate([[False], above[:-1]]))
-        ends = np.flatnonzero(above & ~np.concatenate([above[1:], [False]]))
-        sequences = int(np.sum(ends > starts))
-        if sequences > 5:
-            continue
-        score = ((mean - pruned.mean()) / mean + (sd - pruned.std()) / sd) / (sequences**2 + n_above)
-        if score >= best:
-            best, best_z = score, float(z)
-    return mean + best_z * sd, best_z
 
 
 def _envelope(

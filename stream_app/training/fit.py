@@ -18,7 +18,8 @@ from stream_app.training.autoencoder import build_autoencoder
 from stream_app.training.reference import reference_from
 from stream_app.models.store import DriftReference, ModelBundle, ModelCard, ModelStore, Scaler, Thresholds, TrainingSummary, ValidationMetrics
 from stream_app.pipeline.scorer import Scorer
-from stream_app.pipeline.thresholds import DEFAULT_EWMA_ALPHA, DEFAULT_MULTIPLIER, DEFAULT_QUANTILE, METHODS, calibrate
+from stream_app.pipeline.line_methods import DEFAULT_EWMA_ALPHA, line_method
+from stream_app.pipeline.thresholds import DEFAULT_MULTIPLIER, DEFAULT_QUANTILE, calibrate
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +32,7 @@ class TrainingConfig:
     validation_share: float = 0.2
     quantile: float = DEFAULT_QUANTILE
     multiplier: float = DEFAULT_MULTIPLIER
-    # Calibration: "quantile", "per-feature" or "dynamic" (see thresholds.calibrate).
+    # Calibration: a name in line_methods.METHODS ("quantile", "per-feature" or "dynamic").
     threshold_method: str = "quantile"
     ewma_alpha: float = DEFAULT_EWMA_ALPHA
     seed: int = 0
@@ -46,8 +47,7 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         # Refuse a bad calibration choice before minutes of training, not after.
-        if self.threshold_method not in METHODS:
-            raise ValueError(f"unknown threshold method {self.threshold_method!r}; known: {', '.join(METHODS)}")
+        line_method(self.threshold_method)
 
 
 def run_ranges(windows: np.ndarray, run: int) -> np.ndarray:
@@ -143,11 +143,8 @@ def drift_reference(train_values: np.ndarray, features: list[str], val_relative:
     """What the drift watch compares live traffic with: training readings, and validation windows'
     distance to the line as the detector measures it (per-feature lines, or the one line; the
     dynamic method's smoothing is left out)."""
-    if thresholds.method == "per-feature":
-        lines = np.array([thresholds.feature_thresholds.get(f, thresholds.threshold) for f in features], np.float32)
-        ratios = (val_relative / lines).max(axis=1)
-    else:
-        ratios = val_relative.max(axis=1) / thresholds.threshold
+    line = line_method(thresholds.method)(thresholds, features)
+    ratios = line.window_ratio(val_relative.max(axis=1), val_relative)
     return reference_from(train_values, features, ratios, float((ratios > 1.0).mean()))
 
 

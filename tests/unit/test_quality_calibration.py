@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream_app.pipeline.thresholds import calibrate, ewma, telemanom_epsilon
+from stream_app.pipeline.line_methods import ewma, telemanom_epsilon
+from stream_app.pipeline.thresholds import calibrate
 
 FEATURES = ["a", "b"]
 
