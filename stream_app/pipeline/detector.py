@@ -22,7 +22,7 @@ from stream_app.pipeline.episodes import EpisodeRule, EpisodeTracker, OpenEpisod
 from stream_app.pipeline.line_methods import LineMethod, line_method
 from stream_app.pipeline.lines import AdaptiveLines, LineConfig
 from stream_app.models.store import ModelBundle
-from stream_app.pipeline.reservoir import NormalReservoir, RefitConfig, RefitResult, record
+from stream_app.pipeline.reservoir import NormalReservoir, RefitConfig, RefitResult
 from stream_app.pipeline.rules import Rule
 from stream_app.pipeline.scorer import Scores, WindowScorer, row_max
 from stream_app.pipeline.thresholds import severity
@@ -246,7 +246,7 @@ class Detector:
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         if self.pending_refit is not None:
             result, self.pending_refit = self.pending_refit, None
-            record(self, result)
+            record_refit(self, result)
         out = Detection()
         readings, values = self._values_of(readings, out)
         devices: list[str] = []
@@ -533,3 +533,21 @@ def _trailing_run(windows: np.ndarray) -> np.ndarray:
 def _row_any(a: np.ndarray) -> np.ndarray:
     """Whether each row of an (n, k) boolean array has a True; all False when k is 0."""
     return functools.reduce(np.logical_or, a.T, np.zeros(len(a), bool))
+
+
+def record_refit(detector: Detector, result: RefitResult) -> None:
+    """Install a kept candidate in ``detector`` (or count a discarded one) and log the outcome."""
+    if result.bundle is None or result.scorer is None:
+        detector.refits["discarded"] += 1
+        log.info(
+            "refit of %s discarded: held-out median score %.3f vs %.3f serving", detector.model_version,
+            result.candidate_median, result.serving_median,
+        )  # fmt: skip
+        return
+    previous = detector.model_version
+    detector.use_model(result.bundle, result.scorer)
+    detector.refits["kept"] += 1
+    log.info(
+        "refit %s -> %s kept (held-out median score %.3f vs %.3f, %s, %.1fs)", previous, detector.model_version,
+        result.candidate_median, result.serving_median, "fresh scaler" if result.fresh_scaler else "fine-tuned", result.seconds,
+    )  # fmt: skip

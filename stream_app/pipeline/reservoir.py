@@ -1,24 +1,17 @@
-"""The normal windows a group's model may be refitted on, and how a refit's outcome is installed.
+"""The normal windows a group's model may be refitted on, and a refit's outcome.
 
-The pipeline keeps the reservoir (windows outside episodes and under the line) and installs results;
-``training.refit`` trains the candidates.
+The pipeline keeps the reservoir (windows outside episodes and under the line); ``training.refit``
+trains the candidates and ``detector.record_refit`` installs them.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from stream_app.models.store import ModelBundle
 from stream_app.pipeline.scorer import Scorer
-
-if TYPE_CHECKING:
-    from stream_app.pipeline.detector import Detector
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,21 +74,3 @@ class RefitResult:
     candidate_median: float
     fresh_scaler: bool
     seconds: float
-
-
-def record(detector: Detector, result: RefitResult) -> None:
-    """Install a kept candidate in ``detector`` (or count a discarded one) and log the outcome."""
-    if result.bundle is None or result.scorer is None:
-        detector.refits["discarded"] += 1
-        log.info(
-            "refit of %s discarded: held-out median score %.3f vs %.3f serving", detector.model_version,
-            result.candidate_median, result.serving_median,
-        )  # fmt: skip
-        return
-    previous = detector.model_version
-    detector.use_model(result.bundle, result.scorer)
-    detector.refits["kept"] += 1
-    log.info(
-        "refit %s -> %s kept (held-out median score %.3f vs %.3f, %s, %.1fs)", previous, detector.model_version,
-        result.candidate_median, result.serving_median, "fresh scaler" if result.fresh_scaler else "fine-tuned", result.seconds,
-    )  # fmt: skip

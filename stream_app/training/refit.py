@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stream_app.models.store import ModelBundle, ModelStore, Scaler
-from stream_app.pipeline.reservoir import NormalReservoir, RefitConfig, RefitResult, record
+from stream_app.pipeline.detector import record_refit
+from stream_app.pipeline.reservoir import NormalReservoir, RefitConfig, RefitResult
 from stream_app.pipeline.scorer import Scorer
 from stream_app.training.fit import TrainingConfig, calibration_record, run_ranges, validation_metrics
 
@@ -178,7 +179,7 @@ class SyncRefitter:
             detector.refits["discarded"] += 1
             log.warning("refit of %s failed (%s: %s): scoring goes on with it", detector.model_version, type(exc).__name__, exc)
             return
-        record(detector, result)
+        record_refit(detector, result)
 
 
 class BackgroundRefitter:

@@ -62,3 +62,24 @@ def test_no_upward_import(name: str) -> None:
 def test_pipeline_steps_are_pure(name: str) -> None:
     reached = [t for t in imports(modules()[name]) if t.startswith(PIPELINE_FORBIDDEN)]
     assert reached == []
+
+
+def test_no_import_cycle() -> None:
+    # Every import counts here, lazy and TYPE_CHECKING ones too: a cycle is a cycle to a reader.
+    graph = {name: {t for t in imports(path) if t in modules()} for name, path in modules().items()}
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for target in sorted(graph[node]):
+            if state.get(target) == 1:
+                cycles.append(path[path.index(target) :] + [target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert cycles == []
