@@ -161,8 +161,13 @@ class EpisodeTracker:
         state.run_peak = max(state.run_peak, ratio)
         if state.run_above < self.rule.open_after:
             return None
-        state.episode_id = f"{device_id}@{state.run_start_ms}"
         state.resumed = None  # it opened here: whatever was resumed is this episode or one before it
+        return self._open(device_id, state, at_ms)
+
+    @staticmethod
+    def _open(device_id: str, state: _DeviceState, at_ms: int) -> Transition:
+        """The run counted so far becomes an open episode."""
+        state.episode_id = f"{device_id}@{state.run_start_ms}"
         state.started_ms = state.run_start_ms
         state.last_anomalous_ms = at_ms
         state.windows = state.run_above
@@ -182,14 +187,7 @@ class EpisodeTracker:
             state.run_peak = max(state.run_peak, ratio)
             if state.run_above >= self.rule.open_after:
                 closed = self._close(state, "new episode")
-                state.episode_id = f"{device_id}@{state.run_start_ms}"
-                state.started_ms = state.run_start_ms
-                state.last_anomalous_ms = at_ms
-                state.windows = state.run_above
-                state.peak = state.run_peak
-                state.reported = severity(state.peak)
-                state.run_above = state.run_quiet = 0
-                return [closed, Transition("open", state.episode_id, state.started_ms, None, state.peak, state.windows)]
+                return [closed, self._open(device_id, state, at_ms)]
             state.windows += 1
             return []
         state.run_above = 0
