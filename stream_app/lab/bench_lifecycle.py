@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel
 
+from stream_app.background import background_executor
 from stream_app.contracts import Reading
 from stream_app.worker.drift import DriftLimits, FleetDrift
 from stream_app.pipeline.group_detector import GroupDetector
@@ -136,7 +137,7 @@ class SwapTiming(BaseModel):
     p99_ratio: float  # p99 during the swap / p99 normal (the goal: <= 2)
 
 
-def swap_timing(bundle: ModelBundle, *, max_batch: int = 1024, devices: int = 1000, normal_batches: int = 200,
+def swap_timing(bundle: ModelBundle, *, max_batch: int = 1024, devices: int = 1000, normal_batches: int = 400,
                 after_batches: int = 20, new_architecture: bool = False) -> SwapTiming:  # fmt: skip
     """Score batches in a loop; then load, compile and warm ``bundle`` again on a thread (as a hot
     reload does) while scoring goes on, install it between two batches, score ``after_batches`` more,
@@ -193,10 +194,13 @@ def swap_timing(bundle: ModelBundle, *, max_batch: int = 1024, devices: int = 10
         for _ in range(normal_batches):
             normal.append(one())
             await asyncio.sleep(0)
+        # A new architecture: nothing to reuse. The graphs compiled so far stay alive, as in a worker's
+        # cache (``scorer._COMPILED_KEEP``): freeing one is not part of a swap.
+        kept = dict(scorer_module._COMPILED)
         if new_architecture:
             scorer_module._COMPILED.clear()
         started = time.perf_counter()
-        task = asyncio.ensure_future(asyncio.to_thread(build))
+        task = asyncio.get_running_loop().run_in_executor(pool, build)  # as reload.py builds
         while not task.done():
             during.append(one())
             await asyncio.sleep(0)
@@ -205,9 +209,14 @@ def swap_timing(bundle: ModelBundle, *, max_batch: int = 1024, devices: int = 10
         for _ in range(after_batches):
             after.append(one())
             await asyncio.sleep(0)
+        del kept
         return normal, during, after, seconds
 
-    normal, during, after, seconds = asyncio.run(run())
+    pool = background_executor("bench-reload")
+    try:
+        normal, during, after, seconds = asyncio.run(run())
+    finally:
+        pool.shutdown()
     pct = lambda xs, q: float(np.percentile(xs, q)) if xs else 0.0  # noqa: E731
     p99_normal, p99_swap = pct(normal, 99), pct(during + after, 99)
     return SwapTiming(

@@ -193,13 +193,13 @@ class BackgroundRefitter:
     """
 
     def __init__(self, store: ModelStore, training: TrainingConfig, config: RefitConfig, *, max_batch: int) -> None:
-        from concurrent.futures import ThreadPoolExecutor
+        from stream_app.background import background_executor
 
         self.store = store
         self.training = training
         self.config = config
         self.max_batch = max_batch
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="floorwatch-refit")
+        self._pool = background_executor("floorwatch-refit")  # trains beside scoring, at lower priority
         self._busy = False
 
     def __call__(self, detector: Detector, windows: np.ndarray, now_ms: int) -> None:

@@ -2,7 +2,7 @@
 
 Once a second (a Faust timer) the worker stats each store's ``CURRENT`` and ``SHADOW`` pointers
 (the default model's and each configured asset group's): a cheap ``stat``, the pointer is read only
-when it changed. A newly named version is loaded, checked, compiled and warmed on a thread, off the event
+when it changed. A newly named version is loaded, checked, compiled and warmed on a thread at background priority (``background.py``), off the event
 loop, while the old version goes on scoring; the finished detector is installed at the start of
 the next batch (``apply``), so a batch is scored by one version, the swap loses no reading, and
 the first batch after it is scored by the new version. Compiling is what costs (an LSTM's padded
@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stream_app.background import background_executor
 from stream_app.contracts import Reading
 from stream_app.pipeline.detector import Detector
 from stream_app.pipeline.group_detector import GroupDetector
@@ -109,6 +110,8 @@ class ModelReloader:
         self._ready: dict[str, Detector] = {}
         self._busy = False
         self.swaps = 0
+        # Builds run at background priority: compiling a new architecture must not slow scoring (background.py).
+        self._pool = background_executor("floorwatch-reload")
 
     def observe(self, readings: Sequence[Reading]) -> None:
         """Note which sensors devices send, per group, from a couple of readings a batch (cheap)."""
@@ -213,7 +216,7 @@ class ModelReloader:
             )  # fmt: skip
             return detector
 
-        return await asyncio.to_thread(load_and_build)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, load_and_build)
 
     async def _refuse(self, group: str, version: str, reason: str) -> None:
         serving = self.detector.detectors[group].model_version
