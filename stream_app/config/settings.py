@@ -131,6 +131,10 @@ class DetectionSettings(BaseModel):
     refit: bool = True
     refit_min_interval_s: float = Field(3600.0, ge=0)
     refit_every_windows: int = Field(2048, ge=1)
+    # A group with no model learns its first one from its stream (cold_start.py) instead of stopping the worker.
+    cold_start: bool = False
+    cold_start_readings: int = Field(5000, ge=100, description="readings a group collects before its first model is trained")
+    cold_start_min_span_s: float = Field(3600.0, ge=0, description="stream time those readings must span")
 
     @field_validator("rules")
     @classmethod

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from stream_app.contracts import Alert, Reading
+from stream_app.pipeline.cold_start import Learner
 from stream_app.pipeline.detector import Detection, Detector, DeviceStatus, Refused
 from stream_app.pipeline.episodes import OpenEpisode
 from stream_app.pipeline.routing import DEFAULT_GROUP, GroupRouter
@@ -49,14 +50,17 @@ class Detections:
 class GroupDetector:
     """Routes readings to their asset group's detector; devices in no group go to ``default``."""
 
-    def __init__(self, detectors: Mapping[str, Detector], router: GroupRouter) -> None:
-        missing = [name for name in (DEFAULT_GROUP, *(g.name for g in router.groups)) if name not in detectors]
+    def __init__(self, detectors: Mapping[str, Detector], router: GroupRouter, learners: Mapping[str, Learner] | None = None) -> None:
+        learners = dict(learners or {})
+        missing = [name for name in (DEFAULT_GROUP, *(g.name for g in router.groups)) if name not in detectors and name not in learners]
         if missing:
             raise ValueError(f"no detector for asset group(s): {', '.join(missing)}")
         self.detectors = dict(detectors)
+        # Groups with no model yet (cold start, cold_start.py): their readings are kept to train one, not scored.
+        self.learners = learners
         self.router = router
         # Without groups every reading goes to one detector: no routing on the hot path at all.
-        self._single = self.detectors[DEFAULT_GROUP] if not router.groups else None
+        self._single = self.detectors[DEFAULT_GROUP] if not router.groups and not learners else None
 
     @classmethod
     def single(cls, detector: Detector) -> GroupDetector:
@@ -70,6 +74,11 @@ class GroupDetector:
     def install(self, group: str, detector: Detector) -> bool:
         """Serve ``group`` with ``detector`` from the next batch on, carrying over the state of the one
         it replaces (see ``Detector.carry_over_from``); True when windows carried over too."""
+        if self.learners.pop(group, None) is not None:  # a cold-started group's first model: nothing to carry
+            self.detectors[group] = detector
+            if not self.router.groups and not self.learners:
+                self._single = self.detectors[DEFAULT_GROUP]
+            return False
         old = self.detectors[group]
         carried = detector.carry_over_from(old)
         self.detectors[group] = detector
@@ -77,14 +86,15 @@ class GroupDetector:
             self._single = detector
         return carried
 
-    def detector_for(self, device_id: str) -> Detector:
-        return self._single or self.detectors[self.router.group_of(device_id)]
+    def detector_for(self, device_id: str) -> Detector | None:
+        """The detector scoring ``device_id``; None while its group is still learning its first model."""
+        return self._single or self.detectors.get(self.router.group_of(device_id))
 
     def unseen(self, device_ids: Iterable[str]) -> list[str]:
-        """Devices whose detector has no reading of them yet."""
+        """Devices whose detector has no reading of them yet (none of a learning group: nothing to resume)."""
         if self._single is not None:
             return self._single.unseen(device_ids)
-        return [d for d in device_ids if self.detector_for(d).unseen((d,))]
+        return [d for d in device_ids if (detector := self.detector_for(d)) is not None and detector.unseen((d,))]
 
     def evict_idle(self, now_ms: int, idle_ms: int) -> list[str]:
         """Every group's devices idle for ``idle_ms`` (see ``Detector.evict_idle``), dropped."""
@@ -95,7 +105,9 @@ class GroupDetector:
         return sum(d.devices for d in self.detectors.values())
 
     def resume(self, device_id: str, episode: OpenEpisode) -> None:
-        self.detector_for(device_id).resume(device_id, episode)
+        detector = self.detector_for(device_id)
+        if detector is not None:
+            detector.resume(device_id, episode)
 
     def process(self, readings: Sequence[Reading], *, now_ms: int | None = None) -> Detections:
         if self._single is not None:
@@ -116,7 +128,7 @@ class GroupDetector:
         out: dict[str, Detection] = {}
         seconds: dict[str, float] = {}
         for group, bucket in buckets.items():
-            detector = self.detectors[group]
+            detector = self.detectors.get(group) or self.learners[group]
             started = time.perf_counter()
             out[detector.model_version] = detector.process(bucket, now_ms=now_ms)
             seconds[detector.model_version] = time.perf_counter() - started

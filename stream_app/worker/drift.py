@@ -221,7 +221,9 @@ class FleetDrift:
         self._rng = np.random.default_rng(seed)
 
     def _watch(self, group: str) -> DriftWatch | None:
-        serving = self.detector.detectors[group]
+        serving = self.detector.detectors.get(group)
+        if serving is None:  # a group still learning its first model (cold start): nothing to drift from
+            return None
         key = (group, serving.model_version)
         if key in self._seen:
             return self.watches.get(group)

@@ -22,6 +22,7 @@ from confluent_kafka import Message
 from stream_app.config.redis_client import async_redis
 from stream_app.contracts import Reading
 from stream_app.pipeline.detector import Detector
+from stream_app.worker.cold_start import ColdStarter
 from stream_app.worker.drift import DriftLimits, FleetDrift
 from stream_app.worker.feedback import FeedbackConsumer, FeedbackStore
 from stream_app.worker.dead_letters import message_dead_letter_record
@@ -60,6 +61,8 @@ class Lifecycle:
         self.health: HealthSink | None = None
         self.reloader: ModelReloader | None = None
         self.shadow: ShadowScoring | None = None
+        # Groups with no model yet train their first one from the stream (cold_start.py); hot reload installs it.
+        self.cold_start = ColdStarter(detector, settings.model_dir) if detector.learners else None
 
     def attach(self, app: faust.App) -> None:
         """Create the lifecycle's topics, sinks and timers on the worker's app."""
@@ -122,6 +125,8 @@ class Lifecycle:
             self.reloader.observe(readings)
 
     async def _after_batch(self, readings: Sequence[Reading], detections: Detections) -> None:
+        if self.cold_start is not None and self.detector.learners:  # after: the batch's readings are counted
+            self.cold_start.check()
         if self.shadow is not None and self.shadow.candidates:
             for candidate, found, counters in self.shadow.score(readings, detections):
                 if self.metrics is not None and found.alerts:

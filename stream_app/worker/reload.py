@@ -103,7 +103,7 @@ class ModelReloader:
         self.shadow_of = shadow_of or (lambda group: None)  # the version a group now shadows
         self._watched = {
             group: _Watched(ModelStore.for_group(Path(model_dir), group))
-            for group in detector.detectors
+            for group in (*detector.detectors, *detector.learners)
         }
         # A worker started with ``--model-version`` keeps that default model whatever CURRENT says.
         self.pinned_default = pinned_default
@@ -133,7 +133,8 @@ class ModelReloader:
         groups swapped."""
         swapped = []
         for group, detector in self._ready.items():
-            old = self.detector.detectors[group].model_version
+            serving = self.detector.detectors.get(group)
+            old = serving.model_version if serving is not None else self.detector.learners[group].model_version
             carried = self.detector.install(group, detector)
             self.swaps += 1
             swapped.append(group)
@@ -157,14 +158,15 @@ class ModelReloader:
                 watched.stamp = stamp
                 if not (self.pinned_default and group == DEFAULT_GROUP):
                     await self._current_changed(group, watched)
-                if self.on_shadow is not None:
+                if self.on_shadow is not None and group in self.detector.detectors:  # a learning group has no champion
                     await self._shadow_changed(group, watched)
         finally:
             self._busy = False
 
     async def _current_changed(self, group: str, watched: _Watched) -> None:
         version = watched.store.current()
-        serving = self.detector.detectors[group].bundle.card.version
+        detector = self.detector.detectors.get(group)
+        serving = detector.bundle.card.version if detector is not None else None  # None: learning (cold start)
         if version is None or version == serving or version == watched.refused:
             return
         try:
@@ -219,7 +221,8 @@ class ModelReloader:
         return await asyncio.get_running_loop().run_in_executor(self._pool, load_and_build)
 
     async def _refuse(self, group: str, version: str, reason: str) -> None:
-        serving = self.detector.detectors[group].model_version
+        detector = self.detector.detectors.get(group)
+        serving = detector.model_version if detector is not None else self.detector.learners[group].model_version
         message = f"promoted model {version} for group {group} refused, still serving {serving}: {reason}"
         watched = self._watched[group]
         try:

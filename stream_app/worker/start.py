@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 
+from stream_app.pipeline.cold_start import ColdStartConfig, Learner
 from stream_app.pipeline.detector import Detector, DetectorConfig
 from stream_app.pipeline.episodes import EpisodeRule
 from stream_app.pipeline.lines import LineConfig
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 def build_detectors(settings: Settings, version: str | None = None) -> GroupDetector:
     """A detector for the default model and one per configured asset group; ``version`` pins the default model."""
     bundles = load_bundles(settings, version)
+    learners = {
+        group: Learner(group, cold_start_config(settings)) for group in all_groups(settings) if group not in bundles
+    }  # cold start: the groups with no model yet learn one from their stream
     for group, bundle in bundles.items():
         if bundle.card.asset_group != group:  # e.g. a version folder copied from another group's store
             log.warning("model %s serves asset group %r but was trained for %r", bundle.version, group,
@@ -35,27 +39,46 @@ def build_detectors(settings: Settings, version: str | None = None) -> GroupDete
     # A rule applies to every model that has its sensor; one that no model has is a typo.
     known = {f for bundle in bundles.values() for f in bundle.card.features}
     unknown = [r.name for r in settings.rule_list() if r.feature not in known]
-    if unknown:
+    if unknown and not learners:  # a learning group's sensors are not known yet
         raise ValueError(f"FLOORWATCH_RULES: {', '.join(unknown)} name(s) a sensor no model uses ({', '.join(sorted(known))})")
     detectors = {group: build_detector(settings, bundle) for group, bundle in bundles.items()}
     log.info("models: %s", ", ".join(f"{g}={d.model_version}" for g, d in detectors.items()))
-    return GroupDetector(detectors, GroupRouter(settings.asset_group_list()))
+    for group in learners:
+        log.warning("cold start: group %s has no model; its readings are kept, not scored, until %d readings over %.0f s "
+                    "of stream time train its first one", group, settings.cold_start_readings, settings.cold_start_min_span_s)  # fmt: skip
+    return GroupDetector(detectors, GroupRouter(settings.asset_group_list()), learners)
+
+
+def all_groups(settings: Settings) -> list[str]:
+    return [DEFAULT_GROUP, *(g.name for g in settings.asset_group_list())]
 
 
 def load_bundles(settings: Settings, version: str | None = None) -> dict[str, ModelBundle]:
-    """Each group's current model (JSON only, no TensorFlow yet); every missing model named in one error."""
-    groups = [DEFAULT_GROUP, *(g.name for g in settings.asset_group_list())]
+    """Each group's current model (JSON only, no TensorFlow yet); every missing model named in one error,
+    unless cold start is on: then a group with no model is left out (it learns one from its stream)."""
     bundles: dict[str, ModelBundle] = {}
     problems: list[str] = []
-    for group in groups:
+    for group in all_groups(settings):
         try:
             store = ModelStore.for_group(settings.model_dir, group)
+            if settings.cold_start and store.current() is None and not (version and group == DEFAULT_GROUP):
+                continue
             bundles[group] = store.load(version if group == DEFAULT_GROUP else None)
         except ModelStoreError as exc:
             problems.append(str(exc))
     if problems:
-        raise ModelStoreError("; ".join(problems))
+        raise ModelStoreError("; ".join(problems) + " (or set FLOORWATCH_COLD_START=true to learn a missing model from the stream)")
+    if len(bundles) < len(all_groups(settings)) and settings.reload_interval_s <= 0:
+        raise ModelStoreError("cold start installs a group's first model by hot reload: set FLOORWATCH_RELOAD_INTERVAL_S > 0")
     return bundles
+
+
+def cold_start_config(settings: Settings) -> ColdStartConfig:
+    return ColdStartConfig(
+        min_readings=settings.cold_start_readings, min_span_s=settings.cold_start_min_span_s,
+        max_readings=max(50_000, 4 * settings.cold_start_readings), max_gap_ms=int(settings.max_gap_s * 1000),
+        max_future_ms=int(settings.max_future_s * 1000),
+    )  # fmt: skip
 
 
 def build_detector(settings: Settings, bundle: ModelBundle) -> Detector:
@@ -91,7 +114,8 @@ def detector_config(settings: Settings) -> DetectorConfig:
 
 def ready_line(settings: Settings, detector: GroupDetector) -> str:
     """What the worker prints once started, whatever the log level: models, topics, endpoints."""
-    models = ", ".join(f"{g}={d.model_version}" for g, d in detector.detectors.items())
+    models = ", ".join([*(f"{g}={d.model_version}" for g, d in detector.detectors.items()),
+                        *(f"{g}=none yet (learning from the stream)" for g in detector.learners)])  # fmt: skip
     where = (f"http://{settings.metrics_host}:{settings.metrics_port}/metrics (and /healthz, /readyz)"
              if settings.metrics_port else "off")  # fmt: skip
     return (f"floorwatch worker ready: models {models}; reading {settings.readings_topic} as group {settings.app_id}; "
