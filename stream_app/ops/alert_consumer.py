@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import ValidationError
 
 from stream_app.contracts import Alert
-from stream_app.config.settings import Settings
+from stream_app.config.settings import KafkaSettings
 from stream_app.worker.topics import assigned_reader, follow
 
 
@@ -30,7 +30,7 @@ class SeenIds:
 
 
 def follow_alerts(
-    settings: Settings, *, from_beginning: bool = False, max_alerts: int = 0, idle_s: float = 0.0
+    settings: KafkaSettings, *, from_beginning: bool = False, max_alerts: int = 0, idle_s: float = 0.0
 ) -> Iterator[Alert]:
     """Yield alerts from the topic as they come. Uses manual assignment: no group, no commits."""
     # 500 ms, not the embedded profile's 20 ms: the worker writes each alert as a one-record batch,
