@@ -54,17 +54,15 @@ def _preview(value: bytes) -> str:
         return "(binary)"
 
 
-# Letters are few: a fetch may wait 500 ms for one (the embedded profile's 20 ms would poll the broker for nothing).
-_FETCH_WAIT = {"fetch.wait.max.ms": 500}
-
-
 def recent_letters(settings: KafkaSettings, count: int = 20, *, wait_s: float = 5.0) -> list[LetterView]:
-    """The newest ``count`` dead letters (of each partition's last ``count``), newest first."""
+    """The newest ``count`` dead letters, newest first."""
     found: list[tuple[int, LetterView]] = []
-    # Partition EOF events say when each partition is read to its end: no waiting for letters that
-    # are not there (a transaction's commit markers take offsets too).
-    eof = {"enable.partition.eof": True, **_FETCH_WAIT}
-    with assigned_reader(settings, settings.dlq_topic, start="end", back=count, name="dlq", **eof) as consumer:
+    # Each partition's last 2 x count offsets: written in transactions (the kafka profile), a letter may
+    # be followed by a commit marker, which takes an offset too. Partition EOF events say when each is
+    # read to its end, so nothing waits for letters that are not there; short fetch waits, as at the
+    # end a fetch returns (and the EOF comes) only when its wait is over.
+    eof = {"enable.partition.eof": True, "fetch.wait.max.ms": 20}
+    with assigned_reader(settings, settings.dlq_topic, start="end", back=2 * count, name="dlq", **eof) as consumer:
         unread = {tp.partition for tp in consumer.assignment()}
         deadline = time.monotonic() + wait_s
         while unread and time.monotonic() < deadline:
@@ -83,6 +81,7 @@ def recent_letters(settings: KafkaSettings, count: int = 20, *, wait_s: float = 
 
 def follow_letters(settings: KafkaSettings, *, idle_s: float = 0.0) -> Iterator[LetterView]:
     """New dead letters as they come (from each partition's end)."""
-    with assigned_reader(settings, settings.dlq_topic, start="end", name="dlq", **_FETCH_WAIT) as consumer:
+    # Letters are few: a fetch may wait 500 ms for one (the embedded profile's 20 ms polls for nothing).
+    with assigned_reader(settings, settings.dlq_topic, start="end", name="dlq", **{"fetch.wait.max.ms": 500}) as consumer:
         for message in follow(consumer, idle_s):
             yield LetterView.of(message)

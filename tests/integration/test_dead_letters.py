@@ -80,26 +80,44 @@ def _letter(key: str) -> bytes:
                       original="{", received_at="2026-01-01T00:00:00.000Z", original_size=1).model_dump_json().encode()  # fmt: skip
 
 
+class _LetterWriter:
+    """Records written to the dead-letter topic as the worker writes them: one record per batch (the
+    embedded broker's high watermark, where the readers start, counts a batch of several as one: see
+    stall.py), and on Apache Kafka each in a transaction (its commit marker takes an offset too)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic, self.transactional = settings.dlq_topic, settings.kafka_profile == "kafka"
+        extra = {"transactional.id": f"test-letters-{uuid.uuid4().hex[:8]}"} if self.transactional else {}
+        self.producer = Producer(producer_config(settings, **extra))
+        if self.transactional:
+            self.producer.init_transactions(30)
+
+    def write(self, value: bytes, key: str | None = None) -> None:
+        if self.transactional:
+            self.producer.begin_transaction()
+        self.producer.produce(self.topic, key=key.encode() if key else None, value=value)
+        if self.transactional:
+            self.producer.commit_transaction(30)
+        else:
+            assert self.producer.flush(30) == 0
+
+
 def test_dlq_recent_and_tail_read_from_the_end(settings: Settings) -> None:
     # A topic of its own: the worker's letters (the test above) would be among the newest.
     s = settings.model_copy(update={"dlq_topic": f"dlq-reader-{uuid.uuid4().hex[:8]}"})
     ensure_topics(s)
     assert recent_letters(s) == []  # an empty topic: read to its end, nothing to wait for
-    producer = Producer(producer_config(s))
-    # One record per batch, as the worker writes letters: the embedded broker's high watermark (where
-    # the readers start) counts a batch of several records as one (see stall.py).
+    writer = _LetterWriter(s)
     for i in range(5):
-        producer.produce(s.dlq_topic, key=f"old-{i}".encode(), value=_letter(f"old-{i}"))
-        assert producer.flush(30) == 0
-    producer.produce(s.dlq_topic, value=b"\xff not a letter")
-    assert producer.flush(30) == 0
+        writer.write(_letter(f"old-{i}"), key=f"old-{i}")
+    writer.write(b"\xff not a letter")
 
     env = cli_env(s)
     recent = subprocess.run([sys.executable, "-m", "stream_app", "dlq", "recent", "-n", "3", "--json"], env=env,
                             capture_output=True, text=True, timeout=90)  # fmt: skip
     assert recent.returncode == 0, recent.stderr
     newest = [json.loads(line) for line in recent.stdout.splitlines()]  # newest first
-    assert [v["key"] for v in newest] == [None, "old-4", "old-3"]
+    assert [v["key"] for v in newest] == [None, "old-4", "old-3"]  # all 3, commit markers or not
     assert newest[0]["reason"] == "(not a floorwatch dead letter)" and newest[1]["reason"] == "test old-4"
     assert [v.key for v in recent_letters(s, 20)] == [None, *(f"old-{i}" for i in reversed(range(5)))]
 
@@ -115,16 +133,15 @@ def test_dlq_recent_and_tail_read_from_the_end(settings: Settings) -> None:
         for i in range(100):
             if stop.wait(0.3):
                 return
-            producer.produce(s.dlq_topic, value=_letter(f"new-{i}"))
-            producer.flush(10)
+            writer.write(_letter(f"new-{i}"))
 
-    writer = threading.Thread(target=write_new)
-    writer.start()
+    thread = threading.Thread(target=write_new)
+    thread.start()
     letters = follow_letters(s, idle_s=30)
     try:
         first = next(letters, None)
     finally:
         letters.close()
         stop.set()
-        writer.join()
+        thread.join()
     assert first is not None and (first.key or "").startswith("new-") and first.source == "sensor-readings[0]@7"
