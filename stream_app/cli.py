@@ -16,6 +16,7 @@ from rich.table import Table
 
 from stream_app.config.settings import Settings
 from stream_app.errors import FloorwatchError
+from stream_app.pipeline.line_methods import METHODS, Dynamic, line_method
 from stream_app.training.recipe import DEFAULT_DATA, DEFAULT_TRAINING, SimulatedNormal
 
 if TYPE_CHECKING:
@@ -47,6 +48,21 @@ class CliError(FloorwatchError):
 GroupOption = Annotated[
     Optional[str], typer.Option("--group", help="asset group (FLOORWATCH_ASSET_GROUPS); default: the default model")
 ]
+
+
+def _threshold_method(name: str) -> str:
+    try:
+        line_method(name)  # refused before any data is read or model trained
+    except ValueError as exc:
+        raise CliError(f"--threshold-method: {exc}") from None
+    return name
+
+
+# Both named from line_methods.METHODS, the registry the model card's method is looked up in.
+ThresholdMethodOption = Annotated[
+    str, typer.Option(callback=_threshold_method, help=f"how the alerting line is calibrated: {', '.join(METHODS)}")
+]
+EwmaAlphaOption = Annotated[float, typer.Option(help=f"{Dynamic.name} method (telemanom's): EWMA smoothing factor")]
 
 
 def _settings() -> Settings:
@@ -169,8 +185,8 @@ def train(
     epochs: Annotated[int, typer.Option()] = DEFAULT_TRAINING.epochs,
     quantile: Annotated[float, typer.Option(help="threshold quantile of validation scores")] = DEFAULT_TRAINING.quantile,
     multiplier: Annotated[float, typer.Option(help="threshold multiplier")] = DEFAULT_TRAINING.multiplier,
-    threshold_method: Annotated[str, typer.Option(help="quantile, per-feature or dynamic (telemanom: EWMA-smoothed scores)")] = DEFAULT_TRAINING.threshold_method,
-    ewma_alpha: Annotated[float, typer.Option(help="dynamic method: EWMA smoothing factor")] = DEFAULT_TRAINING.ewma_alpha,
+    threshold_method: ThresholdMethodOption = DEFAULT_TRAINING.threshold_method,
+    ewma_alpha: EwmaAlphaOption = DEFAULT_TRAINING.ewma_alpha,
     seed: Annotated[int, typer.Option()] = DEFAULT_DATA.seed,
     promote: Annotated[bool, typer.Option(help="make the new version current")] = True,
     if_missing: Annotated[bool, typer.Option(help="do nothing if the store has a current model")] = False,
@@ -842,10 +858,10 @@ def evaluate(
     point_mode: Annotated[str, typer.Option(help="a point is anomalous when its device's episode is open (episode) or its window is over the line (window)")] = "episode",
     train_model: Annotated[bool, typer.Option("--train", help="simulate/csv: train a fresh model instead of the stored one")] = False,
     model_version: Annotated[Optional[str], typer.Option(help="stored model version (default: current)")] = None,
-    threshold_method: Annotated[str, typer.Option(help="quantile, per-feature or dynamic (telemanom)")] = DEFAULT_TRAINING.threshold_method,
+    threshold_method: ThresholdMethodOption = DEFAULT_TRAINING.threshold_method,
     quantile: Annotated[float, typer.Option(help="threshold quantile of validation scores")] = DEFAULT_TRAINING.quantile,
     multiplier: Annotated[float, typer.Option(help="threshold multiplier")] = DEFAULT_TRAINING.multiplier,
-    ewma_alpha: Annotated[float, typer.Option(help="dynamic method: EWMA smoothing factor")] = DEFAULT_TRAINING.ewma_alpha,
+    ewma_alpha: EwmaAlphaOption = DEFAULT_TRAINING.ewma_alpha,
     window: Annotated[Optional[int], typer.Option(help=f"window length T (default {DEFAULT_TRAINING.window}; 10 per SKAB file)")] = None,
     units: Annotated[Optional[int], typer.Option(help=f"LSTM units (default {DEFAULT_TRAINING.units}; 8 per SKAB file)")] = None,
     epochs: Annotated[Optional[int], typer.Option(help=f"training epochs (default {DEFAULT_TRAINING.epochs}; 20 per SKAB file)")] = None,

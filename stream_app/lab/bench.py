@@ -117,7 +117,8 @@ def memory(bundle: ModelBundle, device_counts: Sequence[int], max_batch: int = 1
 
     scorer = Scorer.from_bundle(bundle, max_batch=max_batch)
     scorer.warm()
-    detector = Detector(bundle, scorer, detector_config(Settings()))
+    settings = Settings()
+    detector = Detector(bundle, scorer, detector_config(settings.detection, settings.episodes))
     features, window = bundle.card.features, bundle.card.window
     mean, scale = np.asarray(bundle.scaler.mean), np.asarray(bundle.scaler.scale)
     rng = np.random.default_rng(0)

@@ -460,7 +460,7 @@ def run_evaluation(settings: Settings, request: EvaluateRequest) -> tuple[Evalua
         ewma_alpha=request.ewma_alpha,
     )  # fmt: skip
     gap = request.max_gap_s if request.max_gap_s is not None else _default_gap_s(settings, request)
-    dconfig = dataclasses.replace(detector_config(settings), max_gap_ms=int(gap * 1000))
+    dconfig = dataclasses.replace(detector_config(settings.detection, settings.episodes), max_gap_ms=int(gap * 1000))
     options = EvaluateOptions(
         detector=request.detector, point_mode=request.point_mode, batch_size=request.batch_size,
         detector_config=dconfig, training=training, level_checks=request.level_checks,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Literal
@@ -10,8 +9,8 @@ from typing import Literal
 from pydantic import ValidationError
 
 from stream_app.contracts import Alert
-from stream_app.config.settings import Settings
-from stream_app.worker.topics import assigned_reader
+from stream_app.config.settings import KafkaSettings
+from stream_app.worker.topics import assigned_reader, follow
 
 
 class SeenIds:
@@ -31,21 +30,15 @@ class SeenIds:
 
 
 def follow_alerts(
-    settings: Settings, *, from_beginning: bool = False, max_alerts: int = 0, idle_s: float = 0.0
+    settings: KafkaSettings, *, from_beginning: bool = False, max_alerts: int = 0, idle_s: float = 0.0
 ) -> Iterator[Alert]:
     """Yield alerts from the topic as they come. Uses manual assignment: no group, no commits."""
     # 500 ms, not the embedded profile's 20 ms: the worker writes each alert as a one-record batch,
     # and past ~30,000 of those the embedded broker answers short fetch waits with nothing (see stall.py).
     start: Literal["beginning", "end"] = "beginning" if from_beginning else "end"
     with assigned_reader(settings, settings.alerts_topic, start=start, name="tail", **{"fetch.wait.max.ms": 500}) as consumer:
-        seen, shown, last = SeenIds(), 0, time.monotonic()
-        while True:
-            message = consumer.poll(0.5)
-            if message is None or message.error():
-                if idle_s and time.monotonic() - last > idle_s:
-                    return
-                continue
-            last = time.monotonic()
+        seen, shown = SeenIds(), 0
+        for message in follow(consumer, idle_s):
             try:
                 alert = Alert.model_validate_json(message.value() or b"")
             except ValidationError:

@@ -6,16 +6,15 @@ Manual assignment (no consumer group, no commits): reading letters never moves a
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, Message
 from pydantic import BaseModel, ValidationError
 
-from stream_app.config.kafka_config import consumer_config
-from stream_app.config.settings import Settings
+from stream_app.config.settings import KafkaSettings
 from stream_app.contracts import DeadLetter, iso_ms
 from stream_app.worker.messages import offset_of, partition_of
+from stream_app.worker.topics import assigned_reader, follow
 
 
 class LetterView(BaseModel):
@@ -31,7 +30,10 @@ class LetterView(BaseModel):
     preview: str  # the original's first characters (text), or "(binary)"
 
     @classmethod
-    def of(cls, partition: int, offset: int, record_ms: int, value: bytes) -> LetterView:
+    def of(cls, message: Message) -> LetterView:
+        """The letter a consumed message of the dead-letter topic holds (or what it is, if not a letter)."""
+        partition, offset, record_ms = partition_of(message)[1], offset_of(message), message.timestamp()[1]
+        value = message.value() or b""
         try:
             letter = DeadLetter.model_validate_json(value)
         except ValidationError:
@@ -52,61 +54,34 @@ def _preview(value: bytes) -> str:
         return "(binary)"
 
 
-def _consumer(settings: Settings) -> tuple[Consumer, list[int]]:
-    extra = {"enable.auto.commit": False, "fetch.wait.max.ms": 500}
-    consumer = Consumer(consumer_config(settings, f"floorwatch-dlq-{uuid.uuid4().hex[:8]}", **extra))
-    meta = consumer.list_topics(settings.dlq_topic, timeout=10).topics.get(settings.dlq_topic)
-    if meta is None or meta.error is not None or not meta.partitions:
-        consumer.close()
-        raise KafkaException(f"topic {settings.dlq_topic!r} not found")
-    return consumer, sorted(meta.partitions)
-
-
-def recent_letters(settings: Settings, count: int = 20, *, wait_s: float = 5.0) -> list[LetterView]:
-    """The newest ``count`` dead letters (of each partition's last ``count``), newest first."""
-    consumer, partitions = _consumer(settings)
-    try:
-        assignment, wanted = [], 0
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(settings.dlq_topic, p), timeout=10)
-            start = max(low, high - count)
-            if high > start:
-                assignment.append(TopicPartition(settings.dlq_topic, p, start))
-                wanted += high - start
-        if not assignment:
-            return []
-        consumer.assign(assignment)
-        found: list[tuple[int, LetterView]] = []
+def recent_letters(settings: KafkaSettings, count: int = 20, *, wait_s: float = 5.0) -> list[LetterView]:
+    """The newest ``count`` dead letters, newest first."""
+    found: list[tuple[int, LetterView]] = []
+    # Each partition's last 2 x count offsets: written in transactions (the kafka profile), a letter may
+    # be followed by a commit marker, which takes an offset too. Partition EOF events say when each is
+    # read to its end, so nothing waits for letters that are not there; short fetch waits, as at the
+    # end a fetch returns (and the EOF comes) only when its wait is over.
+    eof = {"enable.partition.eof": True, "fetch.wait.max.ms": 20}
+    with assigned_reader(settings, settings.dlq_topic, start="end", back=2 * count, name="dlq", **eof) as consumer:
+        unread = {tp.partition for tp in consumer.assignment()}
         deadline = time.monotonic() + wait_s
-        while len(found) < wanted and time.monotonic() < deadline:
+        while unread and time.monotonic() < deadline:
             message = consumer.poll(0.2)
-            if message is None or message.error():
+            if message is None:
                 continue
-            ms = message.timestamp()[1]
-            found.append((ms, LetterView.of(partition_of(message)[1], offset_of(message), ms, message.value() or b"")))
-        found.sort(key=lambda item: (item[0], item[1].offset), reverse=True)
-        return [view for _, view in found[:count]]
-    finally:
-        consumer.close()
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    unread.discard(partition_of(message)[1])
+                continue
+            found.append((message.timestamp()[1], LetterView.of(message)))
+    found.sort(key=lambda item: (item[0], item[1].offset), reverse=True)
+    return [view for _, view in found[:count]]
 
 
-def follow_letters(settings: Settings, *, idle_s: float = 0.0) -> Iterator[LetterView]:
+def follow_letters(settings: KafkaSettings, *, idle_s: float = 0.0) -> Iterator[LetterView]:
     """New dead letters as they come (from each partition's end)."""
-    consumer, partitions = _consumer(settings)
-    try:
-        assignment = []
-        for p in partitions:
-            _, high = consumer.get_watermark_offsets(TopicPartition(settings.dlq_topic, p), timeout=10)
-            assignment.append(TopicPartition(settings.dlq_topic, p, high))
-        consumer.assign(assignment)
-        last = time.monotonic()
-        while True:
-            message = consumer.poll(0.5)
-            if message is None or message.error():
-                if idle_s and time.monotonic() - last > idle_s:
-                    return
-                continue
-            last = time.monotonic()
-            yield LetterView.of(partition_of(message)[1], offset_of(message), message.timestamp()[1], message.value() or b"")
-    finally:
-        consumer.close()
+    # Letters are few: a fetch may wait 500 ms for one (the embedded profile's 20 ms polls for nothing).
+    with assigned_reader(settings, settings.dlq_topic, start="end", name="dlq", **{"fetch.wait.max.ms": 500}) as consumer:
+        for message in follow(consumer, idle_s):
+            yield LetterView.of(message)

@@ -21,7 +21,7 @@ from stream_app.worker.metrics import Metrics
 from stream_app.models.store import ModelBundle, ModelStore, ModelStoreError
 from stream_app.pipeline.routing import DEFAULT_GROUP, GroupRouter
 from stream_app.pipeline.scorer import Scorer
-from stream_app.config.settings import Settings
+from stream_app.config.settings import DetectionSettings, EpisodeSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def cold_start_config(settings: Settings) -> ColdStartConfig:
 def build_detector(settings: Settings, bundle: ModelBundle) -> Detector:
     scorer = Scorer.from_bundle(bundle, max_batch=settings.batch_max_size)
     scorer.warm()  # compile every padded shape before the first message, not during it
-    config = detector_config(settings)
+    config = detector_config(settings.detection, settings.episodes)
     rules = tuple(r for r in config.rules if r.feature in bundle.card.features)
     refitter = None
     if config.refit.enabled and bundle.card.detector == "lstm-autoencoder":
@@ -95,19 +95,19 @@ def build_detector(settings: Settings, bundle: ModelBundle) -> Detector:
     return Detector(bundle, scorer, dataclasses.replace(config, rules=rules), on_refit=refitter)
 
 
-def detector_config(settings: Settings) -> DetectorConfig:
+def detector_config(detection: DetectionSettings, episodes: EpisodeSettings) -> DetectorConfig:
     return DetectorConfig(
-        stride=settings.stride,
-        max_gap_ms=int(settings.max_gap_s * 1000),
-        max_future_ms=int(settings.max_future_s * 1000),
+        stride=detection.stride,
+        max_gap_ms=int(detection.max_gap_s * 1000),
+        max_future_ms=int(detection.max_future_s * 1000),
         rule=EpisodeRule(
-            settings.episode_open_after, settings.episode_close_after, settings.episode_close_ratio,
-            close_after_s=settings.episode_close_after_s, max_duration_s=settings.episode_max_duration_s,
+            episodes.episode_open_after, episodes.episode_close_after, episodes.episode_close_ratio,
+            close_after_s=episodes.episode_close_after_s, max_duration_s=episodes.episode_max_duration_s,
         ),  # fmt: skip
-        rules=settings.rule_list(),
-        lines=LineConfig(enabled=settings.adapt_lines, warmup=settings.adapt_warmup_windows),
+        rules=detection.rule_list(),
+        lines=LineConfig(enabled=detection.adapt_lines, warmup=detection.adapt_warmup_windows),
         refit=RefitConfig(
-            enabled=settings.refit, min_interval_s=settings.refit_min_interval_s, every_windows=settings.refit_every_windows
+            enabled=detection.refit, min_interval_s=detection.refit_min_interval_s, every_windows=detection.refit_every_windows
         ),
     )
 

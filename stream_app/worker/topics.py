@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
 from stream_app.config.kafka_config import confluent_config, consumer_config
-from stream_app.config.settings import KafkaSettings, Settings
+from stream_app.config.settings import KafkaSettings
 
 
 def topic_partitions(settings: KafkaSettings) -> dict[str, int]:
@@ -67,12 +67,13 @@ def ensure_topics(settings: KafkaSettings, *, timeout_s: float = 15.0) -> dict[s
 
 @contextmanager
 def assigned_reader(
-    settings: Settings, topic: str, *, start: Literal["beginning", "end"] | int = "beginning", name: str = "reader",
-    **extra: Any,
+    settings: KafkaSettings, topic: str, *, start: Literal["beginning", "end"] | int = "beginning", back: int = 0,
+    name: str = "reader", **extra: Any,
 ) -> Iterator[Consumer]:
     """A consumer assigned every partition of ``topic`` (manual assignment: it joins no group, commits
-    nothing, takes no partition from a worker), from its beginning, its end, or an epoch-ms time
-    (partitions with nothing since then are left out). Closed on the way out."""
+    nothing, takes no partition from a worker), from its beginning, its end (``back`` > 0: that many
+    offsets before it, not before the beginning), or an epoch-ms time (partitions with nothing since
+    then are left out). Closed on the way out."""
     group = f"{settings.app_id}-{name}-{uuid.uuid4().hex[:8]}"  # a throwaway id: nothing is committed under it
     consumer = Consumer(consumer_config(settings, group, **{"enable.auto.commit": False, **extra}))
     try:
@@ -83,8 +84,10 @@ def assigned_reader(
         if start == "beginning":
             wanted = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions]
         elif start == "end":
-            wanted = [TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
-                      for p in partitions]  # fmt: skip
+            wanted = []
+            for p in partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                wanted.append(TopicPartition(topic, p, max(low, high - back)))
         else:
             found = consumer.offsets_for_times([TopicPartition(topic, p, start) for p in partitions], timeout=10)
             wanted = [tp for tp in found if tp.offset >= 0]  # -1: nothing at or after ``start`` there
@@ -94,14 +97,21 @@ def assigned_reader(
         consumer.close()
 
 
-def read_topic(settings: Settings, topic: str, *, idle_s: float = 2.0, name: str = "reader") -> list[bytes]:
+def follow(consumer: Consumer, idle_s: float = 0.0, *, poll_s: float = 0.5) -> Iterator[Message]:
+    """Each message ``consumer`` gets, as it comes (error events are passed over), until none has come
+    for ``idle_s`` (0: never)."""
+    last = time.monotonic()
+    while True:
+        message = consumer.poll(poll_s)
+        if message is None or message.error():
+            if idle_s and time.monotonic() - last > idle_s:
+                return
+            continue
+        last = time.monotonic()
+        yield message
+
+
+def read_topic(settings: KafkaSettings, topic: str, *, idle_s: float = 2.0, name: str = "reader") -> list[bytes]:
     """Every message value on ``topic`` from its beginning, until none has come for ``idle_s``."""
-    out: list[bytes] = []
     with assigned_reader(settings, topic, name=name) as consumer:
-        idle_since = time.monotonic()
-        while time.monotonic() - idle_since < idle_s:
-            message = consumer.poll(0.2)
-            if message is not None and not message.error():
-                out.append(message.value() or b"")
-                idle_since = time.monotonic()
-    return out
+        return [message.value() or b"" for message in follow(consumer, idle_s, poll_s=0.2)]

@@ -69,6 +69,8 @@ CASES = {
     "evaluate a missing SMD folder": (["evaluate", "--smd", "{tmp}/nope"], "SMD folder"),
     "evaluate two sources": (["evaluate", "--smd", "{tmp}", "--skab", "{tmp}"], "choose one source"),
     "evaluate a bad CSV without labels": (["evaluate", "--csv", "{bad_csv}"], "line 2"),
+    "train with an unknown threshold method": (["train", "--threshold-method", "median"], "known: quantile, per-feature"),
+    "evaluate with an unknown threshold method": (["evaluate", "--simulate", "--threshold-method", "x"], "--threshold-method"),
 }
 # Environment for the cases that need one.
 CASE_ENV = {

@@ -40,7 +40,7 @@ def detector(model: tuple[ModelBundle, Scorer]) -> GroupDetector:
     """A fresh detector (no device state) on the shared model: fixed lines, no refits."""
     bundle, scorer = model
     settings = Settings(adapt_lines=False, refit=False)
-    return GroupDetector.single(Detector(bundle, scorer, detector_config(settings)))
+    return GroupDetector.single(Detector(bundle, scorer, detector_config(settings.detection, settings.episodes)))
 
 
 @pytest.fixture
