@@ -269,7 +269,7 @@ class ReadingsConsumer:
         failure, with backoff, until it commits (retry.py): consumption waits meanwhile. Only a batch
         whose partitions another member owns now is given up: read again from the last commit."""
         assert self.transaction is not None
-        what = f"its {self.transaction.pending} record(s) in a new transaction"
+        what = f"its {self.transaction.pending} record(s)"
         try:
             async with BatchRetries(self.metrics, what) as retries:
                 while True:
