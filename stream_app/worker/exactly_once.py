@@ -74,10 +74,8 @@ class BatchTransaction:
     """
 
     def __init__(self, settings: KafkaSettings) -> None:
-        # Unique per process: since KIP-447 a zombie is fenced by the consumer group's generation
-        # (send_offsets_to_transaction carries it), not by reusing a transactional id.
         self.settings = settings
-        self.transactional_id = f"{settings.app_id}-{uuid.uuid4().hex[:12]}"
+        self.transactional_id = ""
         self._producer = self._new_producer()
         self._initialised = False
         self._open = False
@@ -85,6 +83,12 @@ class BatchTransaction:
         self._failed: KafkaException | None = None  # a send the open transaction refused (raised by commit)
 
     def _new_producer(self) -> Producer:
+        # A new id for each producer: since KIP-447 a zombie is fenced by the consumer group's
+        # generation (send_offsets_to_transaction carries it), not by reusing a transactional id. And a
+        # transaction the coordinator cannot finish (it gives up on a marker the partition refuses, e.g.
+        # under a max.message.bytes smaller than a marker) wedges its id for good: a replacement
+        # producer with the same id would wait on it for ever (measured: CONCURRENT_TRANSACTIONS).
+        self.transactional_id = f"{self.settings.app_id}-{uuid.uuid4().hex[:12]}"
         return Producer(
             producer_config(
                 self.settings,
@@ -179,8 +183,8 @@ class BatchTransaction:
         try:
             _retrying(lambda: self._producer.abort_transaction(_CALL_TIMEOUT_S))
         except KafkaException as exc:
-            # Fatal (fenced, or a broken transaction state): a new producer with the same id
-            # bumps the epoch, and the broker aborts what the old one left open.
+            # Fatal (fenced, or a broken transaction state), or stuck: a new producer (a new id);
+            # the broker aborts what the old one left open after its transaction timeout.
             log.warning("abort failed (%s); replacing the transactional producer", exc.args[0].str())
             self._producer = self._new_producer()
             self._initialised = False
