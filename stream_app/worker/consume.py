@@ -17,6 +17,11 @@ keeps the group's heartbeats; past ``max.poll.interval.ms`` the member leaves th
 then fails and the batch is read again by the partitions' next owner). A batch whose handling raises
 (decoding or detection: a bug) is handled again message by message; a message that fails alone is
 dead-lettered, and one that cannot be dead-lettered either is read again rather than committed past.
+
+Exactly-once (Apache Kafka, exactly_once.py): the batch's records and offsets commit as one
+transaction instead; a transaction that fails is aborted and its same records sent again in a new
+one, with the same backoff, until it commits (``_commit_transaction``), unless the group has given
+the batch's partitions to another member.
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ from concurrent.futures import ThreadPoolExecutor
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from stream_app.worker.lag import committed_lag
-from stream_app.worker.exactly_once import BatchTransaction, TransactionAborted, first_offsets
+from stream_app.worker.exactly_once import BatchTransaction, TransactionFenced, first_offsets
 from stream_app.config.kafka_config import consumer_config
 from stream_app.worker.messages import offset_of, partition_of
 from stream_app.worker.metrics import Metrics
+from stream_app.worker.retry import BatchRetries
 from stream_app.config.settings import BatchSettings, KafkaSettings
 from stream_app.worker.stall import StallWatch
 
@@ -248,10 +254,7 @@ class ReadingsConsumer:
         """Commit past the batch, or up to each stopped partition's first unhandled message."""
         offsets = _next_offsets(messages, stopped)
         if self.transaction is not None:
-            try:
-                await self._call(self.transaction.commit, self._consumer, offsets)
-            except TransactionAborted:
-                await self._call(self._rewind_batch, messages)
+            await self._commit_transaction(messages, offsets)
             return
         try:
             await self._call(self._consumer.commit, offsets=offsets, asynchronous=False)
@@ -261,9 +264,27 @@ class ReadingsConsumer:
             if exc.args[0].code() != KafkaError._NO_OFFSET:
                 log.warning("offset commit failed (%s); the batch may be read again", exc.args[0].str())
 
+    async def _commit_transaction(self, messages: list[Message], offsets: list[TopicPartition]) -> None:
+        """Commit the batch's transaction, sending its same records again in a new one after each
+        failure, with backoff, until it commits (retry.py): consumption waits meanwhile. Only a batch
+        whose partitions another member owns now is given up: read again from the last commit."""
+        assert self.transaction is not None
+        what = f"its {self.transaction.pending} record(s)"
+        try:
+            async with BatchRetries(self.metrics, what) as retries:
+                while True:
+                    try:
+                        await self._call(self.transaction.commit, self._consumer, offsets)
+                        return
+                    except KafkaException as exc:
+                        await retries.failed("the batch's transaction", exc)
+        except TransactionFenced as exc:
+            log.warning("transaction fenced (%s); its batch is read again from the last commit by its owner", exc)
+            await self._call(self._rewind_batch, messages)
+
     def _rewind_batch(self, messages: list[Message]) -> None:
-        """After a transaction that could not be committed: read the batch again (partitions revoked
-        meanwhile are skipped: their new owner reads them from the last commit)."""
+        """After a fenced transaction: read the batch again (partitions revoked meanwhile are skipped:
+        their new owner reads them from the last commit)."""
         for partition in first_offsets(messages):
             try:
                 self._consumer.seek(partition)

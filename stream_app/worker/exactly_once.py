@@ -18,8 +18,13 @@ message's delivery timeout at it, and a crashed leader is replaced only after th
 broker session timeout (measured: 10 s failed transactions on a kill -9 of a leader).
 
 Errors follow librdkafka's transactional contract: retriable ones (e.g. CONCURRENT_TRANSACTIONS
-while a coordinator moves) retry the same call; abortable ones abort, and the same records go out
-in a new transaction; a fatal one (the producer fenced or broken) replaces the producer first.
+while a coordinator moves) retry the same call; abortable ones (e.g. a record the alerts topic
+refuses) abort, and the same records go out in a new transaction, with backoff, for as long as it
+takes (consume.py, retry.py): the detector has taken the batch in, so reading it again would lose its
+alerts. A fatal one (the producer broken, or its transaction timed out and was aborted by the broker)
+replaces the producer first; its id is this process's own, so no other worker can have taken it.
+Only when the group has moved the batch's partitions to another member (its generation fenced, or
+the partitions revoked) is the batch dropped: its new owner reads it from the last commit.
 """
 
 from __future__ import annotations
@@ -30,11 +35,12 @@ import uuid
 from collections.abc import Callable
 from collections.abc import Iterable
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from stream_app.config.kafka_config import producer_config
 from stream_app.config.settings import KafkaSettings
 from stream_app.worker.messages import offset_of, partition_of
+from stream_app.worker.retry import backoff_s
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +53,16 @@ def transactions_enabled(settings: KafkaSettings) -> bool:
     return settings.kafka_profile == "kafka" and settings.kafka_transactions
 
 
-class TransactionAborted(Exception):
-    """The batch's transaction was aborted: its messages must be read again."""
+class TransactionFenced(Exception):
+    """Another member of the group owns the batch's partitions now: its transaction was aborted, and
+    its messages are the new owner's to read again from the last commit."""
+
+
+# The group moved on without this member (KIP-447: a zombie's transaction is fenced by its group
+# generation). librdkafka reports these as abortable, not fatal: retrying would never succeed.
+_FENCED_BY_GROUP = frozenset(
+    {KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID, KafkaError.FENCED_INSTANCE_ID}
+)
 
 
 class BatchTransaction:
@@ -60,16 +74,21 @@ class BatchTransaction:
     """
 
     def __init__(self, settings: KafkaSettings) -> None:
-        # Unique per process: since KIP-447 a zombie is fenced by the consumer group's generation
-        # (send_offsets_to_transaction carries it), not by reusing a transactional id.
         self.settings = settings
-        self.transactional_id = f"{settings.app_id}-{uuid.uuid4().hex[:12]}"
+        self.transactional_id = ""
         self._producer = self._new_producer()
         self._initialised = False
         self._open = False
         self._records: list[tuple[str, bytes | None, bytes]] = []  # the open transaction's, for a retry
+        self._failed: KafkaException | None = None  # a send the open transaction refused (raised by commit)
 
     def _new_producer(self) -> Producer:
+        # A new id for each producer: since KIP-447 a zombie is fenced by the consumer group's
+        # generation (send_offsets_to_transaction carries it), not by reusing a transactional id. And a
+        # transaction the coordinator cannot finish (it gives up on a marker the partition refuses, e.g.
+        # under a max.message.bytes smaller than a marker) wedges its id for good: a replacement
+        # producer with the same id would wait on it for ever (measured: CONCURRENT_TRANSACTIONS).
+        self.transactional_id = f"{self.settings.app_id}-{uuid.uuid4().hex[:12]}"
         return Producer(
             producer_config(
                 self.settings,
@@ -93,11 +112,23 @@ class BatchTransaction:
             self._initialised = True
         self._producer.begin_transaction()
         self._open = True
-        self._records = []
+        self._records, self._failed = [], None
+
+    @property
+    def pending(self) -> int:
+        """Records of the open (or last failed) transaction."""
+        return len(self._records)
 
     def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Add a record to the open transaction. Never raises: a record librdkafka refuses (e.g. the
+        transaction already failed on an earlier record) fails the commit, which sends them all again."""
         self._records.append((topic, key, value))
-        self._produce(topic, key, value)
+        if self._failed is not None:
+            return
+        try:
+            self._produce(topic, key, value)
+        except KafkaException as exc:
+            self._failed = exc
 
     def _produce(self, topic: str, key: bytes | None, value: bytes) -> None:
         while True:
@@ -107,34 +138,43 @@ class BatchTransaction:
             except BufferError:  # the local queue is full: let librdkafka drain it
                 self._producer.poll(0.05)
 
-    def commit(self, consumer: Consumer, offsets: list[TopicPartition], attempts: int = 3) -> None:
-        """Add the batch's next offsets (per partition: past its last handled message) to the transaction and commit it.
+    def commit(self, consumer: Consumer, offsets: list[TopicPartition]) -> None:
+        """One attempt: add the batch's next offsets (per partition: past its last handled message)
+        to the transaction and commit it.
 
-        An aborted transaction is tried again with the same records in a new one, as long as this
-        worker still owns the batch's partitions: the detector has already taken the batch in (a
-        re-read would find its readings duplicates and send nothing). If the partitions moved, or
-        every attempt failed, ``TransactionAborted``: the batch's records are dropped and its
-        messages read again from the last commit (by the partitions' owner).
+        A failed attempt aborts the transaction and raises the ``KafkaException``; calling ``commit``
+        again then sends the same records in a new transaction first (the detector has already taken
+        the batch in: a re-read would find its readings duplicates and send nothing), so the caller
+        retries until it goes through (consume.py, with backoff). ``TransactionFenced`` instead when
+        another member owns the batch's partitions now: its records must not be sent, the batch is
+        the new owner's to read from the last commit.
         """
-        for attempt in range(1, attempts + 1):
-            try:
-                metadata = consumer.consumer_group_metadata()
-                _retrying(lambda: self._producer.send_offsets_to_transaction(offsets, metadata, _CALL_TIMEOUT_S))
-                _retrying(lambda: self._producer.commit_transaction(_CALL_TIMEOUT_S))
-                self._open = False
-                return
-            except KafkaException as exc:
-                error = exc.args[0].str()
-                records = self._records
-                self.abort()
-                owned = {(p.topic, p.partition) for p in consumer.assignment()}
-                if attempt == attempts or not all((p.topic, p.partition) in owned for p in offsets):
-                    log.warning("transaction failed (%s); its batch is read again from the last commit", error)
-                    raise TransactionAborted(error) from exc
-                log.warning("transaction failed (%s); trying again with the same %d record(s)", error, len(records))
-                self.begin()
-                for record in records:
-                    self.send(*record)
+        if not self._open:  # the last attempt failed (or it was aborted): the same records, anew
+            self._begin_again()
+        try:
+            owned = {(p.topic, p.partition) for p in consumer.assignment()}
+            if not all((p.topic, p.partition) in owned for p in offsets):
+                raise TransactionFenced("the batch's partitions were revoked")
+            if self._failed is not None:
+                raise self._failed
+            metadata = consumer.consumer_group_metadata()
+            _retrying(lambda: self._producer.send_offsets_to_transaction(offsets, metadata, _CALL_TIMEOUT_S))
+            _retrying(lambda: self._producer.commit_transaction(_CALL_TIMEOUT_S))
+            self._open = False
+        except KafkaException as exc:
+            self.abort()  # now, not before the next attempt: read_committed readers wait on an open transaction
+            if exc.args[0].code() in _FENCED_BY_GROUP:
+                raise TransactionFenced(exc.args[0].str()) from exc
+            raise
+        except TransactionFenced:
+            self.abort()
+            raise
+
+    def _begin_again(self) -> None:
+        records = self._records
+        self.begin()  # if it raises, the records stay for the next attempt
+        for record in records:
+            self.send(*record)
 
     def abort(self) -> None:
         if not self._open:
@@ -143,8 +183,8 @@ class BatchTransaction:
         try:
             _retrying(lambda: self._producer.abort_transaction(_CALL_TIMEOUT_S))
         except KafkaException as exc:
-            # Fatal (fenced, or a broken transaction state): a new producer with the same id
-            # bumps the epoch, and the broker aborts what the old one left open.
+            # Fatal (fenced, or a broken transaction state), or stuck: a new producer (a new id);
+            # the broker aborts what the old one left open after its transaction timeout.
             log.warning("abort failed (%s); replacing the transactional producer", exc.args[0].str())
             self._producer = self._new_producer()
             self._initialised = False
@@ -160,6 +200,7 @@ class BatchTransaction:
 def _retrying(call: Callable[[], object]) -> None:
     """``call`` again while it fails with a retriable error (and the transaction needs no abort)."""
     deadline = time.monotonic() + _RETRY_FOR_S
+    attempt = 0
     while True:
         try:
             call()
@@ -168,7 +209,8 @@ def _retrying(call: Callable[[], object]) -> None:
             error = exc.args[0]
             if not error.retriable() or error.txn_requires_abort() or time.monotonic() > deadline:
                 raise
-            time.sleep(0.1)
+            attempt += 1
+            time.sleep(backoff_s(attempt))
 
 
 def first_offsets(messages: Iterable[Message]) -> list[TopicPartition]:

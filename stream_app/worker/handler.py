@@ -30,16 +30,13 @@ from stream_app.pipeline.episodes import OpenEpisode
 from stream_app.pipeline.group_detector import Detections, GroupDetector
 from stream_app.worker.context import KafkaMessage, MessageContext
 from stream_app.worker.metrics import Metrics
+from stream_app.worker.retry import RETRY_FIRST_S, RETRY_MAX_S, BatchRetries
 from stream_app.worker.sinks.base import AlertSink, DeadLetterSink, Statuses
 
 if TYPE_CHECKING:
     from stream_app.worker.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
-
-# While a sink keeps failing, one log line this often (the first failure is logged at once).
-_LOG_EVERY_S = 30.0
-
 
 class EpisodeSource(Protocol):
     """Where the episodes that a device's previous worker left open are read (the Redis sink)."""
@@ -64,8 +61,8 @@ class BatchHandler:
         episodes: EpisodeSource | None = None,
         resume_budget_s: float = 1.0,
         lifecycle: Lifecycle | None = None,
-        retry_first_s: float = 0.1,
-        retry_max_s: float = 5.0,
+        retry_first_s: float = RETRY_FIRST_S,
+        retry_max_s: float = RETRY_MAX_S,
     ) -> None:
         self.detector = detector
         self.alert_sinks = list(alerts)
@@ -74,7 +71,7 @@ class BatchHandler:
         self.episodes = episodes
         self.resume_budget_s = resume_budget_s
         self.lifecycle = lifecycle
-        # The backoff between attempts to send a batch's records to a sink that failed (``_deliver``).
+        # The backoff between attempts to send a batch's records to a sink that failed (``_deliver``, retry.py).
         self.retry_first_s = retry_first_s
         self.retry_max_s = retry_max_s
 
@@ -165,8 +162,8 @@ class BatchHandler:
         """
         sinks: list[AlertSink | DeadLetterSink] = [self.dead_letters, *self.alert_sinks]
         done = 0  # sinks, in order, that hold the batch's records
-        attempt, first_failure, logged = 0, 0.0, 0.0
-        try:
+        what = f"the batch's {len(output.alerts)} alert(s) and {len(output.letters)} dead letter(s)"
+        async with BatchRetries(self.metrics, what, first_s=self.retry_first_s, max_s=self.retry_max_s) as retries:
             while True:
                 try:
                     for sink in sinks[done:]:
@@ -174,33 +171,11 @@ class BatchHandler:
                     while done < len(sinks):
                         await sinks[done].flush()
                         done += 1
-                    break
+                    return
                 except Exception as exc:
                     for sink in sinks[done:]:
                         sink.abandon()
-                    attempt += 1
-                    now = time.monotonic()
-                    if attempt == 1:
-                        first_failure = logged = now
-                        self.metrics.sink_retrying.set(1)
-                        log.warning(
-                            "%s failed (%s); sending the batch's %d alert(s) and %d dead letter(s) again, nothing "
-                            "committed past it until sent", _name(sinks[done]), _error(exc), len(output.alerts),
-                            len(output.letters),
-                        )  # fmt: skip
-                    elif now - logged >= _LOG_EVERY_S:
-                        logged = now
-                        log.warning(
-                            "%s still failing after %d attempts in %.0f s (%s); consumption held up",
-                            _name(sinks[done]), attempt, now - first_failure, _error(exc),
-                        )  # fmt: skip
-                    self.metrics.sink_retries.inc()
-                    await asyncio.sleep(min(self.retry_max_s, self.retry_first_s * 2 ** (attempt - 1)))
-        finally:
-            if attempt:
-                self.metrics.sink_retrying.set(0)
-        if attempt:
-            log.warning("the batch's records were sent after %d failed attempt(s)", attempt)
+                    await retries.failed(type(sinks[done]).__name__, exc)
 
     @staticmethod
     async def _add(sink: AlertSink | DeadLetterSink, output: _Output) -> None:
@@ -238,14 +213,6 @@ class _Output(NamedTuple):
     letters: list[tuple[MessageContext, Rejection]]
     alerts: list[Alert]
     statuses: Statuses
-
-
-def _name(sink: AlertSink | DeadLetterSink) -> str:
-    return type(sink).__name__
-
-
-def _error(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 class _Sources:

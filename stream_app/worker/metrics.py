@@ -86,10 +86,11 @@ class Metrics:
         self.shadow_alerts = Counter("floorwatch_shadow_alerts_total", "Alerts of shadow models (not sent)", ["model"], registry=r)
         self.sink_retries = Counter(
             "floorwatch_sink_retries_total",
-            "Failed attempts to send a batch's alerts or dead letters (the same records are sent again)", registry=r,
+            "Failed attempts to send a batch's alerts or dead letters, or commit its transaction (the same records are sent again)",
+            registry=r,
         )  # fmt: skip
         self.sink_retrying = Gauge(
-            "floorwatch_sink_retrying", "1 while a batch waits for a sink to take its records (nothing committed)",
+            "floorwatch_sink_retrying", "1 while a batch waits for a sink (or its transaction) to take its records (nothing committed)",
             registry=r,
         )  # fmt: skip
         self.redis_dropped = Counter("floorwatch_redis_dropped_alerts_total", "Alerts dropped from the Redis buffer", registry=r)
