@@ -149,8 +149,9 @@ class BatchHandler:
         return _Output(letters, detection.alerts, detection.statuses()), readings, detection
 
     async def _deliver(self, output: _Output) -> None:
-        """Send the batch's dead letters, then its alerts to each alert sink in turn (Redis gets them
-        only once Kafka holds them). A sink that fails gets the same records again, with a backoff
+        """Send the batch's dead letters, then its alerts to each alert sink in turn (at-least-once,
+        Redis gets them only once Kafka holds them; with transactions, Kafka's share commits with the
+        offsets after this, so Redis may see an alert first: its id is the same either way). A sink that fails gets the same records again, with a backoff
         doubling up to ``retry_max_s``, until it takes them: alert ids are deterministic, so a sink
         drops the repeats of a failed attempt. Scoring the batch again would lose its alerts (the
         detector has its readings already and refuses them as old).
