@@ -10,15 +10,9 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small model trained once per session on simulated normal data (seconds, not minutes)."""
-    from producers.scenarios import FEATURES
-    from producers.simulator import normal_training_series
-    from stream_app.models.store import ModelStore
-    from stream_app.training.fit import TrainingConfig, train
+    from tests.support.builders import train_tiny_model
 
-    root = tmp_path_factory.mktemp("models")
-    series = normal_training_series(30, 1200, seed=1)
-    train(series, FEATURES, ModelStore(root), TrainingConfig(window=8, units=8, epochs=4), source="tests")
-    return root
+    return train_tiny_model(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="session")

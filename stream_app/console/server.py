@@ -72,6 +72,7 @@ class Console:
         self._letters: tuple[float, list] = (-float("inf"), [])
         self._letters_lock = asyncio.Lock()
         self._follow: asyncio.Task | None = None
+        self._warm: asyncio.Task | None = None
 
     def app(self, token: str | None = None) -> web.Application:
         app = web.Application(middlewares=[_token_middleware(token)])
@@ -93,10 +94,18 @@ class Console:
         except (OSError, aioredis.RedisError):
             pass  # the feed fills once Redis answers
         self._follow = asyncio.create_task(self.fleet.feed.follow())
+        self._warm = asyncio.create_task(self._first_snapshot())  # so the first page finds it read
+
+    async def _first_snapshot(self) -> None:
+        try:
+            await self.fleet.snapshot()
+        except (OSError, aioredis.RedisError):
+            pass  # read again when a page asks
 
     async def _stop(self, _: web.Application) -> None:
-        if self._follow is not None:
-            self._follow.cancel()
+        for task in (self._follow, self._warm):
+            if task is not None:
+                task.cancel()
         await self.client.aclose()
 
     async def index(self, request: web.Request) -> web.StreamResponse:

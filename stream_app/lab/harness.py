@@ -3,7 +3,7 @@
 ``fresh_services`` starts a broker (the embedded one, or a one-node Apache Kafka) and Redis on free
 loopback ports, yields settings pointed at them and stops them on the way out. ``WorkerProcess``
 runs ``floorwatch worker`` as a subprocess in its own process group, with its log in a file and its
-metrics endpoint on a free port.
+metrics endpoint on a free port; ``ConsoleProcess`` runs ``floorwatch console`` likewise.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ Broker = Literal["embedded", "kafka"]
 
 
 class WorkerExited(Exception):
-    """The worker process exited while it was still needed."""
+    """The worker (or console) process exited while it was still needed."""
 
 
 def pointed_at(base: Settings, state: ServicesState, *, kafka: str | None = None, **overrides: Any) -> Settings:
@@ -169,6 +169,46 @@ class WorkerProcess:
         return json.loads(lines[-1].split("worker stopped: ", 1)[1]) if lines else {}  # none after kill -9
 
     def __enter__(self) -> WorkerProcess:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class ConsoleProcess:
+    """One ``floorwatch console`` subprocess on a free loopback port, its log in a file; ``url`` once ready.
+
+    Use it as a context manager, or call ``stop``.
+    """
+
+    def __init__(self, settings: Settings, log: Path, timeout_s: float = 60) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log = log
+        env = {**os.environ, **settings.model_copy(update={"metrics_port": 0}).as_env()}
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "stream_app", "console", "--port", str(self.port)], env=env, stdout=out,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        while b"console on " not in log.read_bytes():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise WorkerExited(f"the console did not start; see {log}:\n{log.read_text(errors='replace')[-1500:]}")
+            time.sleep(0.1)
+
+    def stop(self, timeout_s: float = 20) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> ConsoleProcess:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import subprocess
 import sys
 import time
@@ -23,8 +22,10 @@ from pydantic import SecretStr
 from producers.publish import ReadingPublisher, reading_json
 from stream_app.config.settings import Settings
 from stream_app.lab.embedded import EmbeddedServices, free_port
+from stream_app.lab.harness import ConsoleProcess
 from stream_app.worker.sinks import RedisKeys
 from stream_app.worker.topics import ensure_topics
+from tests.support.services import chromium_path
 
 pytestmark = pytest.mark.integration
 
@@ -33,29 +34,13 @@ FAILING = "cons-07"
 NORMAL = {"temperature": (0.06, 0.002), "vibration": (0.075, 0.002), "motor_rpm": (0.045, 0.001), "motor_amps": (0.084, 0.002)}
 
 
-def _chromium() -> str | None:
-    """A Chromium for Playwright: Debian's, else Playwright's own download, else None."""
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        found = shutil.which(name)
-        if found:
-            return found
-    try:
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as p:
-            path = p.chromium.executable_path
-        return path if Path(path).exists() else None
-    except Exception:
-        return None
-
-
 @pytest.fixture(scope="module")
 def browser_path() -> str:
     try:
         import playwright  # noqa: F401
     except ImportError:
         pytest.skip("playwright is not installed (pip install -e '.[dev]')")
-    path = _chromium()
+    path = chromium_path()
     if path is None:
         pytest.skip("no Chromium found: `make browser` installs Debian's chromium (apt-get)")
     return path
@@ -114,15 +99,8 @@ def live(console_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
             time.sleep(0.5)
         publisher.send(DEVICES[0], b'{"device_id": "cons-00", "ts": "yesterday"}')  # for the dead-letter topic
         publisher.flush()
-        port = free_port()
-        with open(logs / "console.log", "wb") as out:
-            procs.append(subprocess.Popen([sys.executable, "-m", "stream_app", "console", "--port", str(port)], env=env,
-                                          stdout=out, stderr=subprocess.STDOUT))  # fmt: skip
-        while b"console on" not in (logs / "console.log").read_bytes():
-            assert procs[1].poll() is None, (logs / "console.log").read_text()
-            assert time.monotonic() < deadline, "console not ready"
-            time.sleep(0.2)
-        yield {"url": f"http://127.0.0.1:{port}/", "ts": ts, "metrics_port": metrics_port, "logs": logs, "env": env}
+        with ConsoleProcess(console_settings, logs / "console.log") as console:
+            yield {"url": console.url, "ts": ts, "metrics_port": metrics_port, "logs": logs, "env": env}
         del publisher
     finally:
         for proc in procs:

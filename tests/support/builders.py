@@ -135,3 +135,14 @@ def labelled_series(device: str, n: int = 60, train_rows: int = 0) -> LabelledSe
     labels[10:20] = True
     ts = 1_700_000_000_000 + np.arange(n, dtype=np.int64) * 1000
     return LabelledSeries(device_id=device, features=["x"], ts=ts, values=values, labels=labels, train_rows=train_rows)
+
+
+def train_tiny_model(root: Path) -> Path:
+    """A small model trained on simulated normal data (seconds, not minutes), stored under ``root``."""
+    from producers.scenarios import FEATURES
+    from producers.simulator import normal_training_series
+    from stream_app.training.fit import TrainingConfig, train
+
+    series = normal_training_series(30, 1200, seed=1)
+    train(series, FEATURES, ModelStore(root), TrainingConfig(window=8, units=8, epochs=4), source="tests")
+    return root

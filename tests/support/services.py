@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -120,3 +121,19 @@ def require_kafka() -> None:
 def kafka_home() -> Path | None:
     home = os.environ.get("FLOORWATCH_KAFKA_HOME")
     return Path(home) if home else None
+
+
+def chromium_path() -> str | None:
+    """A Chromium for Playwright: Debian's, else Playwright's own download, else None."""
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        found = shutil.which(name)
+        if found:
+            return found
+    try:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            path = p.chromium.executable_path
+        return path if Path(path).exists() else None
+    except Exception:
+        return None
