@@ -246,6 +246,7 @@ def _end_to_end(settings: Settings, config: BenchConfig, result: BenchResult, wo
                         # windows/s vs the ceiling; at stride 1 a warm device scores one window per reading
                         ratio_to_ceiling=round(rate * windows / total / ceiling[ceiling_batch], 3),
                         worker_rss_mb=round(worker.rss_mb(), 1),
+                        consumer_stalls=int(metrics.get("floorwatch_consumer_stalls_total", 0.0)),
                     )
                 )
         if config.processes:
@@ -281,7 +282,7 @@ def _processes(live: Settings, config: BenchConfig, result: BenchResult, workdir
             rows.append(ProcessesRate(
                 processes=1, readings=one.readings, seconds=one.seconds, readings_per_s=one.readings_per_s,
                 all_consuming_readings_per_s=one.readings_per_s, per_process=[one.readings], worker_rss_mb=one.worker_rss_mb,
-                note="the single-form throughput row",
+                consumer_stalls=one.consumer_stalls, note="the single-form throughput row",
             ))  # fmt: skip
             continue
         s = phase_settings(live, f"processes{n}")
@@ -290,12 +291,12 @@ def _processes(live: Settings, config: BenchConfig, result: BenchResult, workdir
         with WorkerProcess(s, workdir / "logs" / f"worker-processes{n}.log", processes=n) as worker:
             log(f"throughput (--processes {n}): {n} worker processes draining {total} readings "
                 f"from {s.readings_partitions} partitions")  # fmt: skip
-            seconds, rate, settled, per_process = drain_processes(worker, total, timeout_s=600)
+            seconds, rate, settled, per_process, stalls = drain_processes(worker, total, timeout_s=600)
             rss = worker.rss_mb()
         rows.append(ProcessesRate(
             processes=n, readings=total, seconds=round(seconds, 2), readings_per_s=round(rate, 1),
             all_consuming_readings_per_s=None if settled is None else round(settled, 1), per_process=per_process,
-            worker_rss_mb=round(rss, 1),
+            worker_rss_mb=round(rss, 1), consumer_stalls=stalls,
         ))  # fmt: skip
     base = next((r.readings_per_s for r in rows if r.processes == 1), None)
     for row in rows:
@@ -394,15 +395,16 @@ def print_processes(rows: Sequence[ProcessesRate], console: Console) -> None:
     table = Table(
         title="End-to-end throughput by worker processes (floorwatch worker --processes N, single form, one consumer group)",
         caption="readings/s from the first reading consumed (rebalances included); 'all consuming': from the moment "
-        "every process had read one",
+        "every process had read one; stalls: partitions found stalled (their recovery, not the CPU, then sets the speed)",
     )
-    for col in ("processes", "readings", "seconds", "readings/s", "x one process", "all consuming/s", "per process", "RSS MB"):
+    for col in ("processes", "readings", "seconds", "readings/s", "x one process", "all consuming/s", "per process", "stalls", "RSS MB"):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(
             str(r.processes), f"{r.readings:,}", f"{r.seconds:.1f}", f"{r.readings_per_s:,.0f}",
             "-" if r.speedup is None else f"{r.speedup:.2f}",
             "-" if r.all_consuming_readings_per_s is None else f"{r.all_consuming_readings_per_s:,.0f}",
-            " + ".join(f"{c:,}" for c in r.per_process), f"{r.worker_rss_mb or 0:.0f}",
+            " + ".join(f"{c:,}" for c in r.per_process), "-" if r.consumer_stalls is None else str(r.consumer_stalls),
+            f"{r.worker_rss_mb or 0:.0f}",
         )  # fmt: skip
     console.print(table)

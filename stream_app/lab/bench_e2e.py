@@ -94,9 +94,11 @@ def drain(worker: WorkerProcess, total: int, timeout_s: float) -> tuple[float, f
     return seconds, rate, _scrape(worker)
 
 
-def drain_processes(worker: WorkerProcess, total: int, timeout_s: float) -> tuple[float, float, float | None, list[int]]:
+def drain_processes(
+    worker: WorkerProcess, total: int, timeout_s: float
+) -> tuple[float, float, float | None, list[int], int | None]:
     """``drain`` for a worker of several processes, each process's counter sampled on its own endpoint:
-    (seconds, readings/s, readings/s once all were consuming, readings per process)."""
+    (seconds, readings/s, readings/s once all were consuming, readings per process, stalls seen)."""
     counts = [0.0] * len(worker.ports)
     samples: list[tuple[float, list[float]]] = []
     deadline = time.monotonic() + timeout_s
@@ -114,7 +116,11 @@ def drain_processes(worker: WorkerProcess, total: int, timeout_s: float) -> tupl
     else:
         raise BenchError(f"the worker's {len(counts)} processes consumed {sum(counts):.0f} of {total} readings in {timeout_s:.0f}s")
     seconds, rate, settled_rate = processes_rates(samples, total)
-    return seconds, rate, settled_rate, [int(c) for c in counts]
+    try:
+        stalls: int | None = int(worker.metrics().get("floorwatch_consumer_stalls_total", 0.0))
+    except OSError:
+        stalls = None
+    return seconds, rate, settled_rate, [int(c) for c in counts], stalls
 
 
 def _scrape(worker: WorkerProcess) -> dict[str, float]:

@@ -45,6 +45,7 @@ class Throughput(BaseModel):
     ceiling_windows_per_s: float
     ratio_to_ceiling: float
     worker_rss_mb: float | None = None
+    consumer_stalls: int | None = None  # as in ProcessesRate
 
 
 class ProcessesRate(BaseModel):
@@ -60,6 +61,9 @@ class ProcessesRate(BaseModel):
     speedup: float | None = None  # readings_per_s / the one-process row's
     per_process: list[int] = []  # readings each process consumed
     worker_rss_mb: float | None = None  # supervisor and children together
+    # Partitions the workers found stalled (floorwatch_consumer_stalls_total, summed): on the embedded
+    # broker a stall's recovery can dominate a drain (stall.py), so a row with stalls is no speed figure.
+    consumer_stalls: int | None = None
     note: str = ""
 
 

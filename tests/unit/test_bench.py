@@ -141,13 +141,14 @@ def test_processes_rows_side_by_side_in_the_table_and_json() -> None:
         ProcessesRate(processes=1, readings=300_000, seconds=30.0, readings_per_s=10_000.0, all_consuming_readings_per_s=10_000.0,
                       speedup=1.0, per_process=[300_000], worker_rss_mb=800.0, note="the single-form throughput row"),
         ProcessesRate(processes=2, readings=300_000, seconds=18.0, readings_per_s=16_666.7, all_consuming_readings_per_s=17_500.0,
-                      speedup=1.67, per_process=[150_100, 149_900], worker_rss_mb=1650.0),
+                      speedup=1.67, per_process=[150_100, 149_900], worker_rss_mb=1650.0, consumer_stalls=3),
     ]  # fmt: skip
     result = BenchResult(machine={"cpu": "test", "cores": "2", "python": "3.11", "keras_backend": "tensorflow"},
                          settings={}, model={}, processes=rows)  # fmt: skip
     console = Console(record=True, width=250)
     print_result(result, console)
     text = console.export_text()
+    assert "│      3 │" in text  # the stalls column
     assert "--processes N" in text and "16,667" in text and "1.67" in text and "150,100 + 149,900" in text and "17,500" in text
     assert BenchResult.model_validate_json(result.model_dump_json()).processes == rows
 
