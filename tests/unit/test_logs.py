@@ -9,24 +9,13 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from stream_app.worker.logs import JsonLogFormatter, iso_utc, json_logging_config, json_logs_active, use_json_logs
+from stream_app.worker.logs import JsonLogFormatter, iso_utc
 from stream_app.worker.processes import READY_MARK, Supervisor
-
-
-@pytest.fixture
-def root_logging() -> Iterator[None]:
-    """The root logger's handlers and level put back after a test that configures logging."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def _record(message: str, *args: object, level: int = logging.WARNING, exc: bool = False, **extra: object) -> logging.LogRecord:
@@ -78,26 +67,40 @@ def test_iso_utc() -> None:
     assert iso_utc(0.5) == "1970-01-01T00:00:00.500Z"
 
 
-def test_faust_workers_logging_setup_takes_the_json_config(root_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
-    # The seam: mode's Worker calls setup_logging(logging_config=...) when it starts.
-    from mode.utils.logging import setup_logging
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    # In a process of its own: dictConfig closes every handler there is, pytest's own included.
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
 
-    setup_logging(loglevel="WARNING", logging_config=json_logging_config("warning", ["s3cret"]))
-    assert json_logs_active()
-    logging.getLogger("faust.worker").warning("hello %s", "s3cret")
-    logging.getLogger("faust.worker").info("not at warning")
-    lines = capsys.readouterr().err.splitlines()
+
+def test_faust_workers_logging_setup_takes_the_json_config() -> None:
+    # The seam: mode's Worker calls setup_logging(logging_config=...) when it starts.
+    done = _python(
+        "import logging\n"
+        "from mode.utils.logging import setup_logging\n"
+        "from stream_app.worker.logs import json_logging_config, json_logs_active\n"
+        "setup_logging(loglevel='WARNING', logging_config=json_logging_config('warning', ['s3cret']))\n"
+        "assert json_logs_active()\n"
+        "logging.getLogger('faust.worker').warning('hello %s', 's3cret')\n"
+        "logging.getLogger('faust.worker').info('not at warning')\n"
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
     assert len(lines) == 1, lines
     data = json.loads(lines[0])
     assert data["logger"] == "faust.worker" and data["message"] == "hello ***"
 
 
-def test_use_json_logs_then_text_is_not_active(root_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
-    logging.getLogger().handlers[:] = []
-    assert not json_logs_active()
-    use_json_logs("info")
-    logging.getLogger("stream_app.worker.start").info("models: default=v0001")
-    assert json.loads(capsys.readouterr().err)["message"] == "models: default=v0001"
+def test_use_json_logs_and_json_logs_active() -> None:
+    done = _python(
+        "import logging\n"
+        "from stream_app.worker.logs import json_logs_active, use_json_logs\n"
+        "assert not json_logs_active()\n"
+        "use_json_logs('info')\n"
+        "assert json_logs_active()\n"
+        "logging.getLogger('stream_app.worker.start').info('models: default=v0001')\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stderr)["message"] == "models: default=v0001"
 
 
 def _child(body: str) -> list[str]:
