@@ -531,11 +531,19 @@ def _note_if_unrouted(settings: Settings, group: str | None) -> None:
 def worker(
     model_version: Annotated[Optional[str], typer.Option(help="the default model's version; default: its current one")] = None,
     processes: Annotated[int, typer.Option(help="worker processes in one consumer group, metrics on port + i (0 = one per core)")] = 1,
+    log_format: Annotated[Optional[str], typer.Option(help="text, or json: one JSON object per log line (default: FLOORWATCH_LOG_FORMAT, else text)")] = None,
 ) -> None:
     """Run a stream worker (a Faust app); --processes N runs N of them, supervised, for more cores."""
+    from stream_app.worker.logs import JsonLogFormatter, use_json_logs
     from stream_app.worker.processes import Supervisor, default_processes, die_with_parent, worker_command
 
     settings = _settings()
+    if log_format is not None:
+        if log_format not in ("text", "json"):
+            raise CliError(f"--log-format must be text or json, not {log_format!r}")
+        settings = settings.model_copy(update={"log_format": log_format})
+    if settings.log_format == "json":  # from here on: the models' loading, a start-up error (_fail) too
+        use_json_logs(settings.log_level, settings.secrets())
     if processes < 0:
         raise CliError("--processes must be 0 (one per core) or more")
     n = processes or default_processes()
@@ -550,8 +558,9 @@ def worker(
 
     load_bundles(settings, model_version)  # what would stop every child is one line here, once
     check_services(settings)
-    args = ["--model-version", model_version] if model_version else []
-    code = Supervisor(n, worker_command(*args), base_port=settings.metrics_port).run()
+    args = (["--model-version", model_version] if model_version else []) + ["--log-format", settings.log_format]
+    formatter = JsonLogFormatter(settings.secrets()) if settings.log_format == "json" else None
+    code = Supervisor(n, worker_command(*args), base_port=settings.metrics_port, formatter=formatter).run()
     if code:
         raise typer.Exit(code)
 
@@ -805,10 +814,11 @@ def bench(
     memory_devices: Annotated[str, typer.Option(help="device counts for the memory run")] = "1000,10000,100000",
     e2e: Annotated[bool, typer.Option(help="run the end-to-end parts (embedded services + a worker)")] = True,
     lifecycle: Annotated[bool, typer.Option(help="measure the drift watch and a shadow model on vs off")] = True,
+    processes: Annotated[str, typer.Option(help="worker processes (floorwatch worker --processes N) that drain the single-form backlog, comma-separated; 1 is the single-form row; empty skips")] = "1,2",
     broker: Annotated[str, typer.Option(help="end-to-end broker: embedded, or kafka (a local Apache Kafka; FLOORWATCH_KAFKA_TRANSACTIONS=false for no transactions)")] = "embedded",
 ) -> None:
     """Benchmark: model-only scoring, end-to-end throughput and latency, memory; a table and JSON."""
-    from stream_app.lab.bench import BenchConfig, print_result, run_bench
+    from stream_app.lab.bench import BenchConfig, check_processes, print_result, run_bench
 
     def ints(text: str) -> list[int]:
         try:
@@ -819,7 +829,9 @@ def bench(
     config = BenchConfig(
         batch_sizes=ints(batch_sizes), devices=devices, readings_per_device=readings, batched_form=batched_form,
         latency_rates=[float(r) for r in ints(rates)], latency_seconds=latency_seconds, memory_devices=ints(memory_devices), e2e=e2e, lifecycle=lifecycle,
+        processes=ints(processes),
     )  # fmt: skip
+    check_processes(config.processes, _settings().readings_partitions)
     if broker not in ("embedded", "kafka"):
         raise CliError(f"--broker must be embedded or kafka, not {broker!r}")
     config.broker = "kafka" if broker == "kafka" else "embedded"
@@ -949,7 +961,16 @@ def main() -> None:
 
 def _fail(message: str, code: int = 1) -> None:
     # One line, never wrapped, whatever the terminal width; a secret some library quoted is masked.
-    sys.stderr.write("error: " + " ".join(_scrub(message).split()) + "\n")
+    line = "error: " + " ".join(_scrub(message).split())
+    if "stream_app.worker.logs" in sys.modules:  # only a worker can have set JSON logs up
+        import logging
+
+        from stream_app.worker.logs import json_logs_active
+
+        if json_logs_active():  # `worker --log-format json`: its last line is JSON as well
+            logging.getLogger("stream_app.cli").error(line)
+            sys.exit(code)
+    sys.stderr.write(line + "\n")
     sys.exit(code)
 
 

@@ -199,6 +199,8 @@ class OpsSettings(BaseModel):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9108, ge=0, le=65535, description="0 disables the Prometheus endpoint")
     log_level: str = "warning"
+    # "json": the worker's log lines (its processes', Faust's) as one JSON object each (worker/logs.py).
+    log_format: Literal["text", "json"] = "text"
 
 
 SECTIONS: dict[str, type[BaseModel]] = {

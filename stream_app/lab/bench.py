@@ -2,7 +2,8 @@
 
 1. model-only scoring (the ceiling): windows/s per batch size, one compiled call per batch;
 2. end-to-end throughput: one worker process drains a pre-produced backlog on the embedded
-   services (single and batched message forms), compared with the ceiling;
+   services (single and batched message forms), compared with the ceiling; then the same
+   single-form backlog drained by ``floorwatch worker --processes N`` for each N asked for;
 3. latency: reading produced -> alert in Redis, at a fixed offered rate;
 4. memory: RSS of a detector holding 1k/10k/100k devices' windows (in this process).
 
@@ -25,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from stream_app.training.autoencoder import flops_per_window
-from stream_app.lab.bench_stats import BenchResult, MemoryPoint, ModelRate, Throughput, cpu_model, rss_mb
+from stream_app.lab.bench_stats import BenchResult, MemoryPoint, ModelRate, ProcessesRate, Throughput, cpu_model, rss_mb
 from stream_app.contracts import Reading
 from stream_app.models.store import ModelBundle, ModelStore
 from stream_app.pipeline.scorer import Scorer, backend_and_device
@@ -47,8 +48,21 @@ class BenchConfig(BaseModel):
     latency_seconds: float = 20.0
     latency_devices: int = 1000
     latency_failing: int = 100
+    # Worker processes (``floorwatch worker --processes N``, one consumer group) that drain the
+    # single-form backlog, side by side; 1 is the single-form throughput row itself. Empty skips it.
+    processes: list[int] = [1, 2]
     memory_devices: list[int] = [1_000, 10_000, 100_000]
     lifecycle: bool = True  # drift watch and a shadow model, on vs off
+
+
+def check_processes(processes: Sequence[int], partitions: int) -> None:
+    """Each N of ``--processes`` is at least 1, and no more than the readings partitions (a process
+    beyond them would hold none and drain nothing)."""
+    if any(n < 1 for n in processes):
+        raise ValueError(f"bench --processes: each count must be 1 or more, got {list(processes)}")
+    if processes and max(processes) > partitions:
+        raise ValueError(f"bench --processes {max(processes)} needs at least {max(processes)} readings partitions "
+                         f"(FLOORWATCH_READINGS_PARTITIONS is {partitions})")  # fmt: skip
 
 
 def ensure_model(settings: Settings, workdir: Path, log: Callable[[str], None]) -> Path:
@@ -233,8 +247,11 @@ def _end_to_end(settings: Settings, config: BenchConfig, result: BenchResult, wo
                         # windows/s vs the ceiling; at stride 1 a warm device scores one window per reading
                         ratio_to_ceiling=round(rate * windows / total / ceiling[ceiling_batch], 3),
                         worker_rss_mb=round(worker.rss_mb(), 1),
+                        consumer_stalls=int(metrics.get("floorwatch_consumer_stalls_total", 0.0)),
                     )
                 )
+        if config.processes:
+            _processes(live, config, result, workdir, log)
         for rate in config.latency_rates:
             s = phase_settings(live, f"latency{rate:.0f}")
             with WorkerProcess(s, workdir / "logs" / f"worker-latency{rate:.0f}.log") as worker:
@@ -251,6 +268,41 @@ def _end_to_end(settings: Settings, config: BenchConfig, result: BenchResult, wo
                         failing=config.latency_failing,
                     )
                 )
+
+
+def _processes(live: Settings, config: BenchConfig, result: BenchResult, workdir: Path, log: Callable[[str], None]) -> None:
+    """The single-form backlog drained by ``floorwatch worker --processes N`` for each N (one process:
+    the single-form row already measured), and each N's speed against one process's."""
+    from stream_app.lab.bench_e2e import drain_processes, phase_settings, produce_backlog
+    from stream_app.lab.harness import WorkerProcess
+
+    one = next((t for t in result.throughput if t.form == "single"), None)
+    rows: list[ProcessesRate] = []
+    for n in sorted(set(config.processes)):
+        if n == 1 and one is not None:
+            rows.append(ProcessesRate(
+                processes=1, readings=one.readings, seconds=one.seconds, readings_per_s=one.readings_per_s,
+                all_consuming_readings_per_s=one.readings_per_s, per_process=[one.readings], worker_rss_mb=one.worker_rss_mb,
+                consumer_stalls=one.consumer_stalls, note="the single-form throughput row",
+            ))  # fmt: skip
+            continue
+        s = phase_settings(live, f"processes{n}")
+        log(f"throughput (--processes {n}): producing {config.devices} devices x {config.readings_per_device} readings")
+        total, _ = produce_backlog(s, config.devices, config.readings_per_device, 1)
+        with WorkerProcess(s, workdir / "logs" / f"worker-processes{n}.log", processes=n) as worker:
+            log(f"throughput (--processes {n}): {n} worker processes draining {total} readings "
+                f"from {s.readings_partitions} partitions")  # fmt: skip
+            seconds, rate, settled, per_process, stalls = drain_processes(worker, total, timeout_s=600)
+            rss = worker.rss_mb()
+        rows.append(ProcessesRate(
+            processes=n, readings=total, seconds=round(seconds, 2), readings_per_s=round(rate, 1),
+            all_consuming_readings_per_s=None if settled is None else round(settled, 1), per_process=per_process,
+            worker_rss_mb=round(rss, 1), consumer_stalls=stalls,
+        ))  # fmt: skip
+    base = next((r.readings_per_s for r in rows if r.processes == 1), None)
+    for row in rows:
+        row.speedup = round(row.readings_per_s / base, 2) if base else None
+    result.processes = rows
 
 
 def _broker_label(settings: Settings, broker: str) -> str:
@@ -294,6 +346,8 @@ def print_result(result: BenchResult, console: Console) -> None:
                 f"{t.worker_rss_mb or 0:.0f}",
             )  # fmt: skip
         console.print(table)
+    if result.processes:
+        print_processes(result.processes, console)
     if result.latency:
         table = Table(title="Reading -> alert in Redis latency")
         for col in ("offered/s", "achieved/s", "consumed", "alerts", "p50 ms", "p95 ms", "p99 ms", "max ms"):
@@ -335,3 +389,23 @@ def print_result(result: BenchResult, console: Console) -> None:
         for p in result.memory:
             table.add_row(f"{p.devices:,}", f"{p.rss_mb:.0f}", f"{p.delta_mb:.1f}", f"{p.window_store_mb:.1f}")
         console.print(table)
+
+
+def print_processes(rows: Sequence[ProcessesRate], console: Console) -> None:
+    """The ``--processes N`` rows side by side: readings/s and against one process."""
+    table = Table(
+        title="End-to-end throughput by worker processes (floorwatch worker --processes N, single form, one consumer group)",
+        caption="readings/s from the first reading consumed (rebalances included); 'all consuming': from the moment "
+        "every process had read one; stalls: partitions found stalled (their recovery, not the CPU, then sets the speed)",
+    )
+    for col in ("processes", "readings", "seconds", "readings/s", "x one process", "all consuming/s", "per process", "stalls", "RSS MB"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(
+            str(r.processes), f"{r.readings:,}", f"{r.seconds:.1f}", f"{r.readings_per_s:,.0f}",
+            "-" if r.speedup is None else f"{r.speedup:.2f}",
+            "-" if r.all_consuming_readings_per_s is None else f"{r.all_consuming_readings_per_s:,.0f}",
+            " + ".join(f"{c:,}" for c in r.per_process), "-" if r.consumer_stalls is None else str(r.consumer_stalls),
+            f"{r.worker_rss_mb or 0:.0f}",
+        )  # fmt: skip
+    console.print(table)

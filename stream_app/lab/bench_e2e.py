@@ -1,4 +1,4 @@
-"""The benchmark's end-to-end parts: one real worker process on the embedded services.
+"""The benchmark's end-to-end parts: a real worker (one process, or ``--processes N``) on the embedded services.
 
 Throughput: a backlog of readings is produced first, then a worker drains it; readings/s is
 counted from the worker's own Prometheus counter (the embedded broker's watermarks are wrong
@@ -19,7 +19,7 @@ from producers.publish import ReadingPublisher
 from producers.scenarios import FEATURES, Failure, FailureKind, Scenario
 from producers.simulator import FleetSimulator
 
-from stream_app.lab.bench_stats import Latency, drain_rate, summarize
+from stream_app.lab.bench_stats import Latency, drain_rate, processes_rates, summarize
 from stream_app.contracts import iso_ms, to_epoch_ms
 from stream_app.lab.harness import WorkerProcess
 from stream_app.config.settings import Settings
@@ -92,6 +92,35 @@ def drain(worker: WorkerProcess, total: int, timeout_s: float) -> tuple[float, f
     time.sleep(0.3)  # the last batch's scoring and Redis writes
     seconds, rate = drain_rate(samples, total)
     return seconds, rate, _scrape(worker)
+
+
+def drain_processes(
+    worker: WorkerProcess, total: int, timeout_s: float
+) -> tuple[float, float, float | None, list[int], int | None]:
+    """``drain`` for a worker of several processes, each process's counter sampled on its own endpoint:
+    (seconds, readings/s, readings/s once all were consuming, readings per process, stalls seen)."""
+    counts = [0.0] * len(worker.ports)
+    samples: list[tuple[float, list[float]]] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for i in range(len(counts)):
+            try:  # a process too busy to answer keeps its last count: the sum never goes backwards
+                counts[i] = worker.process_metrics(i).get("floorwatch_readings_total", counts[i])
+            except OSError:
+                pass
+        samples.append((time.monotonic(), list(counts)))
+        if sum(counts) >= total:
+            break
+        worker.check()
+        time.sleep(0.2)
+    else:
+        raise BenchError(f"the worker's {len(counts)} processes consumed {sum(counts):.0f} of {total} readings in {timeout_s:.0f}s")
+    seconds, rate, settled_rate = processes_rates(samples, total)
+    try:
+        stalls: int | None = int(worker.metrics().get("floorwatch_consumer_stalls_total", 0.0))
+    except OSError:
+        stalls = None
+    return seconds, rate, settled_rate, [int(c) for c in counts], stalls
 
 
 def _scrape(worker: WorkerProcess) -> dict[str, float]:

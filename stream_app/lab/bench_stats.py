@@ -45,6 +45,26 @@ class Throughput(BaseModel):
     ceiling_windows_per_s: float
     ratio_to_ceiling: float
     worker_rss_mb: float | None = None
+    consumer_stalls: int | None = None  # as in ProcessesRate
+
+
+class ProcessesRate(BaseModel):
+    """End-to-end drain rate of one backlog by ``floorwatch worker --processes N`` (one consumer group)."""
+
+    processes: int
+    readings: int
+    seconds: float
+    readings_per_s: float  # first reading consumed -> backlog drained, rebalances included
+    # From the moment every process had consumed a reading (the group settled) to the end; None when
+    # one never did (a process that got no partition, or a backlog drained before the last one joined).
+    all_consuming_readings_per_s: float | None = None
+    speedup: float | None = None  # readings_per_s / the one-process row's
+    per_process: list[int] = []  # readings each process consumed
+    worker_rss_mb: float | None = None  # supervisor and children together
+    # Partitions the workers found stalled (floorwatch_consumer_stalls_total, summed): on the embedded
+    # broker a stall's recovery can dominate a drain (stall.py), so a row with stalls is no speed figure.
+    consumer_stalls: int | None = None
+    note: str = ""
 
 
 class Latency(BaseModel):
@@ -77,6 +97,8 @@ class BenchResult(BaseModel):
     # model-only rows are set against (same precision settings as the model's own matrix products).
     matmul_gflop_per_s: float | None = None
     throughput: list[Throughput] = []
+    # The single-form backlog drained by 1, 2, ... worker processes (``--processes N``), side by side.
+    processes: list[ProcessesRate] = []
     latency: list[Latency] = []
     memory: list[MemoryPoint] = []
     # The drift watch's and a shadow model's cost on the batch path (bench_lifecycle.py).
@@ -114,6 +136,23 @@ def drain_rate(samples: Sequence[tuple[float, float]], total: float) -> tuple[fl
         return 0.0, 0.0
     seconds = done - started[0]
     return seconds, (total - started[1]) / seconds
+
+
+def processes_rates(samples: Sequence[tuple[float, Sequence[float]]], total: float) -> tuple[float, float, float | None]:
+    """(seconds, items/s, items/s once all were consuming) from per-process counters sampled as
+    (time, [count of each process]), until their sum reaches ``total``.
+
+    The first two are ``drain_rate`` of the sums. The third starts at the first sample where every
+    process has counted something (the consumer group has settled, every member holds partitions),
+    and is None when no such sample comes before the end.
+    """
+    sums = [(t, float(sum(counts))) for t, counts in samples]
+    seconds, rate = drain_rate(sums, total)
+    done = next((t for t, c in sums if c >= total), None)
+    settled = next(((t, c) for (t, counts), (_, c) in zip(samples, sums) if counts and all(x > 0 for x in counts)), None)
+    if done is None or settled is None or done <= settled[0]:
+        return seconds, rate, None
+    return seconds, rate, (total - settled[1]) / (done - settled[0])
 
 
 def prometheus_values(text: str) -> dict[str, float]:

@@ -53,6 +53,27 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def free_ports(n: int, host: str = "127.0.0.1", tries: int = 50) -> int:
+    """The first of ``n`` consecutive free ports (``floorwatch worker --processes n`` serves metrics on base + i)."""
+    for _ in range(tries):
+        base = free_port(host)
+        if base + n - 1 > 65535:
+            continue
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base + 1, base + n):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind((host, port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise OSError(f"no {n} consecutive free ports on {host} in {tries} tries")
+
+
 def port_open(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)

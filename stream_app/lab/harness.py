@@ -3,7 +3,8 @@
 ``fresh_services`` starts a broker (the embedded one, or a one-node Apache Kafka) and Redis on free
 loopback ports, yields settings pointed at them and stops them on the way out. ``WorkerProcess``
 runs ``floorwatch worker`` as a subprocess in its own process group, with its log in a file and its
-metrics endpoint on a free port; ``ConsoleProcess`` runs ``floorwatch console`` likewise.
+metrics endpoint on a free port (``processes=N``: ``floorwatch worker --processes N``, its children's
+endpoints on N consecutive free ports); ``ConsoleProcess`` runs ``floorwatch console`` likewise.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pydantic import SecretStr
 
 from stream_app.config.settings import Settings
 from stream_app.lab.bench_stats import prometheus_values, rss_mb
-from stream_app.lab.embedded import EmbeddedServices, ServicesState, free_port
+from stream_app.lab.embedded import EmbeddedServices, ServicesState, free_port, free_ports
 
 Broker = Literal["embedded", "kafka"]
 
@@ -88,15 +89,19 @@ class WorkerProcess:
     Use it as a context manager, or call ``stop``.
     """
 
-    def __init__(self, settings: Settings, log: Path) -> None:
-        self.settings = settings.model_copy(update={"metrics_port": free_port()})
+    def __init__(self, settings: Settings, log: Path, *, processes: int = 1, args: tuple[str, ...] = ()) -> None:
+        base = free_port() if processes == 1 else free_ports(processes)
+        self.settings = settings.model_copy(update={"metrics_port": base})
+        self.ports = [base + i for i in range(processes)]  # one endpoint per worker process
         self.log = log
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **self.settings.as_env()}
+        command = [sys.executable, "-m", "stream_app", "worker", *args]
+        if processes != 1:
+            command += ["--processes", str(processes)]
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "stream_app", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                command, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
 
     @property
@@ -121,8 +126,21 @@ class WorkerProcess:
         return self.log_text()[-chars:]
 
     def metrics(self) -> dict[str, float]:
-        """The worker's Prometheus samples (name -> value, labelled ones summed); OSError while it does not answer."""
-        url = f"http://{self.settings.metrics_host}:{self.settings.metrics_port}/metrics"
+        """The worker's Prometheus samples (name -> value, labelled ones summed, and summed over its
+        processes); OSError while one does not answer."""
+        total: dict[str, float] = {}
+        for values in self.metrics_each():
+            for name, value in values.items():
+                total[name] = total.get(name, 0.0) + value
+        return total
+
+    def metrics_each(self) -> list[dict[str, float]]:
+        """Each worker process's samples, in order; OSError while one does not answer."""
+        return [self.process_metrics(i) for i in range(len(self.ports))]
+
+    def process_metrics(self, index: int) -> dict[str, float]:
+        """Worker process ``index``'s samples; OSError while it does not answer."""
+        url = f"http://{self.settings.metrics_host}:{self.ports[index]}/metrics"
         with urllib.request.urlopen(url, timeout=2) as response:
             return prometheus_values(response.read().decode())
 
@@ -130,10 +148,21 @@ class WorkerProcess:
         return self.metrics().get(f"floorwatch_{name}_total", 0.0)
 
     def rss_mb(self) -> float:
-        return rss_mb(self.process.pid)
+        """Resident memory of the worker: with ``--processes``, the supervisor's and its children's."""
+        pids = [self.process.pid]
+        if len(self.ports) > 1:
+            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+            pids += [int(p) for p in children.read_text().split()] if children.exists() else []
+        total = 0.0
+        for pid in pids:
+            try:
+                total += rss_mb(pid)
+            except (OSError, ValueError):  # a child exiting just now
+                pass
+        return total
 
     def wait_ready(self, timeout_s: float = 120) -> None:
-        """Until the metrics endpoint answers (the model is loaded and warmed)."""
+        """Until the metrics endpoint answers (every process's: the model is loaded and warmed)."""
         deadline = time.monotonic() + timeout_s
         while True:
             self.check()
@@ -150,12 +179,15 @@ class WorkerProcess:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=10)
 
-    def stop(self, timeout_s: float = 20) -> dict[str, float]:
-        """SIGTERM to its group (SIGKILL after ``timeout_s``); its final counters from the line it logs on the way out.
+    def stop(self, timeout_s: float | None = None) -> dict[str, float]:
+        """SIGTERM to its group (SIGKILL after ``timeout_s``: default 20 s, 60 s for a supervisor, which
+        stops its children in turn); its final counters from the line it logs on the way out.
 
         Faust finishes its current batch and commits after SIGTERM, so counters read before the
         signal would miss readings it still consumed, and the metrics endpoint may close first.
         """
+        if timeout_s is None:
+            timeout_s = 20.0 if len(self.ports) == 1 else 60.0
         if self.alive():
             try:
                 os.killpg(self.process.pid, signal.SIGTERM)
@@ -166,7 +198,12 @@ class WorkerProcess:
             except ProcessLookupError:
                 self.process.wait()  # it exited just now
         lines = [line for line in self.log_text().splitlines() if "worker stopped: " in line]
-        return json.loads(lines[-1].split("worker stopped: ", 1)[1]) if lines else {}  # none after kill -9
+        if not lines:  # none after kill -9
+            return {}
+        if lines[-1].startswith("{"):  # --log-format json: the totals are a field of the line
+            totals: dict[str, float] = json.loads(lines[-1]).get("totals", {})
+            return totals
+        return dict(json.loads(lines[-1].split("worker stopped: ", 1)[1]))
 
     def __enter__(self) -> WorkerProcess:
         return self

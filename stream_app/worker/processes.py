@@ -4,7 +4,9 @@ Each child is an ordinary ``floorwatch worker`` (its own interpreter, model and 
 TensorFlow's per-batch work use one core each), with the same ``FLOORWATCH_APP_ID``, so Kafka's group
 protocol spreads the readings partitions between them. Child ``i`` (0-based) serves its metrics on the
 base port + i (``FLOORWATCH_METRICS_PORT``; 0 keeps them all off). Their output comes through the parent,
-each line prefixed with ``[worker i]``; the ready line each prints names its own metrics address.
+each line prefixed with ``[worker i]``; the ready line each prints names its own metrics address. With JSON
+logs (a ``formatter``) the parent's own lines are JSON too, and each child line gets a ``worker`` field
+instead of the prefix (a line that is not JSON, from a C library say, is wrapped in one).
 
 Policy (the parent imports no TensorFlow and holds no partition):
 - SIGTERM or SIGINT to the parent: SIGTERM to every child (each commits and leaves the group), wait up to
@@ -21,6 +23,8 @@ Policy (the parent imports no TensorFlow and holds no partition):
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -31,6 +35,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO
+
+from stream_app.worker.logs import JsonLogFormatter
 
 READY_MARK = "floorwatch worker ready:"
 # Set in each child's environment: the parent's pid, for ``die_with_parent``.
@@ -96,6 +102,7 @@ class Supervisor:
         grace_s: float = 60.0,
         max_restarts: int = 5,
         restart_window_s: float = 600.0,
+        formatter: JsonLogFormatter | None = None,
     ) -> None:
         if n < 1:
             raise ValueError("--processes must be at least 1")
@@ -107,15 +114,34 @@ class Supervisor:
         self.grace_s = grace_s
         self.max_restarts = max_restarts
         self.restart_window_s = restart_window_s
+        self.formatter = formatter
         self._children: list[_Child] = []
         self._restarts: deque[float] = deque()
         self._stop = threading.Event()
         self._write = threading.Lock()
 
-    def say(self, line: str) -> None:
+    def say(self, line: str, level: int = logging.INFO) -> None:
+        """One line of the parent's own (JSON when it has a formatter)."""
+        if self.formatter is not None:
+            line = self.formatter.line(level, __name__, line.rstrip("\n"))
+        self._emit(line)
+
+    def _emit(self, line: str) -> None:
         with self._write:
             self.out.write(line.rstrip("\n") + "\n")
             self.out.flush()
+
+    def _child_line(self, index: int, line: str) -> str:
+        if self.formatter is None:
+            return f"[worker {index}] {line}"
+        text = line.rstrip("\n")
+        try:
+            fields = json.loads(text)
+        except ValueError:
+            fields = None
+        if isinstance(fields, dict):
+            return self.formatter.scrub(json.dumps({**fields, "worker": index}, default=str))
+        return self.formatter.line(logging.WARNING, f"{__name__}.output", text, worker=index)
 
     def run(self) -> int:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -143,19 +169,20 @@ class Supervisor:
                 what = _describe_exit(code)
                 if not child.ready.is_set():
                     self.say(f"floorwatch worker: process {child.index} (pid {child.process.pid}) {what} before it was "
-                             "ready; stopping the others")  # fmt: skip
+                             "ready; stopping the others", logging.ERROR)  # fmt: skip
                     return code if code > 0 else 1
                 now = time.monotonic()
                 while self._restarts and now - self._restarts[0] > self.restart_window_s:
                     self._restarts.popleft()
                 if len(self._restarts) >= self.max_restarts:
                     self.say(f"floorwatch worker: process {child.index} (pid {child.process.pid}) {what}; "
-                             f"{len(self._restarts)} restarts in {self.restart_window_s:.0f} s already, stopping the others")  # fmt: skip
+                             f"{len(self._restarts)} restarts in {self.restart_window_s:.0f} s already, stopping the others",
+                             logging.ERROR)  # fmt: skip
                     return 1
                 self._restarts.append(now)
                 self._children[k] = self._start(child.index)
                 self.say(f"floorwatch worker: process {child.index} (pid {child.process.pid}) {what}; "
-                         f"restarted as pid {self._children[k].process.pid}")  # fmt: skip
+                         f"restarted as pid {self._children[k].process.pid}", logging.ERROR)  # fmt: skip
         return 0
 
     def _start(self, index: int) -> _Child:
@@ -170,13 +197,12 @@ class Supervisor:
         return child
 
     def _forward(self, child: _Child) -> None:
-        prefix = f"[worker {child.index}] "
         assert child.process.stdout is not None
         for raw in child.process.stdout:
             line = raw.decode(errors="replace")
             if READY_MARK in line:
                 child.ready.set()
-            self.say(prefix + line)
+            self._emit(self._child_line(child.index, line))
 
     def _stop_all(self) -> None:
         live = [c for c in self._children if c.process.poll() is None]
@@ -188,7 +214,7 @@ class Supervisor:
                 child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self.say(f"floorwatch worker: process {child.index} (pid {child.process.pid}) did not stop within "
-                         f"{self.grace_s:.0f} s; killed")  # fmt: skip
+                         f"{self.grace_s:.0f} s; killed", logging.WARNING)  # fmt: skip
                 child.process.kill()
                 child.process.wait()
         for child in self._children:

@@ -22,6 +22,7 @@ from stream_app.models.store import ModelBundle, ModelStore, ModelStoreError
 from stream_app.pipeline.routing import DEFAULT_GROUP, GroupRouter
 from stream_app.pipeline.scorer import Scorer
 from stream_app.config.settings import DetectionSettings, EpisodeSettings, Settings
+from stream_app.worker.logs import json_logging_config
 
 log = logging.getLogger(__name__)
 
@@ -122,18 +123,36 @@ def ready_line(settings: Settings, detector: GroupDetector) -> str:
             f"alerts to {settings.alerts_topic}, dead letters to {settings.dlq_topic}; metrics {where}")  # fmt: skip
 
 
+def ready_fields(settings: Settings, detector: GroupDetector) -> dict[str, object]:
+    """The ready line's facts as fields of a JSON log line (``--log-format json``)."""
+    return {
+        "models": {g: d.model_version for g, d in detector.detectors.items()},
+        "readings_topic": settings.readings_topic,
+        "consumer_group": settings.app_id,
+        "alerts_topic": settings.alerts_topic,
+        "dlq_topic": settings.dlq_topic,
+        "metrics_url": f"http://{settings.metrics_host}:{settings.metrics_port}/metrics" if settings.metrics_port else None,
+    }
+
+
 def run_worker(settings: Settings, version: str | None = None) -> None:
     import faust
 
+    json_logs = settings.log_format == "json"
+
     class _ReadyWorker(faust.Worker):
-        def __init__(self, ready: str, *args: object, **kwargs: object) -> None:
+        def __init__(self, ready: str, fields: dict[str, object], *args: object, **kwargs: object) -> None:
             super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-            self._ready = ready
-            if not self.stdout.isatty():  # its spinner writes cursor escape codes even into a log file
+            self._ready, self._fields = ready, fields
+            # Its spinner writes cursor escape codes even into a log file, and is no JSON.
+            if json_logs or not self.stdout.isatty():
                 self.spinner = None
 
         async def on_startup_finished(self) -> None:
             await super().on_startup_finished()
+            if json_logs:  # the same words, and their facts as fields
+                log.warning(self._ready, extra=self._fields)
+                return
             # Faust redirects stderr into its log at WARNING: shown at the default level, never filtered out.
             print(self._ready, file=sys.stderr, flush=True)
 
@@ -148,7 +167,7 @@ def run_worker(settings: Settings, version: str | None = None) -> None:
     metrics = Metrics()
     metrics.set_models({group: d.model_version for group, d in detector.detectors.items()})
     metrics.serve(settings.metrics_host, settings.metrics_port)
-    ready = ready_line(settings, detector)
+    ready, fields = ready_line(settings, detector), ready_fields(settings, detector)
     lifecycle = Lifecycle(
         settings, detector, lambda bundle: build_detector(settings, bundle), metrics, pinned_default=version is not None
     )
@@ -157,8 +176,13 @@ def run_worker(settings: Settings, version: str | None = None) -> None:
     # collection walks them all, and it cost about a third of decoding time (measured).
     gc.freeze()
     try:
-        _ReadyWorker(ready, app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
+        # JSON: Faust's Worker sets logging up with this configuration instead of its colour handler.
+        logging_config = json_logging_config(settings.log_level, settings.secrets()) if json_logs else None
+        _ReadyWorker(
+            ready, fields, app, loglevel=settings.log_level.upper(), quiet=True, logging_config=logging_config
+        ).execute_from_commandline()
     finally:
         # After faust has committed and left the group: what this worker did, for the operator
         # (the metrics endpoint may already be gone) and for the restart drill.
-        log.info("worker stopped: %s", json.dumps(metrics.totals(), sort_keys=True))
+        totals = metrics.totals()
+        log.info("worker stopped: %s", json.dumps(totals, sort_keys=True), extra={"totals": totals})

@@ -104,3 +104,64 @@ def test_result_table_shows_every_latency_rate() -> None:
     text = console.export_text()
     assert "10,000" in text and "5,000" in text and "900.0" in text and "40.0" in text
     assert BenchResult.model_validate_json(result.model_dump_json()) == result
+
+
+def test_processes_rates_from_per_process_counters() -> None:
+    from stream_app.lab.bench_stats import processes_rates
+
+    # Process 0 starts alone at t=1; process 1 joins at t=3 (the group settled); both done at t=5.
+    samples = [(0.0, [0, 0]), (1.0, [100, 0]), (2.0, [300, 0]), (3.0, [400, 100]), (4.0, [700, 400]), (5.0, [1000, 600])]
+    seconds, rate, settled = processes_rates(samples, 1600)
+    assert (seconds, rate) == (4.0, 375.0)  # (1600 - 100) / (5 - 1): from the first activity
+    assert settled == 550.0  # (1600 - 500) / (5 - 3): from the first sample where both had read
+    # One process never read anything: no settled rate; one process alone is its own settled rate.
+    assert processes_rates([(0.0, [10, 0]), (1.0, [110, 0])], 110)[2] is None
+    assert processes_rates([(0.0, [10]), (2.0, [110])], 110) == (2.0, 50.0, 50.0)
+    assert processes_rates([(0.0, [10, 5])], 100) == (0.0, 0.0, None)  # never drained
+
+
+def test_check_processes_against_partitions() -> None:
+    from stream_app.lab.bench import check_processes
+
+    check_processes([1, 2], 8)
+    check_processes([], 1)
+    with pytest.raises(ValueError, match=r"--processes 4 needs at least 4 readings partitions \(FLOORWATCH_READINGS_PARTITIONS is 2\)"):
+        check_processes([1, 4], 2)
+    with pytest.raises(ValueError, match="1 or more"):
+        check_processes([0, 2], 8)
+
+
+def test_processes_rows_side_by_side_in_the_table_and_json() -> None:
+    from rich.console import Console
+
+    from stream_app.lab.bench import print_result
+    from stream_app.lab.bench_stats import BenchResult, ProcessesRate
+
+    rows = [
+        ProcessesRate(processes=1, readings=300_000, seconds=30.0, readings_per_s=10_000.0, all_consuming_readings_per_s=10_000.0,
+                      speedup=1.0, per_process=[300_000], worker_rss_mb=800.0, note="the single-form throughput row"),
+        ProcessesRate(processes=2, readings=300_000, seconds=18.0, readings_per_s=16_666.7, all_consuming_readings_per_s=17_500.0,
+                      speedup=1.67, per_process=[150_100, 149_900], worker_rss_mb=1650.0, consumer_stalls=3),
+    ]  # fmt: skip
+    result = BenchResult(machine={"cpu": "test", "cores": "2", "python": "3.11", "keras_backend": "tensorflow"},
+                         settings={}, model={}, processes=rows)  # fmt: skip
+    console = Console(record=True, width=250)
+    print_result(result, console)
+    text = console.export_text()
+    assert "│      3 │" in text  # the stalls column
+    assert "--processes N" in text and "16,667" in text and "1.67" in text and "150,100 + 149,900" in text and "17,500" in text
+    assert BenchResult.model_validate_json(result.model_dump_json()).processes == rows
+
+
+def test_bench_processes_option_is_parsed_and_checked(tmp_path: Path) -> None:
+    # The option's parsing and its check run before anything is measured: one line, no bench.
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FLOORWATCH_READINGS_PARTITIONS": "2", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    for value, message in (("1,x", "expected comma-separated integers, got '1,x'"), ("1,4", "needs at least 4 readings partitions")):
+        done = subprocess.run([sys.executable, "-m", "stream_app", "bench", "--processes", value, "--out", str(tmp_path / "b.json")],
+                              env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 1 and message in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
