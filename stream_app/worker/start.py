@@ -13,6 +13,7 @@ from stream_app.pipeline.detector import Detector, DetectorConfig
 from stream_app.pipeline.episodes import EpisodeRule
 from stream_app.pipeline.lines import LineConfig
 from stream_app.pipeline.reservoir import RefitConfig
+from stream_app.pipeline.seasonal import SeasonConfig
 from stream_app.training.refit import BackgroundRefitter
 from stream_app.training.fit import TrainingConfig
 from stream_app.pipeline.group_detector import GroupDetector
@@ -83,6 +84,7 @@ def detector_config(settings: Settings) -> DetectorConfig:
         ),  # fmt: skip
         rules=settings.rule_list(),
         lines=LineConfig(enabled=settings.adapt_lines, warmup=settings.adapt_warmup_windows),
+        season=SeasonConfig(enabled=settings.adapt_seasonal),
         refit=RefitConfig(
             enabled=settings.refit, min_interval_s=settings.refit_min_interval_s, every_windows=settings.refit_every_windows
         ),
