@@ -84,10 +84,13 @@ class SeasonalLines:
             self._allow[slot] = self._allowance(slot, hour)
         self._n[slot] += 1
         s, q = self._sum[slot], self._sumsq[slot]
-        for k, v in enumerate(values):
-            v = min(float(v), 1e6)  # finite: a failed check's infinite distance is not a level
+        k = 0
+        for v in values:  # (plain floats and a loop: this runs for every window)
+            if v > 1e6:  # finite: a failed check's infinite distance is not a level
+                v = 1e6
             s[k] += v
             q[k] += v * v
+            k += 1
         return self._allow[slot]
 
     def allowance(self, device_id: str) -> tuple[float, ...]:
