@@ -34,10 +34,14 @@ def weekend_like(h: int) -> tuple[float, float]:
     return (0.5, 2.5 if 10 <= h % DAY_H < 14 else 0.5)
 
 
-def test_nothing_widens_before_two_cycles_of_history() -> None:
+def test_nothing_widens_before_the_history_covers_the_cycles() -> None:
     season = SeasonalLines(SeasonConfig(periods_h=(24,), cycles=(2,)))
     allow = feed(season, "d", range(0, 2 * DAY_H), weekend_like)
     assert all(a == (0.0, 0.0) for h, a in allow.items() if h < 2 * DAY_H)
+    # The defaults: three days (so a one-day evaluation such as fleet-day is untouched).
+    season = SeasonalLines()
+    allow = feed(season, "d", range(0, 3 * DAY_H), weekend_like)
+    assert set(allow.values()) == {(0.0, 0.0)}
 
 
 def test_a_daily_pattern_is_normal_from_the_third_day_at_its_hours_only() -> None:
