@@ -127,6 +127,9 @@ class DetectionSettings(BaseModel):
     # line's history; it opens no episode meanwhile.
     adapt_lines: bool = True
     adapt_warmup_windows: int = Field(64, ge=0)
+    # Hours of the day / week whose verdicts ran high in each of the last two days / weeks widen that
+    # hour's lines (pipeline/seasonal.py).
+    adapt_seasonal: bool = True
     # Models refitted on the stream.
     refit: bool = True
     refit_min_interval_s: float = Field(3600.0, ge=0)

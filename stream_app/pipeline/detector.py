@@ -24,6 +24,7 @@ from stream_app.pipeline.lines import AdaptiveLines, LineConfig
 from stream_app.models.store import ModelBundle
 from stream_app.pipeline.reservoir import NormalReservoir, RefitConfig, RefitResult
 from stream_app.pipeline.rules import Rule
+from stream_app.pipeline.seasonal import SeasonalLines, SeasonConfig
 from stream_app.pipeline.scorer import Scores, WindowScorer, row_max
 from stream_app.pipeline.thresholds import severity
 from stream_app.pipeline.windows import Push, WindowStore
@@ -86,6 +87,7 @@ class DetectorConfig:
     rule: EpisodeRule = EpisodeRule()
     rules: tuple[Rule, ...] = ()  # operator bounds, checked on each reading beside the model
     lines: LineConfig = LineConfig()
+    season: SeasonConfig = SeasonConfig()  # hours of the day / week whose verdicts recur (seasonal.py)
     refit: RefitConfig = RefitConfig()
     trace: bool = False  # fill Detection's per-window evaluation arrays
     # A level envelope learnt from fewer windows than this describes a few hours of one machine, not
@@ -117,6 +119,8 @@ class Detector:
         # Each device's line follows its own normal (lines.py), for the model and for the level check.
         self.model_lines = AdaptiveLines(config.lines)
         self.level_lines = AdaptiveLines(config.lines)
+        # What recurs at the same hour of the day or week widens that hour's lines (model, level check).
+        self.season = SeasonalLines(config.season, channels=2)
         self._seen_ms: dict[str, int] = {}  # each device's last reading, by the worker's clock (eviction)
         # Continual learning: recent plainly normal windows of this group, and who refits on them.
         self.reservoir = NormalReservoir(bundle.card.window, len(self.features), config.refit) if on_refit else None
@@ -201,6 +205,7 @@ class Detector:
             self.episodes.forget(device)
             self.model_lines.forget(device)
             self.level_lines.forget(device)
+            self.season.forget(device)
             self.line.forget(device)
             self._episode_top.pop(device, None)
             self._long_runs.pop(device, None)
@@ -232,6 +237,7 @@ class Detector:
         # Each device's line is in units of its model's calibrated line, and what a device's normal looks
         # like relative to "typical" does not depend on which version scores it: the lines carry over.
         self.model_lines, self.level_lines = old.model_lines, old.level_lines
+        self.season = old.season
         self._seen_ms = old._seen_ms
         same_shape = old.features == self.features and old.windows.length == self.windows.length
         if same_shape:
@@ -344,9 +350,11 @@ class Detector:
         line = np.empty(n if trace else 0, np.float32)
         episode: list[str | None] = []
         opened = np.zeros(n if trace else 0, bool)
-        model_lines, level_lines, episodes = self.model_lines, self.level_lines, self.episodes
+        model_lines, level_lines, episodes, season = self.model_lines, self.level_lines, self.episodes, self.season
         for i, device in enumerate(devices):
-            m_line, l_line = model_lines.line(device), level_lines.line(device)
+            # Recorded whatever the verdict (seasonal.py: only what recurs every cycle widens a line).
+            m_season, l_season = season.observe(device, spans[i][1], (float(model[i]), float(level_max[i])))
+            m_line, l_line = max(model_lines.line(device), m_season), max(level_lines.line(device), l_season)
             r = max(model[i] / m_line, level_max[i] / l_line)
             learning = model_lines.learning(device)
             if checked[i] and self._resting:  # (here, not in _stuck: a rest learnt earlier in this batch counts)

@@ -14,6 +14,7 @@ from stream_app.pipeline.detector import Detector, DetectorConfig
 from stream_app.pipeline.episodes import EpisodeRule
 from stream_app.pipeline.lines import LineConfig
 from stream_app.pipeline.reservoir import RefitConfig
+from stream_app.pipeline.seasonal import SeasonConfig
 from stream_app.training.refit import BackgroundRefitter
 from stream_app.training.fit import TrainingConfig
 from stream_app.pipeline.group_detector import GroupDetector
@@ -107,6 +108,7 @@ def detector_config(detection: DetectionSettings, episodes: EpisodeSettings) -> 
         ),  # fmt: skip
         rules=detection.rule_list(),
         lines=LineConfig(enabled=detection.adapt_lines, warmup=detection.adapt_warmup_windows),
+        season=SeasonConfig(enabled=detection.adapt_seasonal),
         refit=RefitConfig(
             enabled=detection.refit, min_interval_s=detection.refit_min_interval_s, every_windows=detection.refit_every_windows
         ),

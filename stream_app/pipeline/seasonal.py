@@ -1,0 +1,148 @@
+"""Seasonal lines: what recurs at the same hour of the day or the week is normal for that hour.
+
+A machine that runs lighter every weekend, or idles every night, moves its verdicts (model and level
+check) away from the week's typical level on a schedule. ``AdaptiveLines`` follow a device's recent
+normal, but a change that comes back every Saturday comes back faster than they move, and each time
+it opens an episode. ``SeasonalLines`` remembers, per device and hour (of the stream's time, UTC),
+how high its verdicts ran that hour: the hour's mean + 2 sd of its windows' verdicts. The device's
+line for the current hour is widened to that level x ``margin`` when the **same hour of each of the
+last three days, or of the last two weeks, ran that high** (``cycles``); never narrowed.
+
+- Consensus over cycles, not one cycle: a fault on Tuesday at 10:00 is not learnt as Tuesday
+  10:00's normal unless it came back at that hour on each of the last three days (or two weeks). So the
+  hours are recorded whatever the verdict, in episodes too: a weekend the detector flagged the first
+  time is what teaches it that weekends are normal.
+- Nothing changes before a device's history covers those cycles: a daily pattern needs three days of
+  history, a weekly one two weeks (one configuration for every stream, no per-dataset setting); a
+  device without a schedule keeps its lines, since its hours never run consistently higher than its
+  normal line. A condition that lasts three days widens every hour, as a lasting change of regime
+  does the adaptive lines.
+
+State: a ring of the last two weeks' hours per device (about 4 KB a device with two channels), in
+memory like the lines: a restarted worker relearns it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
+class SeasonConfig:
+    enabled: bool = True
+    periods_h: tuple[int, ...] = (24, 168)  # a day and a week, in hours
+    # Per period: an hour's level must have recurred at that hour of each of this many past cycles. Three
+    # days, not two: the Monday after a two-day weekend would otherwise be allowed the weekend's level.
+    cycles: tuple[int, ...] = (3, 2)
+    margin: float = 1.25  # the widened line is the recurring level x this (as the lines' margin)
+    sd: float = 2.0  # an hour's level: its windows' mean verdict + this x their sd
+
+
+class SeasonalLines:
+    """Per device, per hour of the day and of the week: how far each of ``channels`` verdicts may go."""
+
+    def __init__(self, config: SeasonConfig = SeasonConfig(), channels: int = 2) -> None:
+        self.config = config
+        self.channels = channels
+        if len(config.cycles) != len(config.periods_h):
+            raise ValueError("one number of cycles per period")
+        self._ring = max((p * c for p, c in zip(config.periods_h, config.cycles)), default=1)  # hours kept
+        # Hours back that must all have run high, per period: h - P, h - 2P, ...
+        self._back = [[p * k for k in range(1, c + 1)] for p, c in zip(config.periods_h, config.cycles)]
+        self._none = (0.0,) * channels
+        self._slots: dict[str, int] = {}
+        self._free: list[int] = []
+        # float16: levels are ratios to a line (~0.1-100); two weeks of hours cost a device 2.7 KB, not 4
+        self._high = np.zeros((0, self._ring, channels), np.float16)  # each kept hour's level
+        self._hour_of = np.zeros((0, self._ring), np.int32)  # which hour each ring entry holds (-1: none)
+        self._hour: list[int] = []  # per slot: the hour being accumulated
+        self._n: list[int] = []
+        self._sum: list[list[float]] = []
+        self._sumsq: list[list[float]] = []
+        self._allow: list[tuple[float, ...]] = []  # per slot: the current hour's allowance per channel
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def observe(self, device_id: str, end_ms: int, values: tuple[float, ...]) -> tuple[float, ...]:
+        """Record one window's verdicts (1.0 = the calibrated line) and return the allowances of its hour:
+        per channel, the line the device may have this hour (0.0 where nothing recurs)."""
+        if not self.config.enabled:
+            return self._none
+        hour = end_ms // HOUR_MS
+        slot = self._slots.get(device_id)
+        if slot is None:
+            slot = self._add(device_id, hour)
+        elif hour != self._hour[slot]:
+            if hour < self._hour[slot]:  # (the detector refuses readings out of order; be safe anyway)
+                return self._allow[slot]
+            self._close(slot)
+            self._hour[slot] = hour
+            self._allow[slot] = self._allowance(slot, hour)
+        self._n[slot] += 1
+        s, q = self._sum[slot], self._sumsq[slot]
+        k = 0
+        for v in values:  # (plain floats and a loop: this runs for every window)
+            if v > 1e6:  # finite: a failed check's infinite distance is not a level
+                v = 1e6
+            s[k] += v
+            q[k] += v * v
+            k += 1
+        return self._allow[slot]
+
+    def allowance(self, device_id: str) -> tuple[float, ...]:
+        """The device's allowances for the hour of its latest window."""
+        slot = self._slots.get(device_id)
+        return self._none if slot is None else self._allow[slot]
+
+    def forget(self, device_id: str) -> None:
+        slot = self._slots.pop(device_id, None)
+        if slot is not None:
+            self._free.append(slot)
+
+    def _close(self, slot: int) -> None:
+        """The accumulated hour is over: keep its level in the ring."""
+        n = self._n[slot]
+        if n:
+            mean = np.asarray(self._sum[slot]) / n
+            var = np.maximum(np.asarray(self._sumsq[slot]) / n - mean * mean, 0.0)
+            at = self._hour[slot] % self._ring
+            self._high[slot, at] = np.minimum(mean + self.config.sd * np.sqrt(var), 6e4)  # float16's range
+            self._hour_of[slot, at] = self._hour[slot]
+        self._n[slot] = 0
+        self._sum[slot] = [0.0] * self.channels
+        self._sumsq[slot] = [0.0] * self.channels
+
+    def _allowance(self, slot: int, hour: int) -> tuple[float, ...]:
+        best = np.zeros(self.channels, np.float32)
+        for back in self._back:
+            hours = [hour - b for b in back]
+            at = [h % self._ring for h in hours]
+            if np.array_equal(self._hour_of[slot, at], hours):  # every past cycle has this hour
+                best = np.maximum(best, self._high[slot, at].min(axis=0))
+        return tuple(float(v) * self.config.margin for v in best)
+
+    def _add(self, device_id: str, hour: int) -> int:
+        if self._free:
+            slot = self._free.pop()
+        else:
+            slot = len(self._hour)
+            if slot == len(self._high):
+                grow = max(16, len(self._high) // 2)  # by half: a fleet's worth of slack, not twice it
+                self._high = np.concatenate([self._high, np.zeros((grow, self._ring, self.channels), np.float16)])
+                self._hour_of = np.concatenate([self._hour_of, np.full((grow, self._ring), -1, np.int32)])
+            self._hour.append(0)
+            self._n.append(0)
+            self._sum.append([])
+            self._sumsq.append([])
+            self._allow.append(self._none)
+        self._slots[device_id] = slot
+        self._hour_of[slot] = -1
+        self._hour[slot], self._n[slot], self._allow[slot] = hour, 0, self._none
+        self._sum[slot] = [0.0] * self.channels
+        self._sumsq[slot] = [0.0] * self.channels
+        return slot
