@@ -108,6 +108,9 @@ class Thresholds(BaseModel):
     # Newer models: each feature's own stuck run, from how often it repeated itself in normal data
     # (thresholds.stuck_runs); a feature absent here is never stuck. Empty: the two fields above apply.
     stuck_runs: dict[str, int] = Field(default_factory=dict)
+    # Values a feature sat at for its whole stuck run, or longer, in normal training data (an idle floor, a
+    # quantised count at zero): a run there is how the sensor rests, not a stuck sensor (thresholds.resting_values).
+    resting_values: dict[str, list[float]] = Field(default_factory=dict)
     # The peak line (newer models): each feature's typical largest single-reading error on normal windows,
     # and the line for the window's largest relative peak. None: no peak check (models from before it).
     peak_reference: list[float] | None = None

@@ -26,13 +26,10 @@ from stream_app.pipeline.reservoir import NormalReservoir, RefitConfig, RefitRes
 from stream_app.pipeline.rules import Rule
 from stream_app.pipeline.seasonal import SeasonalLines, SeasonConfig
 from stream_app.pipeline.scorer import Scores, WindowScorer, row_max
-from stream_app.pipeline.thresholds import severity
+from stream_app.pipeline.thresholds import MAX_RESTING_VALUES, severity
 from stream_app.pipeline.windows import Push, WindowStore
 
 log = logging.getLogger(__name__)
-
-# A sensor may rest at this many values (an idle floor, a closed valve) that are then no longer "stuck".
-MAX_RESTING_VALUES = 16
 
 
 @dataclass(slots=True)
@@ -178,6 +175,10 @@ class Detector:
             runs = [run if stuck is None or f in stuck else never for f in self.features]
         self._stuck_runs = np.array(runs, np.int64)
         self._long_stuck = (self._stuck_runs > bundle.card.window) & (self._stuck_runs < never)
+        # Values the sensors rested at in training (thresholds.resting_values): no device is stuck there.
+        self._trained_rest = {
+            j: frozenset(v) for j, f in enumerate(self.features) if (v := thresholds.resting_values.get(f))
+        }
         line = line_method(thresholds.method)(thresholds, self.features)
         if hasattr(self, "line"):  # another version of this group's model: the devices' state carries over
             line.carry_over(self.line)
@@ -357,7 +358,7 @@ class Detector:
             m_line, l_line = max(model_lines.line(device), m_season), max(level_lines.line(device), l_season)
             r = max(model[i] / m_line, level_max[i] / l_line)
             learning = model_lines.learning(device)
-            if checked[i] and self._resting:  # (here, not in _stuck: a rest learnt earlier in this batch counts)
+            if checked[i] and (self._resting or self._trained_rest):  # (here: a rest learnt earlier in this batch counts)
                 self._at_rest(device, windows[i, -1], stuck[i])
                 checked[i] = bool(stuck[i].any() or broken[i].any())
             if checked[i]:
@@ -429,7 +430,11 @@ class Detector:
         return run >= self._stuck_runs
 
     def _at_rest(self, device: str, last: np.ndarray, stuck: np.ndarray) -> None:
-        """Clear, in place, the stuck flags of sensors sitting at one of the device's resting values."""
+        """Clear, in place, the stuck flags of sensors sitting at one of their resting values (from training,
+        or learnt from this device's stream)."""
+        for j, trained in self._trained_rest.items():
+            if stuck[j] and float(last[j]) in trained:
+                stuck[j] = False
         resting = self._resting.get(device)
         if resting:
             for j, values in resting.items():

@@ -26,6 +26,7 @@ def calibrate(
     window_ranges: np.ndarray | None = None,
     stuck_run: int | None = None,
     repeats: tuple[np.ndarray, int] | None = None,
+    readings: np.ndarray | None = None,
     peak_errors: np.ndarray | None = None,
     quantile: float = DEFAULT_QUANTILE,
     multiplier: float = DEFAULT_MULTIPLIER,
@@ -41,7 +42,8 @@ def calibrate(
     ``peak_errors`` (n, F), the same windows' largest absolute errors, gives the peak line: the window's
     largest relative peak at ``quantile`` x ``multiplier``, beside whichever method sets ``threshold``.
     ``repeats``: (per-feature count of consecutive equal readings, number of consecutive pairs) in normal
-    data; it sets each feature's stuck run (``stuck_runs``), see ``stuck_runs``.
+    data; it sets each feature's stuck run (``stuck_runs``), see ``stuck_runs``. ``readings`` (n, F), the normal
+    readings in time order that ``repeats`` counted, gives the values each feature rested at (``resting_values``).
     ``method``: a name in ``line_methods.METHODS``, which calibrates the line (``threshold``,
     ``feature_thresholds``, ``ewma_alpha``, ``z``). Errors must be in time order for "dynamic".
     """
@@ -66,6 +68,7 @@ def calibrate(
     if window_ranges is not None:
         moves = np.asarray(window_ranges) > 0  # (windows, F)
         stuck = [f for j, f in enumerate(features) if moves[:, j].all()]
+    runs = stuck_runs(*repeats, features) if repeats is not None else {}
     return Thresholds(
         method=method,
         quantile=quantile,
@@ -74,7 +77,8 @@ def calibrate(
         feature_envelope=_envelope(window_means, features, quantile, ENVELOPE_MARGIN) if window_means is not None else {},
         stuck_features=stuck,
         stuck_run=stuck_run,
-        stuck_runs=stuck_runs(*repeats, features) if repeats is not None else {},
+        stuck_runs=runs,
+        resting_values=resting_values(readings, runs, features) if readings is not None else {},
         peak_reference=peak_reference,
         peak_threshold=peak_threshold,
         **fields,
@@ -97,6 +101,37 @@ def stuck_runs(equal_pairs: np.ndarray, pairs: int, features: list[str], *, long
     share = (np.asarray(equal_pairs, np.float64) + 1.0) / (pairs + 2.0)
     runs = 1 + np.ceil(np.log(STUCK_CHANCE) / np.log(share))
     return {f: max(MIN_STUCK_RUN, int(r)) for f, r in zip(features, runs) if r <= longest}
+
+
+# Resting values kept per feature (the detector keeps as many learnt from the stream).
+MAX_RESTING_VALUES = 16
+
+
+def resting_values(
+    readings: np.ndarray, runs: dict[str, int], features: list[str], *, most: int = MAX_RESTING_VALUES
+) -> dict[str, list[float]]:
+    """Per feature with a stuck run, the values it sat at for that run or longer in normal ``readings`` (n, F).
+
+    ``stuck_runs`` reads repeats as independent draws; real sensors cluster them: a server's count metric
+    sits at 0 for hours whenever it idles, so runs far longer than "chance" are its normal rest.
+    The check should not call a sensor stuck for doing what the training data already showed it doing:
+    a run at one of these values is a rest (the detector learns more of them from the stream, see
+    ``Detector._note_rest``). Kept: the ``most`` values with the most such runs.
+    """
+    out: dict[str, list[float]] = {}
+    for j, feature in enumerate(features):
+        run = runs.get(feature)
+        if run is None or len(readings) < run:
+            continue
+        x = readings[:, j].astype(np.float32)  # as the detector's windows hold them, so the values compare equal
+        ends = np.flatnonzero(np.append(x[1:] != x[:-1], True))  # last index of each run of equal readings
+        lengths = np.diff(np.append(-1, ends))
+        held = x[ends[lengths >= run]]
+        if len(held):
+            values, counts = np.unique(held, return_counts=True)
+            top = values[np.argsort(-counts, kind="stable")[:most]]
+            out[feature] = sorted(float(v) for v in top)
+    return out
 
 
 def _envelope(

@@ -102,6 +102,7 @@ class TrainingData:
             window_ranges=np.concatenate([run_ranges(self.x_train, config.stuck_run), run_ranges(self.x_val, config.stuck_run)]),
             stuck_run=config.stuck_run,
             repeats=repeats(self.train_values),
+            readings=self.train_values,
             quantile=config.quantile,
             multiplier=config.multiplier,
             method=config.threshold_method,

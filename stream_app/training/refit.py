@@ -101,6 +101,7 @@ def refit(
             },
             "feature_envelope": _union(thresholds.feature_envelope, t.feature_envelope),
             "stuck_runs": t.stuck_runs,  # learnt from the model's full training data, not an hour of it
+            "resting_values": t.resting_values,
             "peak_threshold": max(thresholds.peak_threshold, t.peak_threshold)
             if thresholds.peak_threshold is not None and t.peak_threshold is not None
             else None,

@@ -231,6 +231,18 @@ def test_a_value_a_sensor_rested_at_and_left_is_not_stuck_the_next_time() -> Non
     assert opened[-1].window_end == iso_ms(T0 + (len(x) - 4) * 1000)
 
 
+def test_a_value_the_sensor_rested_at_in_training_is_never_stuck() -> None:
+    # Training showed x resting at 0.0 (an idle floor): a long run there is normal from the first day on;
+    # a run at 0.7 is still a stuck sensor.
+    moving = [0.1, 0.2] * 6
+    x = [0.1, 0.2, 0.1, 0.2] + [0.0] * 10 + moving + [0.7] * 5 + [0.1]
+    out = feed(checks_detector(open_after=1, window=4, stuck_runs={"x": 3}, resting_values={"x": [0.0]}), xy_readings(x))
+
+    opened = [a for a in out.alerts if a.episode.state == "open"]
+    assert len(opened) == 1 and opened[0].check_failures == ["stuck:x"]
+    assert opened[0].window_end == iso_ms(T0 + (len(x) - 4) * 1000)
+
+
 def test_a_rest_is_learnt_when_the_model_opened_the_episode_before_the_sensor_sat_still() -> None:
     # x steps up to 2.0 (over the model's line at once) and sits there: the model opens the episode, the stuck
     # check joins it; x moves on, the episode closes; the second time 2.0 is over the line but not stuck.

@@ -138,3 +138,31 @@ def test_stuck_runs_follow_how_often_a_sensor_repeats_itself() -> None:
     runs = stuck_runs(np.array([0, 0, 225]), 450, ["a", "b", "c"], longest=16)
     assert runs == {"a": 4, "b": 4}
     assert stuck_runs(np.array([0]), 50, ["a"])["a"] == 6
+
+
+def test_resting_values_are_the_values_a_sensor_held_for_its_stuck_run_in_normal_data() -> None:
+    from stream_app.pipeline.thresholds import resting_values
+
+    # a rests at 0 for 6 readings twice and at 2 for 5 once (runs of 5 or more); a run of 4 at 1 is no rest.
+    # b never sits still; c has no stuck run (never checked).
+    a = [0.1, 0.2] + [0.0] * 6 + [0.3, 1.0, 1.0, 1.0, 1.0, 0.4] + [2.0] * 5 + [0.5] + [0.0] * 6
+    b = [0.1 * k for k in range(len(a))]
+    readings = np.array([a, b, a], np.float64).T
+    rest = resting_values(readings, {"a": 5, "b": 5}, ["a", "b", "c"])
+    assert rest == {"a": [0.0, 2.0]}
+    assert resting_values(readings, {"a": 5}, ["a", "b", "c"], most=1) == {"a": [0.0]}  # the value rested at most often
+    # Stored as the detector's float32 windows hold them, so they compare equal there.
+    assert resting_values(np.full((6, 1), 0.1), {"x": 3}, ["x"]) == {"x": [float(np.float32(0.1))]}
+
+
+def test_calibration_records_where_the_sensors_rested_in_the_readings_it_counted() -> None:
+    from stream_app.pipeline.thresholds import calibrate
+    from stream_app.training.fit import repeats
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=600)
+    a[100:140] = a[300:330] = 0.0  # idle twice, at 0
+    readings = np.stack([a, rng.normal(size=600)], axis=1).astype(np.float32)
+    t = calibrate(np.abs(rng.normal(size=(100, 2))), ["a", "b"], repeats=repeats(readings), readings=readings)
+    assert set(t.stuck_runs) == {"a", "b"} and t.stuck_runs["a"] <= 30
+    assert t.resting_values == {"a": [0.0]}
