@@ -61,6 +61,10 @@ class Trace:
     line: np.ndarray | None = None
     episode: np.ndarray | None = None
     opened: np.ndarray | None = None
+    # The raw readings (n, F) and their sensors, and the labelled failures' names: for --plot.
+    values: np.ndarray | None = None
+    features: tuple[str, ...] = ()
+    failures: tuple[str, ...] = ()
 
     def predicted(self, mode: PointMode) -> np.ndarray:
         return self.is_open if mode == "episode" else self.over_line
@@ -169,6 +173,7 @@ def stream(detector: Detector, series: list[LabelledSeries], *, batch_size: int 
             Trace(
                 s.device_id, s.ts[test], s.labels[test], is_open[test], (np.nan_to_num(r, nan=0.0) > 1.0)[test], r[test],
                 score=score[k][test], line=line[k][test], episode=episode[k][test], opened=opened[k][test],
+                values=s.values[test], features=tuple(s.features), failures=s.failures,
             )  # fmt: skip
         )
     return traces
@@ -377,10 +382,13 @@ def simulated_series(scenario: Scenario, start_ms: int) -> list[LabelledSeries]:
     ts = np.asarray(stamps, np.int64)
     data = np.stack(frames).astype(np.float32)  # (ticks, devices, 4)
     labels = np.zeros((len(ts), scenario.devices), bool)
+    kinds: dict[str, list[str]] = {}
     for label in sim.labels():
         labels[(ts >= label.start) & (ts <= label.end), sim.device_ids.index(label.device_id)] = True
+        kinds.setdefault(label.device_id, []).append(label.kind + (f" ({label.sensor})" if label.sensor else ""))
     return [
-        LabelledSeries(device_id=d, features=list(FEATURES), ts=ts, values=data[:, i, :], labels=labels[:, i])
+        LabelledSeries(device_id=d, features=list(FEATURES), ts=ts, values=data[:, i, :], labels=labels[:, i],
+                       failures=tuple(kinds.get(d, ())))  # fmt: skip
         for i, d in enumerate(sim.device_ids)
     ]
 

@@ -49,6 +49,8 @@ class LabelledSeries:
     train_rows: int = 0
     # False: the source had no labels (every label False); metrics that need labels do not apply.
     labelled: bool = True
+    # What its labelled anomalies are, where the source says (the simulator's failure kinds): plot titles.
+    failures: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.ts)
