@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from contextlib import nullcontext
@@ -530,12 +531,12 @@ def _note_if_unrouted(settings: Settings, group: str | None) -> None:
 @app.command()
 def worker(
     model_version: Annotated[Optional[str], typer.Option(help="the default model's version; default: its current one")] = None,
-    processes: Annotated[int, typer.Option(help="worker processes in one consumer group, metrics on port + i (0 = one per core)")] = 1,
+    processes: Annotated[Optional[int], typer.Option(help="worker processes in one consumer group, metrics on port + i (default and 0: one per core, at most one per readings partition)")] = None,
     log_format: Annotated[Optional[str], typer.Option(help="text, or json: one JSON object per log line (default: FLOORWATCH_LOG_FORMAT, else text)")] = None,
 ) -> None:
     """Run a stream worker (a Faust app); --processes N runs N of them, supervised, for more cores."""
     from stream_app.worker.logs import JsonLogFormatter, use_json_logs
-    from stream_app.worker.processes import Supervisor, default_processes, die_with_parent, worker_command
+    from stream_app.worker.processes import PARENT_ENV, Supervisor, default_processes, die_with_parent, worker_command
 
     settings = _settings()
     if log_format is not None:
@@ -544,9 +545,12 @@ def worker(
         settings = settings.model_copy(update={"log_format": log_format})
     if settings.log_format == "json":  # from here on: the models' loading, a start-up error (_fail) too
         use_json_logs(settings.log_level, settings.secrets())
+    if processes is None:  # one per core; a supervised child is one process
+        processes = 1 if os.environ.get(PARENT_ENV) else 0
     if processes < 0:
         raise CliError("--processes must be 0 (one per core) or more")
-    n = processes or default_processes()
+    # One per core, but no more than the readings topic's partitions: a process beyond them would idle.
+    n = processes or max(1, min(default_processes(), settings.readings_partitions))
     if n == 1:
         from stream_app.worker.start import run_worker
 

@@ -95,9 +95,7 @@ class WorkerProcess:
         self.ports = [base + i for i in range(processes)]  # one endpoint per worker process
         self.log = log
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **self.settings.as_env()}
-        command = [sys.executable, "-m", "stream_app", "worker", *args]
-        if processes != 1:
-            command += ["--processes", str(processes)]
+        command = [sys.executable, "-m", "stream_app", "worker", *args, "--processes", str(processes)]  # (default: one per core)
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
             self.process = subprocess.Popen(

@@ -78,7 +78,7 @@ def live(console_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
     procs: list[subprocess.Popen[bytes]] = []
     try:
         with open(logs / "worker.log", "wb") as out:
-            procs.append(subprocess.Popen([sys.executable, "-m", "stream_app", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT))
+            procs.append(subprocess.Popen([sys.executable, "-m", "stream_app", "worker", "--processes", "1"], env=env, stdout=out, stderr=subprocess.STDOUT))
         publisher, rng = ReadingPublisher(console_settings), random.Random(3)
         client = redis.Redis.from_url(console_settings.redis_url_value())
         keys = RedisKeys(console_settings.redis_prefix)
