@@ -57,7 +57,8 @@ class CountProgress:
         """What the run does now; every stage is shown (they are few, unlike counts)."""
         if self._bar is not None:
             assert self._task is not None
-            self._bar.update(self._task, stage=what)
+            # The latest count too: the throttle may have held back the last update before this stage.
+            self._bar.update(self._task, stage=what, completed=self.done, total=self.total)
         else:
             self.console.print(f"{self.what}: {what}", markup=False, highlight=False)
 

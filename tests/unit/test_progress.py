@@ -66,3 +66,13 @@ def test_on_a_terminal_stages_show_in_the_bar_only() -> None:
         progress.stage("1/2 a.csv: training")
         progress.update(5, 10)
     assert "evaluate: 1/2" not in out.getvalue()
+
+
+def test_a_stage_brings_the_bar_up_to_the_last_count() -> None:
+    console, _ = _console(True)
+    with CountProgress(console, "evaluate", "readings") as progress:
+        progress.update(1, 10)  # too soon after the start: held back by the throttle
+        progress.update(7, 10)
+        progress.stage("2/2 b.csv: training")
+        assert progress._bar is not None and progress._task is not None
+        assert progress._bar.tasks[0].completed == 7
