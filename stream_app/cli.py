@@ -6,7 +6,6 @@ import asyncio
 import os
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -903,8 +902,11 @@ def evaluate(
         threshold_method=threshold_method, quantile=quantile, multiplier=multiplier, ewma_alpha=ewma_alpha,
         window=window, units=units, epochs=epochs, level_checks=level_checks, max_gap_s=max_gap, batch_size=batch_size,
     )  # fmt: skip
-    with console.status("evaluating...", spinner="dots") if not as_json else nullcontext():
-        report, traces = run_evaluation(_settings(), request)
+    from stream_app.progress import CountProgress
+
+    # With --json stdout holds the report alone: progress goes to stderr (a bar only where that is a terminal).
+    with CountProgress(Console(stderr=True) if as_json else console, "evaluate", "readings") as progress:
+        report, traces = run_evaluation(_settings(), request, on_progress=progress.update, on_stage=progress.stage)
     if as_json:
         sys.stdout.write(report.model_dump_json(indent=2) + "\n")
     else:

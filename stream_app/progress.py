@@ -2,7 +2,8 @@
 
 In a log file or a pipe a bar is escape codes and carriage returns, so there a count goes out as a line
 every ``every_s`` seconds (``simulate: 12,000/72,000 readings (17%), 2,400/s``), and training as one
-line per epoch. Callers report as often as they like: updates are throttled here.
+line per epoch. Callers report as often as they like: updates are throttled here. A stage (what a
+long run does now: ``3/34 valve1/1: training``) shows beside the bar, or as a line of its own.
 """
 
 from __future__ import annotations
@@ -40,17 +41,26 @@ class CountProgress:
     def __enter__(self) -> CountProgress:
         if self.tty:
             self._bar = Progress(
-                TextColumn(f"{self.what}"), BarColumn(), MofNCompleteColumn(), TextColumn(self.unit),
+                TextColumn(f"{self.what}"), TextColumn("{task.fields[stage]}"), BarColumn(), MofNCompleteColumn(), TextColumn(self.unit),
                 TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                 console=self.console, transient=True,
             )  # fmt: skip
             self._bar.start()
-            self._task = self._bar.add_task(self.what, total=None, rate="")
+            self._task = self._bar.add_task(self.what, total=None, rate="", stage="")
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if self._bar is not None:
             self._bar.stop()
+
+    def stage(self, what: str) -> None:
+        """What the run does now; every stage is shown (they are few, unlike counts)."""
+        if self._bar is not None:
+            assert self._task is not None
+            # The latest count too: the throttle may have held back the last update before this stage.
+            self._bar.update(self._task, stage=what, completed=self.done, total=self.total)
+        else:
+            self.console.print(f"{self.what}: {what}", markup=False, highlight=False)
 
     def update(self, done: int, total: int | None = None) -> None:
         self.done, self.total = done, total if total is not None else self.total

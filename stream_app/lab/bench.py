@@ -31,6 +31,7 @@ from stream_app.contracts import Reading
 from stream_app.models.store import ModelBundle, ModelStore
 from stream_app.pipeline.scorer import Scorer, backend_and_device
 from stream_app.config.settings import Settings
+from stream_app.progress import CountProgress
 
 
 class BenchConfig(BaseModel):
@@ -166,6 +167,10 @@ def run_bench(settings: Settings, config: BenchConfig, console: Console, *, mode
     def log(message: str) -> None:
         console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}")
 
+    def bar(what: str) -> CountProgress:
+        # A drain's readings consumed: a bar on a terminal, a plain line every 10 s in a log.
+        return CountProgress(console, what, "readings")
+
     with tempfile.TemporaryDirectory(prefix="floorwatch-bench-") as tmp:
         workdir = Path(tmp)
         root = model_dir or ensure_model(settings, workdir, log)
@@ -211,11 +216,14 @@ def run_bench(settings: Settings, config: BenchConfig, console: Console, *, mode
             result.swap = [swap_timing(bundle, max_batch=settings.batch_max_size, new_architecture=new).model_dump()
                            for new in (False, True)]  # fmt: skip
         if config.e2e:
-            _end_to_end(settings, config, result, workdir, log)
+            _end_to_end(settings, config, result, workdir, log, bar)
         return result
 
 
-def _end_to_end(settings: Settings, config: BenchConfig, result: BenchResult, workdir: Path, log: Callable[[str], None]) -> None:
+def _end_to_end(
+    settings: Settings, config: BenchConfig, result: BenchResult, workdir: Path, log: Callable[[str], None],
+    bar: Callable[[str], CountProgress],
+) -> None:  # fmt: skip
     from stream_app.lab.bench_e2e import drain, measure_latency, phase_settings, produce_backlog
     from stream_app.lab.harness import WorkerProcess, fresh_services
 
@@ -230,7 +238,8 @@ def _end_to_end(settings: Settings, config: BenchConfig, result: BenchResult, wo
             total, messages = produce_backlog(s, config.devices, config.readings_per_device, form)
             with WorkerProcess(s, workdir / "logs" / f"worker-{name}.log") as worker:
                 log(f"throughput ({name}): worker draining {total} readings in {messages} messages")
-                seconds, rate, metrics = drain(worker, total, timeout_s=600)
+                with bar(f"draining ({name})") as progress:
+                    seconds, rate, metrics = drain(worker, total, timeout_s=600, on_progress=progress.update)
                 windows = int(metrics.get("floorwatch_windows_scored_total", 0))
                 batches = metrics.get("floorwatch_batch_windows_count", 0.0) or 1.0
                 result.throughput.append(
@@ -251,7 +260,7 @@ def _end_to_end(settings: Settings, config: BenchConfig, result: BenchResult, wo
                     )
                 )
         if config.processes:
-            _processes(live, config, result, workdir, log)
+            _processes(live, config, result, workdir, log, bar)
         for rate in config.latency_rates:
             s = phase_settings(live, f"latency{rate:.0f}")
             with WorkerProcess(s, workdir / "logs" / f"worker-latency{rate:.0f}.log") as worker:
@@ -270,7 +279,10 @@ def _end_to_end(settings: Settings, config: BenchConfig, result: BenchResult, wo
                 )
 
 
-def _processes(live: Settings, config: BenchConfig, result: BenchResult, workdir: Path, log: Callable[[str], None]) -> None:
+def _processes(
+    live: Settings, config: BenchConfig, result: BenchResult, workdir: Path, log: Callable[[str], None],
+    bar: Callable[[str], CountProgress],
+) -> None:  # fmt: skip
     """The single-form backlog drained by ``floorwatch worker --processes N`` for each N (one process:
     the single-form row already measured), and each N's speed against one process's."""
     from stream_app.lab.bench_e2e import drain_processes, phase_settings, produce_backlog
@@ -292,7 +304,8 @@ def _processes(live: Settings, config: BenchConfig, result: BenchResult, workdir
         with WorkerProcess(s, workdir / "logs" / f"worker-processes{n}.log", processes=n) as worker:
             log(f"throughput (--processes {n}): {n} worker processes draining {total} readings "
                 f"from {s.readings_partitions} partitions")  # fmt: skip
-            seconds, rate, settled, per_process, stalls = drain_processes(worker, total, timeout_s=600)
+            with bar(f"draining (--processes {n})") as progress:
+                seconds, rate, settled, per_process, stalls = drain_processes(worker, total, timeout_s=600, on_progress=progress.update)
             rss = worker.rss_mb()
         rows.append(ProcessesRate(
             processes=n, readings=total, seconds=round(seconds, 2), readings_per_s=round(rate, 1),

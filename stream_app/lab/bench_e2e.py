@@ -10,6 +10,7 @@ time in ms) minus the produce time of the reading that closed the alert's window
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import orjson
 import redis
@@ -74,8 +75,13 @@ def produce_backlog(settings: Settings, devices: int, per_device: int, batch: in
     return devices * per_device, messages
 
 
-def drain(worker: WorkerProcess, total: int, timeout_s: float) -> tuple[float, float, dict[str, float]]:
-    """Sample the worker's readings counter until it reaches ``total``: (seconds, readings/s, metrics)."""
+def drain(
+    worker: WorkerProcess, total: int, timeout_s: float, *, on_progress: Callable[[int, int], None] | None = None
+) -> tuple[float, float, dict[str, float]]:
+    """Sample the worker's readings counter until it reaches ``total``: (seconds, readings/s, metrics).
+
+    ``on_progress(consumed, total)`` follows each sample (a progress bar; it costs no extra scrape).
+    """
     samples: list[tuple[float, float]] = []
     deadline = time.monotonic() + timeout_s
     metrics: dict[str, float] = {}
@@ -83,6 +89,8 @@ def drain(worker: WorkerProcess, total: int, timeout_s: float) -> tuple[float, f
         metrics = _scrape(worker)
         count = metrics.get("floorwatch_readings_total", 0.0)
         samples.append((time.monotonic(), count))
+        if on_progress is not None:
+            on_progress(min(int(count), total), total)
         if count >= total:
             break
         worker.check()
@@ -95,7 +103,7 @@ def drain(worker: WorkerProcess, total: int, timeout_s: float) -> tuple[float, f
 
 
 def drain_processes(
-    worker: WorkerProcess, total: int, timeout_s: float
+    worker: WorkerProcess, total: int, timeout_s: float, *, on_progress: Callable[[int, int], None] | None = None
 ) -> tuple[float, float, float | None, list[int], int | None]:
     """``drain`` for a worker of several processes, each process's counter sampled on its own endpoint:
     (seconds, readings/s, readings/s once all were consuming, readings per process, stalls seen)."""
@@ -109,6 +117,8 @@ def drain_processes(
             except OSError:
                 pass
         samples.append((time.monotonic(), list(counts)))
+        if on_progress is not None:
+            on_progress(min(int(sum(counts)), total), total)
         if sum(counts) >= total:
             break
         worker.check()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -43,6 +44,10 @@ if TYPE_CHECKING:  # imported where used: the simulator, the settings and rich l
 
 PointMode = Literal["episode", "window"]
 DetectorKind = Literal["lstm", "iforest"]
+# Progress hooks: readings scored so far of all to score, and what the run is doing now (training a
+# file's model, ...). The CLI draws them; this module never prints.
+OnReadings = Callable[[int, int], None]
+OnStage = Callable[[str], None]
 
 
 @dataclass(slots=True)
@@ -116,13 +121,18 @@ class EvaluateOptions:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     # False drops the level envelope check (the model alone, plus the stuck check).
     level_checks: bool = True
+    on_progress: OnReadings | None = None
+    on_stage: OnStage | None = None
 
 
-def stream(detector: Detector, series: list[LabelledSeries], *, batch_size: int = 256) -> list[Trace]:
+def stream(
+    detector: Detector, series: list[LabelledSeries], *, batch_size: int = 256, on_progress: OnReadings | None = None
+) -> list[Trace]:
     """Feed every series' readings through ``detector`` in time order; one trace per series.
 
     Training rows (``train_rows``) are fed too, so the windows are full when the test rows begin, as
-    they would be in a live stream, but they are left out of the traces.
+    they would be in a live stream, but they are left out of the traces. ``on_progress(done, total)``
+    follows each micro-batch (readings fed, training rows included).
     """
     ts_all = np.concatenate([s.ts for s in series])
     owner = np.concatenate([np.full(len(s.ts), i) for i, s in enumerate(series)])
@@ -151,6 +161,8 @@ def stream(detector: Detector, series: list[LabelledSeries], *, batch_size: int 
         out = detector.process(readings, now_ms=now_ms)
         if out.refused:
             raise ValueError(f"the detector refused a reading: {out.refused[0].reason}")
+        if on_progress is not None:
+            on_progress(start + len(chunk), len(order))
         traced = len(out.window_score) == len(out.window_devices)
         for w, (device, end_ms) in enumerate(zip(out.window_devices, out.window_end_ms)):
             i = index[device]
@@ -275,7 +287,8 @@ def evaluate_shared(model: Model, series: list[LabelledSeries], options: Evaluat
     if missing:
         raise ValueError(f"the model needs sensor(s) {', '.join(missing)} that the data lacks")
     started = time.perf_counter()
-    traces = stream(model.detector, series, batch_size=options.batch_size)
+    _stage(options, f"scoring {len(series)} device(s)")
+    traces = stream(model.detector, series, batch_size=options.batch_size, on_progress=options.on_progress)
     report = _report(traces, model.detector, options, source, model.train_s, time.perf_counter() - started)
     return report.model_copy(update={"refits": dict(model.detector.refits)}), traces
 
@@ -288,13 +301,17 @@ def evaluate_per_series(
     train_s = score_s = 0.0
     detector = None
     refits = {"kept": 0, "discarded": 0}
-    for s in series:
+    total, before = sum(len(s.ts) for s in series), 0
+    for n, s in enumerate(series, 1):
         if s.train_rows < 2 * options.training.window:
             raise ValueError(f"{s.device_id}: {s.train_rows} training rows are too few for windows of {options.training.window}")
+        _stage(options, f"{n}/{len(series)} {s.device_id}: training")
         model = build_model([s.values[: s.train_rows]], s.features, options, source=f"{source}: {s.device_id}")
         train_s += model.train_s
+        _stage(options, f"{n}/{len(series)} {s.device_id}: scoring")
         started = time.perf_counter()
-        traces += stream(model.detector, [s], batch_size=options.batch_size)
+        traces += stream(model.detector, [s], batch_size=options.batch_size, on_progress=_offset(options.on_progress, before, total))
+        before += len(s.ts)
         score_s += time.perf_counter() - started
         detector = model.detector
         for k, v in detector.refits.items():
@@ -302,6 +319,19 @@ def evaluate_per_series(
     assert detector is not None
     report = _report(traces, detector, options, source, train_s, score_s)
     return report.model_copy(update={"warnings": training_warnings(series), "refits": refits}), traces
+
+
+def _stage(options: EvaluateOptions, what: str) -> None:
+    if options.on_stage is not None:
+        options.on_stage(what)
+
+
+def _offset(on_progress: OnReadings | None, before: int, total: int) -> OnReadings | None:
+    """One series' progress as a share of the whole run (``before`` readings of ``total`` already fed)."""
+    if on_progress is None:
+        return None
+    report = on_progress
+    return lambda done, _: report(before + done, total)
 
 
 def training_warnings(series: list[LabelledSeries]) -> list[str]:
@@ -455,7 +485,10 @@ SMD_TRAINING = dict(window=16, units=16, epochs=15, train_stride=4, validation_s
 SMD_MAX_GAP_S = 180.0  # one row a minute, no gaps: a window restarts only after 3 missing rows
 
 
-def run_evaluation(settings: Settings, request: EvaluateRequest) -> tuple[EvaluationReport, list[Trace]]:
+def run_evaluation(
+    settings: Settings, request: EvaluateRequest, *, on_progress: OnReadings | None = None, on_stage: OnStage | None = None
+) -> tuple[EvaluationReport, list[Trace]]:
+    """Evaluate as ``request`` asks; ``on_progress``/``on_stage`` follow the run (see ``OnReadings``)."""
     from stream_app.worker.start import detector_config
 
     per_file = request.source == "skab" or (request.source == "csv" and request.train_rows > 0)
@@ -471,12 +504,14 @@ def run_evaluation(settings: Settings, request: EvaluateRequest) -> tuple[Evalua
     dconfig = dataclasses.replace(detector_config(settings.detection, settings.episodes), max_gap_ms=int(gap * 1000))
     options = EvaluateOptions(
         detector=request.detector, point_mode=request.point_mode, batch_size=request.batch_size,
-        detector_config=dconfig, training=training, level_checks=request.level_checks,
+        detector_config=dconfig, training=training, level_checks=request.level_checks, on_progress=on_progress,
+        on_stage=on_stage,
     )  # fmt: skip
     if request.source == "skab":
         from stream_app.lab.skab import load_skab
 
         assert request.skab is not None
+        _stage(options, f"reading SKAB files in {request.skab}")
         series = load_skab(request.skab, features=request.features)
         sensors = "" if request.features is None else f", {len(request.features)} of 8 sensors"
         return evaluate_per_series(series, options, source=f"SKAB ({request.skab}{sensors})")
@@ -489,13 +524,15 @@ def run_evaluation(settings: Settings, request: EvaluateRequest) -> tuple[Evalua
         paths = [f for p in request.csv for f in (sorted([*p.glob("*.csv"), *p.glob("*.csv.gz")]) if p.is_dir() else [p])]
         if not paths:
             raise ValueError(f"no CSV files in {', '.join(map(str, request.csv))}")
-        series = [
-            read_labelled_csv(
-                p, label_column=request.label_column or "anomaly", time_column=request.time_column,
-                features=request.features, train_rows=0, labels_optional=request.label_column is None,
-            )  # fmt: skip
-            for p in paths
-        ]
+        series = []
+        for n, p in enumerate(paths, 1):
+            _stage(options, f"reading {n}/{len(paths)} {p.name}")
+            series.append(
+                read_labelled_csv(
+                    p, label_column=request.label_column or "anomaly", time_column=request.time_column,
+                    features=request.features, train_rows=0, labels_optional=request.label_column is None,
+                )  # fmt: skip
+            )
         for s in series:
             share = request.train_rows < 1
             s.train_rows = int(len(s.ts) * request.train_rows) if share else min(int(request.train_rows), len(s.ts))
@@ -509,6 +546,7 @@ def run_evaluation(settings: Settings, request: EvaluateRequest) -> tuple[Evalua
         return unlabelled_caveats(report, series), traces
     scenario = _scenario(request)
     start_ms = 1_795_000_000_000  # a fixed start: the same flags give the same readings and figures
+    _stage(options, f"simulating {scenario.devices} devices")
     series = simulated_series(scenario, start_ms)
     if request.max_gap_s is None:  # slow-sampled scenarios (interval_s: 60, 300)
         _follow_sampling(options, series, settings.max_gap_s)
@@ -532,6 +570,7 @@ def evaluate_smd(root: Path, machines: list[str] | None, options: EvaluateOption
     """SMD's protocol: each machine trains on its whole (unlabelled) train part; its test part is scored."""
     from stream_app.lab.smd import load_smd
 
+    _stage(options, f"reading SMD machines in {root}")
     series = load_smd(root, machines)
     names = "all machines" if machines is None else ", ".join(machines)
     return evaluate_per_series(series, options, source=f"SMD ({root}, {names})")
@@ -602,6 +641,7 @@ def _fleet_model(
     if request.source != "simulate":
         raise ValueError("--train and --detector iforest on CSV need --train-rows N (each file trains on its first N rows)")
     data = dataclasses.replace(DEFAULT_DATA, rate_hz=rate_hz)
+    _stage(options, "training a model on simulated normal data")
     return build_model(data.series(), features, options, source=data.source())
 
 

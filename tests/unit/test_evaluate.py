@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream_app.lab.evaluate import stream, training_warnings
+from stream_app.lab.evaluate import EvaluateOptions, Model, evaluate_shared, stream, training_warnings
 from stream_app.lab.skab import LabelledSeries
 from tests.support.builders import episode_detector, labelled_series
 
@@ -31,6 +31,22 @@ def test_devices_interleave_without_mixing_and_training_rows_are_left_out() -> N
     assert np.flatnonzero(traces[1].is_open).tolist() == list(range(12, 31))
 
 
+def test_progress_follows_each_micro_batch_up_to_every_reading_fed() -> None:
+    seen: list[tuple[int, int]] = []
+    series = [labelled_series("a", train_rows=5), labelled_series("b")]
+    stream(episode_detector(), series, batch_size=50, on_progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(50, 120), (100, 120), (120, 120)]  # training rows are fed, so they count
+
+
+def test_an_evaluation_reports_its_stage_and_progress_and_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    seen: list[tuple[int, int]] = []
+    stages: list[str] = []
+    options = EvaluateOptions(on_progress=lambda d, t: seen.append((d, t)), on_stage=stages.append)
+    evaluate_shared(Model(episode_detector()), [labelled_series("d")], options, source="t")
+    assert stages == ["scoring 1 device(s)"] and seen[-1] == (60, 60)
+    assert capsys.readouterr() == ("", "")
+
+
 def test_training_warnings_count_labelled_rows_in_training_only() -> None:
     labels = np.zeros(10, bool)
     labels[[1, 2, 7]] = True  # two in the 4 training rows, one after
@@ -41,3 +57,13 @@ def test_training_warnings_count_labelled_rows_in_training_only() -> None:
     assert training_warnings([clean, dirty]) == [
         "dirty: 2 of its 4 training rows are labelled anomalous; its model learns that behaviour as normal"
     ]
+
+
+def test_per_series_progress_counts_across_the_whole_run() -> None:
+    from stream_app.lab.evaluate import _offset
+
+    seen: list[tuple[int, int]] = []
+    second = _offset(lambda d, t: seen.append((d, t)), 100, 250)
+    assert second is not None and _offset(None, 0, 1) is None
+    second(30, 150)
+    assert seen == [(130, 250)]

@@ -49,3 +49,30 @@ def test_on_a_terminal_a_bar_that_leaves_no_lines_behind() -> None:
     with CountProgress(console, "simulate", "readings") as count:
         count.update(10, 20)
     assert "epoch 1/2:" not in out.getvalue() and "simulate: 10" not in out.getvalue()
+
+
+def test_stages_off_a_terminal_are_lines_of_their_own() -> None:
+    console, out = _console(False)
+    with CountProgress(console, "evaluate", "readings", every_s=3600) as progress:
+        progress.stage("1/2 a.csv: training")
+        progress.update(5, 10)
+        progress.stage("2/2 b.csv: training")
+    assert out.getvalue().splitlines() == ["evaluate: 1/2 a.csv: training", "evaluate: 2/2 b.csv: training"]
+
+
+def test_on_a_terminal_stages_show_in_the_bar_only() -> None:
+    console, out = _console(True)
+    with CountProgress(console, "evaluate", "readings") as progress:
+        progress.stage("1/2 a.csv: training")
+        progress.update(5, 10)
+    assert "evaluate: 1/2" not in out.getvalue()
+
+
+def test_a_stage_brings_the_bar_up_to_the_last_count() -> None:
+    console, _ = _console(True)
+    with CountProgress(console, "evaluate", "readings") as progress:
+        progress.update(1, 10)  # too soon after the start: held back by the throttle
+        progress.update(7, 10)
+        progress.stage("2/2 b.csv: training")
+        assert progress._bar is not None and progress._task is not None
+        assert progress._bar.tasks[0].completed == 7
