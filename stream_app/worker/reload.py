@@ -138,10 +138,13 @@ class ModelReloader:
             carried = self.detector.install(group, detector)
             self.swaps += 1
             swapped.append(group)
-            log.warning(
-                "model swapped for group %s: %s -> %s (%s)", group, old, detector.model_version,
-                "windows and episodes carried over" if carried else "episodes carried over; windows refill (window or features differ)",
-            )  # fmt: skip
+            if serving is None:
+                how = "the group's first model after its cold start: windows fill from its next readings"
+            elif carried:
+                how = "windows and episodes carried over"
+            else:
+                how = "episodes carried over; windows refill (window or features differ)"
+            log.warning("model swapped for group %s: %s -> %s (%s)", group, old, detector.model_version, how)
         self._ready.clear()
         return swapped
 

@@ -60,7 +60,10 @@ def test_a_worker_with_no_model_learns_one_from_the_stream_then_finds_a_fault(
             time.sleep(0.5)
         wait_log(worker, "model swapped for group default: default/learning -> v0001", timeout_s=30)
         client = redis.Redis.from_url(settings.redis_url_value())
-        version = client.hget(RedisKeys(settings.redis_prefix).device("cold-0"), "model_version")
+        key = RedisKeys(settings.redis_prefix).device("cold-0")
+        deadline = time.monotonic() + 60  # device hashes are flushed after the batch's alerts
+        while (version := client.hget(key, "model_version")) != b"v0001" and time.monotonic() < deadline:
+            time.sleep(0.5)
         print(worker.tail())
     faulty = redis_alerts(settings, "cold-2")
     assert faulty and faulty[0].episode.state == "open" and faulty[0].model_version == "v0001", "the fault was not found"

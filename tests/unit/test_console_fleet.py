@@ -20,7 +20,10 @@ def _fleet() -> Fleet:
 
 
 def _fields(state: str, last_ms: int) -> list[bytes | None]:
-    return [state.encode(), b"0.01", b"0.02", iso_ms(last_ms).encode(), iso_ms(NOW_MS).encode(), b"v0001"]
+    # Written just now by the worker's clock: a hash older than offline_after_s would read as offline,
+    # and this module may be imported many minutes before its tests run.
+    written = iso_ms(int(time.time() * 1000))
+    return [state.encode(), b"0.01", b"0.02", iso_ms(last_ms).encode(), written.encode(), b"v0001"]
 
 
 def _alert(state: str, at_ms: int) -> dict:
