@@ -109,6 +109,12 @@ class Learner:
         return out
 
     def _bound(self) -> None:
-        # Memory stays bounded on a busy group: the oldest finished runs go first.
+        # Memory stays bounded on a busy group: the oldest finished runs go first, then the oldest
+        # readings of the longest open run (devices that never pause have no finished runs).
         while self.readings > self.config.max_readings and self._closed:
             self.readings -= len(self._closed.pop(0))
+        while self.readings > self.config.max_readings:
+            run = max(self._open.values(), key=lambda r: len(r.rows))
+            cut = min(self.readings - self.config.max_readings, len(run.rows))
+            del run.rows[:cut]
+            self.readings -= cut

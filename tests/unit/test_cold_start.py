@@ -51,6 +51,12 @@ def test_memory_is_bounded_by_dropping_the_oldest_runs() -> None:
     assert learner.readings <= 10 + 5 and len(learner.series()) <= 3
 
 
+def test_memory_is_bounded_when_devices_never_pause() -> None:
+    learner = Learner("default", ColdStartConfig(min_readings=10, max_readings=10))
+    learner.process([reading(f"d{i % 2}", NOW - 100_000 + i * 1000) for i in range(40)], now_ms=NOW)
+    assert learner.readings == 10 and sum(len(s) for s in learner.series()) == 10
+
+
 def test_a_learning_group_is_routed_to_its_learner_until_its_first_model_is_installed() -> None:
     router = GroupRouter(parse_asset_groups("pumps=pump-*"))
     learners = {"pumps": Learner("pumps"), "default": Learner("default")}
