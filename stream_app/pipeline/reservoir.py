@@ -24,6 +24,8 @@ class RefitConfig:
     epochs: int = 6
     holdout: float = 0.25  # newest share of the reservoir: the comparison and calibration windows
     tolerance: float = 1.02  # the candidate's median held-out score may be at most this x the serving model's
+    # How long a refit remembers how far an earlier one widened the lines (stream time; training.refit.bounded_lines).
+    memory_half_life_s: float = 7 * 86400.0
 
 
 class NormalReservoir:

@@ -10,7 +10,8 @@ part, which neither has trained on:
   or train afresh with a new scaler when the readings moved far from it (a model of other
   machines, a sensor replaced);
 - the candidate is kept only if its typical score on the held-out recent windows is not worse than
-  the serving model's, and its lines are recalibrated on those windows; otherwise it is discarded
+  the serving model's, and its lines are recalibrated on those windows (never tighter than the first
+  calibration's, and an earlier refit's widening fades: ``bounded_lines``); otherwise it is discarded
   and logged, and scoring goes on with the serving model.
 
 Guardrails against learning a fault as normal: windows of open episodes, windows over the line,
@@ -26,8 +27,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from pydantic import BaseModel, Field
 
-from stream_app.models.store import ModelBundle, ModelStore, Scaler
+from stream_app.models.store import ModelBundle, ModelStore, Scaler, Thresholds
 from stream_app.pipeline.detector import record_refit
 from stream_app.pipeline.reservoir import NormalReservoir, RefitConfig, RefitResult
 from stream_app.pipeline.scorer import Scorer
@@ -48,8 +50,13 @@ def refit(
     *,
     max_batch: int,
     serving: Scorer,
+    now_ms: int,
 ) -> RefitResult:
-    """Train a candidate on ``windows`` (oldest first), keep it if it is no worse on the newest ones."""
+    """Train a candidate on ``windows`` (oldest first), keep it if it is no worse on the newest ones.
+
+    ``now_ms`` is the stream time of the refit (the newest window's end): how long ago the serving
+    version's lines were set, for ``bounded_lines``.
+    """
     import keras
 
     started = time.perf_counter()
@@ -90,21 +97,13 @@ def refit(
         peak_errors=val_peaks if t.peak_threshold is not None else None,
         multiplier=t.multiplier, method=t.method, ewma_alpha=t.ewma_alpha or training.ewma_alpha,
     )  # fmt: skip
-    # A refit may widen the lines, never tighten them: it calibrates on an hour or so of one regime,
-    # far fewer windows than the model's first calibration saw (in score units, 1.0 = typical error
-    # for either model, so the two lines compare).
+    first = first_lines(bundle)
+    keep = remembered(bundle, now_ms, config.memory_half_life_s)
     thresholds = thresholds.model_copy(
         update={
-            "threshold": max(thresholds.threshold, t.threshold),
-            "feature_thresholds": {
-                f: max(v, t.feature_thresholds.get(f, v)) for f, v in thresholds.feature_thresholds.items()
-            },
-            "feature_envelope": _union(thresholds.feature_envelope, t.feature_envelope),
+            **bounded_lines(thresholds, t, first, keep),
             "stuck_runs": t.stuck_runs,  # learnt from the model's full training data, not an hour of it
             "resting_values": t.resting_values,
-            "peak_threshold": max(thresholds.peak_threshold, t.peak_threshold)
-            if thresholds.peak_threshold is not None and t.peak_threshold is not None
-            else None,
         }
     )
     if bundle.thresholds.stuck_features is not None and thresholds.stuck_features is not None:
@@ -127,6 +126,8 @@ def refit(
             "notes": {
                 **bundle.card.notes,
                 "refit_of": bundle.version,
+                "refit_at_ms": int(now_ms),
+                "first_lines": first.model_dump(),
                 "refit_windows": int(len(windows)),
                 "refit_fresh_scaler": fresh,
                 "refit_median_score": {"serving": round(serving_median, 4), "candidate": round(candidate_median, 4)},
@@ -140,13 +141,91 @@ def refit(
     return RefitResult(saved, scorer, serving_median, candidate_median, fresh, time.perf_counter() - started)
 
 
-def _union(
-    new: dict[str, tuple[float, float]], old: dict[str, tuple[float, float]]
+class FirstLines(BaseModel):
+    """The lines of the first calibration of a chain of refits (the trained model's, on its full validation set)."""
+
+    threshold: float
+    feature_thresholds: dict[str, float] = Field(default_factory=dict)
+    feature_envelope: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    peak_threshold: float | None = None
+
+
+def first_lines(bundle: ModelBundle) -> FirstLines:
+    """The first calibration's lines of ``bundle``'s chain of refits (its own when it is not a refit)."""
+    noted = bundle.card.notes.get("first_lines")
+    if isinstance(noted, dict):
+        return FirstLines.model_validate(noted)
+    t = bundle.thresholds
+    return FirstLines(
+        threshold=t.threshold, feature_thresholds=t.feature_thresholds, feature_envelope=t.feature_envelope,
+        peak_threshold=t.peak_threshold,
+    )  # fmt: skip
+
+
+def remembered(bundle: ModelBundle, now_ms: int, half_life_s: float) -> float:
+    """The share of the serving version's widening (over the first lines) still remembered at ``now_ms``."""
+    since = bundle.card.notes.get("refit_at_ms")
+    if not isinstance(since, int) or half_life_s <= 0:
+        return 1.0 if half_life_s > 0 else 0.0
+    return float(0.5 ** (max(0, now_ms - since) / 1000 / half_life_s))
+
+
+def bounded_lines(candidate: Thresholds, serving: Thresholds, first: FirstLines, keep: float) -> dict[str, object]:
+    """A kept refit's lines: its own, never tighter than the first calibration's, and covering what earlier
+    refits widened them to, a share ``keep`` of it.
+
+    A refit calibrates on an hour or so of one regime, far fewer windows than the first calibration saw,
+    so it may not tighten below it. Without ``keep`` < 1 every refit could only widen (each one the union of
+    the last and its own), and after weeks of benign regimes the lines would have taken in all of them and
+    leave no room for a slow fault; with it, a widening that the stream no longer shows fades (half of it
+    after ``RefitConfig.memory_half_life_s`` of stream time), while what recurs weekly is remembered by the
+    devices' seasonal lines (pipeline/seasonal.py). All in score units (1.0 = typical error of either model,
+    so lines of different versions compare), the envelope in sensor units.
+    """
+
+    def line(new: float, old: float | None, base: float | None) -> float:
+        base = new if base is None else base
+        held = base if old is None else base + keep * max(0.0, old - base)
+        return max(new, base, held)
+
+    peak = (
+        line(candidate.peak_threshold, serving.peak_threshold, first.peak_threshold)
+        if candidate.peak_threshold is not None and serving.peak_threshold is not None
+        else None
+    )
+    return {
+        "threshold": line(candidate.threshold, serving.threshold, first.threshold),
+        "feature_thresholds": {
+            f: line(v, serving.feature_thresholds.get(f), first.feature_thresholds.get(f))
+            for f, v in candidate.feature_thresholds.items()
+        },
+        "feature_envelope": _envelope(candidate.feature_envelope, serving.feature_envelope, first.feature_envelope, keep),
+        "peak_threshold": peak,
+    }
+
+
+def _envelope(
+    new: dict[str, tuple[float, float]],
+    old: dict[str, tuple[float, float]],
+    first: dict[str, tuple[float, float]],
+    keep: float,
 ) -> dict[str, tuple[float, float]]:
-    """Each feature's envelope covering both the old and the recent normal."""
-    if not old:
+    """Each feature's envelope covering the recent normal, the first calibration's, and ``keep`` of how far
+    the serving version's reached past the first."""
+    if not first:
         return {}  # the model had no envelope (off, or too little data): a refit does not add one
-    return {f: (min(lo, old[f][0]), max(hi, old[f][1])) if f in old else (lo, hi) for f, (lo, hi) in new.items()}
+    out: dict[str, tuple[float, float]] = {}
+    for f, (lo, hi) in new.items():
+        if f not in first:
+            out[f] = (lo, hi)
+            continue
+        base_lo, base_hi = first[f]
+        old_lo, old_hi = old.get(f, (base_lo, base_hi))
+        out[f] = (
+            min(lo, base_lo, base_lo - keep * max(0.0, base_lo - old_lo)),
+            max(hi, base_hi, base_hi + keep * max(0.0, old_hi - base_hi)),
+        )
+    return out
 
 
 def _moved(scaler: Scaler, readings: np.ndarray) -> bool:
@@ -174,7 +253,7 @@ class SyncRefitter:
         try:
             result = refit(
                 detector.bundle, windows, self.store, self.training, self.config, max_batch=self.max_batch,
-                serving=serving,
+                serving=serving, now_ms=now_ms,
             )  # fmt: skip
         except Exception as exc:  # a failed refit must never stop scoring
             detector.refits["discarded"] += 1
@@ -213,7 +292,8 @@ class BackgroundRefitter:
         def work() -> None:
             try:
                 detector.pending_refit = refit(
-                    bundle, windows, self.store, self.training, self.config, max_batch=self.max_batch, serving=serving
+                    bundle, windows, self.store, self.training, self.config, max_batch=self.max_batch, serving=serving,
+                    now_ms=now_ms,
                 )
             except Exception as exc:  # a failed refit must never stop scoring
                 detector.refits["discarded"] += 1
