@@ -67,3 +67,18 @@ def test_per_series_progress_counts_across_the_whole_run() -> None:
     assert second is not None and _offset(None, 0, 1) is None
     second(30, 150)
     assert seen == [(130, 250)]
+
+
+def test_nabs_wider_windows_credit_an_opening_just_before_a_labelled_run() -> None:
+    from stream_app.lab.evaluate import Trace, episode_events_score
+
+    n = 1000
+    truth = np.zeros(n, bool)
+    truth[500:510] = True
+    is_open = np.zeros(n, bool)
+    is_open[470:520] = True  # opens 30 points before the labelled run
+    nan = np.full(n, np.nan)
+    trace = Trace("d", np.arange(n) * 60_000, truth, is_open, is_open, nan)
+    assert episode_events_score([trace]).detected == 0  # the run as labelled: a false opening and a miss
+    wide = episode_events_score([trace], window_share=0.1)  # a 100-point window around it
+    assert wide.detected == 1 and wide.false_detections == 0 and wide.score is not None and wide.score > 50
