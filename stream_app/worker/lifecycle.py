@@ -62,7 +62,11 @@ class Lifecycle:
         self.reloader: ModelReloader | None = None
         self.shadow: ShadowScoring | None = None
         # Groups with no model yet train their first one from the stream (cold_start.py); hot reload installs it.
-        self.cold_start = ColdStarter(detector, settings.model_dir) if detector.learners else None
+        self.cold_start = (
+            ColdStarter(detector, settings.model_dir, refused=lambda g: self.reloader.refused(g) if self.reloader else None)
+            if detector.learners
+            else None
+        )
 
     def attach(self, app: faust.App) -> None:
         """Create the lifecycle's topics, sinks and timers on the worker's app."""

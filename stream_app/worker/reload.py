@@ -166,6 +166,11 @@ class ModelReloader:
         finally:
             self._busy = False
 
+    def refused(self, group: str) -> str | None:
+        """The version of ``group`` last refused (not retried until its pointer changes), or None."""
+        watched = self._watched.get(group)
+        return watched.refused if watched is not None else None
+
     async def _current_changed(self, group: str, watched: _Watched) -> None:
         version = watched.store.current()
         detector = self.detector.detectors.get(group)

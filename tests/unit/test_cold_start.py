@@ -65,3 +65,30 @@ def test_a_learning_group_is_routed_to_its_learner_until_its_first_model_is_inst
     assert set(found.by_model) == {"pumps/learning", "default/learning"} and found.scored == 0
     assert fleet.unseen(["pump-1"]) == [] and fleet.detector_for("pump-1") is None
     assert learners["pumps"].readings == 1
+
+
+def test_a_first_model_the_reload_refuses_is_trained_again_with_more_readings(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from stream_app.worker import cold_start
+
+    learner = Learner("default", ColdStartConfig(min_readings=40, min_span_s=0))
+    fleet = GroupDetector({}, GroupRouter(()), {"default": learner})
+    refused: dict[str, str] = {}
+    starter = cold_start.ColdStarter(fleet, tmp_path, refused=refused.get)
+    trained: list[int] = []
+
+    def train(self, group, features, series, readings) -> None:  # type: ignore[no-untyped-def]
+        trained.append(readings)
+        self._promoted[group] = f"v{len(trained):04d}"  # what _train records once it made its model current
+
+    monkeypatch.setattr(cold_start.ColdStarter, "_train", train)
+    monkeypatch.setattr(starter._pool, "submit", lambda fn, *args: fn(*args))
+    fleet.process([reading("d", NOW - 100_000 + i * 1000) for i in range(40)], now_ms=NOW)
+    starter.check()
+    starter.check()  # trained, waiting for the reload: nothing new
+    assert trained == [40]
+    refused["default"] = "v0001"  # the reload could not load it
+    starter.check()  # the group learns on
+    assert trained == [40]
+    fleet.process([reading("d", NOW - 50_000 + i * 1000) for i in range(40)], now_ms=NOW)
+    starter.check()
+    assert trained == [40, 80]
