@@ -16,7 +16,9 @@ file after its first 15% (NAB's probationary share), are of these kinds:
 
 Benign and anomalous changes differ in what a model of the stream can learn: regime changes are
 moderate, gradual and lasting; idle stretches recur on a schedule; anomalies are abrupt, large,
-temporary or out of schedule. Seeded and deterministic: the same seed gives the same bytes.
+temporary or out of schedule. ``--benign-spikes RATE`` adds what busy real streams also have and the
+default files do not: lone readings 4-8 sd off the level at that rate (e.g. 0.003), never labelled, so a
+detector must learn that one spike is how the stream is (labelled spikes stay 6-10 sd, 1-3 readings). Seeded and deterministic: the same seed gives the same bytes.
 ``streams.json`` in OUT_DIR lists each file's parameters and labelled spans.
 """
 
@@ -61,7 +63,7 @@ class StreamSpec(BaseModel):
     anomalies: list[Anomaly]
 
 
-def generate(index: int, rng: np.random.Generator) -> tuple[StreamSpec, np.ndarray, np.ndarray, np.ndarray]:
+def generate(index: int, rng: np.random.Generator, *, benign_spikes: float = 0.0) -> tuple[StreamSpec, np.ndarray, np.ndarray, np.ndarray]:
     """One stream: its spec, epoch-second times, values and labels."""
     interval = int(rng.choice(INTERVALS_S))
     # Long enough for several daily cycles at 1/min, several weeks at 1/h; 2,000-8,000 rows.
@@ -130,6 +132,9 @@ def generate(index: int, rng: np.random.Generator) -> tuple[StreamSpec, np.ndarr
             is_idle[span] = True
         labels[span] = True
         anomalies.append(Anomaly(kind=kind, start=start, end=end))
+    if benign_spikes > 0:  # drawn last, so the default files are the same bytes with or without the option
+        at = np.flatnonzero((rng.random(rows) < benign_spikes) & ~is_idle & ~labels)
+        x[at] += rng.choice([-1.0, 1.0], len(at)) * rng.uniform(4, 8, len(at)) * sd
     if resolution:
         live = ~is_idle
         x[live] = np.round(x[live] / resolution) * resolution
@@ -141,12 +146,12 @@ def generate(index: int, rng: np.random.Generator) -> tuple[StreamSpec, np.ndarr
     return spec, t, x, labels
 
 
-def write_streams(out: Path, files: int, seed: int) -> list[StreamSpec]:
+def write_streams(out: Path, files: int, seed: int, *, benign_spikes: float = 0.0) -> list[StreamSpec]:
     """Write ``files`` streams and ``streams.json`` into ``out``; the same seed writes the same bytes."""
     out.mkdir(parents=True, exist_ok=True)
     specs = []
     for index, child in enumerate(np.random.SeedSequence(seed).spawn(files)):
-        spec, t, x, labels = generate(index, np.random.default_rng(child))
+        spec, t, x, labels = generate(index, np.random.default_rng(child), benign_spikes=benign_spikes)
         lines = ["timestamp,value,label"]
         lines += [
             f"{datetime.fromtimestamp(ts, timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')},{v:.6g},{int(lab)}"
@@ -154,7 +159,7 @@ def write_streams(out: Path, files: int, seed: int) -> list[StreamSpec]:
         ]
         (out / spec.file).write_text("\n".join(lines) + "\n")
         specs.append(spec)
-    manifest = {"seed": seed, "files": [s.model_dump() for s in specs]}
+    manifest = {"seed": seed, "benign_spikes": benign_spikes, "files": [s.model_dump() for s in specs]}
     (out / "streams.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return specs
 
@@ -164,10 +169,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", type=Path, help="folder to write the CSVs into")
     parser.add_argument("--files", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--benign-spikes", type=float, default=0.0, help="share of readings that are unlabelled lone spikes")
     args = parser.parse_args(argv)
     if args.files < 1:
         parser.error("--files must be at least 1")
-    specs = write_streams(args.out, args.files, args.seed)
+    if not 0 <= args.benign_spikes < 0.5:
+        parser.error("--benign-spikes must be in [0, 0.5)")
+    specs = write_streams(args.out, args.files, args.seed, benign_spikes=args.benign_spikes)
     labelled = sum(len(s.anomalies) for s in specs)
     print(f"{len(specs)} streams, {sum(s.rows for s in specs)} rows, {labelled} labelled anomalies -> {args.out}")
 

@@ -38,3 +38,13 @@ def test_streams_read_back_with_their_labels_rates_and_kinds(tmp_path: Path, cap
         intervals.add(spec["interval_s"])
     assert kinds <= set(ANOMALY_KINDS) and len(kinds) >= 4
     assert intervals <= set(INTERVALS_S) and len(intervals) >= 3
+
+
+def test_benign_spikes_are_unlabelled_and_leave_the_rest_as_it_was() -> None:
+    from producers.streams import generate
+
+    spec, t, x, labels = generate(0, np.random.default_rng(7))
+    spiky_spec, spiky_t, spiky_x, spiky_labels = generate(0, np.random.default_rng(7), benign_spikes=0.01)
+    assert spec == spiky_spec and (labels == spiky_labels).all() and (t == spiky_t).all()
+    moved = np.flatnonzero(np.abs(spiky_x - x) > 3.5 * spec.noise_sd)
+    assert 0.004 * spec.rows < len(moved) < 0.02 * spec.rows and not labels[moved].any()
