@@ -46,6 +46,9 @@ class AdaptiveLines:
         self.config = config
         self._slots: dict[str, int] = {}
         self._history = np.zeros((64, config.history), np.float32)
+        # The same block maxima kept sorted (the first ``_filled`` of each row), so a recomputation reads its
+        # quantile and median off the row: np.quantile on every block was most of adaptation's cost.
+        self._sorted = np.zeros((64, config.history), np.float32)
         self._filled: list[int] = []  # block maxima stored
         self._pos: list[int] = []
         self._seen: list[int] = []  # windows observed since the device (re)started learning
@@ -90,10 +93,19 @@ class AdaptiveLines:
         self._block_n[slot] += 1
         if self._block_n[slot] < self.config.block:
             return
-        p = self._pos[slot]
-        self._history[slot, p] = self._block_max[slot]
+        p, n = self._pos[slot], self._filled[slot]
+        new = np.float32(self._block_max[slot])
+        row = self._sorted[slot]
+        if n == self.config.history:  # the oldest block leaves the sorted row
+            i = int(np.searchsorted(row[:n], self._history[slot, p]))
+            row[i : n - 1] = row[i + 1 : n]
+            n -= 1
+        j = int(np.searchsorted(row[:n], new))
+        row[j + 1 : n + 1] = row[j:n]
+        row[j] = new
+        self._history[slot, p] = new
         self._pos[slot] = (p + 1) % self.config.history
-        self._filled[slot] = min(self._filled[slot] + 1, self.config.history)
+        self._filled[slot] = n + 1
         self._block_max[slot], self._block_n[slot] = -np.inf, 0
         self._recompute(slot)
 
@@ -115,9 +127,9 @@ class AdaptiveLines:
     def _recompute(self, slot: int) -> None:
         cfg = self.config
         n = self._filled[slot]
-        history = self._history[slot, :n]
-        high, median = np.quantile(history, [cfg.quantile, 0.5])
-        target = min(float(high) * cfg.margin, float(median) * cfg.median_cap)
+        row = self._sorted[slot]
+        high, median = _quantile(row, n, cfg.quantile), _quantile(row, n, 0.5)
+        target = min(high * cfg.margin, median * cfg.median_cap)
         if self._seen[slot] < cfg.warmup:
             self._line[slot] = max(1.0, target)  # free to settle while it learns
             return
@@ -134,6 +146,7 @@ class AdaptiveLines:
         slot = len(self._pos)
         if slot == len(self._history):
             self._history = np.concatenate([self._history, np.zeros_like(self._history)])
+            self._sorted = np.concatenate([self._sorted, np.zeros_like(self._sorted)])
         self._slots[device_id] = slot
         self._filled.append(0)
         self._pos.append(0)
@@ -142,3 +155,11 @@ class AdaptiveLines:
         self._block_n.append(0)
         self._line.append(1.0)
         return slot
+
+
+def _quantile(row: np.ndarray, n: int, q: float) -> float:
+    """The ``q`` quantile of the first ``n`` values of the sorted ``row`` (numpy's default, linear)."""
+    at = q * (n - 1)
+    lo = int(at)
+    a = float(row[lo])
+    return a if lo + 1 >= n else a + (float(row[lo + 1]) - a) * (at - lo)

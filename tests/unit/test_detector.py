@@ -254,3 +254,18 @@ def test_a_rest_is_learnt_when_the_model_opened_the_episode_before_the_sensor_sa
     first, second = slice(4 - 3, 10 - 3), slice(22 - 3, 28 - 3)  # windows ending at readings 4-9 and 22-27
     assert stuck[first].tolist() == [False, False, True, True, True, True]
     assert not stuck[second].any() and (out.window_ratio[second] > 1.0).all()
+
+
+def _excursions(length: int, count: int, seed: int) -> list[float]:
+    """Normal around 0.5 (the line is 1.0), with excursions to 2.5: past 3x the median, where no line can follow."""
+    rng = np.random.default_rng(seed)
+    xs = [0.5 + 0.1 * rng.random() for _ in range(60)]
+    for _ in range(count):
+        xs += [2.5] * length + [0.5 + 0.1 * rng.random() for _ in range(18)]
+    return xs
+
+
+def test_excursions_past_the_median_cap_alert_every_time() -> None:
+    d = detector(warmup=4)
+    opened = [i for i, state in run(d, _excursions(12, 20, seed=5)) if state == "open"]
+    assert len(opened) == 20  # every one of them, the last as the first

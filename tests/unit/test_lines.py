@@ -83,3 +83,18 @@ def test_a_device_the_model_fits_is_trusted_after_a_few_blocks() -> None:
     assert not lines.learning("d")
     feed(lines, "misfit", np.full(4 * 4, 3.0))
     assert lines.learning("misfit")  # it learns for the whole warm-up
+
+
+def test_the_sorted_history_gives_numpys_quantiles() -> None:
+    from stream_app.pipeline.lines import _quantile
+
+    rng = np.random.default_rng(0)
+    lines = AdaptiveLines(LineConfig(history=16, block=2))
+    for _ in range(300):  # past the history's length: the oldest blocks leave as new ones come
+        lines.observe("a", float(rng.random() * 3))
+        lines.observe("b", float(rng.standard_normal()))
+        for slot in (0, 1):
+            n = lines._filled[slot]
+            assert (np.sort(lines._history[slot, :n]) == lines._sorted[slot, :n]).all()
+            for q in (0.5, 0.99):
+                assert n == 0 or abs(_quantile(lines._sorted[slot], n, q) - float(np.quantile(lines._history[slot, :n], q))) < 1e-6
