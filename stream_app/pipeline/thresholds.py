@@ -36,7 +36,8 @@ def calibrate(
     """Thresholds from per-feature raw errors (n, F) of normal windows the model never trained on.
 
     ``window_means`` (n, F), the same windows' means in sensor units, gives the level envelope:
-    the central ``quantile`` range, widened by ``ENVELOPE_MARGIN`` around its centre.
+    each feature's central ``family_quantile(quantile, F)`` range, widened by ``ENVELOPE_MARGIN`` around
+    its centre.
     ``window_ranges`` (m, F), max - min of normal runs of ``stuck_run`` readings, limits the stuck check to features that
     never sat still for a whole normal window.
     ``peak_errors`` (n, F), the same windows' largest absolute errors, gives the peak line: the window's
@@ -74,7 +75,9 @@ def calibrate(
         quantile=quantile,
         multiplier=multiplier,
         feature_reference=reference.astype(float).tolist(),
-        feature_envelope=_envelope(window_means, features, quantile, ENVELOPE_MARGIN) if window_means is not None else {},
+        feature_envelope=_envelope(window_means, features, family_quantile(quantile, len(features)), ENVELOPE_MARGIN)
+        if window_means is not None
+        else {},
         stuck_features=stuck,
         stuck_run=stuck_run,
         stuck_runs=runs,
@@ -132,6 +135,18 @@ def resting_values(
             top = values[np.argsort(-counts, kind="stable")[:most]]
             out[feature] = sorted(float(v) for v in top)
     return out
+
+
+def family_quantile(quantile: float, tests: int) -> float:
+    """The per-feature quantile for a check that fails when any of ``tests`` features fails its own.
+
+    The model's line is a quantile of each window's largest feature error, so it is crossed by a
+    ``1 - quantile`` share of normal windows however many features there are. The level envelope is
+    per feature, and a window fails when any feature leaves its envelope: at the same per-feature
+    quantile, 38 server metrics cross it up to 38 times as often as one sensor does. Splitting the
+    share among the features (Bonferroni) keeps the whole check's false rate at about ``1 - quantile``.
+    """
+    return 1.0 - (1.0 - quantile) / max(1, tests)
 
 
 def _envelope(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream_app.pipeline.thresholds import DEFAULT_MULTIPLIER, DEFAULT_QUANTILE, ENVELOPE_MARGIN, calibrate, severity
+from stream_app.pipeline.thresholds import DEFAULT_MULTIPLIER, DEFAULT_QUANTILE, ENVELOPE_MARGIN, calibrate, family_quantile, severity
 
 FEATURES = ["temp", "rpm", "vib"]
 
@@ -74,12 +74,34 @@ def test_envelope_covers_the_central_range_widened_around_its_centre(errors: np.
     thresholds = calibrate(errors, FEATURES, window_means=means, quantile=q)
 
     assert set(thresholds.feature_envelope) == set(FEATURES)
+    per_feature = family_quantile(q, len(FEATURES))
     for j, name in enumerate(FEATURES):
-        low, high = np.quantile(means[:, j], 1 - q), np.quantile(means[:, j], q)
+        low, high = np.quantile(means[:, j], 1 - per_feature), np.quantile(means[:, j], per_feature)
         env_low, env_high = thresholds.feature_envelope[name]
         assert env_low < low and high < env_high  # contains the central range
         assert (env_low + env_high) / 2 == pytest.approx((low + high) / 2)  # same centre
         assert env_high - env_low == pytest.approx((high - low) * ENVELOPE_MARGIN)  # widened by the margin
+
+
+def test_family_quantile_splits_the_false_rate_among_the_features() -> None:
+    assert family_quantile(0.999, 1) == pytest.approx(0.999)
+    assert family_quantile(0.999, 4) == pytest.approx(1 - 0.001 / 4)
+    assert family_quantile(0.999, 0) == pytest.approx(0.999)
+
+
+def test_envelopes_of_many_features_are_crossed_about_as_often_as_the_model_line(errors: np.ndarray) -> None:
+    # 40 independent features: with each feature's central range at the plain quantile (1% outside it,
+    # both tails), a third of normal windows would leave one; split among the features, about 1% do
+    # (before the margin).
+    rng = np.random.default_rng(5)
+    features = [f"f{j}" for j in range(40)]
+    fit, fresh = rng.normal(size=(20_000, 40)), rng.normal(size=(20_000, 40))
+    q = 0.995
+    envelope = calibrate(errors[:, :1].repeat(40, axis=1), features, window_means=fit, quantile=q).feature_envelope
+    bounds = np.array([envelope[f] for f in features])
+    centre, half = bounds.mean(axis=1), (bounds[:, 1] - bounds[:, 0]) / 2 / ENVELOPE_MARGIN
+    outside = (np.abs(fresh - centre) / half > 1).any(axis=1).mean()
+    assert outside < 0.03
 
 
 def test_no_window_means_no_envelope(errors: np.ndarray) -> None:
