@@ -56,10 +56,15 @@ def main() -> None:
     settings = Settings()
     raw = messages(args.devices, args.readings)
     batches = [raw[i : i + args.batch] for i in range(0, len(raw), args.batch)]
-    columnar = getattr(decode_module, "decode_batch", None)
+    try:
+        from stream_app.pipeline.bulk_decode import BulkDecoder
+
+        columnar = BulkDecoder().decode
+    except ImportError:  # a tree from before bulk decoding
+        columnar = None
     gc.collect()
     gc.freeze()
-    print(f"{len(raw)} messages, batch {args.batch}, {'decode_batch' if columnar else 'decode per message'}")
+    print(f"{len(raw)} messages, batch {args.batch}, {'bulk decode' if columnar else 'decode per message'}")
     rows = []
     for _ in range(args.repeats):
         detector = Detector(bundle, scorer, detector_config(settings.detection, settings.episodes))
@@ -86,7 +91,7 @@ def main() -> None:
             if columnar is not None:
                 decoded = columnar(chunk)
                 t1 = time.perf_counter()
-                detections = fleet.process_columns(decoded.columns)
+                detections = fleet.process(decoded.columns)
             else:
                 readings = []
                 for message in chunk:

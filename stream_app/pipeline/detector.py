@@ -19,6 +19,7 @@ import numpy as np
 
 from stream_app.contracts import Alert, Episode, Reading, iso_ms
 from stream_app.pipeline.episodes import EpisodeRule, EpisodeTracker, OpenEpisode, Transition
+from stream_app.pipeline.columns import ReadingColumns
 from stream_app.pipeline.line_methods import LineMethod, line_method
 from stream_app.pipeline.lines import AdaptiveLines, LineConfig
 from stream_app.models.store import ModelBundle
@@ -250,32 +251,37 @@ class Detector:
         return same_shape
 
     def process(self, readings: Sequence[Reading], *, now_ms: int | None = None) -> Detection:
+        """Window, score and judge a micro-batch, in order. ``readings`` may be ``ReadingColumns``
+        (the worker's hot path: no ``Reading`` object is made unless one is refused)."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         if self.pending_refit is not None:
             result, self.pending_refit = self.pending_refit, None
             record_refit(self, result)
         out = Detection()
-        readings, values = self._values_of(readings, out)
+        columns = ReadingColumns.of(readings)
+        rows, values = self._values_of(columns, out)
         devices: list[str] = []
         spans: list[tuple[int, int]] = []
         fresh: list[int] = []  # per window: how many of its last readings no earlier window was scored with
         length, stride = self.windows.length, self.config.stride
-        for reading, row in zip(readings, values):
+        ids, stamps, dicts = columns.device_ids, columns.ts, columns.values
+        for k, row in zip(rows, values):
+            device = ids[k]
             try:
-                slot = self._push(reading, row, now_ms, out)
+                slot = self._push(columns, k, device, stamps[k], dicts[k], row, now_ms, out)
             except Exception as exc:  # one odd reading must not sink the whole batch
-                out.refused.append(Refused(reading, f"could not be windowed: {type(exc).__name__}: {exc}"))
+                out.refused.append(Refused(columns[k], f"could not be windowed: {type(exc).__name__}: {exc}"))
                 continue
             if slot is None:
                 continue
             filled = self.windows.filled(slot)
             if filled < length or (filled - length) % stride:
                 continue
-            k = len(devices)
-            if k == len(self._batch):
+            n = len(devices)
+            if n == len(self._batch):
                 self._batch = np.concatenate([self._batch, np.zeros_like(self._batch)])
-            self._batch[k] = self.windows.window(slot)
-            devices.append(reading.device_id)
+            self._batch[n] = self.windows.window(slot)
+            devices.append(device)
             spans.append(self.windows.window_span(slot))
             fresh.append(filled if filled == length else min(stride, length))
         seen = self._seen_ms
@@ -289,44 +295,46 @@ class Detector:
                 self.on_refit(self, self.reservoir.windows(), stream_ms)
         return out
 
-    def _values_of(self, readings: Sequence[Reading], out: Detection) -> tuple[Sequence[Reading], np.ndarray]:
-        """The model's features of each reading as one (n, F) array; readings lacking one are refused."""
+    def _values_of(self, columns: ReadingColumns, out: Detection) -> tuple[Sequence[int], np.ndarray]:
+        """The rows of the readings that have every model feature, and those features as one (n, F)
+        array; readings lacking one are refused."""
         get = self._get_features
         try:
-            rows = [get(r.values) for r in readings]
+            values = [get(v) for v in columns.values]
+            rows: Sequence[int] = range(len(values))
         except KeyError:  # rare: sort the usable from the refused one by one
-            kept: list[Reading] = []
-            rows = []
-            for reading in readings:
+            kept: list[int] = []
+            values = []
+            for k, reading in enumerate(columns.values):
                 try:
-                    rows.append(get(reading.values))
+                    values.append(get(reading))
                 except KeyError:
-                    missing = [f for f in self.features if f not in reading.values]
-                    out.refused.append(Refused(reading, f"missing sensor(s) {', '.join(missing)} required by the model"))
+                    missing = [f for f in self.features if f not in reading]
+                    out.refused.append(Refused(columns[k], f"missing sensor(s) {', '.join(missing)} required by the model"))
                     continue
-                kept.append(reading)
-            readings = kept
-        return readings, np.array(rows, np.float32).reshape(len(rows), len(self.features))
+                kept.append(k)
+            rows = kept
+        return rows, np.array(values, np.float32).reshape(len(values), len(self.features))
 
-    def _push(self, reading: Reading, values: np.ndarray, now_ms: int, out: Detection) -> int | None:
-        if reading.ts > now_ms + self.config.max_future_ms:
-            out.refused.append(Refused(reading, f"timestamp {iso_ms(reading.ts)} is in the future"))
+    def _push(
+        self, columns: ReadingColumns, k: int, device: str, ts: int, readings: dict[str, float], values: np.ndarray, now_ms: int, out: Detection
+    ) -> int | None:
+        if ts > now_ms + self.config.max_future_ms:
+            out.refused.append(Refused(columns[k], f"timestamp {iso_ms(ts)} is in the future"))
             return None
-        slot = self.windows.push(reading.device_id, reading.ts, values)
+        slot = self.windows.push(device, ts, values)
         if slot == Push.DUPLICATE:
             out.duplicates += 1
             return None
         if slot == Push.OUT_OF_ORDER:
-            out.refused.append(Refused(reading, "out of order: older than the device's last reading"))
+            out.refused.append(Refused(columns[k], "out of order: older than the device's last reading"))
             return None
-        status = out.statuses.get(reading.device_id)
+        status = out.statuses.get(device)
         if status is None:
-            status = out.statuses[reading.device_id] = DeviceStatus(
-                reading.device_id, reading.ts, "anomalous" if self.episodes.is_open(reading.device_id) else "normal"
-            )
+            status = out.statuses[device] = DeviceStatus(device, ts, "anomalous" if self.episodes.is_open(device) else "normal")
         else:
-            status.last_reading_ms = reading.ts
-        status.values = reading.values
+            status.last_reading_ms = ts
+        status.values = readings
         return slot
 
     def _score(self, devices: list[str], spans: list[tuple[int, int]], fresh: list[int], out: Detection) -> None:
