@@ -134,8 +134,6 @@ class Detector:
         self._stuck_at: dict[str, dict[int, float]] = {}  # device -> the stuck values of its open episode
         # A background refit's result, installed at the start of the next batch (refit.BackgroundRefitter).
         self.pending_refit: RefitResult | None = None
-        # Staging area for one micro-batch of windows; grown on demand.
-        self._batch = np.zeros((scorer.max_batch, bundle.card.window, len(self.features)), np.float32)
         self.use_model(bundle, scorer)
 
     def use_model(self, bundle: ModelBundle, scorer: WindowScorer) -> None:
@@ -260,48 +258,54 @@ class Detector:
         out = Detection()
         columns = ReadingColumns.of(readings)
         rows, values = self._values_of(columns, out)
-        devices: list[str] = []
-        spans: list[tuple[int, int]] = []
-        fresh: list[int] = []  # per window: how many of its last readings no earlier window was scored with
-        length, stride = self.windows.length, self.config.stride
         ids, stamps, dicts = columns.device_ids, columns.ts, columns.values
-        for k, row in zip(rows, values):
-            device = ids[k]
-            try:
-                slot = self._push(columns, k, device, stamps[k], dicts[k], row, now_ms, out)
-            except Exception as exc:  # one odd reading must not sink the whole batch
-                out.refused.append(Refused(columns[k], f"could not be windowed: {type(exc).__name__}: {exc}"))
-                continue
-            if slot is None:
-                continue
-            filled = self.windows.filled(slot)
-            if filled < length or (filled - length) % stride:
-                continue
-            n = len(devices)
-            if n == len(self._batch):
-                self._batch = np.concatenate([self._batch, np.zeros_like(self._batch)])
-            self._batch[n] = self.windows.window(slot)
-            devices.append(device)
-            spans.append(self.windows.window_span(slot))
-            fresh.append(filled if filled == length else min(stride, length))
+        length, stride = self.windows.length, self.config.stride
+        ts = np.fromiter((stamps[k] for k in rows), np.int64, len(rows))
+        late = ts > now_ms + self.config.max_future_ms
+        refused = [(int(k), f"timestamp {iso_ms(int(t))} is in the future") for k, t in zip(rows[late], ts[late])] if late.any() else []
+        kept = rows[~late]
+        try:
+            pushed = self.windows.push_many([ids[k] for k in kept.tolist()], ts[~late], values[~late], stride)
+        except Exception as exc:  # a bug here must not sink the worker: the batch's readings are refused, with why
+            refused += [(int(k), f"could not be windowed: {type(exc).__name__}: {exc}") for k in kept]
+            pushed = None
+        devices: list[str] = []
+        if pushed is not None:
+            codes = pushed.codes
+            out.duplicates = int(np.count_nonzero(codes == Push.DUPLICATE))
+            behind = kept[codes == Push.OUT_OF_ORDER]
+            refused += [(int(k), "out of order: older than the device's last reading") for k in behind]
+            # Each device's status: made at its first windowed reading, carrying its last one.
+            taken = kept[codes >= 0].tolist()
+            last = dict(zip([ids[k] for k in taken], taken))
+            statuses, is_open = out.statuses, self.episodes.is_open
+            for device, k in last.items():
+                statuses[device] = DeviceStatus(device, stamps[k], "anomalous" if is_open(device) else "normal", values=dicts[k])
+            windowed = kept[pushed.rows].tolist()
+            devices = [ids[k] for k in windowed]
+            spans = list(zip(pushed.first_ms.tolist(), pushed.last_ms.tolist()))
+            # Per window: how many of its last readings no earlier window was scored with.
+            fresh = np.where(pushed.filled == length, pushed.filled, min(stride, length)).tolist()
+        for k, reason in sorted(refused, key=lambda r: r[0]) if len(refused) > 1 else refused:
+            out.refused.append(Refused(columns[k], reason))
         seen = self._seen_ms
         for device in out.statuses:  # the devices that had a reading windowed in this batch
             seen[device] = now_ms
-        if devices:
-            self._score(devices, spans, fresh, out)
+        if pushed is not None and devices:
+            self._score(devices, pushed.windows, spans, fresh, out)
             stream_ms = max(s[1] for s in spans)
             if self.reservoir is not None and self.on_refit is not None and self.reservoir.due(stream_ms):
                 self.reservoir.fitted(stream_ms)
                 self.on_refit(self, self.reservoir.windows(), stream_ms)
         return out
 
-    def _values_of(self, columns: ReadingColumns, out: Detection) -> tuple[Sequence[int], np.ndarray]:
+    def _values_of(self, columns: ReadingColumns, out: Detection) -> tuple[np.ndarray, np.ndarray]:
         """The rows of the readings that have every model feature, and those features as one (n, F)
         array; readings lacking one are refused."""
         get = self._get_features
         try:
             values = [get(v) for v in columns.values]
-            rows: Sequence[int] = range(len(values))
+            rows = np.arange(len(values))
         except KeyError:  # rare: sort the usable from the refused one by one
             kept: list[int] = []
             values = []
@@ -313,32 +317,10 @@ class Detector:
                     out.refused.append(Refused(columns[k], f"missing sensor(s) {', '.join(missing)} required by the model"))
                     continue
                 kept.append(k)
-            rows = kept
+            rows = np.array(kept, np.int64)
         return rows, np.array(values, np.float32).reshape(len(values), len(self.features))
 
-    def _push(
-        self, columns: ReadingColumns, k: int, device: str, ts: int, readings: dict[str, float], values: np.ndarray, now_ms: int, out: Detection
-    ) -> int | None:
-        if ts > now_ms + self.config.max_future_ms:
-            out.refused.append(Refused(columns[k], f"timestamp {iso_ms(ts)} is in the future"))
-            return None
-        slot = self.windows.push(device, ts, values)
-        if slot == Push.DUPLICATE:
-            out.duplicates += 1
-            return None
-        if slot == Push.OUT_OF_ORDER:
-            out.refused.append(Refused(columns[k], "out of order: older than the device's last reading"))
-            return None
-        status = out.statuses.get(device)
-        if status is None:
-            status = out.statuses[device] = DeviceStatus(device, ts, "anomalous" if self.episodes.is_open(device) else "normal")
-        else:
-            status.last_reading_ms = ts
-        status.values = readings
-        return slot
-
-    def _score(self, devices: list[str], spans: list[tuple[int, int]], fresh: list[int], out: Detection) -> None:
-        windows = self._batch[: len(devices)]
+    def _score(self, devices: list[str], windows: np.ndarray, spans: list[tuple[int, int]], fresh: list[int], out: Detection) -> None:
         scores = self.scorer.score(windows)
         # Checks beside the model: a sensor repeating one value for its last readings is stuck, and
         # a window whose mean leaves the normal envelope is out of range, whatever the model says.
