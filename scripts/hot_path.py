@@ -7,7 +7,9 @@ alternating runs:
 
     PYTHONPATH=$PWD python scripts/hot_path.py --models DIR [--devices 1000] [--readings 300] [--repeats 3]
 
-DIR: a model store (e.g. one trained with `floorwatch train` or the bench's default model).
+DIR: a model store holding the default model, e.g. `FLOORWATCH_MODEL_DIR=/tmp/m floorwatch train`
+(what `floorwatch bench` trains when it finds none). "windowing" is the detector's time outside `_score`
+(feature columns, future/duplicate/late checks, the ring buffers, statuses).
 """
 
 from __future__ import annotations
