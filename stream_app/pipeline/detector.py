@@ -19,6 +19,7 @@ import numpy as np
 
 from stream_app.contracts import Alert, Episode, Reading, iso_ms
 from stream_app.pipeline.episodes import EpisodeRule, EpisodeTracker, OpenEpisode, Transition
+from stream_app.pipeline.columns import ReadingColumns
 from stream_app.pipeline.line_methods import LineMethod, line_method
 from stream_app.pipeline.lines import AdaptiveLines, LineConfig
 from stream_app.models.store import ModelBundle
@@ -133,8 +134,6 @@ class Detector:
         self._stuck_at: dict[str, dict[int, float]] = {}  # device -> the stuck values of its open episode
         # A background refit's result, installed at the start of the next batch (refit.BackgroundRefitter).
         self.pending_refit: RefitResult | None = None
-        # Staging area for one micro-batch of windows; grown on demand.
-        self._batch = np.zeros((scorer.max_batch, bundle.card.window, len(self.features)), np.float32)
         self.use_model(bundle, scorer)
 
     def use_model(self, bundle: ModelBundle, scorer: WindowScorer) -> None:
@@ -250,87 +249,78 @@ class Detector:
         return same_shape
 
     def process(self, readings: Sequence[Reading], *, now_ms: int | None = None) -> Detection:
+        """Window, score and judge a micro-batch, in order. ``readings`` may be ``ReadingColumns``
+        (the worker's hot path: no ``Reading`` object is made unless one is refused)."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         if self.pending_refit is not None:
             result, self.pending_refit = self.pending_refit, None
             record_refit(self, result)
         out = Detection()
-        readings, values = self._values_of(readings, out)
-        devices: list[str] = []
-        spans: list[tuple[int, int]] = []
-        fresh: list[int] = []  # per window: how many of its last readings no earlier window was scored with
+        columns = ReadingColumns.of(readings)
+        rows, values = self._values_of(columns, out)
+        ids, stamps, dicts = columns.device_ids, columns.ts, columns.values
         length, stride = self.windows.length, self.config.stride
-        for reading, row in zip(readings, values):
-            try:
-                slot = self._push(reading, row, now_ms, out)
-            except Exception as exc:  # one odd reading must not sink the whole batch
-                out.refused.append(Refused(reading, f"could not be windowed: {type(exc).__name__}: {exc}"))
-                continue
-            if slot is None:
-                continue
-            filled = self.windows.filled(slot)
-            if filled < length or (filled - length) % stride:
-                continue
-            k = len(devices)
-            if k == len(self._batch):
-                self._batch = np.concatenate([self._batch, np.zeros_like(self._batch)])
-            self._batch[k] = self.windows.window(slot)
-            devices.append(reading.device_id)
-            spans.append(self.windows.window_span(slot))
-            fresh.append(filled if filled == length else min(stride, length))
+        ts = np.fromiter((stamps[k] for k in rows), np.int64, len(rows))
+        late = ts > now_ms + self.config.max_future_ms
+        refused = [(int(k), f"timestamp {iso_ms(int(t))} is in the future") for k, t in zip(rows[late], ts[late])] if late.any() else []
+        kept = rows[~late]
+        try:
+            pushed = self.windows.push_many([ids[k] for k in kept.tolist()], ts[~late], values[~late], stride)
+        except Exception as exc:  # a bug here must not sink the worker: the batch's readings are refused, with why
+            refused += [(int(k), f"could not be windowed: {type(exc).__name__}: {exc}") for k in kept]
+            pushed = None
+        devices: list[str] = []
+        if pushed is not None:
+            codes = pushed.codes
+            out.duplicates = int(np.count_nonzero(codes == Push.DUPLICATE))
+            behind = kept[codes == Push.OUT_OF_ORDER]
+            refused += [(int(k), "out of order: older than the device's last reading") for k in behind]
+            # Each device's status: made at its first windowed reading, carrying its last one.
+            taken = kept[codes >= 0].tolist()
+            last = dict(zip([ids[k] for k in taken], taken))
+            statuses, is_open = out.statuses, self.episodes.is_open
+            for device, k in last.items():
+                statuses[device] = DeviceStatus(device, stamps[k], "anomalous" if is_open(device) else "normal", values=dicts[k])
+            windowed = kept[pushed.rows].tolist()
+            devices = [ids[k] for k in windowed]
+            spans = list(zip(pushed.first_ms.tolist(), pushed.last_ms.tolist()))
+            # Per window: how many of its last readings no earlier window was scored with.
+            fresh = np.where(pushed.filled == length, pushed.filled, min(stride, length)).tolist()
+        for k, reason in sorted(refused, key=lambda r: r[0]) if len(refused) > 1 else refused:
+            out.refused.append(Refused(columns[k], reason))
         seen = self._seen_ms
         for device in out.statuses:  # the devices that had a reading windowed in this batch
             seen[device] = now_ms
-        if devices:
-            self._score(devices, spans, fresh, out)
+        if pushed is not None and devices:
+            self._score(devices, pushed.windows, spans, fresh, out)
             stream_ms = max(s[1] for s in spans)
             if self.reservoir is not None and self.on_refit is not None and self.reservoir.due(stream_ms):
                 self.reservoir.fitted(stream_ms)
                 self.on_refit(self, self.reservoir.windows(), stream_ms)
         return out
 
-    def _values_of(self, readings: Sequence[Reading], out: Detection) -> tuple[Sequence[Reading], np.ndarray]:
-        """The model's features of each reading as one (n, F) array; readings lacking one are refused."""
+    def _values_of(self, columns: ReadingColumns, out: Detection) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of the readings that have every model feature, and those features as one (n, F)
+        array; readings lacking one are refused."""
         get = self._get_features
         try:
-            rows = [get(r.values) for r in readings]
+            values = [get(v) for v in columns.values]
+            rows = np.arange(len(values))
         except KeyError:  # rare: sort the usable from the refused one by one
-            kept: list[Reading] = []
-            rows = []
-            for reading in readings:
+            kept: list[int] = []
+            values = []
+            for k, reading in enumerate(columns.values):
                 try:
-                    rows.append(get(reading.values))
+                    values.append(get(reading))
                 except KeyError:
-                    missing = [f for f in self.features if f not in reading.values]
-                    out.refused.append(Refused(reading, f"missing sensor(s) {', '.join(missing)} required by the model"))
+                    missing = [f for f in self.features if f not in reading]
+                    out.refused.append(Refused(columns[k], f"missing sensor(s) {', '.join(missing)} required by the model"))
                     continue
-                kept.append(reading)
-            readings = kept
-        return readings, np.array(rows, np.float32).reshape(len(rows), len(self.features))
+                kept.append(k)
+            rows = np.array(kept, np.int64)
+        return rows, np.array(values, np.float32).reshape(len(values), len(self.features))
 
-    def _push(self, reading: Reading, values: np.ndarray, now_ms: int, out: Detection) -> int | None:
-        if reading.ts > now_ms + self.config.max_future_ms:
-            out.refused.append(Refused(reading, f"timestamp {iso_ms(reading.ts)} is in the future"))
-            return None
-        slot = self.windows.push(reading.device_id, reading.ts, values)
-        if slot == Push.DUPLICATE:
-            out.duplicates += 1
-            return None
-        if slot == Push.OUT_OF_ORDER:
-            out.refused.append(Refused(reading, "out of order: older than the device's last reading"))
-            return None
-        status = out.statuses.get(reading.device_id)
-        if status is None:
-            status = out.statuses[reading.device_id] = DeviceStatus(
-                reading.device_id, reading.ts, "anomalous" if self.episodes.is_open(reading.device_id) else "normal"
-            )
-        else:
-            status.last_reading_ms = reading.ts
-        status.values = reading.values
-        return slot
-
-    def _score(self, devices: list[str], spans: list[tuple[int, int]], fresh: list[int], out: Detection) -> None:
-        windows = self._batch[: len(devices)]
+    def _score(self, devices: list[str], windows: np.ndarray, spans: list[tuple[int, int]], fresh: list[int], out: Detection) -> None:
         scores = self.scorer.score(windows)
         # Checks beside the model: a sensor repeating one value for its last readings is stuck, and
         # a window whose mean leaves the normal envelope is out of range, whatever the model says.

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from stream_app.contracts import Alert, Reading
 from stream_app.pipeline.cold_start import Learner
+from stream_app.pipeline.columns import ReadingColumns
 from stream_app.pipeline.detector import Detection, Detector, DeviceStatus, Refused
 from stream_app.pipeline.episodes import OpenEpisode
 from stream_app.pipeline.routing import DEFAULT_GROUP, GroupRouter
@@ -117,19 +118,20 @@ class GroupDetector:
             return Detections({version: detection}, {version: time.perf_counter() - started})
         # One clock for the whole batch, so every group judges "in the future" alike.
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        buckets: dict[str, list[Reading]] = {}
+        columns = ReadingColumns.of(readings)
+        buckets: dict[str, list[int]] = {}  # group -> its readings' rows, in order
         group_of = self.router.group_of
-        for reading in readings:
-            group = group_of(reading.device_id)
+        for row, device in enumerate(columns.device_ids):
+            group = group_of(device)
             bucket = buckets.get(group)
             if bucket is None:
                 buckets[group] = bucket = []
-            bucket.append(reading)
+            bucket.append(row)
         out: dict[str, Detection] = {}
         seconds: dict[str, float] = {}
-        for group, bucket in buckets.items():
+        for group, rows in buckets.items():
             detector = self.detectors.get(group) or self.learners[group]
             started = time.perf_counter()
-            out[detector.model_version] = detector.process(bucket, now_ms=now_ms)
+            out[detector.model_version] = detector.process(columns.take(rows), now_ms=now_ms)
             seconds[detector.model_version] = time.perf_counter() - started
         return Detections(out, seconds)

@@ -7,6 +7,8 @@ window is a view, not a gather. Growing the device count doubles the arrays (amo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
@@ -17,6 +19,23 @@ class Push(IntEnum):
 
     DUPLICATE = -1  # same timestamp as the device's last reading: a redelivery
     OUT_OF_ORDER = -2  # older than the device's last reading
+
+
+@dataclass(slots=True)
+class Pushed:
+    """What ``push_many`` did with a batch of readings, in the batch's order.
+
+    ``codes``: per reading, the device's slot, or a negative ``Push`` code. ``rows``: the readings
+    that completed a window to score (``filled`` >= T, every ``stride``-th), ascending, and for each
+    its window (a copy, (m, T, F)), the window's first and last timestamps, and ``filled``.
+    """
+
+    codes: np.ndarray
+    rows: np.ndarray
+    windows: np.ndarray
+    first_ms: np.ndarray
+    last_ms: np.ndarray
+    filled: np.ndarray
 
 
 class WindowStore:
@@ -34,13 +53,13 @@ class WindowStore:
         self._slots: dict[str, int] = {}
         self._values = np.zeros((capacity, 2 * length, n_features), dtype=np.float32)
         self._ts = np.zeros((capacity, 2 * length), dtype=np.int64)
-        # Per-slot bookkeeping in Python lists: read and written once per reading, where a numpy
-        # scalar access costs several times a list's.
-        self._pos: list[int] = []
-        self._count: list[int] = []
-        self._last_ts: list[int] = []
+        # Per-slot bookkeeping as arrays: a batch's readings update them with array operations.
+        self._pos = np.zeros(capacity, np.int64)
+        self._count = np.zeros(capacity, np.int64)
+        self._last_ts = np.full(capacity, -1, np.int64)
+        self._interval = np.zeros(capacity, np.float64)  # EWMA of the device's time between readings (0: unknown)
+        self._used = 0  # slots handed out so far
         self._free: list[int] = []  # slots of evicted devices, reused before the arrays grow
-        self._interval: list[float] = []  # EWMA of the device's time between readings (0: unknown)
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -50,46 +69,80 @@ class WindowStore:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the window arrays (the per-slot lists add about 60 bytes a device)."""
-        return self._values.nbytes + self._ts.nbytes
+        """Bytes of the window arrays and their per-slot bookkeeping."""
+        return self._values.nbytes + self._ts.nbytes + 32 * len(self._pos)
 
     def push(self, device_id: str, ts_ms: int, values: np.ndarray) -> int:
         """Add a reading; return the device's slot, or a negative ``Push`` code if refused."""
-        slot = self._slots.get(device_id)
-        if slot is None:
-            slot = self._add_device(device_id)
-        last = self._last_ts[slot]
-        if ts_ms <= last:
-            return Push.DUPLICATE if ts_ms == last else Push.OUT_OF_ORDER
-        if last >= 0:
-            step = ts_ms - last
-            interval = self._interval[slot]
-            if step > self.max_gap_ms and step > self.gap_intervals * interval:
-                self._count[slot] = 0  # a long silence: the old readings no longer describe "now"
+        return int(self.push_many([device_id], [ts_ms], np.asarray(values, np.float32).reshape(1, -1)).codes[0])
+
+    def push_many(self, device_ids: list[str], ts_ms: Sequence[int] | np.ndarray, values: np.ndarray, stride: int = 1) -> Pushed:
+        """Add a batch of readings in order, as ``push`` one by one would, with array operations.
+
+        A device's readings go in one per round (its first of the batch in the first round, ...),
+        so each round touches each slot at most once and is a handful of array operations.
+        """
+        n, length = len(device_ids), self.length
+        slots = self._slots
+        slot_of = np.fromiter((slots[d] if d in slots else self._add_device(d) for d in device_ids), np.int64, n)
+        ts = np.asarray(ts_ms, np.int64)
+        codes = np.empty(n, np.int64)
+        # Each reading's rank among its device's readings in this batch: its round.
+        order = np.argsort(slot_of, kind="stable")
+        ordered = slot_of[order]
+        first = np.ones(n, bool)
+        first[1:] = ordered[1:] != ordered[:-1]
+        rank = np.empty(n, np.int64)
+        rank[order] = np.arange(n) - np.maximum.accumulate(np.where(first, np.arange(n), 0))
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        offsets = np.arange(length)
+        for r in range(int(rank.max()) + 1 if n else 0):
+            rows = np.flatnonzero(rank == r)
+            s, t = slot_of[rows], ts[rows]
+            last = self._last_ts[s]
+            taken = t > last
+            codes[rows] = np.where(taken, s, np.where(t == last, Push.DUPLICATE, Push.OUT_OF_ORDER))
+            rows, s, t, last = rows[taken], s[taken], t[taken], last[taken]
+            seen = last >= 0
+            step = (t - last)[seen]
+            at = s[seen]
+            interval = self._interval[at]
+            # A long silence: the old readings no longer describe "now".
+            self._count[at[(step > self.max_gap_ms) & (step > self.gap_intervals * interval)]] = 0
             # Folded in even across a restart: a slow device's first step is how its pace is learnt.
-            self._interval[slot] = step if interval == 0 else 0.95 * interval + 0.05 * step
-        p = self._pos[slot]
-        t = self.length
-        self._values[slot, p] = self._values[slot, p + t] = values
-        self._ts[slot, p] = self._ts[slot, p + t] = ts_ms
-        self._pos[slot] = (p + 1) % t
-        self._count[slot] += 1
-        self._last_ts[slot] = ts_ms
-        return slot
+            self._interval[at] = np.where(interval == 0, step, 0.95 * interval + 0.05 * step)
+            p = self._pos[s]
+            self._values[s, p] = self._values[s, p + length] = values[rows]
+            self._ts[s, p] = self._ts[s, p + length] = t
+            self._pos[s] = (p + 1) % length
+            self._count[s] += 1
+            self._last_ts[s] = t
+            filled = self._count[s]
+            due = (filled >= length) & ((filled - length) % stride == 0)
+            if due.any():
+                s, start = s[due], self._pos[s[due]]
+                parts.append((rows[due], self._values[s[:, None], start[:, None] + offsets], self._ts[s, start], t[due], filled[due]))
+        if not parts:
+            empty = np.empty(0, np.int64)
+            return Pushed(codes, empty, np.empty((0, length, self.n_features), np.float32), empty, empty, empty)
+        if len(parts) == 1:
+            return Pushed(codes, *parts[0])
+        rows = np.concatenate([q[0] for q in parts])
+        back = np.argsort(rows, kind="stable")  # into the batch's order
+        return Pushed(codes, rows[back], *(np.concatenate([q[k] for q in parts])[back] for k in range(1, 5)))
 
     def filled(self, slot: int) -> int:
         """How many readings the slot's current window has seen since it (re)started."""
-        return self._count[slot]
+        return int(self._count[slot])
 
     def window(self, slot: int) -> np.ndarray:
         """The slot's last T readings in time order, shape (T, F); a view, copy it to keep it."""
-        p = self._pos[slot]
+        p = int(self._pos[slot])
         return self._values[slot, p : p + self.length]
 
     def window_span(self, slot: int) -> tuple[int, int]:
         """Timestamps (epoch ms) of the first and last reading in the slot's window."""
-        p = self._pos[slot]
-        return int(self._ts[slot, p]), self._last_ts[slot]
+        return int(self._ts[slot, self._pos[slot]]), int(self._last_ts[slot])
 
     def remove(self, device_id: str) -> bool:
         """Forget a device (idle eviction); its slot is reused by the next new device."""
@@ -105,18 +158,19 @@ class WindowStore:
             self._slots[device_id] = slot
             self._pos[slot], self._count[slot], self._last_ts[slot] = 0, 0, -1
             return slot
-        slot = len(self._pos)
+        slot = self._used
         if slot == len(self._values):
             self._values = np.concatenate([self._values, np.zeros_like(self._values)])
             self._ts = np.concatenate([self._ts, np.zeros_like(self._ts)])
+            self._pos = np.concatenate([self._pos, np.zeros_like(self._pos)])
+            self._count = np.concatenate([self._count, np.zeros_like(self._count)])
+            self._last_ts = np.concatenate([self._last_ts, np.full_like(self._last_ts, -1)])
+            self._interval = np.concatenate([self._interval, np.zeros_like(self._interval)])
+        self._used += 1
         self._slots[device_id] = slot
-        self._pos.append(0)
-        self._count.append(0)
-        self._last_ts.append(-1)
-        self._interval.append(0.0)
         return slot
 
     def interval_ms(self, device_id: str) -> float:
         """The device's typical time between readings (0 until known)."""
         slot = self._slots.get(device_id)
-        return 0.0 if slot is None else self._interval[slot]
+        return 0.0 if slot is None else float(self._interval[slot])

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from redis.exceptions import RedisError
 
 from stream_app.contracts import Alert, Reading
-from stream_app.pipeline.decode import Decoded, Rejection, decode
+from stream_app.pipeline.bulk_decode import BatchDecoded, BulkDecoder
+from stream_app.pipeline.decode import Rejection
 from stream_app.pipeline.detector import Refused
 from stream_app.pipeline.episodes import OpenEpisode
 from stream_app.pipeline.group_detector import Detections, GroupDetector
@@ -74,6 +75,7 @@ class BatchHandler:
         # The backoff between attempts to send a batch's records to a sink that failed (``_deliver``, retry.py).
         self.retry_first_s = retry_first_s
         self.retry_max_s = retry_max_s
+        self.decoder = BulkDecoder()
 
     async def handle(self, messages: Sequence[KafkaMessage]) -> None:
         try:
@@ -114,21 +116,20 @@ class BatchHandler:
         if self.lifecycle is not None:
             await self.lifecycle.after_batch(readings, detection)
 
-    async def _detect(self, messages: Sequence[KafkaMessage]) -> tuple[_Output, list[Reading], Detections]:
+    async def _detect(self, messages: Sequence[KafkaMessage]) -> tuple[_Output, Sequence[Reading], Detections]:
         """Decode and score the batch: what it sends where. The detector takes the readings in here,
         so from here on the batch is never scored again (see ``_deliver``)."""
-        readings: list[Reading] = []
-        # Each message beside what was decoded from it; its context (coordinates, bytes) is made only
-        # for a dead letter: 1 us a message, a tenth of decoding one, is too much for every message.
-        parsed: list[tuple[KafkaMessage, Decoded]] = []
+        # The whole batch at once, into columns (bulk_decode.py). A message's context (coordinates,
+        # bytes) is made only for a dead letter: 1 us a message is too much for every message.
+        batch = self.decoder.decode([message.value() for message in messages])
+        readings = batch.columns
         letters: list[tuple[MessageContext, Rejection]] = []
-        for message in messages:
-            decoded = decode(message.value())
-            parsed.append((message, decoded))
-            readings.extend(decoded.readings)
-            if decoded.rejections:
-                source = MessageContext.of(message)
-                letters.extend((source, rejection) for rejection in decoded.rejections)
+        contexts: dict[int, MessageContext] = {}
+        for m, rejection in batch.rejections:
+            source = contexts.get(m)
+            if source is None:
+                source = contexts[m] = MessageContext.of(messages[m])
+            letters.append((source, rejection))
         self.metrics.messages.inc(len(messages))
         self.metrics.readings.inc(len(readings))
         if self.lifecycle is not None:
@@ -137,12 +138,12 @@ class BatchHandler:
         # Devices new to this worker (a restart, a rebalance): carry on with the episodes their
         # previous worker left open, so a failure that spans the handover stays one episode.
         if self.episodes is not None:
-            unseen = self.detector.unseen(dict.fromkeys(r.device_id for r in readings))
+            unseen = self.detector.unseen(dict.fromkeys(readings.device_ids))
             if unseen and self.episodes.available:
                 await self._resume_episodes(unseen)
         detection = self.detector.process(readings)
         if detection.refused:
-            sources = _Sources(parsed)
+            sources = _Sources(messages, batch)
             for refused in detection.refused:
                 rejection, source = sources.rejection(refused)
                 letters.append((source, rejection))
@@ -223,17 +224,19 @@ class _Sources:
     timestamp, and among readings that share those, by equal content, each taken once.
     """
 
-    def __init__(self, parsed: list[tuple[KafkaMessage, Decoded]]) -> None:
-        self._by_key: dict[tuple[str, int], list[tuple[Reading, KafkaMessage, Decoded, int]]] = {}
-        for message, decoded in parsed:
-            for k, reading in enumerate(decoded.readings):
-                self._by_key.setdefault((reading.device_id, reading.ts), []).append((reading, message, decoded, k))
+    def __init__(self, messages: Sequence[KafkaMessage], batch: BatchDecoded) -> None:
+        self._messages = messages
+        self._batch = batch
+        self._by_key: dict[tuple[str, int], list[int]] = {}
+        for row, key in enumerate(zip(batch.columns.device_ids, batch.columns.ts)):
+            self._by_key.setdefault(key, []).append(row)
 
     def rejection(self, refused: Refused) -> tuple[Rejection, MessageContext]:
         """The dead letter of a refused reading: its reason, the bytes of its own part of the message."""
         candidates = self._by_key[(refused.reading.device_id, refused.reading.ts)]
-        i = next((i for i, c in enumerate(candidates) if c[0] == refused.reading), 0)
-        _, message, decoded, k = candidates.pop(i)
-        source = MessageContext.of(message)
-        where, part = decoded.part(k)
+        values = self._batch.columns.values
+        i = next((i for i, row in enumerate(candidates) if values[row] == refused.reading.values), 0)
+        row = candidates.pop(i)
+        source = MessageContext.of(self._messages[self._batch.message_of[row]])
+        where, part = self._batch.part(row)
         return Rejection(where + refused.reason, source.value if part is None else part), source

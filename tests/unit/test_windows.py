@@ -157,3 +157,97 @@ def test_an_evicted_device_slot_is_reused_and_starts_empty() -> None:
     slot = store.push("c", 5, np.array([3.0]))
     assert slot == 0 and store.filled(slot) == 1  # a's slot, fresh
     assert store.nbytes == WindowStore(2, 1, max_gap_ms=60_000, capacity=2).nbytes  # no growth
+
+
+class ScalarStore:
+    """The store as it was before batches were pushed as arrays: one reading at a time, in Python."""
+
+    def __init__(self, max_gap_ms: int, gap_intervals: float = 10.0) -> None:
+        self.max_gap_ms, self.gap_intervals = max_gap_ms, gap_intervals
+        self.state: dict[str, dict[str, object]] = {}
+        self.rows: dict[str, list[tuple[int, np.ndarray]]] = {}
+
+    def push(self, device: str, ts: int, values: np.ndarray) -> int:
+        st = self.state.setdefault(device, {"last": -1, "count": 0, "interval": 0.0})
+        last, interval = int(st["last"]), float(st["interval"])  # type: ignore[arg-type]
+        if ts <= last:
+            return Push.DUPLICATE if ts == last else Push.OUT_OF_ORDER
+        if last >= 0:
+            step = ts - last
+            if step > self.max_gap_ms and step > self.gap_intervals * interval:
+                st["count"] = 0
+            st["interval"] = step if interval == 0 else 0.95 * interval + 0.05 * step
+        st["count"] = int(st["count"]) + 1  # type: ignore[call-overload]
+        st["last"] = ts
+        self.rows.setdefault(device, []).append((ts, values.copy()))
+        return 0
+
+    def filled(self, device: str) -> int:
+        return int(self.state[device]["count"])  # type: ignore[call-overload]
+
+    def window(self, device: str) -> tuple[np.ndarray, int, int]:
+        last = self.rows[device][-T:]
+        return np.stack([v for _, v in last]), last[0][0], last[-1][0]
+
+
+@pytest.mark.parametrize("stride", [1, 3])
+def test_a_batch_pushed_at_once_equals_the_old_store_one_reading_at_a_time(stride: int) -> None:
+    rng = np.random.default_rng(10 + stride)
+    ref, many = ScalarStore(max_gap_ms=50), WindowStore(T, F, max_gap_ms=50, capacity=2)
+    clock = {f"d{i}": 0 for i in range(12)}
+    for _ in range(60):
+        devices, stamps = [], []
+        for _ in range(int(rng.integers(0, 30))):
+            device = f"d{rng.integers(0, 12)}"
+            clock[device] = max(clock[device] + int(rng.choice([-3, 0, 1, 1, 2, 7, 120, 400])), 0)
+            devices.append(device)
+            stamps.append(clock[device])
+        rows = rng.standard_normal((len(devices), F)).astype(np.float32)
+        pushed = many.push_many(devices, stamps, rows, stride)
+        due = []
+        for k, (device, ts) in enumerate(zip(devices, stamps)):
+            code = ref.push(device, ts, rows[k])
+            assert (code >= 0) == (pushed.codes[k] >= 0) and (code < 0) <= (code == pushed.codes[k])
+            if code >= 0 and ref.filled(device) >= T and (ref.filled(device) - T) % stride == 0:
+                due.append((k, *ref.window(device), ref.filled(device)))
+        assert pushed.rows.tolist() == [d[0] for d in due]
+        for i, (_, window, first, last, filled) in enumerate(due):
+            np.testing.assert_array_equal(pushed.windows[i], window)
+            assert (pushed.first_ms[i], pushed.last_ms[i], pushed.filled[i]) == (first, last, filled)
+        for device in clock:
+            if device in ref.state:
+                assert many.interval_ms(device) == ref.state[device]["interval"]
+
+
+@pytest.mark.parametrize("stride", [1, 3])
+def test_a_batch_pushed_at_once_equals_its_readings_pushed_one_by_one(stride: int) -> None:
+    # Devices repeat within a batch, come and go, send duplicates, late readings and long gaps.
+    rng = np.random.default_rng(stride)
+    one, many = (WindowStore(T, F, max_gap_ms=50, capacity=2) for _ in range(2))
+    clock = {f"d{i}": 0 for i in range(12)}
+    for _ in range(40):
+        devices, stamps = [], []
+        for _ in range(int(rng.integers(0, 30))):
+            device = f"d{rng.integers(0, 12)}"
+            step = int(rng.choice([-3, 0, 1, 1, 2, 5, 200]))
+            clock[device] = max(clock[device] + step, 0) if step >= 0 else clock[device] + step
+            devices.append(device)
+            stamps.append(max(clock[device], 0))
+        rows = rng.standard_normal((len(devices), F)).astype(np.float32)
+        pushed = many.push_many(devices, stamps, rows, stride)
+        codes, due = [], []
+        for k, (device, ts) in enumerate(zip(devices, stamps)):
+            code = one.push(device, ts, rows[k])
+            codes.append(code)
+            if code >= 0 and one.filled(code) >= T and (one.filled(code) - T) % stride == 0:
+                due.append((k, one.window(code).copy(), *one.window_span(code), one.filled(code)))
+        assert pushed.codes.tolist() == codes
+        assert pushed.rows.tolist() == [d[0] for d in due]
+        for i, (_, window, first, last, filled) in enumerate(due):
+            np.testing.assert_array_equal(pushed.windows[i], window)
+            assert (pushed.first_ms[i], pushed.last_ms[i], pushed.filled[i]) == (first, last, filled)
+        for device in clock:
+            assert one.interval_ms(device) == many.interval_ms(device)
+        if rng.random() < 0.2:
+            gone = f"d{rng.integers(0, 12)}"
+            one.remove(gone), many.remove(gone)
