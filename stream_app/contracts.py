@@ -43,7 +43,11 @@ def to_epoch_ms(value: object) -> int:
 
 
 EpochMs = Annotated[int, BeforeValidator(to_epoch_ms)]
-DeviceId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/-]+$")]
+# The contract's limits, named once: the bulk decoder (pipeline/bulk_decode.py) checks the same ones over a batch.
+DEVICE_ID_CHARS = r"[A-Za-z0-9._:/-]"
+MAX_DEVICE_ID_LENGTH = 200
+MAX_VALUES = 256  # sensor values in one reading
+DeviceId = Annotated[str, Field(min_length=1, max_length=MAX_DEVICE_ID_LENGTH, pattern=rf"^{DEVICE_ID_CHARS}+$")]
 
 
 def iso_ms(epoch_ms: int) -> str:
@@ -61,7 +65,7 @@ class _Values(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     ts: EpochMs
-    values: dict[str, SensorValue] = Field(min_length=1, max_length=256)
+    values: dict[str, SensorValue] = Field(min_length=1, max_length=MAX_VALUES)
 
 
 class Reading(_Values):

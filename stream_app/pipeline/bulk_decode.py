@@ -20,14 +20,13 @@ from typing import cast
 import numpy as np
 import orjson
 
-from stream_app.contracts import _MAX_ABS_VALUE, _MAX_EPOCH_MS
+from stream_app.contracts import _MAX_ABS_VALUE, _MAX_EPOCH_MS, DEVICE_ID_CHARS, MAX_DEVICE_ID_LENGTH, MAX_VALUES
 from stream_app.pipeline.columns import ReadingColumns
 from stream_app.pipeline.decode import MAX_MESSAGE_BYTES, Decoded, Rejection, decode
 
 _SINGLE_KEYS = frozenset(("device_id", "ts", "values"))
-_DEVICE_ID = re.compile(r"[A-Za-z0-9._:/-]{1,200}")  # contracts.DeviceId, as a full match
+_DEVICE_ID = re.compile(rf"{DEVICE_ID_CHARS}{{1,{MAX_DEVICE_ID_LENGTH}}}")  # contracts.DeviceId, as a full match
 _KNOWN_IDS_LIMIT = 1_000_000  # device ids already checked: a flood of new ones clears the cache
-_MAX_VALUES = 256  # contracts._Values.values
 _ISO_LENGTH = len("2026-01-01T00:00:00.000Z")
 # Character positions of "YYYY-MM-DDTHH:MM:SS.mmmZ".
 _DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22])
@@ -144,7 +143,7 @@ def _values_ok(values: list[object]) -> np.ndarray:
         values = [v if good else {} for v, good in zip(values, ok.tolist())]
     dicts: list[dict[str, object]] = values  # type: ignore[assignment]  # every entry is a dict now
     counts = np.fromiter(map(len, dicts), np.int64, len(dicts))
-    ok &= (counts > 0) & (counts <= _MAX_VALUES)
+    ok &= (counts > 0) & (counts <= MAX_VALUES)
     flat = list(itertools.chain.from_iterable(map(dict.values, dicts)))
     if set(map(type, flat)) <= {float}:
         is_float = np.ones(len(flat), bool)

@@ -164,10 +164,10 @@ def first_lines(bundle: ModelBundle) -> FirstLines:
 
 def remembered(bundle: ModelBundle, now_ms: int, half_life_s: float) -> float:
     """The share of the serving version's widening (over the first lines) still remembered at ``now_ms``."""
+    if half_life_s <= 0:
+        return 0.0
     since = bundle.card.notes.get("refit_at_ms")
-    if not isinstance(since, int) or half_life_s <= 0:
-        return 1.0 if half_life_s > 0 else 0.0
-    return float(0.5 ** (max(0, now_ms - since) / 1000 / half_life_s))
+    return 1.0 if not isinstance(since, int) else float(0.5 ** (max(0, now_ms - since) / 1000 / half_life_s))
 
 
 def bounded_lines(candidate: Thresholds, serving: Thresholds, first: FirstLines, keep: float) -> dict[str, object]:
@@ -185,8 +185,8 @@ def bounded_lines(candidate: Thresholds, serving: Thresholds, first: FirstLines,
 
     def line(new: float, old: float | None, base: float | None) -> float:
         base = new if base is None else base
-        held = base if old is None else base + keep * max(0.0, old - base)
-        return max(new, base, held)
+        held = base if old is None else base + keep * max(0.0, old - base)  # never below base
+        return max(new, held)
 
     peak = (
         line(candidate.peak_threshold, serving.peak_threshold, first.peak_threshold)
