@@ -556,9 +556,11 @@ def worker(
         die_with_parent()  # a supervised child stops with its supervisor
         run_worker(settings, model_version)
         return
+    from stream_app.worker.lean_import import import_keras_lean
     from stream_app.worker.preflight import check_services
     from stream_app.worker.start import load_bundles
 
+    import_keras_lean()  # the supervisor loads the models once too
     load_bundles(settings, model_version)  # what would stop every child is one line here, once
     check_services(settings)
     args = (["--model-version", model_version] if model_version else []) + ["--log-format", settings.log_format]

@@ -23,6 +23,7 @@ from stream_app.models.store import ModelBundle, ModelStore, ModelStoreError
 from stream_app.pipeline.routing import DEFAULT_GROUP, GroupRouter
 from stream_app.pipeline.scorer import Scorer
 from stream_app.config.settings import DetectionSettings, EpisodeSettings, Settings
+from stream_app.worker.lean_import import import_keras_lean
 from stream_app.worker.logs import json_logging_config
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,8 @@ def ready_fields(settings: Settings, detector: GroupDetector) -> dict[str, objec
 
 def run_worker(settings: Settings, version: str | None = None) -> None:
     import faust
+
+    import_keras_lean()
 
     json_logs = settings.log_format == "json"
 
