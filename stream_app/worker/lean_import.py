@@ -12,11 +12,13 @@ needs it (+62 MB then), and ``KERAS_BACKEND=jax`` keeps JAX.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
 
 OPTIONAL = ("jax", "sklearn", "matplotlib")
+log = logging.getLogger(__name__)
 
 
 def keras_backend() -> str:
@@ -40,7 +42,15 @@ def import_keras_lean() -> None:
         sys.modules[name] = None  # type: ignore[assignment]  # the import system's "not importable" mark
     try:
         import keras  # noqa: F401
+    except (ImportError, ValueError) as exc:  # a release that needs one of them: import as usual, say so
+        _unhide(hidden)
+        log.warning("importing Keras without %s failed (%s); importing it with them", ", ".join(hidden), exc)
+        import keras  # noqa: F401,F811
     finally:
-        for name in hidden:
-            if name in sys.modules and sys.modules[name] is None:
-                del sys.modules[name]
+        _unhide(hidden)
+
+
+def _unhide(names: list[str]) -> None:
+    for name in names:
+        if name in sys.modules and sys.modules[name] is None:
+            del sys.modules[name]

@@ -48,3 +48,26 @@ def test_backend_from_the_environment_then_the_config_file(monkeypatch: pytest.M
     monkeypatch.delenv("KERAS_BACKEND")
     (tmp_path / "keras.json").write_text("not json")
     assert keras_backend() == "tensorflow"
+
+
+def test_a_keras_that_needs_a_hidden_package_is_imported_with_it() -> None:
+    # A stand-in "keras" that insists on scikit-learn: the lean import falls back to the usual one.
+    probe = """
+import sys, types, json
+from stream_app.worker import lean_import
+class Finder:
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras":
+            return None
+        import importlib.util
+        loader = type("L", (), {"create_module": lambda self, spec: None,
+                                "exec_module": lambda self, module: __import__("sklearn")})()
+        return importlib.util.spec_from_loader(name, loader)
+sys.meta_path.insert(0, Finder())
+lean_import.import_keras_lean()
+print(json.dumps({"keras": "keras" in sys.modules, "sklearn": "sklearn" in sys.modules}))
+"""
+    out = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "KERAS_BACKEND": "tensorflow"},
+                         capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"keras": True, "sklearn": True}
+    assert "importing Keras without" in out.stderr
