@@ -46,6 +46,15 @@ class NormalReservoir:
         self._count += 1
         self._since_fit += 1
 
+    def add_many(self, windows: np.ndarray, rows: np.ndarray) -> None:
+        """``add`` each of ``windows[rows]`` in order, in one copy: only the newest ``capacity`` of them are
+        kept, so only those are copied."""
+        cap, k = self.config.capacity, len(rows)
+        skip = max(0, k - cap)
+        self._windows[(self._count + np.arange(skip, k)) % cap] = windows[rows[skip:]]
+        self._count += k
+        self._since_fit += k
+
     def due(self, now_ms: int) -> bool:
         cfg = self.config
         if not cfg.enabled or len(self) < cfg.min_windows or self._since_fit < cfg.every_windows:
