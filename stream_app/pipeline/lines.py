@@ -19,9 +19,11 @@ below the calibrated line:
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from itertools import repeat
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -47,23 +49,24 @@ class AdaptiveLines:
     The detector reads and feeds it one window at a time (``line``, ``learning``, ``observe``) where a
     device has several windows in a batch, and over the whole batch at once (``slots``, ``lines_at``,
     ``learning_at``, ``observe_each``) for the devices that have one: per-window Python was most of
-    what adaptation cost. Both keep the same per-slot arrays and give the same lines.
+    what adaptation cost. Both work on the same per-slot state and give the same lines to the bit.
     """
 
     def __init__(self, config: LineConfig = LineConfig()) -> None:
         self.config = config
         self._slots: dict[str, int] = {}
-        self._size = 0  # slots handed out
         self._history = np.zeros((64, config.history), np.float32)
         # The same block maxima kept sorted (the first ``_filled`` of each row), so a recomputation reads its
         # quantile and median off the row: np.quantile on every block was most of adaptation's cost.
         self._sorted = np.zeros((64, config.history), np.float32)
-        self._filled = np.zeros(64, np.int64)  # block maxima stored
-        self._pos = np.zeros(64, np.int64)
-        self._seen = np.zeros(64, np.int64)  # windows observed since the device (re)started learning
-        self._block_max = np.full(64, -np.inf)
-        self._block_n = np.zeros(64, np.int64)
-        self._line = np.ones(64)
+        # Per slot. Typed arrays: indexed one at a time as fast as lists (numpy's scalar indexing costs
+        # several times more), and viewed as numpy arrays without a copy by the batch methods (``_columns``).
+        self._filled = array("q")  # block maxima stored
+        self._pos = array("q")
+        self._seen = array("q")  # windows observed since the device (re)started learning
+        self._block_max = array("d")
+        self._block_n = array("q")
+        self._line = array("d")
         self._free: list[int] = []  # slots of forgotten devices, reused before the arrays grow
 
     def __len__(self) -> int:
@@ -71,7 +74,7 @@ class AdaptiveLines:
 
     def line(self, device_id: str) -> float:
         slot = self._slots.get(device_id)
-        return 1.0 if slot is None else self._line.item(slot)
+        return 1.0 if slot is None else self._line[slot]
 
     def learning(self, device_id: str) -> bool:
         """Whether the device is still in warm-up (its line is not trusted yet).
@@ -85,9 +88,9 @@ class AdaptiveLines:
         slot = self._slots.get(device_id)
         if slot is None:
             return True
-        if self._seen.item(slot) >= self.config.warmup:
+        if self._seen[slot] >= self.config.warmup:
             return False
-        return self._filled.item(slot) < EARLY_BLOCKS or self._line.item(slot) > 1.0
+        return self._filled[slot] < EARLY_BLOCKS or self._line[slot] > 1.0
 
     def observe(self, device_id: str, value: float) -> None:
         """Record one window's verdict (1.0 = calibrated line) from outside any episode."""
@@ -97,12 +100,12 @@ class AdaptiveLines:
         if slot is None:
             slot = self._add(device_id)
         self._seen[slot] += 1
-        if value > self._block_max.item(slot):
+        if value > self._block_max[slot]:
             self._block_max[slot] = value
         self._block_n[slot] += 1
-        if self._block_n.item(slot) < self.config.block:
+        if self._block_n[slot] < self.config.block:
             return
-        p, n = self._pos.item(slot), self._filled.item(slot)
+        p, n = self._pos[slot], self._filled[slot]
         new = np.float32(self._block_max[slot])
         row = self._sorted[slot]
         if n == self.config.history:  # the oldest block leaves the sorted row
@@ -117,66 +120,6 @@ class AdaptiveLines:
         self._filled[slot] = n + 1
         self._block_max[slot], self._block_n[slot] = -np.inf, 0
         self._recompute_one(slot)
-
-    # -- the same over a batch: one call per batch, for devices with at most one window in it --
-
-    def slots(self, device_ids: Sequence[str]) -> np.ndarray:
-        """Each device's slot, -1 for a device with no history yet."""
-        return np.array(list(map(self._slots.get, device_ids, repeat(-1))), np.int64)
-
-    def lines_at(self, slots: np.ndarray) -> np.ndarray:
-        """``line`` of each slot (1.0 for -1)."""
-        return np.where(slots >= 0, self._line[slots], 1.0)
-
-    def learning_at(self, slots: np.ndarray) -> np.ndarray:
-        """``learning`` of each slot (True for -1: a device not seen yet learns)."""
-        if not self.config.enabled:
-            return np.zeros(len(slots), bool)
-        known = slots >= 0
-        warm = (self._filled[slots] < EARLY_BLOCKS) | (self._line[slots] > 1.0)
-        return ~known | ((self._seen[slots] < self.config.warmup) & warm)
-
-    def observe_each(self, device_ids: Sequence[str], values: np.ndarray) -> None:
-        """``observe`` each device's value; each device at most once (the order between devices is free)."""
-        if not self.config.enabled or not len(device_ids):
-            return
-        slots = self.slots(device_ids)
-        for k in np.flatnonzero(slots < 0).tolist():  # new devices: rare, one at a time
-            slots[k] = self._add(device_ids[k])
-        values = np.asarray(values, np.float64)
-        self._seen[slots] += 1
-        block_max = self._block_max[slots]
-        self._block_max[slots] = np.where(values > block_max, values, block_max)  # (as ``observe``: NaN is no max)
-        self._block_n[slots] += 1
-        full = slots[self._block_n[slots] >= self.config.block]
-        if len(full):
-            self._close_blocks(full)
-
-    def _close_blocks(self, slots: np.ndarray) -> None:
-        """Store the finished blocks' maxima in the sorted rows (the oldest leaves a full history) and
-        recompute those lines: one gather per row, over its filled part only."""
-        size = self.config.history
-        p, n = self._pos[slots], self._filled[slots]
-        new = self._block_max[slots].astype(np.float32)
-        width = min(size, int(n.max()) + 1)  # a young history is short: only its values move
-        rows = self._sorted[slots, :width]
-        full = n == size
-        # The oldest block's place (none for a history not yet full), then the new one's place in the row
-        # without it: every value between the two moves one place, towards the one that leaves.
-        old = self._history[slots, p]
-        i = np.where(full, _searchsorted_rows(rows, old, n), width)
-        j = _searchsorted_rows(rows, new, n) - (full & _below(old, new))
-        columns = np.arange(width)
-        left = (columns >= i[:, None]) & (columns < j[:, None])
-        right = (columns > j[:, None]) & (columns <= i[:, None])
-        rows = np.take_along_axis(rows, columns + left.astype(np.int64) - right, axis=1)
-        rows[np.arange(len(slots)), j] = new
-        self._sorted[slots, :width] = rows
-        self._history[slots, p] = new
-        self._pos[slots] = (p + 1) % size
-        self._filled[slots] = n = np.where(full, n, n + 1)
-        self._block_max[slots], self._block_n[slots] = -np.inf, 0
-        self._recompute(slots, rows, n)
 
     def relearn(self, device_id: str) -> None:
         """Forget the device's history: what it does now is its new normal (after a long episode)."""
@@ -193,31 +136,99 @@ class AdaptiveLines:
         if slot is not None:
             self._free.append(slot)
 
+    # The same over a batch: one call each per batch, for devices with at most one window in it.
+
+    def slots(self, device_ids: Sequence[str]) -> np.ndarray:
+        """Each device's slot, -1 for a device with no history yet."""
+        return np.array(list(map(self._slots.get, device_ids, repeat(-1))), np.int64)
+
+    def lines_at(self, slots: np.ndarray) -> np.ndarray:
+        """``line`` of each slot (1.0 for -1)."""
+        known = slots >= 0
+        out = np.ones(len(slots))
+        out[known] = self._columns().line[slots[known]]
+        return out
+
+    def learning_at(self, slots: np.ndarray) -> np.ndarray:
+        """``learning`` of each slot (True for -1: a device not seen yet learns)."""
+        if not self.config.enabled:
+            return np.zeros(len(slots), bool)
+        known = slots >= 0
+        at, c = slots[known], self._columns()
+        out = np.ones(len(slots), bool)
+        out[known] = (c.seen[at] < self.config.warmup) & ((c.filled[at] < EARLY_BLOCKS) | (c.line[at] > 1.0))
+        return out
+
+    def observe_each(self, device_ids: Sequence[str], values: np.ndarray) -> None:
+        """``observe`` each device's value; each device at most once (the order between devices is free)."""
+        if not self.config.enabled or not len(device_ids):
+            return
+        slots = self.slots(device_ids)
+        for k in np.flatnonzero(slots < 0).tolist():  # new devices: rare, one at a time
+            slots[k] = self._add(device_ids[k])
+        values = np.asarray(values, np.float64)
+        c = self._columns()
+        c.seen[slots] += 1
+        block_max = c.block_max[slots]
+        c.block_max[slots] = np.where(values > block_max, values, block_max)  # (as ``observe``: NaN is no maximum)
+        c.block_n[slots] += 1
+        full = slots[c.block_n[slots] >= self.config.block]
+        if len(full):
+            self._close_blocks(c, full)
+
+    def _columns(self) -> _Columns:
+        """The per-slot arrays as numpy arrays on the same memory. Never kept past the call that made them:
+        a typed array cannot grow (``_add``) while viewed."""
+        return _Columns(
+            filled=np.frombuffer(self._filled, np.int64), pos=np.frombuffer(self._pos, np.int64),
+            seen=np.frombuffer(self._seen, np.int64), block_max=np.frombuffer(self._block_max, np.float64),
+            block_n=np.frombuffer(self._block_n, np.int64), line=np.frombuffer(self._line, np.float64),
+        )  # fmt: skip
+
+    def _close_blocks(self, c: _Columns, slots: np.ndarray) -> None:
+        """Store the finished blocks' maxima (each in place of the oldest once the history is full) and
+        recompute those lines."""
+        size = self.config.history
+        p = c.pos[slots]
+        new = c.block_max[slots].astype(np.float32)
+        self._history[slots, p] = new
+        c.pos[slots] = (p + 1) % size
+        c.filled[slots] = n = np.minimum(c.filled[slots] + 1, size)
+        # The sorted rows afresh from the histories: the same values that ``observe`` moves into place one
+        # by one, and numpy's sort of many short rows costs a fifth of moving them over arrays. A history
+        # not yet full holds its first n places (the ring has not wrapped); +inf pads the rest of the row.
+        width = int(n.max())  # a young history is short: only its values are sorted
+        rows = self._history[slots, :width]
+        if (n < width).any():
+            rows[np.arange(width) >= n[:, None]] = np.inf
+        rows.sort(axis=1)  # (in place: each temporary row block of this size is a fresh, page-faulted MB)
+        self._sorted[slots, :width] = rows
+        c.block_max[slots], c.block_n[slots] = -np.inf, 0
+        self._recompute(c, slots, rows, n)
+
     def _recompute_one(self, slot: int) -> None:
-        """``_recompute`` of one slot, in Python floats (an array call costs ~20x more for one slot)."""
         cfg = self.config
-        n = self._filled.item(slot)
+        n = self._filled[slot]
         row = self._sorted[slot]
         high, median = _quantile(row, n, cfg.quantile), _quantile(row, n, 0.5)
         target = min(high * cfg.margin, median * cfg.median_cap)
-        if self._seen.item(slot) < cfg.warmup:
+        if self._seen[slot] < cfg.warmup:
             self._line[slot] = max(1.0, target)  # free to settle while it learns
             return
-        old = self._line.item(slot)
+        old = self._line[slot]
         target = min(max(target, old * (1 - cfg.max_step)), old * (1 + cfg.max_step))
         self._line[slot] = max(1.0, target)
 
-    def _recompute(self, slots: np.ndarray, rows: np.ndarray, n: np.ndarray) -> None:
-        """The lines of ``slots`` from their sorted histories: ``_recompute_one`` over arrays, in float64 as
-        Python's floats, with Python's min and max, so both give the same line to the bit."""
+    def _recompute(self, c: _Columns, slots: np.ndarray, rows: np.ndarray, n: np.ndarray) -> None:
+        """``_recompute_one`` of each slot over arrays, in float64 as Python's floats and with Python's min
+        and max, so both give the same line to the bit (``rows``: the slots' sorted rows, n filled)."""
         cfg = self.config
         high, median = _quantile_rows(rows, n, cfg.quantile), _quantile_rows(rows, n, 0.5)
         target = _min(high * cfg.margin, median * cfg.median_cap)
-        old = self._line[slots]
-        # Free to settle while it learns; after, at most ``max_step`` a recomputation.
+        old = c.line[slots]
         stepped = _min(_max(target, old * (1 - cfg.max_step)), old * (1 + cfg.max_step))
-        target = np.where(self._seen[slots] < cfg.warmup, target, stepped)
-        self._line[slots] = _max(1.0, target)
+        target = np.where(c.seen[slots] < cfg.warmup, target, stepped)  # free to settle while it learns
+        c.line[slots] = _max(1.0, target)
 
     def _add(self, device_id: str) -> int:
         if self._free:
@@ -225,17 +236,29 @@ class AdaptiveLines:
             self._filled[slot] = self._pos[slot] = self._seen[slot] = self._block_n[slot] = 0
             self._block_max[slot], self._line[slot] = -np.inf, 1.0
             return slot
-        slot = self._size
+        slot = len(self._pos)
         if slot == len(self._history):
-            grow = len(self._history)
             self._history = np.concatenate([self._history, np.zeros_like(self._history)])
             self._sorted = np.concatenate([self._sorted, np.zeros_like(self._sorted)])
-            for name, fill in (("_filled", 0), ("_pos", 0), ("_seen", 0), ("_block_max", -np.inf), ("_block_n", 0), ("_line", 1.0)):
-                array = getattr(self, name)
-                setattr(self, name, np.concatenate([array, np.full(grow, fill, array.dtype)]))
-        self._size += 1
         self._slots[device_id] = slot
+        self._filled.append(0)
+        self._pos.append(0)
+        self._seen.append(0)
+        self._block_max.append(-np.inf)
+        self._block_n.append(0)
+        self._line.append(1.0)
         return slot
+
+
+class _Columns(NamedTuple):
+    """``AdaptiveLines``' per-slot arrays, viewed by numpy."""
+
+    filled: np.ndarray
+    pos: np.ndarray
+    seen: np.ndarray
+    block_max: np.ndarray
+    block_n: np.ndarray
+    line: np.ndarray
 
 
 def _min(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
@@ -248,24 +271,13 @@ def _max(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
     return np.where(b > a, b, a)
 
 
-def _below(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a < b in numpy's sort order (NaN last)."""
-    return (a < b) | (np.isnan(b) & ~np.isnan(a))
-
-
-def _searchsorted_rows(rows: np.ndarray, values: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """Per row, ``np.searchsorted(row[:n], value)`` (left): how many of its first n are below the value."""
-    below = _below(rows, values[:, None]) & (np.arange(rows.shape[1]) < n[:, None])
-    return below.sum(axis=1)
-
-
 def _quantile_rows(rows: np.ndarray, n: np.ndarray, q: float) -> np.ndarray:
     """``_quantile`` of each sorted row's first n values (n >= 1), in float64."""
     at = q * (n - 1)
     lo = at.astype(np.int64)
     k = np.arange(len(rows))
     a = rows[k, lo].astype(np.float64)
-    b = rows[k, np.minimum(lo + 1, rows.shape[1] - 1)].astype(np.float64)
+    b = rows[k, np.minimum(lo + 1, n - 1)].astype(np.float64)
     return np.where(lo + 1 >= n, a, a + (b - a) * (at - lo))
 
 
