@@ -347,7 +347,8 @@ class Detector:
         # lines and warm-up from arrays made before the loop and is observed after it, over the batch; one
         # with several goes window by window, as its lines may move between its windows.
         alone = _alone(devices)
-        m_before, l_before, learning_before = self._lines_before(devices)
+        m_slots, l_slots = model_lines.slots(devices), level_lines.slots(devices)
+        m_before, l_before, learning_before = self._lines_before(m_slots, l_slots)
         deferred: list[int] = []  # windows of lone devices to observe after the loop
         normal: list[int] = []  # windows for the refit reservoir, in order
         for i, device in enumerate(devices):
@@ -403,8 +404,8 @@ class Detector:
         if deferred:
             rows = np.array(deferred)
             lone = [devices[k] for k in deferred]
-            model_lines.observe_each(lone, model[rows])
-            level_lines.observe_each(lone, level_max[rows])
+            model_lines.observe_each(lone, model[rows], m_slots[rows])
+            level_lines.observe_each(lone, level_max[rows], l_slots[rows])
         if self.reservoir is not None and normal:
             self.reservoir.add_many(windows, np.array(normal))
         out.scored = n
@@ -418,10 +419,9 @@ class Detector:
             out.window_episode = episode
             out.window_opened = opened
 
-    def _lines_before(self, devices: list[str]) -> tuple[list[float], list[float], list[bool]]:
+    def _lines_before(self, m_slots: np.ndarray, l_slots: np.ndarray) -> tuple[list[float], list[float], list[bool]]:
         """Per window, its device's model line, level line and warm-up as they stand before this batch
         (Python floats and bools: the loop's arithmetic stays that of ``AdaptiveLines.line``)."""
-        m_slots, l_slots = self.model_lines.slots(devices), self.level_lines.slots(devices)
         return (
             self.model_lines.lines_at(m_slots).tolist(),
             self.level_lines.lines_at(l_slots).tolist(),

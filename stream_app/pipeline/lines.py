@@ -159,11 +159,12 @@ class AdaptiveLines:
         out[known] = (c.seen[at] < self.config.warmup) & ((c.filled[at] < EARLY_BLOCKS) | (c.line[at] > 1.0))
         return out
 
-    def observe_each(self, device_ids: Sequence[str], values: np.ndarray) -> None:
-        """``observe`` each device's value; each device at most once (the order between devices is free)."""
+    def observe_each(self, device_ids: Sequence[str], values: np.ndarray, slots: np.ndarray | None = None) -> None:
+        """``observe`` each device's value; each device at most once (the order between devices is free).
+        ``slots``: the devices' ``slots`` where the caller has them (a copy is changed, not them)."""
         if not self.config.enabled or not len(device_ids):
             return
-        slots = self.slots(device_ids)
+        slots = self.slots(device_ids) if slots is None else slots.copy()
         for k in np.flatnonzero(slots < 0).tolist():  # new devices: rare, one at a time
             slots[k] = self._add(device_ids[k])
         values = np.asarray(values, np.float64)

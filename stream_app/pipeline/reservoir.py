@@ -47,11 +47,14 @@ class NormalReservoir:
         self._since_fit += 1
 
     def add_many(self, windows: np.ndarray, rows: np.ndarray) -> None:
-        """``add`` each of ``windows[rows]`` in order, in one copy: only the newest ``capacity`` of them are
-        kept, so only those are copied."""
+        """``add`` each of ``windows[rows]`` in order: only the newest ``capacity`` of them are kept, so only
+        those are copied, straight into their places (at most two runs of the ring)."""
         cap, k = self.config.capacity, len(rows)
-        skip = max(0, k - cap)
-        self._windows[(self._count + np.arange(skip, k)) % cap] = windows[rows[skip:]]
+        rows = rows[max(0, k - cap) :]
+        start = (self._count + k - len(rows)) % cap
+        first = min(len(rows), cap - start)
+        np.take(windows, rows[:first], axis=0, out=self._windows[start : start + first])
+        np.take(windows, rows[first:], axis=0, out=self._windows[: len(rows) - first])
         self._count += k
         self._since_fit += k
 
