@@ -196,13 +196,14 @@ class AdaptiveLines:
         c.pos[slots] = (p + 1) % size
         c.filled[slots] = n = np.minimum(c.filled[slots] + 1, size)
         # The sorted rows afresh from the histories: the same values that ``observe`` moves into place one
-        # by one, and numpy's sort of many short rows costs a fifth of moving them over arrays. A history
-        # not yet full holds its first n places (the ring has not wrapped); +inf pads the rest of the row.
+        # by one (equal values may swap places, which changes no line), and numpy's sort of many short rows
+        # costs a fifth of moving them over arrays. A history not yet full holds its first n places (the
+        # ring has not wrapped); +inf pads the rest of the row.
         width = int(n.max())  # a young history is short: only its values are sorted
         rows = self._history[slots, :width]
         if (n < width).any():
             rows[np.arange(width) >= n[:, None]] = np.inf
-        rows.sort(axis=1)  # (in place: each temporary row block of this size is a fresh, page-faulted MB)
+        rows.sort(axis=1)  # in place: a fresh temporary of this size (1 MB for 1,000 rows) costs its page faults
         self._sorted[slots, :width] = rows
         c.block_max[slots], c.block_n[slots] = -np.inf, 0
         self._recompute(c, slots, rows, n)
