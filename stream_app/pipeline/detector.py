@@ -11,6 +11,7 @@ import functools
 import logging
 import operator
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -342,12 +343,23 @@ class Detector:
         episode: list[str | None] = []
         opened = np.zeros(n if trace else 0, bool)
         model_lines, level_lines, episodes, season = self.model_lines, self.level_lines, self.episodes, self.season
+        # A device with one window in this batch (the common case: many devices, a reading each) reads its
+        # lines and warm-up from arrays made before the loop and is observed after it, over the batch; one
+        # with several goes window by window, as its lines may move between its windows.
+        alone = _alone(devices)
+        m_slots, l_slots = model_lines.slots(devices), level_lines.slots(devices)
+        m_before, l_before, learning_before = self._lines_before(m_slots, l_slots)
+        deferred: list[int] = []  # windows of lone devices to observe after the loop
+        normal: list[int] = []  # windows for the refit reservoir, in order
         for i, device in enumerate(devices):
             # Recorded whatever the verdict (seasonal.py: only what recurs every cycle widens a line).
             m_season, l_season = season.observe(device, spans[i][1], (float(model[i]), float(level_max[i])))
-            m_line, l_line = max(model_lines.line(device), m_season), max(level_lines.line(device), l_season)
+            if alone[i]:
+                m_line, l_line, learning = max(m_before[i], m_season), max(l_before[i], l_season), learning_before[i]
+            else:
+                m_line, l_line = max(model_lines.line(device), m_season), max(level_lines.line(device), l_season)
+                learning = model_lines.learning(device)
             r = max(model[i] / m_line, level_max[i] / l_line)
-            learning = model_lines.learning(device)
             if checked[i] and (self._resting or self._trained_rest):  # (here: a rest learnt earlier in this batch counts)
                 self._at_rest(device, windows[i, -1], stuck[i])
                 checked[i] = bool(stuck[i].any() or broken[i].any())
@@ -359,10 +371,13 @@ class Detector:
             transitions = episodes.update(device, spans[i][1], float(r))
             is_open[i] = open_now = episodes.is_open(device)
             if not open_now:
-                model_lines.observe(device, float(model[i]))
-                level_lines.observe(device, float(level_max[i]))
+                if alone[i] and not transitions:  # (a transition may relearn the lines: after this observation)
+                    deferred.append(i)
+                else:
+                    model_lines.observe(device, float(model[i]))
+                    level_lines.observe(device, float(level_max[i]))
                 if self.reservoir is not None and r <= 1.0 and not learning:
-                    self.reservoir.add(windows[i])
+                    normal.append(i)
             status = out.statuses[device]
             status.last_score = float(scores.score[i])
             status.line, status.ratio = self.threshold * m_line, float(r)
@@ -386,6 +401,13 @@ class Detector:
                 )
             if open_now and checked[i]:  # after this window's transitions: an opening starts a fresh note
                 self._note_stuck(device, windows[i, -1], stuck[i])
+        if deferred:
+            rows = np.array(deferred)
+            lone = [devices[k] for k in deferred]
+            model_lines.observe_each(lone, model[rows], m_slots[rows])
+            level_lines.observe_each(lone, level_max[rows], l_slots[rows])
+        if self.reservoir is not None and normal:
+            self.reservoir.add_many(windows, np.array(normal))
         out.scored = n
         out.window_devices = devices
         out.window_end_ms = np.fromiter((s[1] for s in spans), np.int64, len(spans))
@@ -396,6 +418,15 @@ class Detector:
             out.window_line = line
             out.window_episode = episode
             out.window_opened = opened
+
+    def _lines_before(self, m_slots: np.ndarray, l_slots: np.ndarray) -> tuple[list[float], list[float], list[bool]]:
+        """Per window, its device's model line, level line and warm-up as they stand before this batch
+        (Python floats and bools: the loop's arithmetic stays that of ``AdaptiveLines.line``)."""
+        return (
+            self.model_lines.lines_at(m_slots).tolist(),
+            self.level_lines.lines_at(l_slots).tolist(),
+            self.model_lines.learning_at(m_slots).tolist(),
+        )
 
     def _stuck(self, devices: list[str], windows: np.ndarray, fresh: list[int]) -> np.ndarray:
         """(n, F): whether each window's sensors have repeated one value for their stuck run, or longer.
@@ -531,6 +562,12 @@ def _trailing_run(windows: np.ndarray) -> np.ndarray:
         still &= same[:, t]
         run += still
     return run
+
+
+def _alone(devices: list[str]) -> list[bool]:
+    """Per window, whether it is its device's only window in the batch."""
+    counts = Counter(devices)
+    return [counts[d] == 1 for d in devices]
 
 
 def _row_any(a: np.ndarray) -> np.ndarray:

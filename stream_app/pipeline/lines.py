@@ -19,7 +19,11 @@ below the calibrated line:
 
 from __future__ import annotations
 
+from array import array
+from collections.abc import Sequence
+from itertools import repeat
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -40,7 +44,13 @@ class LineConfig:
 
 
 class AdaptiveLines:
-    """Per-device lines in units of the calibrated line: 1.0 = the model's own line."""
+    """Per-device lines in units of the calibrated line: 1.0 = the model's own line.
+
+    The detector reads and feeds it one window at a time (``line``, ``learning``, ``observe``) where a
+    device has several windows in a batch, and over the whole batch at once (``slots``, ``lines_at``,
+    ``learning_at``, ``observe_each``) for the devices that have one: per-window Python was most of
+    what adaptation cost. Both work on the same per-slot state and give the same lines to the bit.
+    """
 
     def __init__(self, config: LineConfig = LineConfig()) -> None:
         self.config = config
@@ -49,12 +59,14 @@ class AdaptiveLines:
         # The same block maxima kept sorted (the first ``_filled`` of each row), so a recomputation reads its
         # quantile and median off the row: np.quantile on every block was most of adaptation's cost.
         self._sorted = np.zeros((64, config.history), np.float32)
-        self._filled: list[int] = []  # block maxima stored
-        self._pos: list[int] = []
-        self._seen: list[int] = []  # windows observed since the device (re)started learning
-        self._block_max: list[float] = []
-        self._block_n: list[int] = []
-        self._line: list[float] = []
+        # Per slot. Typed arrays: indexed one at a time as fast as lists (numpy's scalar indexing costs
+        # several times more), and viewed as numpy arrays without a copy by the batch methods (``_columns``).
+        self._filled = array("q")  # block maxima stored
+        self._pos = array("q")
+        self._seen = array("q")  # windows observed since the device (re)started learning
+        self._block_max = array("d")
+        self._block_n = array("q")
+        self._line = array("d")
         self._free: list[int] = []  # slots of forgotten devices, reused before the arrays grow
 
     def __len__(self) -> int:
@@ -107,7 +119,7 @@ class AdaptiveLines:
         self._pos[slot] = (p + 1) % self.config.history
         self._filled[slot] = n + 1
         self._block_max[slot], self._block_n[slot] = -np.inf, 0
-        self._recompute(slot)
+        self._recompute_one(slot)
 
     def relearn(self, device_id: str) -> None:
         """Forget the device's history: what it does now is its new normal (after a long episode)."""
@@ -124,7 +136,79 @@ class AdaptiveLines:
         if slot is not None:
             self._free.append(slot)
 
-    def _recompute(self, slot: int) -> None:
+    # The same over a batch: one call each per batch, for devices with at most one window in it.
+
+    def slots(self, device_ids: Sequence[str]) -> np.ndarray:
+        """Each device's slot, -1 for a device with no history yet."""
+        return np.array(list(map(self._slots.get, device_ids, repeat(-1))), np.int64)
+
+    def lines_at(self, slots: np.ndarray) -> np.ndarray:
+        """``line`` of each slot (1.0 for -1)."""
+        known = slots >= 0
+        out = np.ones(len(slots))
+        out[known] = self._columns().line[slots[known]]
+        return out
+
+    def learning_at(self, slots: np.ndarray) -> np.ndarray:
+        """``learning`` of each slot (True for -1: a device not seen yet learns)."""
+        if not self.config.enabled:
+            return np.zeros(len(slots), bool)
+        known = slots >= 0
+        at, c = slots[known], self._columns()
+        out = np.ones(len(slots), bool)
+        out[known] = (c.seen[at] < self.config.warmup) & ((c.filled[at] < EARLY_BLOCKS) | (c.line[at] > 1.0))
+        return out
+
+    def observe_each(self, device_ids: Sequence[str], values: np.ndarray, slots: np.ndarray | None = None) -> None:
+        """``observe`` each device's value; each device at most once (the order between devices is free).
+        ``slots``: the devices' ``slots`` where the caller has them (a copy is changed, not them)."""
+        if not self.config.enabled or not len(device_ids):
+            return
+        slots = self.slots(device_ids) if slots is None else slots.copy()
+        for k in np.flatnonzero(slots < 0).tolist():  # new devices: rare, one at a time
+            slots[k] = self._add(device_ids[k])
+        values = np.asarray(values, np.float64)
+        c = self._columns()
+        c.seen[slots] += 1
+        block_max = c.block_max[slots]
+        c.block_max[slots] = np.where(values > block_max, values, block_max)  # (as ``observe``: NaN is no maximum)
+        c.block_n[slots] += 1
+        full = slots[c.block_n[slots] >= self.config.block]
+        if len(full):
+            self._close_blocks(c, full)
+
+    def _columns(self) -> _Columns:
+        """The per-slot arrays as numpy arrays on the same memory. Never kept past the call that made them:
+        a typed array cannot grow (``_add``) while viewed."""
+        return _Columns(
+            filled=np.frombuffer(self._filled, np.int64), pos=np.frombuffer(self._pos, np.int64),
+            seen=np.frombuffer(self._seen, np.int64), block_max=np.frombuffer(self._block_max, np.float64),
+            block_n=np.frombuffer(self._block_n, np.int64), line=np.frombuffer(self._line, np.float64),
+        )  # fmt: skip
+
+    def _close_blocks(self, c: _Columns, slots: np.ndarray) -> None:
+        """Store the finished blocks' maxima (each in place of the oldest once the history is full) and
+        recompute those lines."""
+        size = self.config.history
+        p = c.pos[slots]
+        new = c.block_max[slots].astype(np.float32)
+        self._history[slots, p] = new
+        c.pos[slots] = (p + 1) % size
+        c.filled[slots] = n = np.minimum(c.filled[slots] + 1, size)
+        # The sorted rows afresh from the histories: the same values that ``observe`` moves into place one
+        # by one (equal values may swap places, which changes no line), and numpy's sort of many short rows
+        # costs a fifth of moving them over arrays. A history not yet full holds its first n places (the
+        # ring has not wrapped); +inf pads the rest of the row.
+        width = int(n.max())  # a young history is short: only its values are sorted
+        rows = self._history[slots, :width]
+        if (n < width).any():
+            rows[np.arange(width) >= n[:, None]] = np.inf
+        rows.sort(axis=1)  # in place: a fresh temporary of this size (1 MB for 1,000 rows) costs its page faults
+        self._sorted[slots, :width] = rows
+        c.block_max[slots], c.block_n[slots] = -np.inf, 0
+        self._recompute(c, slots, rows, n)
+
+    def _recompute_one(self, slot: int) -> None:
         cfg = self.config
         n = self._filled[slot]
         row = self._sorted[slot]
@@ -136,6 +220,17 @@ class AdaptiveLines:
         old = self._line[slot]
         target = min(max(target, old * (1 - cfg.max_step)), old * (1 + cfg.max_step))
         self._line[slot] = max(1.0, target)
+
+    def _recompute(self, c: _Columns, slots: np.ndarray, rows: np.ndarray, n: np.ndarray) -> None:
+        """``_recompute_one`` of each slot over arrays, in float64 as Python's floats and with Python's min
+        and max, so both give the same line to the bit (``rows``: the slots' sorted rows, n filled)."""
+        cfg = self.config
+        high, median = _quantile_rows(rows, n, cfg.quantile), _quantile_rows(rows, n, 0.5)
+        target = _min(high * cfg.margin, median * cfg.median_cap)
+        old = c.line[slots]
+        stepped = _min(_max(target, old * (1 - cfg.max_step)), old * (1 + cfg.max_step))
+        target = np.where(c.seen[slots] < cfg.warmup, target, stepped)  # free to settle while it learns
+        c.line[slots] = _max(1.0, target)
 
     def _add(self, device_id: str) -> int:
         if self._free:
@@ -155,6 +250,37 @@ class AdaptiveLines:
         self._block_n.append(0)
         self._line.append(1.0)
         return slot
+
+
+class _Columns(NamedTuple):
+    """``AdaptiveLines``' per-slot arrays, viewed by numpy."""
+
+    filled: np.ndarray
+    pos: np.ndarray
+    seen: np.ndarray
+    block_max: np.ndarray
+    block_n: np.ndarray
+    line: np.ndarray
+
+
+def _min(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
+    """Python's ``min(a, b)`` elementwise (a unless b < a), NaN included."""
+    return np.where(b < a, b, a)
+
+
+def _max(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
+    """Python's ``max(a, b)`` elementwise (a unless b > a), NaN included."""
+    return np.where(b > a, b, a)
+
+
+def _quantile_rows(rows: np.ndarray, n: np.ndarray, q: float) -> np.ndarray:
+    """``_quantile`` of each sorted row's first n values (n >= 1), in float64."""
+    at = q * (n - 1)
+    lo = at.astype(np.int64)
+    k = np.arange(len(rows))
+    a = rows[k, lo].astype(np.float64)
+    b = rows[k, np.minimum(lo + 1, n - 1)].astype(np.float64)
+    return np.where(lo + 1 >= n, a, a + (b - a) * (at - lo))
 
 
 def _quantile(row: np.ndarray, n: int, q: float) -> float:

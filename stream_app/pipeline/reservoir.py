@@ -46,6 +46,18 @@ class NormalReservoir:
         self._count += 1
         self._since_fit += 1
 
+    def add_many(self, windows: np.ndarray, rows: np.ndarray) -> None:
+        """``add`` each of ``windows[rows]`` in order: only the newest ``capacity`` of them are kept, so only
+        those are copied, straight into their places (at most two runs of the ring)."""
+        cap, k = self.config.capacity, len(rows)
+        rows = rows[max(0, k - cap) :]
+        start = (self._count + k - len(rows)) % cap
+        first = min(len(rows), cap - start)
+        np.take(windows, rows[:first], axis=0, out=self._windows[start : start + first])
+        np.take(windows, rows[first:], axis=0, out=self._windows[: len(rows) - first])
+        self._count += k
+        self._since_fit += k
+
     def due(self, now_ms: int) -> bool:
         cfg = self.config
         if not cfg.enabled or len(self) < cfg.min_windows or self._since_fit < cfg.every_windows:

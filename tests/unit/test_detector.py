@@ -269,3 +269,35 @@ def test_excursions_past_the_median_cap_alert_every_time() -> None:
     d = detector(warmup=4)
     opened = [i for i, state in run(d, _excursions(12, 20, seed=5)) if state == "open"]
     assert len(opened) == 20  # every one of them, the last as the first
+
+
+def test_lone_and_repeated_devices_in_a_batch_give_the_same_verdicts() -> None:
+    """A device with one window in a batch has its lines read and fed over the batch, one with several
+    window by window: the same readings in batches of either shape give the same ratios, alerts and refit windows."""
+    rng = np.random.default_rng(8)
+    n_devices, n_readings = 12, 240
+    level = rng.uniform(0.3, 4.0, n_devices)  # some devices sit over the model's line: they learn their own
+    xs = level[:, None] * (1.0 + 0.2 * rng.random((n_devices, n_readings)))
+    xs[2, 120:130] = 40.0  # faults: episodes open and close
+    xs[5, 60:200] = 25.0  # long enough to close at max duration and relearn
+    readings = [Reading(device_id=f"d{k}", ts=T0 + t * 1000, values={"x": float(xs[k, t])}) for t in range(n_readings) for k in range(n_devices)]
+    results = []
+    for size in (n_devices, 3 * n_devices, n_devices + n_devices // 2):  # all lone, none lone, a mix
+        config = DetectorConfig(
+            rule=EpisodeRule(open_after=3, close_after=5, close_ratio=0.8, max_duration_s=50),
+            lines=LineConfig(history=16, block=2, warmup=8, max_step=0.05),
+            refit=RefitConfig(capacity=4096, min_windows=10**6),
+        )
+        d = build_detector(bundle(["x"], window=2), config, scorer=MaxScorer(max_batch=64), on_refit=lambda *_: None)
+        ratios, alerts = [], []
+        for k in range(0, len(readings), size):
+            out = d.process(readings[k : k + size], now_ms=T0 + 10**9)
+            ratios += out.window_ratio.tolist()
+            alerts += [(a.device_id, a.window_end, a.episode.state, a.episode.close_reason, a.score) for a in out.alerts]
+        assert d.reservoir is not None
+        results.append((ratios, alerts, d.reservoir.windows(), [d.model_lines.line(f"d{k}") for k in range(n_devices)]))
+    first = results[0]
+    assert any(state == "closed" for _, _, state, _, _ in first[1]) and len(first[2]) > 100
+    for other in results[1:]:
+        assert other[0] == first[0] and other[1] == first[1] and other[3] == first[3]
+        np.testing.assert_array_equal(other[2], first[2])

@@ -98,3 +98,33 @@ def test_the_sorted_history_gives_numpys_quantiles() -> None:
             assert (np.sort(lines._history[slot, :n]) == lines._sorted[slot, :n]).all()
             for q in (0.5, 0.99):
                 assert n == 0 or abs(_quantile(lines._sorted[slot], n, q) - float(np.quantile(lines._history[slot, :n], q))) < 1e-6
+
+
+def test_a_batch_gives_the_same_lines_to_the_bit_as_window_by_window() -> None:
+    """``observe_each`` (the detector's lone devices) against ``observe``, through full histories and relearns."""
+    config = LineConfig(history=16, block=3, quantile=0.9, margin=1.25, warmup=20, max_step=0.05, median_cap=3.0)
+    one, batch = AdaptiveLines(config), AdaptiveLines(config)
+    rng = np.random.default_rng(5)
+    devices = [f"d{k}" for k in range(150)]  # more than the arrays' first 64 slots
+    for step in range(200):
+        chosen = [d for d in devices if rng.random() < 0.6]
+        values = rng.lognormal(0.0, 0.6, len(chosen)).astype(np.float32)
+        slots = batch.slots(chosen)
+        assert batch.lines_at(slots).tolist() == [one.line(d) for d in chosen]
+        assert batch.learning_at(slots).tolist() == [one.learning(d) for d in chosen]
+        for d, v in zip(chosen, values):
+            one.observe(d, float(v))
+        batch.observe_each(chosen, values)
+        if step % 50 == 49:
+            for lines in (one, batch):
+                lines.relearn("d3")
+                lines.forget("d7")
+    assert [one.line(d) for d in devices] == [batch.line(d) for d in devices]
+    assert len({one.line(d) for d in devices}) > 10  # the lines did move
+
+
+def test_a_batch_observes_nothing_when_lines_are_off() -> None:
+    lines = AdaptiveLines(LineConfig(enabled=False))
+    lines.observe_each(["a", "b"], np.array([5.0, 6.0]))
+    assert len(lines) == 0 and lines.lines_at(lines.slots(["a"])).tolist() == [1.0]
+    assert lines.learning_at(lines.slots(["a"])).tolist() == [False]

@@ -41,3 +41,14 @@ def test_disabled_never_due() -> None:
     reservoir = NormalReservoir(3, 2, RefitConfig(enabled=False, capacity=8, min_windows=1, every_windows=1, min_interval_s=0))
     reservoir.add(window(1))
     assert not reservoir.due(10**12)
+
+
+def test_adding_a_batch_keeps_what_adding_one_by_one_keeps() -> None:
+    one, batch = NormalReservoir(3, 2, CONFIG), NormalReservoir(3, 2, CONFIG)
+    windows = np.stack([window(k) for k in range(30)])
+    for rows in ([1, 2], [], [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15], [20, 22, 29]):
+        for k in rows:
+            one.add(windows[k])
+        batch.add_many(windows, np.array(rows, np.int64))
+        assert len(one) == len(batch) and one.due(0) == batch.due(0)
+        np.testing.assert_array_equal(one.windows(), batch.windows())
