@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from stream_app.worker.lag import committed_lag
 from stream_app.worker.exactly_once import BatchTransaction, TransactionFenced, first_offsets
@@ -97,6 +97,7 @@ class ReadingsConsumer:
         self._last_check = time.monotonic()
         self._next_check = self._last_check + _CHECK_EVERY_S
         self._idle_s = 0.0  # seconds spent on empty batches since the last check
+        self._cut = (0.0, 0.0)  # when the last batch was taken: wall clock, perf_counter
 
     async def run(self) -> None:
         await self._call(self._subscribe)
@@ -110,10 +111,14 @@ class ReadingsConsumer:
                 if not usable:
                     self._idle_s += time.monotonic() - asked
                     continue
+                self._observe_cut(usable)
                 if self.transaction is not None:
                     await self._call(self.transaction.begin)
                 stopped = await self._handle(usable)
+                committing = time.perf_counter()
                 await self._commit(usable, stopped)
+                if self.metrics is not None:
+                    self.metrics.stage_seconds.labels("commit").observe(time.perf_counter() - committing)
                 if stopped:
                     await self._rewind(stopped)
         finally:
@@ -248,7 +253,20 @@ class ReadingsConsumer:
             batch = consume(1, self.batch.batch_max_wait_s)
             if batch and size > 1:
                 batch += consume(size - 1, 0)
+        self._cut = (time.time(), time.perf_counter())
         return batch
+
+    def _observe_cut(self, batch: list[Message]) -> None:
+        """The batch's ``age`` when it was cut (its first message's Kafka timestamp to the cut) and
+        how long it then ``queued`` for the event loop (floorwatch_batch_stage_seconds)."""
+        if self.metrics is None:
+            return
+        stage = self.metrics.stage_seconds
+        wall, cut = self._cut
+        kind, produced_ms = batch[0].timestamp()
+        if kind != TIMESTAMP_NOT_AVAILABLE and produced_ms > 0:
+            stage.labels("age").observe(max(0.0, wall - produced_ms / 1000.0))
+        stage.labels("queued").observe(time.perf_counter() - cut)
 
     async def _commit(self, messages: list[Message], stopped: dict[tuple[str, int], int]) -> None:
         """Commit past the batch, or up to each stopped partition's first unhandled message."""

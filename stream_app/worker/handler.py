@@ -121,6 +121,7 @@ class BatchHandler:
         so from here on the batch is never scored again (see ``_deliver``)."""
         # The whole batch at once, into columns (bulk_decode.py). A message's context (coordinates,
         # bytes) is made only for a dead letter: 1 us a message is too much for every message.
+        started = time.perf_counter()
         batch = self.decoder.decode([message.value() for message in messages])
         readings = batch.columns
         letters: list[tuple[MessageContext, Rejection]] = []
@@ -130,6 +131,8 @@ class BatchHandler:
             if source is None:
                 source = contexts[m] = MessageContext.of(messages[m])
             letters.append((source, rejection))
+        stage = self.metrics.stage_seconds
+        stage.labels("decode").observe(time.perf_counter() - started)
         self.metrics.messages.inc(len(messages))
         self.metrics.readings.inc(len(readings))
         if self.lifecycle is not None:
@@ -141,7 +144,11 @@ class BatchHandler:
             unseen = self.detector.unseen(dict.fromkeys(readings.device_ids))
             if unseen and self.episodes.available:
                 await self._resume_episodes(unseen)
+        started = time.perf_counter()
         detection = self.detector.process(readings)
+        model = detection.model_seconds
+        stage.labels("model").observe(model)
+        stage.labels("detector").observe(time.perf_counter() - started - model)
         if detection.refused:
             sources = _Sources(messages, batch)
             for refused in detection.refused:
@@ -162,6 +169,7 @@ class BatchHandler:
         floorwatch_sink_retries_total). Cancelled (the worker stopping), what is unsent is forgotten
         and the batch's next owner reads it again from the last commit.
         """
+        started = time.perf_counter()
         sinks: list[AlertSink | DeadLetterSink] = [self.dead_letters, *self.alert_sinks]
         done = 0  # sinks, in order, that hold the batch's records
         what = f"the batch's {len(output.alerts)} alert(s) and {len(output.letters)} dead letter(s)"
@@ -171,13 +179,19 @@ class BatchHandler:
                     for sink in sinks[done:]:
                         await self._add(sink, output)
                     while done < len(sinks):
-                        await sinks[done].flush()
+                        await self._flush(sinks[done])
                         done += 1
+                    self.metrics.stage_seconds.labels("sinks").observe(time.perf_counter() - started)
                     return
                 except Exception as exc:
                     for sink in sinks[done:]:
                         sink.abandon()
                     await retries.failed(type(sinks[done]).__name__, exc)
+
+    async def _flush(self, sink: AlertSink | DeadLetterSink) -> None:
+        started = time.perf_counter()
+        await sink.flush()
+        self.metrics.stage_seconds.labels(f"sink_{sink.name}").observe(time.perf_counter() - started)
 
     @staticmethod
     async def _add(sink: AlertSink | DeadLetterSink, output: _Output) -> None:
