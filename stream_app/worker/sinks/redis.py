@@ -46,8 +46,10 @@ return 0
 """
 
 
-# Device statuses per pipeline (see RedisSink._flush).
-_STATUS_CHUNK = 1_000
+# Device statuses per pipeline (see RedisSink._flush). Building and parsing one holds the event loop:
+# 1,000 (with the score history) held a batch's scoring and alerts up for tens of ms once a second
+# (floorwatch_batch_stage_seconds, the bench's latency runs); 100 hold it a few ms.
+_STATUS_CHUNK = 100
 
 
 class RedisKeys:
@@ -227,7 +229,10 @@ class RedisSink(AlertSink):
             await self._flush_alerts()
         # Statuses in pipelines of a bounded size: building and parsing one runs on the event loop,
         # and tens of thousands in one go held scoring up for a second (measured with 1M devices).
+        # Alerts handed over meanwhile go first, between two pipelines: they are what is waited for.
         for start in range(0, len(statuses), _STATUS_CHUNK):
+            if self._pending and start:
+                await self._flush_alerts()
             pipe = self.client.pipeline(transaction=False)
             updated_at = iso_ms(_now_ms())
             for status, model_version in statuses[start : start + _STATUS_CHUNK]:
