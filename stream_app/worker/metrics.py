@@ -27,9 +27,10 @@ from stream_app.worker.dlq_reasons import REASONS, reason_label
 # from then until the handler began; ``decode``; ``model``: the model calls; ``detector``: the rest of
 # detection; ``sinks``: until every sink held the batch's records (each sink's own wait is
 # ``sink_<name>``); ``commit``: the offsets (or the transaction); ``redis_write``: from alerts' hand-over
-# to the Redis sink until its background writer has them in Redis. Clocks differ between
+# to the Redis sink until its background writer has them in Redis; ``stall_check``: the consumer's
+# progress check every few seconds (broker round trips between two batches). Clocks differ between
 # the producer's machine and the worker's: ``age`` is only as good as their sync.
-STAGES = ("age", "queued", "decode", "model", "detector", "sinks", "sink_dead_letters", "sink_kafka", "sink_redis", "commit", "redis_write")
+STAGES = ("age", "queued", "decode", "model", "detector", "sinks", "sink_dead_letters", "sink_kafka", "sink_redis", "commit", "redis_write", "stall_check")
 STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 
 
