@@ -363,7 +363,7 @@ def print_result(result: BenchResult, console: Console) -> None:
         print_processes(result.processes, console)
     if result.latency:
         table = Table(title="Reading -> alert in Redis latency")
-        for col in ("offered/s", "achieved/s", "consumed", "alerts", "p50 ms", "p95 ms", "p99 ms", "max ms"):
+        for col in ("offered/s", "achieved/s", "consumed", "alerts", "p50 ms", "p95 ms", "p99 ms", "max ms", "stalls"):
             table.add_column(col, justify="right")
         fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
         for lat in result.latency:
@@ -371,7 +371,15 @@ def print_result(result: BenchResult, console: Console) -> None:
             table.add_row(
                 f"{lat.offered_per_s:,.0f}", f"{lat.achieved_per_s:,.0f}", f"{lat.consumed:,}/{lat.readings:,}",
                 f"{lat.matched}/{lat.alerts}", fmt(s.p50_ms), fmt(s.p95_ms), fmt(s.p99_ms), fmt(s.max_ms),
+                str(lat.stalls),
             )  # fmt: skip
+        console.print(table)
+        table = Table(title="Where the latency runs' batches spent their time (floorwatch_batch_stage_seconds, ms a batch)")
+        for col in ("offered/s", "stage", "batches", "mean", "p50", "p99"):
+            table.add_column(col, justify="right")
+        for lat in result.latency:
+            for st in lat.stages:
+                table.add_row(f"{lat.offered_per_s:,.0f}", st.stage, f"{st.batches:,}", f"{st.mean_ms:.2f}", fmt(st.p50_ms), fmt(st.p99_ms))
         console.print(table)
     if result.lifecycle:
         table = Table(title="Lifecycle cost on the batch path (in process, no Kafka/Redis; each step timed, median of 3 passes)")

@@ -20,7 +20,7 @@ from producers.publish import ReadingPublisher
 from producers.scenarios import FEATURES, Failure, FailureKind, Scenario
 from producers.simulator import FleetSimulator
 
-from stream_app.lab.bench_stats import Latency, drain_rate, processes_rates, summarize
+from stream_app.lab.bench_stats import Latency, drain_rate, processes_rates, stage_times, summarize
 from stream_app.contracts import iso_ms, to_epoch_ms
 from stream_app.lab.harness import WorkerProcess
 from stream_app.config.settings import Settings
@@ -142,6 +142,17 @@ def _scrape(worker: WorkerProcess) -> dict[str, float]:
         return {}
 
 
+def _pages(worker: WorkerProcess) -> list[str]:
+    """Each worker process's metrics page; none for a process that does not answer now."""
+    pages = []
+    for i in range(len(worker.ports)):
+        try:
+            pages.append(worker.metrics_page(i))
+        except OSError:
+            pass
+    return pages
+
+
 def measure_latency(
     settings: Settings, worker: WorkerProcess, *, rate: float, devices: int, seconds: float, failing: int, seed: int = 5
 ) -> Latency:
@@ -160,6 +171,7 @@ def measure_latency(
     publisher = ReadingPublisher(settings)
     produced_at: dict[tuple[str, int], float] = {}
     before = _scrape(worker).get("floorwatch_readings_total", 0.0)
+    pages = _pages(worker)  # the batch stages' histograms, to count this run's batches only
     sent, t0 = 0, None
     for ts, values in sim.ticks():
         delay = ts / 1000.0 - time.time()
@@ -177,6 +189,7 @@ def measure_latency(
     elapsed = time.perf_counter() - (t0 or time.perf_counter())
     _, _, metrics = drain(worker, int(before) + sent, timeout_s=120)
     consumed = int(metrics.get("floorwatch_readings_total", 0.0) - before)
+    stages = stage_times(pages, _pages(worker))
 
     client = redis.Redis.from_url(settings.redis_url_value())
     latencies, alerts = [], 0
@@ -196,4 +209,6 @@ def measure_latency(
         alerts=alerts,
         matched=len(latencies),
         summary=summarize(latencies),
+        stages=stages,
+        stalls=int(metrics.get("floorwatch_consumer_stalls_total", 0.0)),
     )

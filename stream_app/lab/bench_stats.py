@@ -67,6 +67,17 @@ class ProcessesRate(BaseModel):
     note: str = ""
 
 
+class StageTime(BaseModel):
+    """One stage of the worker's micro-batches (floorwatch_batch_stage_seconds) over a run: per batch,
+    in milliseconds; percentiles interpolated within the histogram's buckets (as PromQL does)."""
+
+    stage: str
+    batches: int
+    mean_ms: float
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+
+
 class Latency(BaseModel):
     """Reading-produced to alert-in-Redis latency at a fixed offered rate."""
 
@@ -79,6 +90,10 @@ class Latency(BaseModel):
     alerts: int
     matched: int
     summary: LatencySummary
+    # Where the worker's batches spent their time during the run (floorwatch_batch_stage_seconds).
+    stages: list[StageTime] = []
+    # Readings partitions the worker found stalled (each stall lengthens its fetch wait: consume.py).
+    stalls: int = 0
 
 
 class MemoryPoint(BaseModel):
@@ -164,6 +179,64 @@ def prometheus_values(text: str) -> dict[str, float]:
         for sample in family.samples:
             out[sample.name] = out.get(sample.name, 0.0) + float(sample.value)
     return out
+
+
+def stage_times(before: Sequence[str], after: Sequence[str], metric: str = "floorwatch_batch_stage_seconds") -> list[StageTime]:
+    """Each stage's batches between two scrapes of the worker's Prometheus pages (summed over processes)."""
+    start, end = _stage_histograms(before, metric), _stage_histograms(after, metric)
+    out = []
+    for stage, (buckets, count, total) in end.items():
+        b0, c0, t0 = start.get(stage, ({}, 0.0, 0.0))
+        n = count - c0
+        if n <= 0:
+            continue
+        cumulative = sorted((le, value - b0.get(le, 0.0)) for le, value in buckets.items())
+        out.append(
+            StageTime(
+                stage=stage, batches=int(n), mean_ms=round((total - t0) / n * 1000, 2),
+                p50_ms=_bucket_quantile(cumulative, 0.5), p99_ms=_bucket_quantile(cumulative, 0.99),
+            )  # fmt: skip
+        )
+    return out
+
+
+def _stage_histograms(pages: Sequence[str], metric: str) -> dict[str, tuple[dict[float, float], float, float]]:
+    """stage -> (cumulative bucket counts by upper bound, count, sum)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, tuple[dict[float, float], float, float]] = {}
+    for page in pages:
+        for family in text_string_to_metric_families(page):
+            if family.name != metric:
+                continue
+            for sample in family.samples:
+                stage = sample.labels.get("stage", "")
+                buckets, count, total = out.get(stage, ({}, 0.0, 0.0))
+                if sample.name.endswith("_bucket"):
+                    le = float(sample.labels["le"])
+                    buckets[le] = buckets.get(le, 0.0) + sample.value
+                elif sample.name.endswith("_count"):
+                    count += sample.value
+                elif sample.name.endswith("_sum"):
+                    total += sample.value
+                out[stage] = (buckets, count, total)
+    return out
+
+
+def _bucket_quantile(cumulative: list[tuple[float, float]], q: float) -> float | None:
+    """The q-quantile in ms from cumulative (upper bound, count) pairs, linear within a bucket."""
+    if not cumulative or cumulative[-1][1] <= 0:
+        return None
+    rank = q * cumulative[-1][1]
+    lower, below = 0.0, 0.0
+    for upper, count in cumulative:
+        if count >= rank:
+            if upper == float("inf"):
+                return round(lower * 1000, 2)  # past the last bound: its lower edge, as PromQL
+            share = (rank - below) / (count - below) if count > below else 1.0
+            return round((lower + (upper - lower) * share) * 1000, 2)
+        lower, below = upper, count
+    return None
 
 
 def rss_mb(pid: int | str = "self") -> float:

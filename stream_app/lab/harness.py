@@ -138,9 +138,13 @@ class WorkerProcess:
 
     def process_metrics(self, index: int) -> dict[str, float]:
         """Worker process ``index``'s samples; OSError while it does not answer."""
+        return prometheus_values(self.metrics_page(index))
+
+    def metrics_page(self, index: int) -> str:
+        """Worker process ``index``'s Prometheus text page; OSError while it does not answer."""
         url = f"http://{self.settings.metrics_host}:{self.ports[index]}/metrics"
         with urllib.request.urlopen(url, timeout=2) as response:
-            return prometheus_values(response.read().decode())
+            return str(response.read().decode())
 
     def counter(self, name: str) -> float:
         return self.metrics().get(f"floorwatch_{name}_total", 0.0)

@@ -64,6 +64,8 @@ class Detection:
     statuses: dict[str, DeviceStatus] = field(default_factory=dict)
     scored: int = 0
     duplicates: int = 0
+    # Seconds of the batch spent in the model call (the rest of ``process`` is the detector's own).
+    model_seconds: float = 0.0
     # Per scored window, in order (for evaluation): device and window end ms.
     window_devices: list[str] = field(default_factory=list)
     window_end_ms: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
@@ -322,7 +324,9 @@ class Detector:
         return rows, np.array(values, np.float32).reshape(len(values), len(self.features))
 
     def _score(self, devices: list[str], windows: np.ndarray, spans: list[tuple[int, int]], fresh: list[int], out: Detection) -> None:
+        started = time.perf_counter()
         scores = self.scorer.score(windows)
+        out.model_seconds += time.perf_counter() - started
         # Checks beside the model: a sensor repeating one value for its last readings is stuck, and
         # a window whose mean leaves the normal envelope is out of range, whatever the model says.
         # (Reductions over the short window and feature axes are written as a few whole-array ops:

@@ -43,6 +43,10 @@ class Detections:
     def duplicates(self) -> int:
         return sum(d.duplicates for d in self.by_model.values())
 
+    @property
+    def model_seconds(self) -> float:
+        return sum(d.model_seconds for d in self.by_model.values())
+
     def statuses(self) -> dict[str, Iterable[DeviceStatus]]:
         """Device statuses by model version: each device hash names the model that scored it."""
         return {version: d.statuses.values() for version, d in self.by_model.items()}

@@ -66,6 +66,7 @@ def create_app(
         id_ttl_s=redis.redis_alert_id_ttl_s,
         on_drop=metrics.redis_dropped.inc,
         on_pending=metrics.redis_pending.set,
+        on_written=metrics.stage_seconds.labels("redis_write").observe,
         history=ScoreHistory(
             settings.redis_prefix, step_s=settings.history_step_s, points=settings.history_points,
             ttl_s=settings.redis_device_ttl_s, offline_factor=settings.offline_factor, offline_min_s=settings.offline_min_s,

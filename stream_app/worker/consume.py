@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from stream_app.worker.lag import committed_lag
 from stream_app.worker.exactly_once import BatchTransaction, TransactionFenced, first_offsets
@@ -83,6 +83,9 @@ class ReadingsConsumer:
         # Every call into the consumer happens on this one thread, in order: consume blocks
         # there (the event loop stays free) and librdkafka's rebalance callbacks run there too.
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="readings-consumer")
+        # The progress check's queries: their own client and thread (``_probe_client``), made on first use.
+        self._probe: Consumer | None = None
+        self._probe_thread = ThreadPoolExecutor(1, thread_name_prefix="readings-progress")
         self._config = consumer_config(
             settings,
             settings.app_id,
@@ -97,23 +100,31 @@ class ReadingsConsumer:
         self._last_check = time.monotonic()
         self._next_check = self._last_check + _CHECK_EVERY_S
         self._idle_s = 0.0  # seconds spent on empty batches since the last check
+        self._cut = (0.0, 0.0)  # when the last batch was taken: wall clock, perf_counter
 
     async def run(self) -> None:
         await self._call(self._subscribe)
         try:
             while True:
                 if time.monotonic() >= self._next_check:
+                    checking = time.perf_counter()
                     await self._check_stalls()
+                    if self.metrics is not None:
+                        self.metrics.stage_seconds.labels("stall_check").observe(time.perf_counter() - checking)
                 asked = time.monotonic()
                 messages = await self._call(self._next_batch)
                 usable = [m for m in messages if _usable(m)]
                 if not usable:
                     self._idle_s += time.monotonic() - asked
                     continue
+                self._observe_cut(usable)
                 if self.transaction is not None:
                     await self._call(self.transaction.begin)
                 stopped = await self._handle(usable)
+                committing = time.perf_counter()
                 await self._commit(usable, stopped)
+                if self.metrics is not None:
+                    self.metrics.stage_seconds.labels("commit").observe(time.perf_counter() - committing)
                 if stopped:
                     await self._rewind(stopped)
         finally:
@@ -130,14 +141,16 @@ class ReadingsConsumer:
         idle = self._idle_s > 0.5 * (now - self._last_check)
         self._idle_s, self._last_check, self._next_check = 0.0, now, now + _CHECK_EVERY_S
         try:
-            positions, highs = await self._call(self._progress)
+            positions = await self._call(self._positions)
+            loop = asyncio.get_running_loop()
+            positions, highs, lag = await loop.run_in_executor(self._probe_thread, self._progress, positions)
         except KafkaException as exc:  # the broker away: nothing to judge now
             log.debug("partition progress unknown (%s)", exc.args[0].str())
             return
         stalled = self._watch.observe(positions, highs, idle=idle)
         if self.metrics is not None:
             self.metrics.set_lag(self._watch.lag)
-            if (lag := await self._call(committed_lag, self._consumer, highs)) is not None:
+            if lag is not None:
                 self.metrics.set_committed_lag(lag)
         if not stalled:
             return
@@ -161,22 +174,41 @@ class ReadingsConsumer:
                 except KafkaException as exc:
                     log.warning("could not seek %s [%d] (%s)", topic, partition, exc.args[0].str())
 
-    def _progress(self) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
-        """Each assigned partition's position (next offset to read) and high watermark."""
+    def _positions(self) -> dict[tuple[str, int], int]:
+        """Each assigned partition's position (next offset to read; negative before its first read):
+        librdkafka's own figure, no broker call."""
         consumer = self._consumer
-        assigned = consumer.assignment()
-        positions = {(tp.topic, tp.partition): tp.offset for tp in consumer.position(assigned)}
+        return {(tp.topic, tp.partition): tp.offset for tp in consumer.position(consumer.assignment())}
+
+    def _progress(
+        self, positions: dict[tuple[str, int], int]
+    ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int], dict[tuple[str, int], int] | None]:
+        """Positions completed (never read: the committed offset, else the low watermark), each partition's
+        high watermark, and the group's committed lag (None without metrics, or unknown): asked of the probe,
+        on its own thread."""
+        probe = self._probe_client()
+        positions = dict(positions)
         unread = [TopicPartition(t, p) for (t, p), offset in positions.items() if offset < 0]
         if unread:  # nothing read since the assignment: it starts at the committed offset
-            for tp in consumer.committed(unread, timeout=5):
+            for tp in probe.committed(unread, timeout=5):
                 positions[(tp.topic, tp.partition)] = tp.offset
         highs: dict[tuple[str, int], int] = {}
         for (topic, partition), offset in list(positions.items()):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5, cached=False)
+            low, high = probe.get_watermark_offsets(TopicPartition(topic, partition), timeout=5, cached=False)
             highs[(topic, partition)] = high
             if offset < 0:
                 positions[(topic, partition)] = low  # never committed: "earliest"
-        return positions, highs
+        lag = committed_lag(probe, highs) if self.metrics is not None else None
+        return positions, highs, lag
+
+    def _probe_client(self) -> Consumer:
+        """A client of the same group that never joins it, for the progress check's broker queries:
+        on the reading consumer's connection they queued behind its fetches (the embedded broker holds
+        one ~10 ms), 8 partitions' worth of 120-180 ms every 5 s with no batch read meanwhile, the
+        latency runs' p99 (floorwatch_batch_stage_seconds{stage="stall_check"})."""
+        if self._probe is None:
+            self._probe = Consumer({**self._config, "client.id": f"{self.settings.app_id}-progress"})
+        return self._probe
 
     def _rebuild(self, fetch_wait_ms: int) -> None:
         """A new group member with a longer fetch wait: librdkafka cannot change it on a live consumer.
@@ -248,7 +280,20 @@ class ReadingsConsumer:
             batch = consume(1, self.batch.batch_max_wait_s)
             if batch and size > 1:
                 batch += consume(size - 1, 0)
+        self._cut = (time.time(), time.perf_counter())
         return batch
+
+    def _observe_cut(self, batch: list[Message]) -> None:
+        """The batch's ``age`` when it was cut (its first message's Kafka timestamp to the cut) and
+        how long it then ``queued`` for the event loop (floorwatch_batch_stage_seconds)."""
+        if self.metrics is None:
+            return
+        stage = self.metrics.stage_seconds
+        wall, cut = self._cut
+        kind, produced_ms = batch[0].timestamp()
+        if kind != TIMESTAMP_NOT_AVAILABLE and produced_ms > 0:
+            stage.labels("age").observe(max(0.0, wall - produced_ms / 1000.0))
+        stage.labels("queued").observe(time.perf_counter() - cut)
 
     async def _commit(self, messages: list[Message], stopped: dict[tuple[str, int], int]) -> None:
         """Commit past the batch, or up to each stopped partition's first unhandled message."""
@@ -296,8 +341,11 @@ class ReadingsConsumer:
             if self.transaction is not None:
                 await self._call(self.transaction.close)
             await self._call(self._consumer.close)  # leaves the group: partitions move at once
+            if self._probe is not None:
+                await asyncio.get_running_loop().run_in_executor(self._probe_thread, self._probe.close)
         finally:
             self._thread.shutdown(wait=False)
+            self._probe_thread.shutdown(wait=False)
 
     async def _call(self, fn: Callable[..., object], *args: object, **kwargs: object) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._thread, lambda: fn(*args, **kwargs))

@@ -3,8 +3,8 @@
 For each batch: decode every message (unusable parts -> dead-letter sink) -> the lifecycle's
 hook (a promoted model is swapped in here) -> open episodes of devices new to this worker, from
 Redis -> each asset group's detector on its own devices -> readings it refused -> dead-letter sink,
-alerts -> each alert sink in turn (Kafka, then Redis) -> metrics. The handler returns once every
-sink has flushed: only then may the consumer commit the batch's offsets (consume.py).
+alerts -> every sink at once (dead letters, Kafka, Redis: ``_deliver``) -> metrics. The handler
+returns once every sink has flushed: only then may the consumer commit the batch's offsets (consume.py).
 
 Once the detector has taken a batch in, its output is final: a sink that cannot take it gets the
 same records again (``_deliver``, with backoff) rather than the batch being scored again, which
@@ -121,6 +121,7 @@ class BatchHandler:
         so from here on the batch is never scored again (see ``_deliver``)."""
         # The whole batch at once, into columns (bulk_decode.py). A message's context (coordinates,
         # bytes) is made only for a dead letter: 1 us a message is too much for every message.
+        started = time.perf_counter()
         batch = self.decoder.decode([message.value() for message in messages])
         readings = batch.columns
         letters: list[tuple[MessageContext, Rejection]] = []
@@ -130,6 +131,8 @@ class BatchHandler:
             if source is None:
                 source = contexts[m] = MessageContext.of(messages[m])
             letters.append((source, rejection))
+        stage = self.metrics.stage_seconds
+        stage.labels("decode").observe(time.perf_counter() - started)
         self.metrics.messages.inc(len(messages))
         self.metrics.readings.inc(len(readings))
         if self.lifecycle is not None:
@@ -141,7 +144,11 @@ class BatchHandler:
             unseen = self.detector.unseen(dict.fromkeys(readings.device_ids))
             if unseen and self.episodes.available:
                 await self._resume_episodes(unseen)
+        started = time.perf_counter()
         detection = self.detector.process(readings)
+        model = detection.model_seconds
+        stage.labels("model").observe(model)
+        stage.labels("detector").observe(time.perf_counter() - started - model)
         if detection.refused:
             sources = _Sources(messages, batch)
             for refused in detection.refused:
@@ -150,34 +157,54 @@ class BatchHandler:
         return _Output(letters, detection.alerts, detection.statuses()), readings, detection
 
     async def _deliver(self, output: _Output) -> None:
-        """Send the batch's dead letters, then its alerts to each alert sink in turn (at-least-once,
-        Redis gets them only once Kafka holds them; with transactions, Kafka's share commits with the
-        offsets after this, so Redis may see an alert first: its id is the same either way). A sink that fails gets the same records again, with a backoff
-        doubling up to ``retry_max_s``, until it takes them: alert ids are deterministic, so a sink
-        drops the repeats of a failed attempt. Scoring the batch again would lose its alerts (the
-        detector has its readings already and refuses them as old).
+        """Send the batch's dead letters and its alerts to every sink at once, and wait until each
+        holds them (at-least-once). Nothing orders the sinks: Redis may hold an alert before the
+        alerts topic does (with transactions, Kafka's share commits with the offsets after this),
+        and an alert id is the same either way. Concurrently, the Redis sink's background writer
+        runs while the broker acknowledges, rather than after (floorwatch_batch_stage_seconds).
+
+        A sink that fails gets the same records again, with a backoff doubling up to ``retry_max_s``,
+        until it takes them; the sinks that took them are not sent them again. Alert ids are
+        deterministic, so a sink drops the repeats of a failed attempt. Scoring the batch again would
+        lose its alerts (the detector has its readings already and refuses them as old).
 
         Until then ``handle`` does not return and nothing of the batch is committed (consume.py): a
         Kafka that stays away holds consumption up, logged and counted (floorwatch_sink_retrying,
         floorwatch_sink_retries_total). Cancelled (the worker stopping), what is unsent is forgotten
         and the batch's next owner reads it again from the last commit.
         """
-        sinks: list[AlertSink | DeadLetterSink] = [self.dead_letters, *self.alert_sinks]
-        done = 0  # sinks, in order, that hold the batch's records
+        started = time.perf_counter()
+        waiting: list[AlertSink | DeadLetterSink] = [self.dead_letters, *self.alert_sinks]  # sinks without the records yet
         what = f"the batch's {len(output.alerts)} alert(s) and {len(output.letters)} dead letter(s)"
         async with BatchRetries(self.metrics, what, first_s=self.retry_first_s, max_s=self.retry_max_s) as retries:
             while True:
                 try:
-                    for sink in sinks[done:]:
+                    for sink in waiting:
                         await self._add(sink, output)
-                    while done < len(sinks):
-                        await sinks[done].flush()
-                        done += 1
-                    return
                 except Exception as exc:
-                    for sink in sinks[done:]:
+                    for sink in waiting:
                         sink.abandon()
-                    await retries.failed(type(sinks[done]).__name__, exc)
+                    await retries.failed(type(sink).__name__, exc)
+                    continue
+                outcomes = await asyncio.gather(*(self._flush(sink) for sink in waiting), return_exceptions=True)
+                failed = []
+                for sink, outcome in zip(waiting, outcomes):
+                    if isinstance(outcome, BaseException):
+                        if not isinstance(outcome, Exception):
+                            raise outcome  # cancelled, or an interpreter exit: not a sink failure
+                        failed.append((sink, outcome))
+                if not failed:
+                    self.metrics.stage_seconds.labels("sinks").observe(time.perf_counter() - started)
+                    return
+                waiting = [sink for sink, _ in failed]
+                for sink in waiting:
+                    sink.abandon()
+                await retries.failed(type(failed[0][0]).__name__, failed[0][1])
+
+    async def _flush(self, sink: AlertSink | DeadLetterSink) -> None:
+        started = time.perf_counter()
+        await sink.flush()
+        self.metrics.stage_seconds.labels(f"sink_{sink.name}").observe(time.perf_counter() - started)
 
     @staticmethod
     async def _add(sink: AlertSink | DeadLetterSink, output: _Output) -> None:

@@ -1,6 +1,6 @@
 """The consumer group's lag per readings partition, as Prometheus and Kafka's own tools count it: the high
-watermark less the group's committed offset. Sampled with the stall check (every few seconds, on the
-consumer's thread), never per message.
+watermark less the group's committed offset. Sampled with the stall check (every few seconds, by the
+consumer's progress probe, on its own thread), never per message.
 
 Beside ``floorwatch_readings_lag`` (high watermark - this worker's position, what it has yet to read),
 this one also counts what was read but not yet committed: the records a restart would read again.

@@ -22,6 +22,18 @@ from prometheus_client import (
 from stream_app.worker.dlq_reasons import REASONS, reason_label
 
 
+# ``floorwatch_batch_stage_seconds{stage}``, a micro-batch's path in order. ``age``: its first message's
+# age (Kafka timestamp to now) when the consumer took the batch (produce, broker, fetch); ``queued``:
+# from then until the handler began; ``decode``; ``model``: the model calls; ``detector``: the rest of
+# detection; ``sinks``: until every sink held the batch's records (each sink's own wait is
+# ``sink_<name>``); ``commit``: the offsets (or the transaction); ``redis_write``: from alerts' hand-over
+# to the Redis sink until its background writer has them in Redis; ``stall_check``: the consumer's
+# progress check every few seconds (broker round trips between two batches). Clocks differ between
+# the producer's machine and the worker's: ``age`` is only as good as their sync.
+STAGES = ("age", "queued", "decode", "model", "detector", "sinks", "sink_dead_letters", "sink_kafka", "sink_redis", "commit", "redis_write", "stall_check")
+STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+
+
 class DeadLetterCounter:
     """``floorwatch_dead_letters_total{reason}``, the reason one of a bounded set (dlq_reasons.py)."""
 
@@ -55,6 +67,13 @@ class Metrics:
             "floorwatch_batch_windows", "Windows per micro-batch", buckets=(1, 8, 64, 256, 1024, 4096), registry=r
         )
         self.batch_seconds = Histogram("floorwatch_batch_seconds", "Time to process one micro-batch", registry=r)
+        # Where a reading's latency goes, batch by batch (STAGES); fine buckets: the goal is tens of ms.
+        self.stage_seconds = Histogram(
+            "floorwatch_batch_stage_seconds", "Seconds a micro-batch spent in each stage (see STAGES)", ["stage"],
+            buckets=STAGE_BUCKETS, registry=r,
+        )  # fmt: skip
+        for stage in STAGES:  # every series from the start
+            self.stage_seconds.labels(stage)
         self.redis_pending = Gauge("floorwatch_redis_pending_alerts", "Alerts waiting for Redis", registry=r)
         self.readings_lag = Gauge(
             "floorwatch_readings_lag", "Readings partition lag: high watermark - position", ["partition"], registry=r

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from stream_app.lab.bench_stats import LatencySummary, drain_rate, prometheus_values, rss_mb, summarize
+from prometheus_client import generate_latest
+
+from stream_app.lab.bench_stats import LatencySummary, drain_rate, prometheus_values, rss_mb, stage_times, summarize
+from stream_app.worker.metrics import Metrics
 
 
 def test_summarize_percentiles() -> None:
@@ -41,6 +44,25 @@ def test_prometheus_values_sums_labels() -> None:
     values = prometheus_values(text)
     assert values["floorwatch_readings_total"] == 42.0
     assert values["floorwatch_alerts_total"] == 3.0
+
+
+def test_stage_times_count_only_the_batches_between_two_scrapes() -> None:
+    metrics = Metrics()
+    decode = metrics.stage_seconds.labels("decode")
+    decode.observe(2.0)  # before the run: not counted
+    before = generate_latest(metrics.registry).decode()
+    for seconds in [0.003] * 98 + [0.045, 0.045]:
+        decode.observe(seconds)
+    metrics.stage_seconds.labels("commit").observe(0.0015)
+    after = generate_latest(metrics.registry).decode()
+
+    stages = {s.stage: s for s in stage_times([before], [after])}
+    assert set(stages) == {"decode", "commit"}  # stages with no batch in the run are left out
+    d = stages["decode"]
+    assert d.batches == 100 and d.mean_ms == pytest.approx(3.84)
+    assert d.p50_ms is not None and 2.0 <= d.p50_ms <= 5.0  # within the 2-5 ms bucket
+    assert d.p99_ms is not None and 40.0 <= d.p99_ms <= 50.0
+    assert stage_times([after, after], [after, after]) == []  # two processes' pages, nothing new
 
 
 def test_rss_of_this_process() -> None:

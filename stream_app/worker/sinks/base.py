@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
+from typing import ClassVar
 
 from stream_app.contracts import Alert
 from stream_app.pipeline.decode import Rejection
@@ -23,6 +24,9 @@ Statuses = Mapping[str, Iterable[DeviceStatus]]
 
 class AlertSink(ABC):
     """Where alerts go. Alert ids are deterministic: a sink must take the same alert twice safely."""
+
+    # Its stage in ``floorwatch_batch_stage_seconds`` is ``sink_<name>`` (metrics.py).
+    name: ClassVar[str] = "alerts"
 
     @abstractmethod
     async def add(self, alert: Alert) -> None:
@@ -42,6 +46,8 @@ class AlertSink(ABC):
 
 class DeadLetterSink(ABC):
     """Where unusable messages, or parts of them, go: each with its reason and original bytes."""
+
+    name: ClassVar[str] = "dead_letters"
 
     @abstractmethod
     async def add(self, rejection: Rejection, source: MessageContext) -> None:

@@ -49,6 +49,8 @@ def topic_sender(topic: faust.TopicT, transaction: BatchTransaction | None) -> S
 class KafkaAlertSink(AlertSink):
     """The alerts topic, keyed by device (one device's alerts stay in order on one partition)."""
 
+    name = "kafka"
+
     def __init__(self, send: Send) -> None:
         self._send = send
         self._sent: list[Awaitable[object]] = []

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 import redis.asyncio as aioredis
 from pydantic import ValidationError
@@ -46,8 +46,10 @@ return 0
 """
 
 
-# Device statuses per pipeline (see RedisSink._flush).
-_STATUS_CHUNK = 1_000
+# Device statuses per pipeline (see RedisSink._flush). Building and parsing one holds the event loop:
+# 1,000 (with the score history) held a batch's scoring and alerts up for tens of ms once a second
+# (floorwatch_batch_stage_seconds, the bench's latency runs); 100 hold it a few ms.
+_STATUS_CHUNK = 100
 
 
 class RedisKeys:
@@ -76,6 +78,8 @@ class RedisSink(AlertSink):
     and probes once a second until Redis answers. So its ``flush`` never waits on Redis, nor fails.
     """
 
+    name = "redis"
+
     def __init__(
         self,
         client: aioredis.Redis,
@@ -91,6 +95,7 @@ class RedisSink(AlertSink):
         probe_timeout_s: float = 0.5,
         device_ttl_s: int = 7 * 24 * 3600,
         history: ScoreHistory | None = None,
+        on_written: Callable[[float], None] | None = None,
     ) -> None:
         self.device_ttl_s = device_ttl_s
         self.history = history
@@ -106,6 +111,9 @@ class RedisSink(AlertSink):
         self.dropped = 0
         self._on_drop = on_drop  # e.g. a metrics counter's inc
         self._on_pending = on_pending  # e.g. a metrics gauge's set, after each batch
+        # Called with the seconds from the oldest alert's submit to the write that emptied the buffer.
+        self._on_written = on_written
+        self._oldest_submit: float | None = None
         # The batch in hand (add, add_statuses), submitted by flush.
         self._batch: list[Alert] = []
         self._batch_statuses: list[Statuses] = []
@@ -140,9 +148,11 @@ class RedisSink(AlertSink):
     def abandon(self) -> None:
         self._batch, self._batch_statuses = [], []
 
-    def submit(self, alerts: Iterable[Alert], statuses: Mapping[str, Iterable[DeviceStatus]]) -> None:
+    def submit(self, alerts: Collection[Alert], statuses: Mapping[str, Iterable[DeviceStatus]]) -> None:
         """Buffer a batch's alerts and statuses for the background writer (``run``): never waits on
         Redis, so a slow or hung Redis cannot hold up scoring."""
+        if alerts and self._oldest_submit is None:
+            self._oldest_submit = time.perf_counter()
         self._buffer(alerts, statuses)
         if self._wake is not None:
             self._wake.set()
@@ -219,7 +229,10 @@ class RedisSink(AlertSink):
             await self._flush_alerts()
         # Statuses in pipelines of a bounded size: building and parsing one runs on the event loop,
         # and tens of thousands in one go held scoring up for a second (measured with 1M devices).
+        # Alerts handed over meanwhile go first, between two pipelines: they are what is waited for.
         for start in range(0, len(statuses), _STATUS_CHUNK):
+            if self._pending and start:
+                await self._flush_alerts()
             pipe = self.client.pipeline(transaction=False)
             updated_at = iso_ms(_now_ms())
             for status, model_version in statuses[start : start + _STATUS_CHUNK]:
@@ -257,6 +270,10 @@ class RedisSink(AlertSink):
         # Remove by identity: alerts may have been appended (or the oldest dropped) meanwhile.
         self._pending = deque(a for a in self._pending if id(a) not in done)
         self.written += len(done)
+        if not self._pending and self._oldest_submit is not None:
+            if self._on_written is not None:
+                self._on_written(time.perf_counter() - self._oldest_submit)
+            self._oldest_submit = None
         if failed:
             error = next(r for r in results if isinstance(r, Exception))
             raise RedisError(f"{len(failed)} alert write(s) failed: {type(error).__name__}")
