@@ -102,6 +102,9 @@ RefitHook = Callable[["Detector", np.ndarray, int], None]
 
 class Detector:
     line: LineMethod  # the model's threshold method (line_methods.py), with its per-device state
+    # Judge the quiet windows of lone devices over the batch (``_score``); False: every window one by one,
+    # the reference the batch path is tested against.
+    batch_quiet: bool = True
 
     def __init__(
         self, bundle: ModelBundle, scorer: WindowScorer, config: DetectorConfig = DetectorConfig(), *, on_refit: RefitHook | None = None
@@ -344,23 +347,61 @@ class Detector:
         is_open = np.zeros(n, bool)
         trace = self.config.trace
         line = np.empty(n if trace else 0, np.float32)
-        episode: list[str | None] = []
+        episode: list[str | None] = [None] * n if trace else []
         opened = np.zeros(n if trace else 0, bool)
         model_lines, level_lines, episodes, season = self.model_lines, self.level_lines, self.episodes, self.season
+        end_ms = np.fromiter((s[1] for s in spans), np.int64, n)
         # A device with one window in this batch (the common case: many devices, a reading each) reads its
-        # lines and warm-up from arrays made before the loop and is observed after it, over the batch; one
-        # with several goes window by window, as its lines may move between its windows.
+        # lines and warm-up from arrays made before the loop, is observed (season, lines) over the batch,
+        # and, when its window is quiet and it has no episode going, is judged over the batch too: its
+        # episode has no transition then. The rest (a device with several windows, whose lines may move
+        # between them; a window over the line or failing a check; an episode open or pending) goes
+        # window by window, in order.
         alone = _alone(devices)
         m_slots, l_slots = model_lines.slots(devices), level_lines.slots(devices)
         m_before, l_before, learning_before = self._lines_before(m_slots, l_slots)
-        deferred: list[int] = []  # windows of lone devices to observe after the loop
-        normal: list[int] = []  # windows for the refit reservoir, in order
-        for i, device in enumerate(devices):
-            # Recorded whatever the verdict (seasonal.py: only what recurs every cycle widens a line).
-            m_season, l_season = season.observe(device, spans[i][1], (float(model[i]), float(level_max[i])))
+        lone = np.flatnonzero(alone)
+        lone_devices = [devices[k] for k in lone.tolist()]
+        allow = season.observe_many(lone_devices, end_ms[lone], np.stack([model[lone], level_max[lone]], axis=1).astype(np.float64))
+        allow_row = np.zeros(n, np.int64)  # each lone window's row of ``allow``
+        allow_row[lone] = np.arange(len(lone))
+        quiet: list[int] = []
+        if self.batch_quiet and len(lone):
+            m_line = np.maximum(np.asarray(m_before)[lone], allow[:, 0])
+            l_line = np.maximum(np.asarray(l_before)[lone], allow[:, 1])
+            # (a float32 verdict over a float line divides in float32, as the window-by-window arithmetic)
+            r = np.maximum(model[lone] / m_line.astype(model.dtype), level_max[lone] / l_line.astype(level_max.dtype))
+            warming = np.asarray(learning_before)[lone]
+            r = np.where(warming, np.minimum(r, r.dtype.type(1.0)), r)
+            maybe = (r <= 1.0) & ~checked[lone]  # (NaN is not quiet: it goes window by window)
+            picked = lone[maybe]
+            handled = np.array(episodes.update_quiet([devices[k] for k in picked.tolist()], end_ms[picked].tolist()), bool)
+            if handled.any():
+                rows = picked[handled]
+                at = np.flatnonzero(maybe)[handled]
+                ratio[rows] = r[at]
+                lines = self.threshold * m_line[at]
+                if trace:
+                    line[rows] = lines
+                statuses = out.statuses
+                for device, score, device_line, device_ratio in zip(
+                    [devices[k] for k in rows.tolist()], scores.score[rows].tolist(), lines.tolist(), r[at].tolist()
+                ):
+                    status = statuses[device]
+                    status.last_score, status.line, status.ratio, status.state = score, device_line, device_ratio, "normal"
+                quiet = rows.tolist()
+        deferred: list[int] = list(quiet)  # windows of lone devices to observe after the loop
+        normal: list[int] = [k for k in quiet if not learning_before[k]] if self.reservoir is not None else []
+        done = np.zeros(n, bool)
+        done[quiet] = True
+        for i in np.flatnonzero(~done).tolist():
+            device = devices[i]
             if alone[i]:
+                m_season, l_season = allow[allow_row[i]].tolist()  # (Python floats: the arithmetic below stays theirs)
                 m_line, l_line, learning = max(m_before[i], m_season), max(l_before[i], l_season), learning_before[i]
             else:
+                # Recorded whatever the verdict (seasonal.py: only what recurs every cycle widens a line).
+                m_season, l_season = season.observe(device, spans[i][1], (float(model[i]), float(level_max[i])))
                 m_line, l_line = max(model_lines.line(device), m_season), max(level_lines.line(device), l_season)
                 learning = model_lines.learning(device)
             r = max(model[i] / m_line, level_max[i] / l_line)
@@ -389,7 +430,7 @@ class Detector:
             if trace:
                 line[i] = self.threshold * m_line
                 opened[i] = any(t.kind == "open" for t in transitions)
-                episode.append(next((t.episode_id for t in transitions), None) or episodes.open_episodes_of(device))
+                episode[i] = next((t.episode_id for t in transitions), None) or episodes.open_episodes_of(device)
             for transition in transitions:
                 if transition.reason == "max duration":
                     # It lasted: this is how the device runs now. Relearn its lines from here.
@@ -406,15 +447,15 @@ class Detector:
             if open_now and checked[i]:  # after this window's transitions: an opening starts a fresh note
                 self._note_stuck(device, windows[i, -1], stuck[i])
         if deferred:
-            rows = np.array(deferred)
-            lone = [devices[k] for k in deferred]
-            model_lines.observe_each(lone, model[rows], m_slots[rows])
-            level_lines.observe_each(lone, level_max[rows], l_slots[rows])
+            rows = np.sort(np.array(deferred))
+            observed = [devices[k] for k in rows.tolist()]
+            model_lines.observe_each(observed, model[rows], m_slots[rows])
+            level_lines.observe_each(observed, level_max[rows], l_slots[rows])
         if self.reservoir is not None and normal:
-            self.reservoir.add_many(windows, np.array(normal))
+            self.reservoir.add_many(windows, np.sort(np.array(normal)))  # in window order
         out.scored = n
         out.window_devices = devices
-        out.window_end_ms = np.fromiter((s[1] for s in spans), np.int64, len(spans))
+        out.window_end_ms = end_ms
         out.window_ratio = ratio
         out.window_open = is_open
         if trace:

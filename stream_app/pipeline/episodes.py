@@ -20,6 +20,7 @@ reprocessing the same readings yields the same ids.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -148,6 +149,27 @@ class EpisodeTracker:
             opened = self._run(device_id, state, at_ms, ratio)
             return [opened] if opened is not None else []
         return self._while_open(device_id, state, at_ms, ratio)
+
+    def update_quiet(self, device_ids: Sequence[str], at_ms: Sequence[int]) -> list[bool]:
+        """``update`` with a quiet ratio (<= 1.0) for each device that has no episode open, resumed or
+        pending (no run over the line): there it changes nothing but the device's window clock, and
+        returns True. Others are left as they are (False): their window goes through ``update``.
+        Each device at most once."""
+        devices, handled = self._devices, []
+        for device_id, at in zip(device_ids, at_ms):
+            state = devices.get(device_id)
+            if state is None:
+                state = devices[device_id] = _DeviceState()
+            elif state.episode_id is not None or state.resumed is not None or state.run_above:
+                handled.append(False)
+                continue
+            last = state.last_at_ms
+            if last >= 0 and at > last:
+                step = at - last
+                state.interval_ms = step if state.interval_ms == 0 else 0.9 * state.interval_ms + 0.1 * step
+            state.last_at_ms = at
+            handled.append(True)
+        return handled
 
     def _run(self, device_id: str, state: _DeviceState, at_ms: int, ratio: float) -> Transition | None:
         """Count a run of anomalous windows; open an episode when it is long enough."""

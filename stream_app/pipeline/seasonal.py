@@ -24,7 +24,9 @@ memory like the lines: a restarted worker relearns it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 
@@ -59,11 +61,15 @@ class SeasonalLines:
         # float16: levels are ratios to a line (~0.1-100); two weeks of hours cost a device 2.7 KB, not 4
         self._high = np.zeros((0, self._ring, channels), np.float16)  # each kept hour's level
         self._hour_of = np.zeros((0, self._ring), np.int32)  # which hour each ring entry holds (-1: none)
-        self._hour: list[int] = []  # per slot: the hour being accumulated
-        self._n: list[int] = []
-        self._sum: list[list[float]] = []
-        self._sumsq: list[list[float]] = []
+        # Per slot: the hour being accumulated, its windows and their sums (arrays, so that ``observe_many``
+        # adds a batch at once; float64, the arithmetic of Python floats).
+        self._hour = np.zeros(0, np.int64)
+        self._n = np.zeros(0, np.int64)
+        self._sum = np.zeros((0, channels), np.float64)
+        self._sumsq = np.zeros((0, channels), np.float64)
         self._allow: list[tuple[float, ...]] = []  # per slot: the current hour's allowance per channel
+        self._allow_at = np.zeros((0, channels), np.float64)  # the same as an array, for ``observe_many``
+        self._used = 0  # slots handed out so far
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -82,17 +88,40 @@ class SeasonalLines:
                 return self._allow[slot]
             self._close(slot)
             self._hour[slot] = hour
-            self._allow[slot] = self._allowance(slot, hour)
+            self._set_allow(slot, self._allowance(slot, hour))
         self._n[slot] += 1
         s, q = self._sum[slot], self._sumsq[slot]
         k = 0
-        for v in values:  # (plain floats and a loop: this runs for every window)
+        for v in values:
             if v > 1e6:  # finite: a failed check's infinite distance is not a level
                 v = 1e6
             s[k] += v
             q[k] += v * v
             k += 1
         return self._allow[slot]
+
+    def observe_many(self, device_ids: Sequence[str], end_ms: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """``observe`` over a batch: each device at most once (the order between devices is free).
+        ``values``: (n, channels) float64; returns the (n, channels) allowances, 0.0 where nothing recurs."""
+        n = len(device_ids)
+        if not self.config.enabled or not n:
+            return np.zeros((n, self.channels), np.float64)
+        hours = np.asarray(end_ms, np.int64) // HOUR_MS
+        slots = np.array(list(map(self._slots.get, device_ids, repeat(-1))), np.int64)
+        # A new device or a new hour (once an hour a device) goes one at a time; the rest is a few array ops.
+        simple = slots >= 0
+        simple[simple] = hours[simple] == self._hour[slots[simple]]
+        allow = np.empty((n, self.channels), np.float64)
+        for k in np.flatnonzero(~simple).tolist():
+            allow[k] = self.observe(device_ids[k], int(end_ms[k]), tuple(values[k].tolist()))
+        at = slots[simple]
+        v = values[simple]
+        v = np.where(v > 1e6, 1e6, v)  # (as ``observe``; NaN is kept, as there)
+        self._n[at] += 1
+        self._sum[at] += v
+        self._sumsq[at] += v * v
+        allow[simple] = self._allow_at[at]
+        return allow
 
     def allowance(self, device_id: str) -> tuple[float, ...]:
         """The device's allowances for the hour of its latest window."""
@@ -114,8 +143,12 @@ class SeasonalLines:
             self._high[slot, at] = np.minimum(mean + self.config.sd * np.sqrt(var), 6e4)  # float16's range
             self._hour_of[slot, at] = self._hour[slot]
         self._n[slot] = 0
-        self._sum[slot] = [0.0] * self.channels
-        self._sumsq[slot] = [0.0] * self.channels
+        self._sum[slot] = 0.0
+        self._sumsq[slot] = 0.0
+
+    def _set_allow(self, slot: int, allow: tuple[float, ...]) -> None:
+        self._allow[slot] = allow
+        self._allow_at[slot] = allow
 
     def _allowance(self, slot: int, hour: int) -> tuple[float, ...]:
         best = np.zeros(self.channels, np.float32)
@@ -130,19 +163,22 @@ class SeasonalLines:
         if self._free:
             slot = self._free.pop()
         else:
-            slot = len(self._hour)
+            slot = self._used
+            self._used += 1
             if slot == len(self._high):
                 grow = max(16, len(self._high) // 2)  # by half: a fleet's worth of slack, not twice it
                 self._high = np.concatenate([self._high, np.zeros((grow, self._ring, self.channels), np.float16)])
                 self._hour_of = np.concatenate([self._hour_of, np.full((grow, self._ring), -1, np.int32)])
-            self._hour.append(0)
-            self._n.append(0)
-            self._sum.append([])
-            self._sumsq.append([])
+                self._hour = np.concatenate([self._hour, np.zeros(grow, np.int64)])
+                self._n = np.concatenate([self._n, np.zeros(grow, np.int64)])
+                self._sum = np.concatenate([self._sum, np.zeros((grow, self.channels))])
+                self._sumsq = np.concatenate([self._sumsq, np.zeros((grow, self.channels))])
+                self._allow_at = np.concatenate([self._allow_at, np.zeros((grow, self.channels))])
             self._allow.append(self._none)
         self._slots[device_id] = slot
         self._hour_of[slot] = -1
-        self._hour[slot], self._n[slot], self._allow[slot] = hour, 0, self._none
-        self._sum[slot] = [0.0] * self.channels
-        self._sumsq[slot] = [0.0] * self.channels
+        self._hour[slot], self._n[slot] = hour, 0
+        self._set_allow(slot, self._none)
+        self._sum[slot] = 0.0
+        self._sumsq[slot] = 0.0
         return slot

@@ -8,7 +8,7 @@ import pytest
 
 from stream_app.contracts import Reading, iso_ms
 from stream_app.pipeline.detector import Detection, Detector, DetectorConfig, RefitHook
-from stream_app.pipeline.episodes import EpisodeRule
+from stream_app.pipeline.episodes import EpisodeRule, OpenEpisode
 from stream_app.pipeline.lines import LineConfig
 from stream_app.pipeline.reservoir import RefitConfig
 from stream_app.pipeline.rules import parse_rules
@@ -301,3 +301,53 @@ def test_lone_and_repeated_devices_in_a_batch_give_the_same_verdicts() -> None:
     for other in results[1:]:
         assert other[0] == first[0] and other[1] == first[1] and other[3] == first[3]
         np.testing.assert_array_equal(other[2], first[2])
+
+
+def _batch_run(batch_quiet: bool, readings: list[Reading], size: int, n_devices: int) -> list[object]:
+    config = DetectorConfig(
+        rule=EpisodeRule(open_after=3, close_after=10, close_ratio=0.8, close_after_s=200, max_duration_s=3000),  # (4 windows)
+        rules=tuple(parse_rules("x<100")),
+        lines=LineConfig(history=16, block=2, warmup=8, max_step=0.05),
+        refit=RefitConfig(capacity=4096, min_windows=10**6),
+        trace=True,
+    )
+    d = build_detector(bundle(["x"], window=2), config, scorer=MaxScorer(max_batch=64), on_refit=lambda *_: None)
+    d.batch_quiet = batch_quiet
+    d.resume("d7", OpenEpisode("d7@" + str(T0 + 30 * 60_000), T0 + 30 * 60_000, 2.5, 4))  # another worker's episode
+    seen: list[object] = []
+    for k in range(0, len(readings), size):
+        out = d.process(readings[k : k + size], now_ms=T0 + 10**12)
+        seen.append((
+            out.window_devices, out.window_end_ms.tolist(), out.window_ratio.tolist(), out.window_open.tolist(),
+            out.window_score.tolist(), out.window_line.tolist(), out.window_episode, out.window_opened.tolist(),
+            [a.model_dump(exclude={"detected_at"}) for a in out.alerts],
+            {k: (s.device_id, s.last_reading_ms, s.state, s.last_score, s.line, s.ratio) for k, s in out.statuses.items()},
+        ))  # fmt: skip
+    assert d.reservoir is not None
+    seen.append((d.reservoir.windows().tolist(), d.episodes.open_episodes()))
+    seen.append([(d.model_lines.line(f"d{k}"), d.level_lines.line(f"d{k}"), d.season.allowance(f"d{k}")) for k in range(n_devices)])
+    return seen
+
+
+@pytest.mark.parametrize("shape", ["lone", "repeated", "mixed"])
+def test_quiet_windows_judged_over_the_batch_match_window_by_window(shape: str) -> None:
+    """The batch path for quiet lone windows gives what every window one by one gives: verdicts, alerts,
+    episode ids, statuses, trace, refit windows and lines, through openings, escalations, closes (quiet,
+    max duration), a broken rule, a resumed episode and new hours."""
+    rng = np.random.default_rng(21)
+    n_devices, n_readings = 12, 300
+    level = rng.uniform(0.3, 4.0, n_devices)
+    xs = level[:, None] * (1.0 + 0.2 * rng.random((n_devices, n_readings)))
+    xs[2, 120:130] = 40.0
+    xs[3, 100:104] = 500.0  # breaks the rule
+    xs[5, 60:200] = 25.0  # lasts past max duration: relearns
+    xs[7, 40:45] = 9.0  # the resumed episode's device
+    xs[9, 150:153] = 1000.0  # critical at once
+    minute = 60_000  # readings a minute apart: the seasonal hours turn over
+    readings = [Reading(device_id=f"d{k}", ts=T0 + t * minute, values={"x": float(xs[k, t])}) for t in range(n_readings) for k in range(n_devices)]
+    size = {"lone": n_devices, "repeated": 3 * n_devices, "mixed": n_devices + n_devices // 2}[shape]
+    batch, one_by_one = _batch_run(True, readings, size, n_devices), _batch_run(False, readings, size, n_devices)
+    assert batch == one_by_one
+    alerts = [a for step in one_by_one[:-2] for a in step[8]]  # type: ignore[index]
+    states = {(a["episode"]["state"], a["episode"]["close_reason"]) for a in alerts}
+    assert {("open", None), ("closed", "quiet"), ("closed", "max duration")} <= states

@@ -128,3 +128,26 @@ def episode_days(season: SeasonConfig, days: int) -> list[int]:
 def test_the_detector_stops_alerting_on_a_daily_schedule_once_it_recurred_three_days() -> None:
     assert episode_days(SeasonConfig(enabled=False), 6) == [0, 1, 2, 3, 4, 5]  # frozen: every day
     assert episode_days(SeasonConfig(), 6) == [0, 1, 2]  # from the fourth day on, the busy hours are normal
+
+
+def test_observe_many_is_observe_for_each_device() -> None:
+    """Over the batch (each device once) as one by one: the same allowances, hour after hour, through
+    new devices, new hours, a forgotten device's slot reused, an infinite verdict and days of a pattern."""
+    rng = np.random.default_rng(4)
+    one, many = SeasonalLines(), SeasonalLines()
+    devices = [f"d{k}" for k in range(5)]
+    for step in range(5 * 24 * 6):  # five days, a window every 10 minutes
+        at = T0 + step * 600_000
+        hour = (at // HOUR_MS) % 24
+        values = rng.random((len(devices), 2)) * (3.0 if 1 <= hour < 5 else 1.0)  # a nightly high
+        if step == 300:
+            values[1, 0] = np.inf
+        if step == 400:
+            one.forget("d3"), many.forget("d3")
+            devices[3] = "d3b"  # takes d3's slot
+        batch = devices[step % 2 :]  # a device missing now and then: its hour may turn over in between
+        rows = values[step % 2 :]
+        expected = [one.observe(d, at, tuple(v)) for d, v in zip(batch, rows.tolist())]
+        got = many.observe_many(batch, np.full(len(batch), at), rows)
+        assert got.tolist() == [list(e) for e in expected]
+    assert max(one.allowance(d)[0] for d in devices) > 1.0  # the pattern was learnt: the allowances were tested
