@@ -5,7 +5,7 @@ the model call and the post-model Python (lines, episodes, checks, statuses). Th
 worker. Runs against whichever `stream_app` is first on PYTHONPATH, so two trees can be compared by
 alternating runs:
 
-    PYTHONPATH=$PWD python scripts/hot_path.py --models DIR [--devices 1000] [--readings 300] [--repeats 3]
+    PYTHONPATH=$PWD python scripts/hot_path.py --models DIR [--devices 1000] [--readings 300] [--repeats 3] [--failures 0]
 
 DIR: a model store holding the default model, e.g. `FLOORWATCH_MODEL_DIR=/tmp/m floorwatch train`
 (what `floorwatch bench` trains when it finds none). "windowing" is the detector's time outside `_score`
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from producers.scenarios import FEATURES, Scenario
+from producers.scenarios import FEATURES, Scenario, random_failures
 from producers.simulator import FleetSimulator
 from stream_app.contracts import iso_ms
 from stream_app.models.store import ModelStore
@@ -34,9 +34,13 @@ from stream_app.config.settings import Settings
 from stream_app.worker.start import detector_config
 
 
-def messages(devices: int, per_device: int, seed: int = 3) -> list[bytes]:
-    """The bench's single-form backlog (lab/bench_e2e.py), ending a minute ago."""
-    sim = FleetSimulator(Scenario(devices=devices, duration_s=per_device, seed=seed), int(time.time() * 1000) - per_device * 1000 - 60_000)
+def messages(devices: int, per_device: int, seed: int = 3, failures: int = 0) -> list[bytes]:
+    """The bench's single-form backlog (lab/bench_e2e.py), ending a minute ago; ``failures``: that many
+    failures injected (random_failures), so some windows go over the line and episodes open."""
+    scenario = Scenario(devices=devices, duration_s=per_device, seed=seed)
+    if failures:
+        scenario = scenario.model_copy(update={"failures": random_failures(scenario, failures)})
+    sim = FleetSimulator(scenario, int(time.time() * 1000) - per_device * 1000 - 60_000)
     out = []
     for ts, values in sim.ticks():
         for device, row in zip(sim.device_ids, values.tolist()):
@@ -51,12 +55,13 @@ def main() -> None:
     parser.add_argument("--readings", type=int, default=300)
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--failures", type=int, default=0, help="failures injected into the simulated fleet")
     args = parser.parse_args()
     bundle = ModelStore(args.models).load()
     scorer = Scorer.from_bundle(bundle, max_batch=args.batch)
     scorer.warm()
     settings = Settings()
-    raw = messages(args.devices, args.readings)
+    raw = messages(args.devices, args.readings, failures=args.failures)
     batches = [raw[i : i + args.batch] for i in range(0, len(raw), args.batch)]
     try:
         from stream_app.pipeline.bulk_decode import BulkDecoder
@@ -87,7 +92,7 @@ def main() -> None:
 
         detector._score = timed_score  # type: ignore[method-assign]
         scorer.score = timed_model  # type: ignore[method-assign]
-        scored = 0
+        scored = alerts = 0
         for chunk in batches:
             t0 = time.perf_counter()
             if columnar is not None:
@@ -104,6 +109,7 @@ def main() -> None:
             spent["decode"] += t1 - t0
             spent["detector"] += t2 - t1
             scored += detections.scored
+            alerts += len(detections.alerts)
         scorer.score = model_fn  # type: ignore[method-assign]
         n = len(raw)
         total = spent["decode"] + spent["detector"]
@@ -117,7 +123,7 @@ def main() -> None:
             "total": total / n * 1e6,
         }
         rows.append(row)
-        print(f"  {n / total:9,.0f} readings/s  µs a reading: " + "  ".join(f"{k} {v:.2f}" for k, v in row.items() if k != "readings/s") + f"  ({scored} windows)")
+        print(f"  {n / total:9,.0f} readings/s  µs a reading: " + "  ".join(f"{k} {v:.2f}" for k, v in row.items() if k != "readings/s") + f"  ({scored} windows, {alerts} alerts)")
     median = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
     print("median " + f"{median['readings/s']:,.0f} readings/s  " + "  ".join(f"{k} {v:.2f}" for k, v in median.items() if k != "readings/s"))
 

@@ -24,6 +24,7 @@ memory like the lines: a restarted worker relearns it.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import repeat
@@ -56,20 +57,21 @@ class SeasonalLines:
         # Hours back that must all have run high, per period: h - P, h - 2P, ...
         self._back = [[p * k for k in range(1, c + 1)] for p, c in zip(config.periods_h, config.cycles)]
         self._none = (0.0,) * channels
+        self._zeros = [0.0] * channels
         self._slots: dict[str, int] = {}
         self._free: list[int] = []
         # float16: levels are ratios to a line (~0.1-100); two weeks of hours cost a device 2.7 KB, not 4
         self._high = np.zeros((0, self._ring, channels), np.float16)  # each kept hour's level
         self._hour_of = np.zeros((0, self._ring), np.int32)  # which hour each ring entry holds (-1: none)
-        # Per slot: the hour being accumulated, its windows and their sums (arrays, so that ``observe_many``
-        # adds a batch at once; float64, the arithmetic of Python floats).
-        self._hour = np.zeros(0, np.int64)
-        self._n = np.zeros(0, np.int64)
-        self._sum = np.zeros((0, channels), np.float64)
-        self._sumsq = np.zeros((0, channels), np.float64)
+        # Per slot: the hour being accumulated, its windows and their sums (per channel, slot-major). Typed
+        # arrays: indexed one at a time as fast as lists, and viewed by numpy without a copy in
+        # ``observe_many`` (float64: the arithmetic of Python floats).
+        self._hour = array("q")
+        self._n = array("q")
+        self._sum = array("d")
+        self._sumsq = array("d")
         self._allow: list[tuple[float, ...]] = []  # per slot: the current hour's allowance per channel
-        self._allow_at = np.zeros((0, channels), np.float64)  # the same as an array, for ``observe_many``
-        self._used = 0  # slots handed out so far
+        self._allow_at = array("d")  # the same, slot-major, for ``observe_many``
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -90,9 +92,9 @@ class SeasonalLines:
             self._hour[slot] = hour
             self._set_allow(slot, self._allowance(slot, hour))
         self._n[slot] += 1
-        s, q = self._sum[slot], self._sumsq[slot]
-        k = 0
-        for v in values:
+        s, q = self._sum, self._sumsq
+        k = slot * self.channels
+        for v in values:  # (plain floats and a loop: this runs for every window of a device seen twice in a batch)
             if v > 1e6:  # finite: a failed check's infinite distance is not a level
                 v = 1e6
             s[k] += v
@@ -110,17 +112,17 @@ class SeasonalLines:
         slots = np.array(list(map(self._slots.get, device_ids, repeat(-1))), np.int64)
         # A new device or a new hour (once an hour a device) goes one at a time; the rest is a few array ops.
         simple = slots >= 0
-        simple[simple] = hours[simple] == self._hour[slots[simple]]
+        simple[simple] = hours[simple] == _view(self._hour, np.int64)[slots[simple]]
         allow = np.empty((n, self.channels), np.float64)
-        for k in np.flatnonzero(~simple).tolist():
+        for k in np.flatnonzero(~simple).tolist():  # (may add slots: the arrays are viewed after it)
             allow[k] = self.observe(device_ids[k], int(end_ms[k]), tuple(values[k].tolist()))
         at = slots[simple]
         v = values[simple]
         v = np.where(v > 1e6, 1e6, v)  # (as ``observe``; NaN is kept, as there)
-        self._n[at] += 1
-        self._sum[at] += v
-        self._sumsq[at] += v * v
-        allow[simple] = self._allow_at[at]
+        _view(self._n, np.int64)[at] += 1
+        _view(self._sum, np.float64, self.channels)[at] += v
+        _view(self._sumsq, np.float64, self.channels)[at] += v * v
+        allow[simple] = _view(self._allow_at, np.float64, self.channels)[at]
         return allow
 
     def allowance(self, device_id: str) -> tuple[float, ...]:
@@ -136,19 +138,20 @@ class SeasonalLines:
     def _close(self, slot: int) -> None:
         """The accumulated hour is over: keep its level in the ring."""
         n = self._n[slot]
+        c = self.channels
+        row = slice(slot * c, (slot + 1) * c)
         if n:
-            mean = np.asarray(self._sum[slot]) / n
-            var = np.maximum(np.asarray(self._sumsq[slot]) / n - mean * mean, 0.0)
+            mean = np.asarray(self._sum[row]) / n
+            var = np.maximum(np.asarray(self._sumsq[row]) / n - mean * mean, 0.0)
             at = self._hour[slot] % self._ring
             self._high[slot, at] = np.minimum(mean + self.config.sd * np.sqrt(var), 6e4)  # float16's range
             self._hour_of[slot, at] = self._hour[slot]
         self._n[slot] = 0
-        self._sum[slot] = 0.0
-        self._sumsq[slot] = 0.0
+        self._sum[row] = self._sumsq[row] = array("d", self._zeros)
 
     def _set_allow(self, slot: int, allow: tuple[float, ...]) -> None:
         self._allow[slot] = allow
-        self._allow_at[slot] = allow
+        self._allow_at[slot * self.channels : (slot + 1) * self.channels] = array("d", allow)
 
     def _allowance(self, slot: int, hour: int) -> tuple[float, ...]:
         best = np.zeros(self.channels, np.float32)
@@ -160,25 +163,32 @@ class SeasonalLines:
         return tuple(float(v) * self.config.margin for v in best)
 
     def _add(self, device_id: str, hour: int) -> int:
+        c = self.channels
         if self._free:
             slot = self._free.pop()
         else:
-            slot = self._used
-            self._used += 1
+            slot = len(self._hour)
             if slot == len(self._high):
                 grow = max(16, len(self._high) // 2)  # by half: a fleet's worth of slack, not twice it
-                self._high = np.concatenate([self._high, np.zeros((grow, self._ring, self.channels), np.float16)])
+                self._high = np.concatenate([self._high, np.zeros((grow, self._ring, c), np.float16)])
                 self._hour_of = np.concatenate([self._hour_of, np.full((grow, self._ring), -1, np.int32)])
-                self._hour = np.concatenate([self._hour, np.zeros(grow, np.int64)])
-                self._n = np.concatenate([self._n, np.zeros(grow, np.int64)])
-                self._sum = np.concatenate([self._sum, np.zeros((grow, self.channels))])
-                self._sumsq = np.concatenate([self._sumsq, np.zeros((grow, self.channels))])
-                self._allow_at = np.concatenate([self._allow_at, np.zeros((grow, self.channels))])
+            self._hour.append(0)
+            self._n.append(0)
+            self._sum.extend(self._zeros)
+            self._sumsq.extend(self._zeros)
+            self._allow_at.extend(self._zeros)
             self._allow.append(self._none)
         self._slots[device_id] = slot
         self._hour_of[slot] = -1
         self._hour[slot], self._n[slot] = hour, 0
         self._set_allow(slot, self._none)
-        self._sum[slot] = 0.0
-        self._sumsq[slot] = 0.0
+        row = slice(slot * c, (slot + 1) * c)
+        self._sum[row] = self._sumsq[row] = array("d", self._zeros)
         return slot
+
+
+def _view(values: array, dtype: type[np.generic], columns: int = 0) -> np.ndarray:
+    """A typed array as numpy, without a copy (``columns``: as rows of that many); hold it only briefly:
+    a typed array viewed cannot grow."""
+    out = np.frombuffer(values, dtype) if len(values) else np.zeros(0, dtype)
+    return out.reshape(-1, columns) if columns else out
