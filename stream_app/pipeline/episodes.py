@@ -90,6 +90,13 @@ class _DeviceState:
     last_at_ms: int = -1
     interval_ms: float = 0.0  # EWMA of the time between this device's windows
 
+    def tick(self, at_ms: int) -> None:
+        """A window ending at ``at_ms``: the device's window clock and its typical interval."""
+        if self.last_at_ms >= 0 and at_ms > self.last_at_ms:
+            step = at_ms - self.last_at_ms
+            self.interval_ms = step if self.interval_ms == 0 else 0.9 * self.interval_ms + 0.1 * step
+        self.last_at_ms = at_ms
+
 
 class EpisodeTracker:
     def __init__(self, rule: EpisodeRule) -> None:
@@ -136,10 +143,7 @@ class EpisodeTracker:
         state = self._devices.get(device_id)
         if state is None:
             state = self._devices[device_id] = _DeviceState()
-        if state.last_at_ms >= 0 and at_ms > state.last_at_ms:
-            step = at_ms - state.last_at_ms
-            state.interval_ms = step if state.interval_ms == 0 else 0.9 * state.interval_ms + 0.1 * step
-        state.last_at_ms = at_ms
+        state.tick(at_ms)
         if state.episode_id is None and state.resumed is not None and at_ms >= state.resumed.started_ms:
             ep, state.resumed = state.resumed, None
             state.episode_id, state.started_ms, state.peak, state.windows = ep.episode_id, ep.started_ms, ep.peak, ep.windows
@@ -163,11 +167,7 @@ class EpisodeTracker:
             elif state.episode_id is not None or state.resumed is not None or state.run_above:
                 handled.append(False)
                 continue
-            last = state.last_at_ms
-            if last >= 0 and at > last:
-                step = at - last
-                state.interval_ms = step if state.interval_ms == 0 else 0.9 * state.interval_ms + 0.1 * step
-            state.last_at_ms = at
+            state.tick(at)
             handled.append(True)
         return handled
 
