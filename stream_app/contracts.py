@@ -113,7 +113,8 @@ class Episode(BaseModel):
     ended_at: str | None = None
     peak_ratio: float = Field(description="largest distance from normal in the episode; 1.0 is the alerting line")
     windows: int
-    # Why a closed episode closed: "quiet", "new episode" (a new fault followed) or "max duration".
+    # Why a closed episode closed: "quiet", "new episode" (a new fault followed a quiet stretch),
+    # "superseded" (a far larger fault or a stopped sensor followed at once) or "max duration".
     close_reason: str | None = None
 
 

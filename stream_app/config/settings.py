@@ -121,6 +121,9 @@ class DetectionSettings(BaseModel):
     max_gap_s: float = Field(60.0, gt=0)
     # Readings stamped further than this into the future are rejected.
     max_future_s: float = Field(300.0, ge=0)
+    # The level check is used only for a model calibrated on at least this many windows (fewer describe
+    # an afternoon, not the process; the check is then off, with a warning).
+    level_check_min_windows: int = Field(1000, ge=0)
     # Operator bounds checked beside the model, e.g. "temperature<0.09, vibration<=0.1" (see rules.py).
     rules: str = ""
     # Lines that follow each device: a device's first windows (and those after a relearn) fill its
@@ -169,6 +172,8 @@ class EpisodeSettings(BaseModel):
     episode_close_after_s: float = Field(900.0, ge=0)
     # An episode open longer closes and the device relearns its line: it is the new normal. 0: no limit.
     episode_max_duration_s: float = Field(6 * 3600.0, ge=0)
+    # A run this many times an open episode's peak opens a new episode (a new, larger fault). 0: never.
+    episode_escalate_factor: float = Field(2.0, ge=0)
 
 
 class LifecycleSettings(BaseModel):

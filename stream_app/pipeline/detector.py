@@ -436,7 +436,7 @@ class Detector:
                     # It lasted: this is how the device runs now. Relearn its lines from here.
                     model_lines.relearn(device)
                     level_lines.relearn(device)
-                self._note_rest(device, transition)
+                self._note_rest(device, transition, windows[i, -1], stuck[i])
                 # (check, feature); the first names the alert's top feature.
                 checks = [(self.config.rules[k].name, self.config.rules[k].feature) for k in np.flatnonzero(broken[i])]
                 checks += [(f"stuck:{self.features[j]}", self.features[j]) for j in np.flatnonzero(stuck[i])]
@@ -515,17 +515,20 @@ class Detector:
             for j in np.flatnonzero(stuck).tolist():
                 at.setdefault(j, float(last[j]))
 
-    def _note_rest(self, device: str, transition: Transition) -> None:
-        """Once an episode ends, its sensors have moved on by themselves (it closes only after a quiet stretch,
-        also when a new episode follows) or sat there so long it is how the device runs now: the values they
-        sat stuck at in it are resting values. An opening starts a fresh note."""
+    def _note_rest(self, device: str, transition: Transition, last: np.ndarray, stuck: np.ndarray) -> None:
+        """Once an episode ends, its sensors have moved on by themselves (it closes after a quiet stretch,
+        or when a new episode follows) or sat there so long it is how the device runs now: the values they
+        sat stuck at in it are resting values, except one a sensor is still stuck at when a new episode
+        closes it (that sensor has not left it: the stop may be the new fault). An opening starts a fresh note."""
         if transition.kind == "open":
             self._stuck_at.pop(device, None)
         elif transition.kind == "closed":
             at = self._stuck_at.pop(device, None)
-            if at:  # every close: quiet, max duration, or a new episode after a quiet stretch
+            if at:  # every close: quiet, max duration, or a new episode
                 resting = self._resting.setdefault(device, {})
                 for j, value in at.items():
+                    if transition.reason != "max duration" and stuck[j] and float(last[j]) == value:
+                        continue
                     values = resting.setdefault(j, [])
                     if value not in values:
                         values.append(value)

@@ -8,7 +8,10 @@ counted in the device's own observed window interval, so an hourly stream closes
 in 30 hours. Three more rules keep an episode honest:
 
 - **a new fault is never hidden**: once an open episode has been quiet for half its closing
-  stretch, a fresh run of ``open_after`` anomalous windows closes it and opens a new one;
+  stretch, a fresh run of ``open_after`` anomalous windows closes it and opens a new one; so does a
+  run of ``open_after`` windows ``escalate_factor`` times further from normal than the episode's
+  settled peak, or a failed check in an episode the model opened (a large fault, or a sensor that
+  stops, inside an episode a small one opened);
 - **severity escalates while open**: crossing into ``major`` or ``critical`` emits an ``update``;
 - **an episode has a maximum length** (``max_duration_s``): past it the episode closes and the
   behaviour is taken as the device's new normal (the caller relearns its line; see detector.py).
@@ -37,6 +40,12 @@ class EpisodeRule:
     close_after_s: float = 900.0
     # An episode open this long closes: a condition that lasts is the new normal, not an incident. 0: no limit.
     max_duration_s: float = 6 * 3600.0
+    # A new fault inside an open episode, quiet stretch or not: a run this many times the peak the
+    # episode had ``escalate_lag`` to twice that many windows earlier (so never within its first
+    # 2 x lag windows: a fault takes a window's length to show in full, and its own growth is an
+    # update, not a new fault), or a failed check (a stop) in an episode the model opened. 0: never.
+    escalate_factor: float = 2.0
+    escalate_lag: int = 16
 
     def quiet_windows(self, interval_ms: float) -> int:
         """Quiet windows that close an episode, for a device whose windows come every ``interval_ms``."""
@@ -59,7 +68,8 @@ class Transition:
     ended_ms: int | None
     peak_score: float
     windows: int
-    # Why a closed episode closed: "quiet", "new episode" (a new fault follows), "max duration".
+    # Why a closed episode closed: "quiet", "new episode" (a new fault follows a quiet stretch),
+    # "superseded" (a far larger fault, or a stopped sensor, follows at once), "max duration".
     reason: str = ""
 
 
@@ -81,6 +91,9 @@ class _DeviceState:
     run_start_ms: int = 0
     run_peak: float = 0.0
     run_quiet: int = 0
+    run_escalated: bool = False  # the run counted in an open episode is far above its earlier peak
+    base_peak: float = 0.0  # the open episode's peak lag to 2 x lag windows ago (0: not that old yet)
+    next_base: float = 0.0  # its peak at the last checkpoint (every lag windows)
     episode_id: str | None = None
     started_ms: int = 0
     last_anomalous_ms: int = 0
@@ -148,6 +161,7 @@ class EpisodeTracker:
             ep, state.resumed = state.resumed, None
             state.episode_id, state.started_ms, state.peak, state.windows = ep.episode_id, ep.started_ms, ep.peak, ep.windows
             state.reported = severity(ep.peak)
+            state.base_peak = state.next_base = 0.0
             state.last_anomalous_ms, state.run_above, state.run_quiet = at_ms, 0, 0
         if state.episode_id is None:
             opened = self._run(device_id, state, at_ms, ratio)
@@ -194,21 +208,30 @@ class EpisodeTracker:
         state.last_anomalous_ms = at_ms
         state.windows = state.run_above
         state.peak = state.run_peak
+        state.base_peak = state.next_base = 0.0
         state.reported = severity(state.peak)
         state.run_above = state.run_quiet = 0
         return Transition("open", state.episode_id, state.started_ms, None, state.peak, state.windows)
 
     def _while_open(self, device_id: str, state: _DeviceState, at_ms: int, ratio: float) -> list[Transition]:
         quiet_needed = self.rule.quiet_windows(state.interval_ms)
-        if ratio > 1.0 and state.run_quiet >= max(self.rule.open_after, quiet_needed // 2):
-            # A new anomalous run after a quiet stretch: it may be a new fault. Count it apart, and
-            # if it grows long enough, it gets its own episode rather than hiding in the old one.
+        after_quiet = ratio > 1.0 and state.run_quiet >= max(self.rule.open_after, quiet_needed // 2)
+        if state.windows % max(1, self.rule.escalate_lag) == 0:
+            state.base_peak, state.next_base = state.next_base, state.peak
+        escalated = self.rule.escalate_factor > 0 and (
+            (state.base_peak > 0 and ratio > self.rule.escalate_factor * max(state.base_peak, 1.0))
+            or (ratio == math.inf and state.peak < math.inf)
+        )
+        if after_quiet or escalated:
+            # A new anomalous run after a quiet stretch, or far above anything this episode showed: it
+            # may be a new fault. Count it apart (the episode's peak stays what it was), and if it grows
+            # long enough, it gets its own episode rather than hiding in the old one.
             if state.run_above == 0:
-                state.run_start_ms, state.run_peak = at_ms, ratio
+                state.run_start_ms, state.run_peak, state.run_escalated = at_ms, ratio, escalated
             state.run_above += 1
             state.run_peak = max(state.run_peak, ratio)
             if state.run_above >= self.rule.open_after:
-                closed = self._close(state, "new episode")
+                closed = self._close(state, "superseded" if state.run_escalated else "new episode")
                 return [closed, self._open(device_id, state, at_ms)]
             state.windows += 1
             return []

@@ -106,8 +106,10 @@ def detector_config(detection: DetectionSettings, episodes: EpisodeSettings) -> 
         rule=EpisodeRule(
             episodes.episode_open_after, episodes.episode_close_after, episodes.episode_close_ratio,
             close_after_s=episodes.episode_close_after_s, max_duration_s=episodes.episode_max_duration_s,
+            escalate_factor=episodes.episode_escalate_factor,
         ),  # fmt: skip
         rules=detection.rule_list(),
+        min_check_windows=detection.level_check_min_windows,
         lines=LineConfig(enabled=detection.adapt_lines, warmup=detection.adapt_warmup_windows),
         season=SeasonConfig(enabled=detection.adapt_seasonal),
         refit=RefitConfig(

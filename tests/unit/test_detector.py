@@ -256,6 +256,21 @@ def test_a_rest_is_learnt_when_the_model_opened_the_episode_before_the_sensor_sa
     assert not stuck[second].any() and (out.window_ratio[second] > 1.0).all()
 
 
+def test_a_sensor_that_stops_inside_an_episode_is_a_new_one_and_its_value_not_a_rest() -> None:
+    # x steps up to 2.0 and wanders there (the model opens an episode), then stops at 2.25: the stuck check
+    # escalates it to an episode of its own, and the escalated close does not learn 2.25 as a resting
+    # value (the sensor never left it), so the stop stays stuck until it ends.
+    # (Three windows to open: the escalating run is counted inside the old episode before it closes.)
+    x = [0.1, 0.2, 0.1, 0.2] + [2.0, 2.1] * 4 + [2.25] * 8 + [0.1, 0.2] * 6
+    out = feed(checks_detector(open_after=3, window=4, stuck_runs={"x": 3}), xy_readings(x))
+
+    kinds = [(a.episode.state, a.episode.close_reason) for a in out.alerts if a.episode.state in ("open", "closed")]
+    assert kinds[:3] == [("open", None), ("closed", "superseded"), ("open", None)]
+    stuck = np.isinf(out.window_ratio)
+    stop = slice(14 - 3, 20 - 3)  # windows ending at readings 14-19: 2.25 repeated 3 to 8 times
+    assert stuck[stop].all()
+
+
 def _excursions(length: int, count: int, seed: int) -> list[float]:
     """Normal around 0.5 (the line is 1.0), with excursions to 2.5: past 3x the median, where no line can follow."""
     rng = np.random.default_rng(seed)

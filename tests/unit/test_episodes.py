@@ -199,8 +199,36 @@ def test_a_new_fault_after_a_quiet_stretch_opens_its_own_episode() -> None:
 
 def test_an_open_episode_reports_each_escalation_once() -> None:
     tracker = EpisodeTracker(EpisodeRule(open_after=2, close_after=5, close_ratio=0.8))
-    out = feed(tracker, "d", [1.2, 1.2, 1.6, 1.7, 3.5, 3.6, 2.0], updates=True)
-    assert [(t.kind, t.peak_score) for _, t in out] == [("open", 1.2), ("update", 1.6), ("update", 3.5)]
+    out = feed(tracker, "d", [1.2, 1.2, 1.6, 1.7, 3.2, 3.3, 2.0], updates=True)
+    assert [(t.kind, t.peak_score) for _, t in out] == [("open", 1.2), ("update", 1.6), ("update", 3.2)]
+
+
+def test_a_fault_far_larger_than_the_open_episode_opens_its_own() -> None:
+    # A marginal episode (peak 1.3) is open when a fault three times as far from normal starts: it is not
+    # hidden in the old episode, quiet stretch or not. Growth by less than the factor stays an update.
+    # Its own growth, however fast, is an update while it settles (lag 4: its first 8 windows).
+    tracker = EpisodeTracker(EpisodeRule(open_after=3, close_after=10, close_ratio=0.8, escalate_lag=4))
+    settling = [1.2, 1.3, 1.2, 1.1, 2.0, 3.0, 1.5, 1.4, 1.5, 1.3]
+    out = feed(tracker, "d", settling + [7.0, 7.0, 7.0, 9.0, 13.9, 1.0])
+    assert [(at, t.kind, t.reason) for at, t in out] == [
+        (2000, "open", ""),
+        (12_000, "closed", "superseded"),
+        (12_000, "open", ""),
+    ]
+    assert out[1][1].peak_score == 3.0 and out[2][1].episode_id == "d@10000" and out[2][1].peak_score == 7.0
+
+
+def test_a_stuck_sensor_inside_an_episode_the_model_opened_is_a_new_fault() -> None:
+    tracker = EpisodeTracker(EpisodeRule(open_after=2, close_after=10, close_ratio=0.8))
+    out = feed(tracker, "d", [1.5, 1.5, 1.4, float("inf"), float("inf"), float("inf")])
+    assert [(t.kind, t.reason) for _, t in out] == [("open", ""), ("closed", "superseded"), ("open", "")]
+    assert feed(tracker, "d", [float("inf")] * 5, start_ms=6 * STEP) == []  # nothing is larger than a stop
+
+
+def test_escalation_can_be_turned_off() -> None:
+    tracker = EpisodeTracker(EpisodeRule(open_after=3, close_after=10, close_ratio=0.8, escalate_factor=0))
+    out = feed(tracker, "d", [1.2, 1.3, 1.2, 4.0, 4.0, 4.0, 4.0])
+    assert [t.kind for _, t in out] == ["open"]
 
 
 def test_an_episode_longer_than_max_duration_closes() -> None:
