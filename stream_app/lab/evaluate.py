@@ -150,6 +150,7 @@ def stream(
     if len(index) != len(series):
         raise ValueError("device ids must be unique across the evaluated series")
     now_ms = int(ts_all.max()) + 1  # the clock at the end of the data: nothing is "in the future"
+    untraced = False  # a detector without trace=True (tests' own) says nothing of where episodes opened
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         readings = [
@@ -166,6 +167,7 @@ def stream(
         if on_progress is not None:
             on_progress(start + len(chunk), len(order))
         traced = len(out.window_score) == len(out.window_devices)
+        untraced = untraced or not traced
         for w, (device, end_ms) in enumerate(zip(out.window_devices, out.window_end_ms)):
             i = index[device]
             at = int(np.searchsorted(series[i].ts, end_ms))
@@ -186,7 +188,7 @@ def stream(
         traces.append(
             Trace(
                 s.device_id, s.ts[test], s.labels[test], is_open[test], (np.nan_to_num(r, nan=0.0) > 1.0)[test], r[test],
-                score=score[k][test], line=line[k][test], episode=episode[k][test], opened=opened[k][test],
+                score=score[k][test], line=line[k][test], episode=episode[k][test], opened=None if untraced else opened[k][test],
                 values=s.values[test], features=tuple(s.features), failures=s.failures,
             )  # fmt: skip
         )
@@ -352,7 +354,7 @@ def _report(
     truth = np.concatenate([t.truth for t in traces])
     predicted = np.concatenate([t.predicted(options.point_mode) for t in traces])
     events = event_metrics(
-        [DeviceTrace(device_id=t.device_id, ts=t.ts, truth=t.truth, is_open=t.is_open) for t in traces],
+        [DeviceTrace(device_id=t.device_id, ts=t.ts, truth=t.truth, is_open=t.is_open, opened=t.opened) for t in traces],
         grace=detector.windows.length,
     )
     cfg = options.detector_config
@@ -401,7 +403,7 @@ def episode_events_score(traces: list[Trace], *, window_share: float = 0.0) -> E
     detections = []
     for t in traces:
         opened = np.zeros(len(t.ts), bool)
-        opened[openings(t.is_open)] = True
+        opened[openings(t.is_open, t.opened)] = True
         detections.append((t.ts, opened, t.truth))
     return events_score(detections, window_share=window_share)
 
@@ -440,7 +442,7 @@ def benign_false_episodes(traces: list[Trace], spans: list[BenignSpan], *, grace
     for span in spans:
         by_device.setdefault(span.device_id, []).append(span)
     for t in traces:
-        opened = openings(t.is_open)
+        opened = openings(t.is_open, t.opened)
         _, matched = match_events(opened, runs(t.truth), grace=grace)
         for at in t.ts[opened[~matched]].tolist():
             for kind in {s.kind for s in by_device.get(t.device_id, []) if s.start <= at <= s.end + BENIGN_AFTER_MS}:

@@ -77,9 +77,13 @@ def runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1).tolist(), (np.flatnonzero(edges == -1) - 1).tolist()))
 
 
-def openings(is_open: np.ndarray) -> np.ndarray:
-    """Indices where an episode opens: ``is_open`` turns True (or is True at the first point)."""
+def openings(is_open: np.ndarray, opened: np.ndarray | None = None) -> np.ndarray:
+    """Indices where an episode opens: where the detector opened one (``opened``, when traced: an episode
+    that replaces another at once, a new fault inside an open one, shows only there), or else where
+    ``is_open`` turns True; either way also the first point when an episode is open there."""
     is_open = np.asarray(is_open, bool)
+    if opened is not None:
+        return np.flatnonzero(np.asarray(opened, bool) | (is_open & (np.arange(len(is_open)) == 0)))
     return np.flatnonzero(is_open & ~np.concatenate([[False], is_open[:-1]]))
 
 
@@ -169,6 +173,7 @@ class DeviceTrace(BaseModel):
     ts: np.ndarray  # (n,) epoch ms
     truth: np.ndarray  # (n,) bool
     is_open: np.ndarray  # (n,) bool: the device's episode is open at this point
+    opened: np.ndarray | None = None  # (n,) bool: an episode opened at this point (None: read off is_open)
 
 
 def event_metrics(traces: Sequence[DeviceTrace], *, grace: int) -> EventMetrics:
@@ -180,7 +185,7 @@ def event_metrics(traces: Sequence[DeviceTrace], *, grace: int) -> EventMetrics:
     episodes = false = 0
     hours = 0.0
     for t in traces:
-        opened = openings(t.is_open)
+        opened = openings(t.is_open, t.opened)
         episodes += len(opened)
         events = runs(t.truth)
         hits, used = match_events(opened, events, grace=grace)

@@ -52,6 +52,15 @@ def test_runs_and_openings() -> None:
     assert runs(np.zeros(0, bool)) == []
 
 
+def test_openings_read_off_the_detector_count_an_episode_that_replaces_another_at_once() -> None:
+    # One stretch of open points, two episodes: the second opened at 7 as the first closed (a new fault).
+    is_open = np.array([1, 1, 0, 0, 1, 1, 1, 1, 1], bool)
+    opened = np.zeros(9, bool)
+    opened[[4, 7]] = True  # the episode open at the first point opened before the evaluated rows
+    assert openings(is_open).tolist() == [0, 4]
+    assert openings(is_open, opened).tolist() == [0, 4, 7]
+
+
 def _trace(device: str, n: int, period_ms: int, failures: list[tuple[int, int]], opens: list[tuple[int, int]]) -> DeviceTrace:
     truth = np.zeros(n, bool)
     for a, b in failures:
