@@ -66,6 +66,10 @@ class Trace:
     line: np.ndarray | None = None
     episode: np.ndarray | None = None
     opened: np.ndarray | None = None
+    # The rows before ``ts`` that the model learnt on and the detector only warmed up with (not scored): their
+    # times and truth, so --detections has a row for every input row.
+    warmup_ts: np.ndarray | None = None
+    warmup_truth: np.ndarray | None = None
     # The raw readings (n, F) and their sensors, and the labelled failures' names: for --plot.
     values: np.ndarray | None = None
     features: tuple[str, ...] = ()
@@ -189,6 +193,7 @@ def stream(
             Trace(
                 s.device_id, s.ts[test], s.labels[test], is_open[test], (np.nan_to_num(r, nan=0.0) > 1.0)[test], r[test],
                 score=score[k][test], line=line[k][test], episode=episode[k][test], opened=None if untraced else opened[k][test],
+                warmup_ts=s.ts[: s.train_rows], warmup_truth=s.labels[: s.train_rows],
                 values=s.values[test], features=tuple(s.features), failures=s.failures,
             )  # fmt: skip
         )
@@ -202,8 +207,10 @@ def write_detections(traces: list[Trace], path: Path) -> int:
     device's alerting line in score units), ratio (distance to normal: 1.0 = the line; the detector's
     anomaly score), anomaly_score (ratio squashed into [0, 1): ratio / (1 + ratio), 0.5 = the line),
     episode_id, episode_open (1 while an episode is open), opened (1 where an episode opened: a
-    detection), label (the ground truth, when the data had one). A reading without a window of its
-    own (the window still filling, stride) has empty score/line/ratio.
+    detection), label (the ground truth, when the data had one), scored (0 for the rows the model learnt
+    on before scoring began, which come first with empty verdicts, so every input row has a row: scorers
+    that align by row or skip a probationary share of each file see the file they expect; 1 after). A
+    reading without a window of its own (the window still filling, stride) has empty score/line/ratio.
     """
     import csv
 
@@ -214,10 +221,14 @@ def write_detections(traces: list[Trace], path: Path) -> int:
     with path.open("w", newline="") as f:
         out = csv.writer(f)
         out.writerow(
-            ["timestamp", "epoch_ms", "device", "score", "line", "ratio", "anomaly_score", "episode_id", "episode_open", "opened", "label"]
+            ["timestamp", "epoch_ms", "device", "score", "line", "ratio", "anomaly_score", "episode_id", "episode_open", "opened", "label", "scored"]
         )
         for t in traces:
             assert t.score is not None and t.line is not None and t.episode is not None and t.opened is not None
+            if t.warmup_ts is not None and t.warmup_truth is not None:
+                for at, truth in zip(t.warmup_ts.tolist(), t.warmup_truth.tolist()):
+                    out.writerow([iso_ms(int(at)), int(at), t.device_id, "", "", "", "", "", 0, 0, int(truth), 0])
+                    rows += 1
             for k in range(len(t.ts)):
                 r = float(t.ratio[k])
                 has = np.isfinite(t.score[k])
@@ -227,7 +238,7 @@ def write_detections(traces: list[Trace], path: Path) -> int:
                     f"{t.score[k]:.6g}" if has else "", f"{t.line[k]:.6g}" if has else "",
                     f"{ratio:.6g}" if ratio is not None else "",
                     f"{_anomaly_score(ratio, bool(t.opened[k])):.6f}" if ratio is not None else "",
-                    t.episode[k], int(t.is_open[k]), int(t.opened[k]), int(t.truth[k]),
+                    t.episode[k], int(t.is_open[k]), int(t.opened[k]), int(t.truth[k]), 1,
                 ])  # fmt: skip
                 rows += 1
     return rows

@@ -82,3 +82,24 @@ def test_nabs_wider_windows_credit_an_opening_just_before_a_labelled_run() -> No
     assert episode_events_score([trace]).detected == 0  # the run as labelled: a false opening and a miss
     wide = episode_events_score([trace], window_share=0.1)  # a 100-point window around it
     assert wide.detected == 1 and wide.false_detections == 0 and wide.score is not None and wide.score > 50
+
+
+def test_detections_have_a_row_for_every_input_row_warm_up_first(tmp_path: Path) -> None:
+    import csv
+    import dataclasses
+
+    from stream_app.lab.evaluate import write_detections
+
+    detector = episode_detector()
+    detector.config = dataclasses.replace(detector.config, trace=True)
+    traces = stream(detector, [labelled_series("a", train_rows=5)], batch_size=4)
+    path = tmp_path / "det.csv"
+    assert write_detections(traces, path) == 60
+    rows = list(csv.DictReader(path.open()))
+    assert len(rows) == 60 and list(rows[0])[-2:] == ["label", "scored"]
+    assert [r["scored"] for r in rows] == ["0"] * 5 + ["1"] * 55
+    assert all(r["anomaly_score"] == "" and r["opened"] == "0" for r in rows[:5])
+    assert [int(r["epoch_ms"]) for r in rows] == sorted(int(r["epoch_ms"]) for r in rows)
+    opened = [i for i, r in enumerate(rows) if r["opened"] == "1"]
+    assert opened == [12] and float(rows[12]["anomaly_score"]) > 0.5  # input row 12: the third window over the line
+    assert [r["label"] for r in rows[10:20]] == ["1"] * 10
