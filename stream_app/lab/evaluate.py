@@ -200,6 +200,11 @@ def stream(
     return traces
 
 
+# ``anomaly_score`` of a row without a verdict (warm-up, the window still filling): a number, never empty, so a
+# scorer that sorts or sweeps thresholds over the column (NAB's optimiser) meets no blank or NaN.
+NO_VERDICT = "0.000000"
+
+
 def write_detections(traces: list[Trace], path: Path) -> int:
     """Per-point rows any benchmark's scoring code can read; returns the number of rows written.
 
@@ -210,7 +215,8 @@ def write_detections(traces: list[Trace], path: Path) -> int:
     detection), label (the ground truth, when the data had one), scored (0 for the rows the model learnt
     on before scoring began, which come first with empty verdicts, so every input row has a row: scorers
     that align by row or skip a probationary share of each file see the file they expect; 1 after). A
-    reading without a window of its own (the window still filling, stride) has empty score/line/ratio.
+    reading without a window of its own (the window still filling, stride) has empty score/line/ratio and
+    an anomaly_score of 0.
     """
     import csv
 
@@ -227,7 +233,7 @@ def write_detections(traces: list[Trace], path: Path) -> int:
             assert t.score is not None and t.line is not None and t.episode is not None and t.opened is not None
             if t.warmup_ts is not None and t.warmup_truth is not None:
                 for at, truth in zip(t.warmup_ts.tolist(), t.warmup_truth.tolist()):
-                    out.writerow([iso_ms(int(at)), int(at), t.device_id, "", "", "", "", "", 0, 0, int(truth), 0])
+                    out.writerow([iso_ms(int(at)), int(at), t.device_id, "", "", "", NO_VERDICT, "", 0, 0, int(truth), 0])
                     rows += 1
             for k in range(len(t.ts)):
                 r = float(t.ratio[k])
@@ -237,7 +243,7 @@ def write_detections(traces: list[Trace], path: Path) -> int:
                     iso_ms(int(t.ts[k])), int(t.ts[k]), t.device_id,
                     f"{t.score[k]:.6g}" if has else "", f"{t.line[k]:.6g}" if has else "",
                     f"{ratio:.6g}" if ratio is not None else "",
-                    f"{_anomaly_score(ratio, bool(t.opened[k])):.6f}" if ratio is not None else "",
+                    f"{_anomaly_score(ratio, bool(t.opened[k])):.6f}" if ratio is not None else NO_VERDICT,
                     t.episode[k], int(t.is_open[k]), int(t.opened[k]), int(t.truth[k]), 1,
                 ])  # fmt: skip
                 rows += 1

@@ -98,7 +98,11 @@ def test_detections_have_a_row_for_every_input_row_warm_up_first(tmp_path: Path)
     rows = list(csv.DictReader(path.open()))
     assert len(rows) == 60 and list(rows[0])[-2:] == ["label", "scored"]
     assert [r["scored"] for r in rows] == ["0"] * 5 + ["1"] * 55
-    assert all(r["anomaly_score"] == "" and r["opened"] == "0" for r in rows[:5])
+    assert all(r["score"] == "" and r["opened"] == "0" for r in rows[:5])
+    # Every row's anomaly_score is a number (0 without a verdict: warm-up, the window filling): a scorer
+    # that sorts the column meets no blank.
+    scores = [float(r["anomaly_score"]) for r in rows]
+    assert scores[:5] == [0.0] * 5 and all(0.0 <= v < 1.0 for v in scores)
     assert [int(r["epoch_ms"]) for r in rows] == sorted(int(r["epoch_ms"]) for r in rows)
     opened = [i for i, r in enumerate(rows) if r["opened"] == "1"]
     assert opened == [12] and float(rows[12]["anomaly_score"]) > 0.5  # input row 12: the third window over the line
