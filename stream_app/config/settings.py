@@ -172,7 +172,8 @@ class EpisodeSettings(BaseModel):
     episode_close_after_s: float = Field(900.0, ge=0)
     # An episode open longer closes and the device relearns its line: it is the new normal. 0: no limit.
     episode_max_duration_s: float = Field(6 * 3600.0, ge=0)
-    # A run this many times an open episode's peak opens a new episode (a new, larger fault). 0: never.
+    # A run this many times an open episode's settled peak (or a failed check in an episode the model
+    # opened) supersedes it with a new episode: a new, larger fault (episodes.EpisodeRule). 0: never.
     episode_escalate_factor: float = Field(2.0, ge=0)
 
 

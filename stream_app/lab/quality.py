@@ -82,9 +82,9 @@ def openings(is_open: np.ndarray, opened: np.ndarray | None = None) -> np.ndarra
     that replaces another at once, a new fault inside an open one, shows only there), or else where
     ``is_open`` turns True; either way also the first point when an episode is open there."""
     is_open = np.asarray(is_open, bool)
-    if opened is not None:
-        return np.flatnonzero(np.asarray(opened, bool) | (is_open & (np.arange(len(is_open)) == 0)))
-    return np.flatnonzero(is_open & ~np.concatenate([[False], is_open[:-1]]))
+    starts = np.array(opened, bool) if opened is not None else is_open & ~np.concatenate([[False], is_open[:-1]])
+    starts[:1] |= is_open[:1]
+    return np.flatnonzero(starts)
 
 
 def match_events(opened: np.ndarray, events: Sequence[tuple[int, int]], *, grace: int) -> tuple[list[np.ndarray], np.ndarray]:
