@@ -5,7 +5,7 @@ the model call and the post-model Python (lines, episodes, checks, statuses). Th
 worker. Runs against whichever `stream_app` is first on PYTHONPATH, so two trees can be compared by
 alternating runs:
 
-    PYTHONPATH=$PWD python scripts/hot_path.py --models DIR [--devices 1000] [--readings 300] [--repeats 3] [--failures 0]
+    PYTHONPATH=$PWD python scripts/hot_path.py --models DIR [--devices 1000] [--readings 300] [--repeats 3] [--failures 0] [--run 1]
 
 DIR: a model store holding the default model, e.g. `FLOORWATCH_MODEL_DIR=/tmp/m floorwatch train`
 (what `floorwatch bench` trains when it finds none). "windowing" is the detector's time outside `_score`
@@ -56,12 +56,18 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--failures", type=int, default=0, help="failures injected into the simulated fleet")
+    parser.add_argument(
+        "--run", type=int, default=1,
+        help="readings of one device in a row (a backlog drained from a partition: ~batch/run devices a batch, run readings each)",
+    )  # fmt: skip
     args = parser.parse_args()
     bundle = ModelStore(args.models).load()
     scorer = Scorer.from_bundle(bundle, max_batch=args.batch)
     scorer.warm()
     settings = Settings()
     raw = messages(args.devices, args.readings, failures=args.failures)
+    if args.run > 1:  # within each block of ``run`` ticks, device by device
+        raw = [raw[t * args.devices + d] for start in range(0, args.readings, args.run) for d in range(args.devices) for t in range(start, min(start + args.run, args.readings))]
     batches = [raw[i : i + args.batch] for i in range(0, len(raw), args.batch)]
     try:
         from stream_app.pipeline.bulk_decode import BulkDecoder
@@ -71,7 +77,7 @@ def main() -> None:
         columnar = None
     gc.collect()
     gc.freeze()
-    print(f"{len(raw)} messages, batch {args.batch}, {'bulk decode' if columnar else 'decode per message'}")
+    print(f"{len(raw)} messages, batch {args.batch}, runs of {args.run}, {'bulk decode' if columnar else 'decode per message'}")
     rows = []
     for _ in range(args.repeats):
         detector = Detector(bundle, scorer, detector_config(settings.detection, settings.episodes))

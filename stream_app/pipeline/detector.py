@@ -11,7 +11,6 @@ import functools
 import logging
 import operator
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -80,6 +79,32 @@ class Detection:
     window_opened: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
 
 
+@dataclass(slots=True)
+class _Batch:
+    """One batch's windows as ``Detector._score`` judges them: its inputs per window (the model's verdict,
+    the checks) and what it fills in (ratios, trace, alerts with their window, refit windows)."""
+
+    devices: list[str]
+    windows: np.ndarray  # (n, T, F)
+    spans: list[tuple[int, int]]
+    scores: Scores
+    model: np.ndarray  # the model's distance to its calibrated line (1.0 = the line), before the device's own line
+    level: np.ndarray  # (n, F): each feature's distance to the edge of its envelope
+    level_max: np.ndarray
+    stuck: np.ndarray  # (n, F)
+    broken: np.ndarray  # (n, rules)
+    checked: np.ndarray  # a check failed (cleared where the sensor sits at a resting value)
+    statuses: dict[str, DeviceStatus]
+    end_ms: np.ndarray
+    ratio: np.ndarray
+    is_open: np.ndarray
+    line: np.ndarray  # (trace only, as the next two)
+    episode: list[str | None]
+    opened: np.ndarray
+    alerts: list[tuple[int, Alert]] = field(default_factory=list)
+    normal: list[int] = field(default_factory=list)  # plainly normal windows, for the refit reservoir
+
+
 @dataclass(frozen=True, slots=True)
 class DetectorConfig:
     stride: int = 1
@@ -102,9 +127,11 @@ RefitHook = Callable[["Detector", np.ndarray, int], None]
 
 class Detector:
     line: LineMethod  # the model's threshold method (line_methods.py), with its per-device state
-    # Judge the quiet windows of lone devices over the batch (``_score``); False: every window one by one,
+    # Judge a batch round by round, quiet windows over arrays (``_score``); False: every window one by one,
     # the reference the batch path is tested against.
     batch_quiet: bool = True
+    # A round of fewer windows than this is judged window by window: its arrays would cost more than they save.
+    min_round: int = 16
 
     def __init__(
         self, bundle: ModelBundle, scorer: WindowScorer, config: DetectorConfig = DetectorConfig(), *, on_refit: RefitHook | None = None
@@ -339,130 +366,143 @@ class Detector:
         model = self.line.ratio(devices, scores.score, scores.feature_errors)  # 1.0 = the model's calibrated line
         if scores.peak is not None and self._peak_threshold:
             model = np.maximum(model, scores.peak / self._peak_threshold)
-        level_max = row_max(level)
         broken = self._broken_rules(windows, fresh)
-        checked = _row_any(stuck) | _row_any(broken)
         n = len(devices)
-        ratio = np.empty(n, np.float32)
-        is_open = np.zeros(n, bool)
         trace = self.config.trace
-        line = np.empty(n if trace else 0, np.float32)
-        episode: list[str | None] = [None] * n if trace else []
-        opened = np.zeros(n if trace else 0, bool)
-        model_lines, level_lines, episodes, season = self.model_lines, self.level_lines, self.episodes, self.season
-        end_ms = np.fromiter((s[1] for s in spans), np.int64, n)
-        # A device with one window in this batch (the common case: many devices, a reading each) reads its
-        # lines and warm-up from arrays made before the loop, is observed (season, lines) over the batch,
-        # and, when its window is quiet and it has no episode going, is judged over the batch too: its
-        # episode has no transition then. The rest (a device with several windows, whose lines may move
-        # between them; a window over the line or failing a check; an episode open or pending) goes
-        # window by window, in order.
-        alone = _alone(devices)
-        m_slots, l_slots = model_lines.slots(devices), level_lines.slots(devices)
-        m_before, l_before, learning_before = self._lines_before(m_slots, l_slots)
-        lone = np.flatnonzero(alone)
-        lone_devices = [devices[k] for k in lone.tolist()]
-        allow = season.observe_many(lone_devices, end_ms[lone], np.stack([model[lone], level_max[lone]], axis=1).astype(np.float64))
-        allow_row = np.zeros(n, np.int64)  # each lone window's row of ``allow``
-        allow_row[lone] = np.arange(len(lone))
-        quiet: list[int] = []
-        if self.batch_quiet and len(lone):
-            m_line = np.maximum(np.asarray(m_before)[lone], allow[:, 0])
-            l_line = np.maximum(np.asarray(l_before)[lone], allow[:, 1])
-            # (a float32 verdict over a float line divides in float32, as the window-by-window arithmetic)
-            r = np.maximum(model[lone] / m_line.astype(model.dtype), level_max[lone] / l_line.astype(level_max.dtype))
-            warming = np.asarray(learning_before)[lone]
-            r = np.where(warming, np.minimum(r, r.dtype.type(1.0)), r)
-            maybe = (r <= 1.0) & ~checked[lone]  # (NaN is not quiet: it goes window by window)
-            picked = lone[maybe]
-            handled = np.array(episodes.update_quiet([devices[k] for k in picked.tolist()], end_ms[picked].tolist()), bool)
-            if handled.any():
-                rows = picked[handled]
-                at = np.flatnonzero(maybe)[handled]
-                ratio[rows] = r[at]
-                lines = self.threshold * m_line[at]
-                if trace:
-                    line[rows] = lines
-                statuses = out.statuses
-                for device, score, device_line, device_ratio in zip(
-                    [devices[k] for k in rows.tolist()], scores.score[rows].tolist(), lines.tolist(), r[at].tolist()
-                ):
-                    status = statuses[device]
-                    status.last_score, status.line, status.ratio, status.state = score, device_line, device_ratio, "normal"
-                quiet = rows.tolist()
-        deferred: list[int] = list(quiet)  # windows of lone devices to observe after the loop
-        normal: list[int] = [k for k in quiet if not learning_before[k]] if self.reservoir is not None else []
-        done = np.zeros(n, bool)
-        done[quiet] = True
-        for i in np.flatnonzero(~done).tolist():
+        batch = _Batch(
+            devices, windows, spans, scores, model, level, row_max(level), stuck, broken, _row_any(stuck) | _row_any(broken),
+            statuses=out.statuses, end_ms=np.fromiter((s[1] for s in spans), np.int64, n), ratio=np.empty(n, np.float32), is_open=np.zeros(n, bool),
+            line=np.empty(n if trace else 0, np.float32), episode=[None] * n if trace else [], opened=np.zeros(n if trace else 0, bool),
+        )  # fmt: skip
+        # Round r holds each device's r-th window of the batch: no device twice, so a round is judged over
+        # arrays (lines read before it, observed after it) as if every device had sent one reading. The
+        # usual batch is one round (many devices, a reading each) or a few (a backlog drained partition by
+        # partition: a run of readings per device). Thin rounds (one device's long run) go window by
+        # window, in order, as does everything when ``batch_quiet`` is off.
+        rounds = _rounds(devices) if self.batch_quiet else []
+        taken = 0
+        for members in rounds:
+            if len(members) < self.min_round:
+                break
+            self._judge_round(batch, members)
+            taken += 1
+        rest = range(n) if not taken else np.sort(np.concatenate(rounds[taken:])).tolist() if taken < len(rounds) else []
+        season, model_lines, level_lines = self.season, self.model_lines, self.level_lines
+        for i in rest:
             device = devices[i]
-            if alone[i]:
-                m_season, l_season = allow[allow_row[i]].tolist()  # (Python floats: the arithmetic below stays theirs)
-                m_line, l_line, learning = max(m_before[i], m_season), max(l_before[i], l_season), learning_before[i]
-            else:
-                # Recorded whatever the verdict (seasonal.py: only what recurs every cycle widens a line).
-                m_season, l_season = season.observe(device, spans[i][1], (float(model[i]), float(level_max[i])))
-                m_line, l_line = max(model_lines.line(device), m_season), max(level_lines.line(device), l_season)
-                learning = model_lines.learning(device)
-            r = max(model[i] / m_line, level_max[i] / l_line)
-            if checked[i] and (self._resting or self._trained_rest):  # (here: a rest learnt earlier in this batch counts)
-                self._at_rest(device, windows[i, -1], stuck[i])
-                checked[i] = bool(stuck[i].any() or broken[i].any())
-            if checked[i]:
-                r = np.inf
-            elif learning:
-                r = min(r, 1.0)  # its line is not trusted yet: it learns, it does not alert
-            ratio[i] = r
-            transitions = episodes.update(device, spans[i][1], float(r))
-            is_open[i] = open_now = episodes.is_open(device)
-            if not open_now:
-                if alone[i] and not transitions:  # (a transition may relearn the lines: after this observation)
-                    deferred.append(i)
-                else:
-                    model_lines.observe(device, float(model[i]))
-                    level_lines.observe(device, float(level_max[i]))
-                if self.reservoir is not None and r <= 1.0 and not learning:
-                    normal.append(i)
-            status = out.statuses[device]
-            status.last_score = float(scores.score[i])
-            status.line, status.ratio = self.threshold * m_line, float(r)
-            status.state = "anomalous" if open_now else "normal"
-            if trace:
-                line[i] = self.threshold * m_line
-                opened[i] = any(t.kind == "open" for t in transitions)
-                episode[i] = next((t.episode_id for t in transitions), None) or episodes.open_episodes_of(device)
-            for transition in transitions:
-                if transition.reason == "max duration":
-                    # It lasted: this is how the device runs now. Relearn its lines from here.
-                    model_lines.relearn(device)
-                    level_lines.relearn(device)
-                self._note_rest(device, transition, windows[i, -1], stuck[i])
-                # (check, feature); the first names the alert's top feature.
-                checks = [(self.config.rules[k].name, self.config.rules[k].feature) for k in np.flatnonzero(broken[i])]
-                checks += [(f"stuck:{self.features[j]}", self.features[j]) for j in np.flatnonzero(stuck[i])]
-                checks += [(f"level:{self.features[j]}", self.features[j]) for j in np.flatnonzero(level[i] / l_line > 1.0)]
-                out.alerts.append(
-                    self._alert(device, spans[i], scores, i, m_line, float(r), checks, transition)
-                )
-            if open_now and checked[i]:  # after this window's transitions: an opening starts a fresh note
-                self._note_stuck(device, windows[i, -1], stuck[i])
-        if deferred:
-            rows = np.sort(np.array(deferred))
-            observed = [devices[k] for k in rows.tolist()]
-            model_lines.observe_each(observed, model[rows], m_slots[rows])
-            level_lines.observe_each(observed, level_max[rows], l_slots[rows])
-        if self.reservoir is not None and normal:
-            self.reservoir.add_many(windows, np.sort(np.array(normal)))  # in window order
+            # Recorded whatever the verdict (seasonal.py: only what recurs every cycle widens a line).
+            m_season, l_season = season.observe(device, spans[i][1], (float(model[i]), float(batch.level_max[i])))
+            m_line, l_line = max(model_lines.line(device), m_season), max(level_lines.line(device), l_season)
+            self._judge(batch, i, m_line, l_line, model_lines.learning(device), defer=False)
+        if self.reservoir is not None and batch.normal:
+            self.reservoir.add_many(windows, np.sort(np.array(batch.normal)))  # in window order
+        if batch.alerts:
+            batch.alerts.sort(key=operator.itemgetter(0))  # in window order, as one by one (stable: a window's own in order)
+            out.alerts.extend(alert for _, alert in batch.alerts)
         out.scored = n
         out.window_devices = devices
-        out.window_end_ms = end_ms
-        out.window_ratio = ratio
-        out.window_open = is_open
+        out.window_end_ms = batch.end_ms
+        out.window_ratio = batch.ratio
+        out.window_open = batch.is_open
         if trace:
             out.window_score = scores.score.astype(np.float32)
-            out.window_line = line
-            out.window_episode = episode
-            out.window_opened = opened
+            out.window_line = batch.line
+            out.window_episode = batch.episode
+            out.window_opened = batch.opened
+
+    def _judge_round(self, b: _Batch, members: np.ndarray) -> None:
+        """Judge windows of distinct devices (``members``, ascending), each its device's next in the batch.
+
+        Their lines and warm-up are read as arrays before, and their observations (season, lines) made over
+        the round; a quiet window of a device with no episode going is judged over the round too (its
+        episode has no transition then). The rest go one by one."""
+        model_lines, level_lines, episodes = self.model_lines, self.level_lines, self.episodes
+        devices = [b.devices[k] for k in members.tolist()]
+        m_slots, l_slots = model_lines.slots(devices), level_lines.slots(devices)
+        m_before, l_before, learning_before = self._lines_before(m_slots, l_slots)
+        model, level_max = b.model[members], b.level_max[members]
+        allow = self.season.observe_many(devices, b.end_ms[members], np.stack([model, level_max], axis=1).astype(np.float64))
+        m_line = np.maximum(np.asarray(m_before), allow[:, 0])
+        l_line = np.maximum(np.asarray(l_before), allow[:, 1])
+        # (a float32 verdict over a float line divides in float32, as the window-by-window arithmetic)
+        r = np.maximum(model / m_line.astype(model.dtype), level_max / l_line.astype(level_max.dtype))
+        r = np.where(np.asarray(learning_before), np.minimum(r, r.dtype.type(1.0)), r)
+        maybe = np.flatnonzero((r <= 1.0) & ~b.checked[members])  # (NaN is not quiet: it goes one by one)
+        handled = np.zeros(len(members), bool)
+        handled[maybe] = episodes.update_quiet([devices[k] for k in maybe.tolist()], b.end_ms[members[maybe]].tolist())
+        at = np.flatnonzero(handled)
+        rows = members[at]
+        b.ratio[rows] = r[at]
+        lines = self.threshold * m_line[at]
+        if self.config.trace:
+            b.line[rows] = lines
+        statuses = b.statuses
+        for device, score, device_line, device_ratio in zip(
+            [devices[k] for k in at.tolist()], b.scores.score[rows].tolist(), lines.tolist(), r[at].tolist()
+        ):
+            status = statuses[device]
+            status.last_score, status.line, status.ratio, status.state = score, device_line, device_ratio, "normal"
+        if self.reservoir is not None:
+            b.normal += rows[~np.asarray(learning_before)[at]].tolist()
+        deferred = handled.copy()  # windows to observe after the round
+        m_season, l_season = allow[:, 0].tolist(), allow[:, 1].tolist()  # (Python floats: the arithmetic stays theirs)
+        for k in np.flatnonzero(~handled).tolist():
+            m, l = max(m_before[k], m_season[k]), max(l_before[k], l_season[k])
+            deferred[k] = self._judge(b, int(members[k]), m, l, learning_before[k], defer=True)
+        if deferred.any():
+            model_lines.observe_each([devices[k] for k in np.flatnonzero(deferred).tolist()], model[deferred], m_slots[deferred])
+            level_lines.observe_each([devices[k] for k in np.flatnonzero(deferred).tolist()], level_max[deferred], l_slots[deferred])
+
+    def _judge(self, b: _Batch, i: int, m_line: float, l_line: float, learning: bool, *, defer: bool) -> bool:
+        """Judge window ``i`` against its device's lines: its episode's transitions and their alerts, its
+        status and trace. Returns whether its lines' observation is left to the caller (``defer``, and
+        nothing happened that must follow it: a transition may relearn the lines)."""
+        device = b.devices[i]
+        model, level_max, stuck, broken, checked = b.model[i], b.level_max[i], b.stuck[i], b.broken[i], bool(b.checked[i])
+        r = max(model / m_line, level_max / l_line)
+        if checked and (self._resting or self._trained_rest):  # (here: a rest learnt earlier in this batch counts)
+            self._at_rest(device, b.windows[i, -1], stuck)
+            checked = bool(stuck.any() or broken.any())
+            b.checked[i] = checked
+        if checked:
+            r = np.inf
+        elif learning:
+            r = min(r, 1.0)  # its line is not trusted yet: it learns, it does not alert
+        b.ratio[i] = r
+        episodes = self.episodes
+        transitions = episodes.update(device, b.spans[i][1], float(r))
+        b.is_open[i] = open_now = episodes.is_open(device)
+        deferred = False
+        if not open_now:
+            if defer and not transitions:
+                deferred = True
+            else:
+                self.model_lines.observe(device, float(model))
+                self.level_lines.observe(device, float(level_max))
+            if self.reservoir is not None and r <= 1.0 and not learning:
+                b.normal.append(i)
+        status = b.statuses[device]
+        status.last_score = float(b.scores.score[i])
+        status.line, status.ratio = self.threshold * m_line, float(r)
+        status.state = "anomalous" if open_now else "normal"
+        if self.config.trace:
+            b.line[i] = self.threshold * m_line
+            b.opened[i] = any(t.kind == "open" for t in transitions)
+            b.episode[i] = next((t.episode_id for t in transitions), None) or episodes.open_episodes_of(device)
+        for transition in transitions:
+            if transition.reason == "max duration":
+                # It lasted: this is how the device runs now. Relearn its lines from here.
+                self.model_lines.relearn(device)
+                self.level_lines.relearn(device)
+            self._note_rest(device, transition, b.windows[i, -1], stuck)
+            # (check, feature); the first names the alert's top feature.
+            checks = [(self.config.rules[k].name, self.config.rules[k].feature) for k in np.flatnonzero(broken)]
+            checks += [(f"stuck:{self.features[j]}", self.features[j]) for j in np.flatnonzero(stuck)]
+            checks += [(f"level:{self.features[j]}", self.features[j]) for j in np.flatnonzero(b.level[i] / l_line > 1.0)]
+            b.alerts.append((i, self._alert(device, b.spans[i], b.scores, i, m_line, float(r), checks, transition)))
+        if open_now and checked:  # after this window's transitions: an opening starts a fresh note
+            self._note_stuck(device, b.windows[i, -1], stuck)
+        return deferred
 
     def _lines_before(self, m_slots: np.ndarray, l_slots: np.ndarray) -> tuple[list[float], list[float], list[bool]]:
         """Per window, its device's model line, level line and warm-up as they stand before this batch
@@ -612,10 +652,16 @@ def _trailing_run(windows: np.ndarray) -> np.ndarray:
     return run
 
 
-def _alone(devices: list[str]) -> list[bool]:
-    """Per window, whether it is its device's only window in the batch."""
-    counts = Counter(devices)
-    return [counts[d] == 1 for d in devices]
+def _rounds(devices: list[str]) -> list[np.ndarray]:
+    """The batch's windows by round: round r holds each device's r-th window (ascending window indices)."""
+    seen: dict[str, int] = {}
+    ranks = []
+    for device in devices:
+        r = seen.get(device, 0)
+        ranks.append(r)
+        seen[device] = r + 1
+    rank = np.array(ranks, np.int64)
+    return np.split(np.argsort(rank, kind="stable"), np.cumsum(np.bincount(rank))[:-1])
 
 
 def _row_any(a: np.ndarray) -> np.ndarray:

@@ -304,6 +304,7 @@ def test_lone_and_repeated_devices_in_a_batch_give_the_same_verdicts() -> None:
             refit=RefitConfig(capacity=4096, min_windows=10**6),
         )
         d = build_detector(bundle(["x"], window=2), config, scorer=MaxScorer(max_batch=64), on_refit=lambda *_: None)
+        d.min_round = 1  # every round over arrays, however few its devices
         ratios, alerts = [], []
         for k in range(0, len(readings), size):
             out = d.process(readings[k : k + size], now_ms=T0 + 10**9)
@@ -318,7 +319,7 @@ def test_lone_and_repeated_devices_in_a_batch_give_the_same_verdicts() -> None:
         np.testing.assert_array_equal(other[2], first[2])
 
 
-def _batch_run(batch_quiet: bool, readings: list[Reading], size: int, n_devices: int) -> list[object]:
+def _batch_run(batch_quiet: bool, readings: list[Reading], size: int, n_devices: int, min_round: int = 1) -> list[object]:
     config = DetectorConfig(
         rule=EpisodeRule(open_after=3, close_after=10, close_ratio=0.8, close_after_s=200, max_duration_s=3000),  # (4 windows)
         rules=tuple(parse_rules("x<100")),
@@ -328,6 +329,7 @@ def _batch_run(batch_quiet: bool, readings: list[Reading], size: int, n_devices:
     )
     d = build_detector(bundle(["x"], window=2), config, scorer=MaxScorer(max_batch=64), on_refit=lambda *_: None)
     d.batch_quiet = batch_quiet
+    d.min_round = min_round
     d.resume("d7", OpenEpisode("d7@" + str(T0 + 30 * 60_000), T0 + 30 * 60_000, 2.5, 4))  # another worker's episode
     seen: list[object] = []
     for k in range(0, len(readings), size):
@@ -344,11 +346,13 @@ def _batch_run(batch_quiet: bool, readings: list[Reading], size: int, n_devices:
     return seen
 
 
-@pytest.mark.parametrize("shape", ["lone", "repeated", "mixed"])
-def test_quiet_windows_judged_over_the_batch_match_window_by_window(shape: str) -> None:
-    """The batch path for quiet lone windows gives what every window one by one gives: verdicts, alerts,
-    episode ids, statuses, trace, refit windows and lines, through openings, escalations, closes (quiet,
-    max duration), a broken rule, a resumed episode and new hours."""
+@pytest.mark.parametrize("min_round", [1, 8])
+@pytest.mark.parametrize("shape", ["lone", "repeated", "mixed", "runs"])
+def test_quiet_windows_judged_over_the_batch_match_window_by_window(shape: str, min_round: int) -> None:
+    """Judging a batch round by round (quiet windows over arrays; with ``min_round`` 8, thin rounds window by
+    window) gives what every window one by one gives: verdicts, alerts, episode ids, statuses, trace, refit
+    windows and lines, through openings, escalations, closes (quiet, max duration), a broken rule, a resumed
+    episode and new hours."""
     rng = np.random.default_rng(21)
     n_devices, n_readings = 12, 300
     level = rng.uniform(0.3, 4.0, n_devices)
@@ -360,8 +364,11 @@ def test_quiet_windows_judged_over_the_batch_match_window_by_window(shape: str) 
     xs[9, 150:153] = 1000.0  # critical at once
     minute = 60_000  # readings a minute apart: the seasonal hours turn over
     readings = [Reading(device_id=f"d{k}", ts=T0 + t * minute, values={"x": float(xs[k, t])}) for t in range(n_readings) for k in range(n_devices)]
-    size = {"lone": n_devices, "repeated": 3 * n_devices, "mixed": n_devices + n_devices // 2}[shape]
-    batch, one_by_one = _batch_run(True, readings, size, n_devices), _batch_run(False, readings, size, n_devices)
+    if shape == "runs":  # a backlog drained by partition: 5 readings of each device in a row, device by device
+        readings = [readings[t * n_devices + k] for start in range(0, n_readings, 5) for k in range(n_devices) for t in range(start, start + 5)]
+    size = {"lone": n_devices, "repeated": 3 * n_devices, "mixed": n_devices + n_devices // 2, "runs": 5 * n_devices}[shape]
+    batch = _batch_run(True, readings, size, n_devices, min_round)
+    one_by_one = _batch_run(False, readings, size, n_devices)
     assert batch == one_by_one
     alerts = [a for step in one_by_one[:-2] for a in step[8]]  # type: ignore[index]
     states = {(a["episode"]["state"], a["episode"]["close_reason"]) for a in alerts}
