@@ -28,7 +28,7 @@ from stream_app.pipeline.rules import Rule
 from stream_app.pipeline.seasonal import SeasonalLines, SeasonConfig
 from stream_app.pipeline.scorer import Scores, WindowScorer, row_max
 from stream_app.pipeline.thresholds import MAX_RESTING_VALUES, severity
-from stream_app.pipeline.windows import Push, WindowStore
+from stream_app.pipeline.windows import Push, WindowStore, ranks
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +325,7 @@ class Detector:
         for device in out.statuses:  # the devices that had a reading windowed in this batch
             seen[device] = now_ms
         if pushed is not None and devices:
-            self._score(devices, pushed.windows, spans, fresh, out)
+            self._score(devices, pushed.codes[pushed.rows], pushed.windows, spans, fresh, out)
             stream_ms = max(s[1] for s in spans)
             if self.reservoir is not None and self.on_refit is not None and self.reservoir.due(stream_ms):
                 self.reservoir.fitted(stream_ms)
@@ -353,7 +353,10 @@ class Detector:
             rows = np.array(kept, np.int64)
         return rows, np.array(values, np.float32).reshape(len(values), len(self.features))
 
-    def _score(self, devices: list[str], windows: np.ndarray, spans: list[tuple[int, int]], fresh: list[int], out: Detection) -> None:
+    def _score(
+        self, devices: list[str], slots: np.ndarray, windows: np.ndarray, spans: list[tuple[int, int]], fresh: list[int], out: Detection
+    ) -> None:
+        """Score and judge the batch's windows (``slots``: each one's device's window-store slot)."""
         started = time.perf_counter()
         scores = self.scorer.score(windows)
         out.model_seconds += time.perf_counter() - started
@@ -379,7 +382,7 @@ class Detector:
         # usual batch is one round (many devices, a reading each) or a few (a backlog drained partition by
         # partition: a run of readings per device). Thin rounds (one device's long run) go window by
         # window, in order, as does everything when ``batch_quiet`` is off.
-        rounds = _rounds(devices) if self.batch_quiet else []
+        rounds = _rounds(slots) if self.batch_quiet else []
         taken = 0
         for members in rounds:
             if len(members) < self.min_round:
@@ -652,15 +655,10 @@ def _trailing_run(windows: np.ndarray) -> np.ndarray:
     return run
 
 
-def _rounds(devices: list[str]) -> list[np.ndarray]:
-    """The batch's windows by round: round r holds each device's r-th window (ascending window indices)."""
-    seen: dict[str, int] = {}
-    ranks = []
-    for device in devices:
-        r = seen.get(device, 0)
-        ranks.append(r)
-        seen[device] = r + 1
-    rank = np.array(ranks, np.int64)
+def _rounds(slots: np.ndarray) -> list[np.ndarray]:
+    """The batch's windows by round: round r holds each device's r-th window (ascending window indices).
+    ``slots``: each window's device as a number (its window-store slot)."""
+    rank = ranks(slots)
     return np.split(np.argsort(rank, kind="stable"), np.cumsum(np.bincount(rank))[:-1])
 
 

@@ -87,13 +87,7 @@ class WindowStore:
         slot_of = np.fromiter((slots[d] if d in slots else self._add_device(d) for d in device_ids), np.int64, n)
         ts = np.asarray(ts_ms, np.int64)
         codes = np.empty(n, np.int64)
-        # Each reading's rank among its device's readings in this batch: its round.
-        order = np.argsort(slot_of, kind="stable")
-        ordered = slot_of[order]
-        first = np.ones(n, bool)
-        first[1:] = ordered[1:] != ordered[:-1]
-        rank = np.empty(n, np.int64)
-        rank[order] = np.arange(n) - np.maximum.accumulate(np.where(first, np.arange(n), 0))
+        rank = ranks(slot_of)  # each reading's round
         parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         offsets = np.arange(length)
         for r in range(int(rank.max()) + 1 if n else 0):
@@ -174,3 +168,16 @@ class WindowStore:
         """The device's typical time between readings (0 until known)."""
         slot = self._slots.get(device_id)
         return 0.0 if slot is None else float(self._interval[slot])
+
+
+def ranks(keys: np.ndarray) -> np.ndarray:
+    """Each item's rank among the items of the same key before it (0 for a key's first): its round, when
+    a batch is taken in rounds that hold each key at most once."""
+    n = len(keys)
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    first = np.ones(n, bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n) - np.maximum.accumulate(np.where(first, np.arange(n), 0))
+    return rank
