@@ -293,7 +293,7 @@ class Detector:
         rows, values = self._values_of(columns, out)
         ids, stamps, dicts = columns.device_ids, columns.ts, columns.values
         length, stride = self.windows.length, self.config.stride
-        ts = np.fromiter((stamps[k] for k in rows), np.int64, len(rows))
+        ts = np.array(stamps, np.int64) if len(rows) == len(stamps) else np.fromiter((stamps[k] for k in rows), np.int64, len(rows))
         late = ts > now_ms + self.config.max_future_ms
         refused = [(int(k), f"timestamp {iso_ms(int(t))} is in the future") for k, t in zip(rows[late], ts[late])] if late.any() else []
         kept = rows[~late]
@@ -326,7 +326,7 @@ class Detector:
             seen[device] = now_ms
         if pushed is not None and devices:
             self._score(devices, pushed.codes[pushed.rows], pushed.windows, spans, fresh, out)
-            stream_ms = max(s[1] for s in spans)
+            stream_ms = int(pushed.last_ms.max())
             if self.reservoir is not None and self.on_refit is not None and self.reservoir.due(stream_ms):
                 self.reservoir.fitted(stream_ms)
                 self.on_refit(self, self.reservoir.windows(), stream_ms)
