@@ -327,7 +327,7 @@ class Detector:
         for device in out.statuses:  # the devices that had a reading windowed in this batch
             seen[device] = now_ms
         if pushed is not None and devices:
-            self._score(devices, pushed.codes[pushed.rows], pushed.windows, spans, fresh, out)
+            self._score(devices, pushed.codes[pushed.rows], pushed.windows, spans, pushed.last_ms, fresh, out)
             stream_ms = int(pushed.last_ms.max())
             if self.reservoir is not None and self.on_refit is not None and self.reservoir.due(stream_ms):
                 self.reservoir.fitted(stream_ms)
@@ -356,9 +356,17 @@ class Detector:
         return rows, np.array(values, np.float32).reshape(len(values), len(self.features))
 
     def _score(
-        self, devices: list[str], slots: np.ndarray, windows: np.ndarray, spans: list[tuple[int, int]], fresh: list[int], out: Detection
+        self,
+        devices: list[str],
+        slots: np.ndarray,
+        windows: np.ndarray,
+        spans: list[tuple[int, int]],
+        end_ms: np.ndarray,
+        fresh: list[int],
+        out: Detection,
     ) -> None:
-        """Score and judge the batch's windows (``slots``: each one's device's window-store slot)."""
+        """Score and judge the batch's windows (``slots``: each one's device's window-store slot; ``end_ms``:
+        the spans' ends as an array)."""
         started = time.perf_counter()
         scores = self.scorer.score(windows)
         out.model_seconds += time.perf_counter() - started
@@ -376,22 +384,23 @@ class Detector:
         trace = self.config.trace
         batch = _Batch(
             devices, windows, spans, scores, model, level, row_max(level), stuck, broken, _row_any(stuck) | _row_any(broken),
-            statuses=out.statuses, end_ms=np.fromiter((s[1] for s in spans), np.int64, n), ratio=np.empty(n, np.float32), is_open=np.zeros(n, bool),
+            statuses=out.statuses, end_ms=end_ms, ratio=np.empty(n, np.float32), is_open=np.zeros(n, bool),
             line=np.empty(n if trace else 0, np.float32), episode=[None] * n if trace else [], opened=np.zeros(n if trace else 0, bool),
         )  # fmt: skip
         # Round r holds each device's r-th window of the batch: no device twice, so a round is judged over
         # arrays (lines read before it, observed after it) as if every device had sent one reading. The
         # usual batch is one round (many devices, a reading each) or a few (a backlog drained partition by
-        # partition: a run of readings per device). Thin rounds (one device's long run) go window by
-        # window, in order, as does everything when ``batch_quiet`` is off.
-        rounds = _rounds(slots) if self.batch_quiet else []
+        # partition: a run of readings per device). From the first thin round on (a few devices' long runs)
+        # the windows go one by one, in order, as every window does when ``batch_quiet`` is off.
+        rounds = _rounds(slots)
+        thinnest = self.min_round if self.batch_quiet else n + 1
         taken = 0
         for members in rounds:
-            if len(members) < self.min_round:
+            if len(members) < thinnest:
                 break
             self._judge_round(batch, members)
             taken += 1
-        rest = range(n) if not taken else np.sort(np.concatenate(rounds[taken:])).tolist() if taken < len(rounds) else []
+        rest = np.sort(np.concatenate(rounds[taken:])).tolist() if taken < len(rounds) else []
         season, model_lines, level_lines = self.season, self.model_lines, self.level_lines
         for i in rest:
             device = devices[i]
@@ -455,8 +464,9 @@ class Detector:
             m, l = max(m_before[k], m_season[k]), max(l_before[k], l_season[k])
             deferred[k] = self._judge(b, int(members[k]), m, l, learning_before[k], defer=True)
         if deferred.any():
-            model_lines.observe_each([devices[k] for k in np.flatnonzero(deferred).tolist()], model[deferred], m_slots[deferred])
-            level_lines.observe_each([devices[k] for k in np.flatnonzero(deferred).tolist()], level_max[deferred], l_slots[deferred])
+            observed = [devices[k] for k in np.flatnonzero(deferred).tolist()]
+            model_lines.observe_each(observed, model[deferred], m_slots[deferred])
+            level_lines.observe_each(observed, level_max[deferred], l_slots[deferred])
 
     def _judge(self, b: _Batch, i: int, m_line: float, l_line: float, learning: bool, *, defer: bool) -> bool:
         """Judge window ``i`` against its device's lines: its episode's transitions and their alerts, its
@@ -510,8 +520,8 @@ class Detector:
         return deferred
 
     def _lines_before(self, m_slots: np.ndarray, l_slots: np.ndarray) -> tuple[list[float], list[float], list[bool]]:
-        """Per window, its device's model line, level line and warm-up as they stand before this batch
-        (Python floats and bools: the loop's arithmetic stays that of ``AdaptiveLines.line``)."""
+        """Per window of a round, its device's model line, level line and warm-up as they stand before the
+        round (Python floats and bools: the loop's arithmetic stays that of ``AdaptiveLines.line``)."""
         return (
             self.model_lines.lines_at(m_slots).tolist(),
             self.level_lines.lines_at(l_slots).tolist(),

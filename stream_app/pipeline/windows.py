@@ -87,7 +87,7 @@ class WindowStore:
         found = list(map(slots.get, device_ids))  # (one C loop; new devices, rare, one at a time below)
         if None in found:
             found = [k if k is not None else slots[d] if d in slots else self._add_device(d) for k, d in zip(found, device_ids)]
-        slot_of = np.array(found, np.int64).reshape(n)
+        slot_of = np.array(found, np.int64)
         ts = np.asarray(ts_ms, np.int64)
         codes = np.empty(n, np.int64)
         rank = ranks(slot_of)  # each reading's round
