@@ -31,7 +31,7 @@ from stream_app.models.store import ModelBundle
 from stream_app.lab.nab import EventWindowScore, events_score
 from stream_app.lab.quality import BestF1, DeviceTrace, EventMetrics, PointMetrics, best_f1, event_metrics, match_events, openings, point_metrics, runs
 from stream_app.lab.skab import LabelledSeries
-from stream_app.training.fit import TrainingConfig
+from stream_app.training.fit import TrainingConfig, min_training_rows
 from stream_app.training.recipe import DEFAULT_DATA, DEFAULT_TRAINING
 
 if TYPE_CHECKING:  # imported where used: the simulator, the settings and rich load only for the runs that need them
@@ -322,24 +322,64 @@ def evaluate_per_series(
     train_s = score_s = 0.0
     detector = None
     refits = {"kept": 0, "discarded": 0}
+    notes: list[str] = []
+    need = min_training_rows(options.training)
     total, before = sum(len(s.ts) for s in series), 0
     for n, s in enumerate(series, 1):
-        if s.train_rows < 2 * options.training.window:
-            raise ValueError(f"{s.device_id}: {s.train_rows} training rows are too few for windows of {options.training.window}")
+        # A first model needs ``need`` rows. A series that allows fewer learns on its first ``need`` rows as
+        # a cold-started worker would (causally: its rows up to there get no verdict), and one shorter than
+        # that gets no verdict at all: one short file must not stop the run.
+        learn = max(s.train_rows, need)
+        if learn >= len(s.ts):
+            notes.append(f"{s.device_id}: {len(s.ts)} rows, too few to learn a model on ({need} needed); no verdicts")
+            traces.append(_no_verdicts(s))
+            before += len(s.ts)
+            continue
+        if learn > s.train_rows:
+            notes.append(
+                f"{s.device_id}: {s.train_rows} training rows are too few for a model; it learnt on its first {learn} "
+                f"rows, which get no verdict"
+            )
         _stage(options, f"{n}/{len(series)} {s.device_id}: training")
-        model = build_model([s.values[: s.train_rows]], s.features, options, source=f"{source}: {s.device_id}")
+        model = build_model([s.values[:learn]], s.features, options, source=f"{source}: {s.device_id}")
         train_s += model.train_s
         _stage(options, f"{n}/{len(series)} {s.device_id}: scoring")
         started = time.perf_counter()
-        traces += stream(model.detector, [s], batch_size=options.batch_size, on_progress=_offset(options.on_progress, before, total))
+        (trace,) = stream(model.detector, [s], batch_size=options.batch_size, on_progress=_offset(options.on_progress, before, total))
+        traces.append(_without_verdicts(trace, learn - s.train_rows))
         before += len(s.ts)
         score_s += time.perf_counter() - started
         detector = model.detector
         for k, v in detector.refits.items():
             refits[k] += v
-    assert detector is not None
+    if detector is None:
+        raise ValueError(f"no series has enough rows to learn a model on ({need} needed)")
     report = _report(traces, detector, options, source, train_s, score_s)
-    return report.model_copy(update={"warnings": training_warnings(series), "refits": refits}), traces
+    return report.model_copy(update={"warnings": [*notes, *training_warnings(series)], "refits": refits}), traces
+
+
+def _without_verdicts(trace: Trace, rows: int) -> Trace:
+    """``trace`` with its first ``rows`` test rows' verdicts blanked (the model learnt on them)."""
+    if rows <= 0:
+        return trace
+    head = slice(0, rows)
+    trace.is_open[head] = trace.over_line[head] = False
+    trace.ratio[head] = np.nan
+    for column, blank in ((trace.score, np.nan), (trace.line, np.nan), (trace.episode, ""), (trace.opened, False)):
+        if column is not None:
+            column[head] = blank
+    return trace
+
+
+def _no_verdicts(s: LabelledSeries) -> Trace:
+    """A series too short for any model: every row, none with a verdict."""
+    test, n = slice(s.train_rows, None), len(s.ts) - s.train_rows
+    return Trace(
+        s.device_id, s.ts[test], s.labels[test], np.zeros(n, bool), np.zeros(n, bool), np.full(n, np.nan),
+        score=np.full(n, np.nan), line=np.full(n, np.nan), episode=np.full(n, "", object), opened=np.zeros(n, bool),
+        warmup_ts=s.ts[: s.train_rows], warmup_truth=s.labels[: s.train_rows],
+        values=s.values[test], features=tuple(s.features), failures=s.failures,
+    )  # fmt: skip
 
 
 def _stage(options: EvaluateOptions, what: str) -> None:
@@ -356,8 +396,9 @@ def _offset(on_progress: OnReadings | None, before: int, total: int) -> OnReadin
 
 
 def training_warnings(series: list[LabelledSeries]) -> list[str]:
-    """One line per series whose training rows hold labelled anomalies (SKAB's other-2 has 296 of 400)."""
-    return [
+    """What reading each series repaired, and one line per series whose training rows hold labelled
+    anomalies (SKAB's other-2 has 296 of 400)."""
+    return [note for s in series for note in s.notes] + [
         f"{s.device_id}: {s.training_anomalies} of its {s.train_rows} training rows are labelled anomalous; "
         "its model learns that behaviour as normal"
         for s in series

@@ -51,6 +51,8 @@ class LabelledSeries:
     labelled: bool = True
     # What its labelled anomalies are, where the source says (the simulator's failure kinds): plot titles.
     failures: tuple[str, ...] = ()
+    # What reading the source repaired (blank values, repeated times): warning lines of the report.
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.ts)
@@ -90,31 +92,81 @@ def read_labelled_csv(
         if name not in header:
             raise ValueError(f"column {name!r} not in {path.name} (columns: {', '.join(header)})")
     names = features or [c for c in header if c not in (time_col, label_column) and c not in _NOT_SENSORS]
+    if not names:
+        raise ValueError(f"{path.name} has no sensor columns (columns: {', '.join(header)})")
     t_i, f_i = header.index(time_col), [header.index(c) for c in names]
     l_i = header.index(label_column) if labelled else None
-    raw_ts, values, labels = [], [], []
-    for line, row in rows:
-        try:
-            raw_ts.append(row[t_i])
-            values.append([float(row[i]) for i in f_i])
-            labels.append(l_i is not None and float(row[l_i]) > 0.5)
-        except (ValueError, IndexError) as exc:
-            raise ValueError(f"{path.name} line {line}: {exc}") from exc
+    raw_ts = [row[t_i] if t_i < len(row) else "" for _, row in rows]
     if not raw_ts:
         raise ValueError(f"{path} has no data rows")
+    # Real recordings have gaps: a blank, text or non-finite cell is not a reading of that sensor. The row
+    # stays (a scorer aligns its results with the file row by row) and holds the sensor's last value.
+    values = np.array([[_number(row[i]) if i < len(row) else np.nan for i in f_i] for _, row in rows], np.float64)
+    labels = np.array([l_i is not None and l_i < len(row) and _number(row[l_i]) > 0.5 for _, row in rows], bool)
+    values, names, notes = _fill_gaps(values, names, named=features is not None, file=path.name)
     try:
         ts = parse_times(raw_ts)
     except ValueError as exc:
         raise ValueError(f"{path.name}: {exc}") from exc
+    ts, moved = _increasing(ts)
+    if moved:
+        notes.append(
+            f"{path.name}: {moved} row(s) not later than the row before (repeated or out-of-order times) "
+            "are scored in file order, 1 ms after it"
+        )
     return LabelledSeries(
         device_id=device_id or _device_id(path),
         features=names,
         ts=ts,
-        values=np.asarray(values, np.float32),
-        labels=np.asarray(labels, bool),
+        values=values.astype(np.float32),
+        labels=labels,
         train_rows=train_rows,
         labelled=labelled,
+        notes=tuple(notes),
     )
+
+
+def _number(text: str) -> float:
+    """The cell as a finite float, NaN when it is not one (blank, text, inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return np.nan
+    return value if np.isfinite(value) else np.nan
+
+
+def _fill_gaps(values: np.ndarray, names: list[str], *, named: bool, file: str) -> tuple[np.ndarray, list[str], list[str]]:
+    """Each NaN takes its column's last value (leading ones the first); returns the values, the columns kept
+    and the notes. A column with no number at all is not a sensor: dropped unless the caller named it."""
+    notes = []
+    empty = np.isnan(values).all(axis=0)
+    if empty.any():
+        dropped = [n for n, e in zip(names, empty) if e]
+        if named or empty.all():
+            raise ValueError(f"{file}: column(s) {', '.join(dropped)} hold no numbers")
+        notes.append(f"{file}: column(s) {', '.join(dropped)} hold no numbers; not read as sensors")
+        values, names = values[:, ~empty], [n for n, e in zip(names, empty) if not e]
+    gaps = np.isnan(values)
+    if gaps.any():
+        n = len(values)
+        at = np.where(gaps, -1, np.arange(n)[:, None])
+        last = np.maximum.accumulate(at, axis=0)
+        first = np.argmax(~gaps, axis=0)  # every column has a number (above)
+        last = np.where(last < 0, first, last)
+        values = np.take_along_axis(values, last, axis=0)
+        notes.append(f"{file}: {int(gaps.any(axis=1).sum())} row(s) with a blank or non-numeric value hold the sensor's last value")
+    return values, names, notes
+
+
+def _increasing(ts: np.ndarray) -> tuple[np.ndarray, int]:
+    """Times made strictly increasing in file order (a row not later than the one before moves to 1 ms
+    after it); returns them and how many moved."""
+    if len(ts) < 2 or bool((np.diff(ts) > 0).all()):
+        return ts, 0
+    # t[i] = max(ts[i], t[i-1] + 1) for all i at once: with u = ts - i, t - i is u's running maximum.
+    steps = np.arange(len(ts), dtype=np.int64)
+    fixed = np.maximum.accumulate(ts - steps) + steps
+    return fixed, int((fixed != ts).sum())
 
 
 # Epoch numbers: the unit is read from the magnitude of the first one. Below 1e9 they stay

@@ -59,12 +59,17 @@ def calibrate(
     reference = np.where(reference > 1e-9, reference, 1e-9)
     relative = validation_errors / reference
     fields = line.calibrate(relative, features, quantile=quantile, multiplier=multiplier, ewma_alpha=ewma_alpha)
+    # A sensor that never moved while calibrating (a flat recording) has errors of exactly 0, so its lines
+    # would be 0 and every verdict 0 / 0. Any data with a spread has lines above the multiplier (relative
+    # errors have a median of 1.0 by construction); the degenerate ones get that.
+    fields["threshold"] = _positive(fields["threshold"], multiplier)
+    fields["feature_thresholds"] = {k: _positive(v, multiplier) for k, v in fields["feature_thresholds"].items()}
     peak_reference = peak_threshold = None
     if peak_errors is not None:
         peak_ref = np.median(peak_errors, axis=0)
         peak_ref = np.where(peak_ref > 1e-9, peak_ref, 1e-9)
         peak_reference = peak_ref.astype(float).tolist()
-        peak_threshold = float(np.quantile((peak_errors / peak_ref).max(axis=1), quantile) * multiplier)
+        peak_threshold = _positive(float(np.quantile((peak_errors / peak_ref).max(axis=1), quantile) * multiplier), multiplier)
     stuck = None
     if window_ranges is not None:
         moves = np.asarray(window_ranges) > 0  # (windows, F)
@@ -163,3 +168,8 @@ def severity(ratio: float) -> str:
     if ratio < 1.5:
         return "warning"
     return "major" if ratio < 3.0 else "critical"
+
+
+def _positive(line: float, floor: float) -> float:
+    """``line``, or ``floor`` where it is not above 0 (errors all exactly 0)."""
+    return line if line > 0 else floor

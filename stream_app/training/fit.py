@@ -69,6 +69,18 @@ def windows_of(series: np.ndarray, window: int, stride: int = 1) -> np.ndarray:
     return np.ascontiguousarray(view[::stride].transpose(0, 2, 1), dtype=np.float32)
 
 
+def min_training_rows(config: TrainingConfig) -> int:
+    """The fewest rows of one series ``TrainingData.prepare`` takes: 10 training and 10 validation windows."""
+    rows = config.window
+    while True:
+        cut = int(rows * (1 - config.validation_share))
+        train = (cut - config.window) // config.train_stride + 1 if cut >= config.window else 0
+        held = rows - cut - config.window + 1 if rows - cut >= config.window else 0
+        if train >= 10 and held >= 10:
+            return rows
+        rows += 1
+
+
 @dataclass(frozen=True, slots=True)
 class TrainingData:
     """Normal series split in time into training and validation windows, with the scaler fitted on training only."""

@@ -109,3 +109,31 @@ def test_an_unlabelled_file_reports_label_figures_as_not_applicable(tmp_path: Pa
 def test_a_sample_cut_mid_line_still_sniffs() -> None:
     rows = "".join(f"2026-01-01 00:{m:02d}:00;{m}.5;0\n" for m in range(40))
     assert sniff_delimiter(("timestamp;value;label\n" + rows)[:300]) == ";"
+
+
+def test_blank_and_text_cells_hold_the_sensors_last_value_and_every_row_stays(tmp_path: Path) -> None:
+    path = tmp_path / "gappy.csv"
+    path.write_text(
+        "timestamp,a,b,note\n"
+        "2026-01-01 00:00:00,,5,x\n"  # a leading blank takes the first value after it
+        "2026-01-01 00:05:00,1,nan,y\n"
+        "2026-01-01 00:10:00,2,inf,z\n"
+        "2026-01-01 00:15:00,n/a,6,w\n"
+        "2026-01-01 00:20:00,3\n"  # a short row
+    )
+    s = read_labelled_csv(path, labels_optional=True)
+    assert s.features == ["a", "b"]  # 'note' holds no numbers: not a sensor
+    assert s.values.tolist() == [[1, 5], [1, 5], [2, 5], [2, 6], [3, 6]]
+    assert len(s.ts) == 5 and any("5 row(s) with a blank" in n for n in s.notes)
+    assert any("note hold no numbers" in n for n in s.notes)
+    with pytest.raises(ValueError, match="note hold no numbers"):
+        read_labelled_csv(path, labels_optional=True, features=["a", "note"])  # named: an error, not a guess
+
+
+def test_repeated_and_backward_times_are_scored_in_file_order_a_millisecond_apart(tmp_path: Path) -> None:
+    path = tmp_path / "dup.csv"
+    path.write_text("t,v\n1767225600,1\n1767225900,2\n1767225900,3\n1767225600,4\n1767226500,5\n")
+    s = read_labelled_csv(path, labels_optional=True)
+    assert s.ts.tolist() == [T0_MS, T0_MS + 300_000, T0_MS + 300_001, T0_MS + 300_002, T0_MS + 900_000]
+    assert s.values[:, 0].tolist() == [1, 2, 3, 4, 5]
+    assert any("2 row(s) not later than the row before" in n for n in s.notes)

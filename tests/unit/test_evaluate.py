@@ -107,3 +107,29 @@ def test_detections_have_a_row_for_every_input_row_warm_up_first(tmp_path: Path)
     opened = [i for i, r in enumerate(rows) if r["opened"] == "1"]
     assert opened == [12] and float(rows[12]["anomaly_score"]) > 0.5  # input row 12: the third window over the line
     assert [r["label"] for r in rows[10:20]] == ["1"] * 10
+
+
+def test_a_series_too_short_for_its_own_model_learns_later_or_gets_no_verdict_and_the_run_goes_on(tmp_path: Path) -> None:
+    from stream_app.lab.evaluate import write_detections
+    from stream_app.lab.evaluate import evaluate_per_series
+    from stream_app.training.fit import TrainingConfig, min_training_rows
+
+    training = TrainingConfig(window=4, units=2, epochs=1, batch_size=32)
+    need = min_training_rows(training)
+    rng = np.random.default_rng(0)
+
+    def series(name: str, n: int, train_rows: int) -> LabelledSeries:
+        ts = 1_700_000_000_000 + np.arange(n, dtype=np.int64) * 60_000
+        return LabelledSeries(name, ["x"], ts, rng.normal(0, 1, (n, 1)).astype(np.float32), np.zeros(n, bool), train_rows=train_rows)
+
+    whole, late, tiny = series("whole", 3 * need, need), series("late", 3 * need, 5), series("tiny", need - 1, 5)
+    report, traces = evaluate_per_series([whole, late, tiny], EvaluateOptions(training=training), source="t")
+    assert [len(t.ts) for t in traces] == [2 * need, 3 * need - 5, need - 6]  # every scored row of every series
+    late_trace, tiny_trace = traces[1], traces[2]
+    # 'late' learnt on its first `need` rows: those get no verdict (the model saw them), the rest do.
+    assert np.isnan(late_trace.ratio[: need - 5]).all() and not late_trace.is_open[: need - 5].any()
+    assert np.isfinite(late_trace.ratio[need - 5 + training.window :]).all()
+    assert np.isnan(tiny_trace.ratio).all() and not tiny_trace.is_open.any()
+    assert any(w.startswith(f"late: 5 training rows are too few for a model; it learnt on its first {need} rows") for w in report.warnings)
+    assert any(w.startswith(f"tiny: {need - 1} rows, too few to learn a model on") for w in report.warnings)
+    assert write_detections(traces, tmp_path / "det.csv") == 3 * need + 3 * need + need - 1

@@ -56,7 +56,11 @@ def test_labelled_csv_with_commas_epoch_times_and_chosen_columns(tmp_path: Path)
 def test_labelled_csv_errors_name_the_problem(tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     path.write_text("t,a,label\n1000,1.0,0\n2000,oops,1\n")
-    with pytest.raises(ValueError, match="line 3"):
-        read_labelled_csv(path, label_column="label")
+    # A cell that is not a number is a gap, not an error: the row stays with the sensor's last value.
+    s = read_labelled_csv(path, label_column="label")
+    assert s.values[:, 0].tolist() == [1.0, 1.0] and s.labels.tolist() == [False, True] and len(s.notes) == 1
     with pytest.raises(ValueError, match="column 'anomaly' not in x.csv"):
         read_labelled_csv(path)
+    path.write_text("t,a,label\n1000,n/a,0\n2000,oops,1\n")
+    with pytest.raises(ValueError, match="column\\(s\\) a hold no numbers"):
+        read_labelled_csv(path, label_column="label")

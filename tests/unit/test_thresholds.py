@@ -188,3 +188,12 @@ def test_calibration_records_where_the_sensors_rested_in_the_readings_it_counted
     t = calibrate(np.abs(rng.normal(size=(100, 2))), ["a", "b"], repeats=repeats(readings), readings=readings)
     assert set(t.stuck_runs) == {"a", "b"} and t.stuck_runs["a"] <= 30
     assert t.resting_values == {"a": [0.0]}
+
+
+@pytest.mark.parametrize("method", ["quantile", "per-feature", "dynamic"])
+def test_a_flat_recording_errors_all_zero_still_gets_positive_lines(method: str) -> None:
+    # A sensor that never moved in calibration: the model reconstructs it exactly.
+    zeros = np.zeros((50, 2), np.float32)
+    t = calibrate(zeros, ["a", "b"], peak_errors=zeros, method=method, multiplier=DEFAULT_MULTIPLIER)
+    assert t.threshold > 0 and all(v > 0 for v in t.feature_thresholds.values())
+    assert t.peak_threshold is not None and t.peak_threshold > 0
