@@ -591,15 +591,23 @@ def run_evaluation(
         paths = [f for p in request.csv for f in (sorted([*p.glob("*.csv"), *p.glob("*.csv.gz")]) if p.is_dir() else [p])]
         if not paths:
             raise ValueError(f"no CSV files in {', '.join(map(str, request.csv))}")
-        series = []
+        series, unread = [], []
         for n, p in enumerate(paths, 1):
             _stage(options, f"reading {n}/{len(paths)} {p.name}")
-            series.append(
-                read_labelled_csv(
-                    p, label_column=request.label_column or "anomaly", time_column=request.time_column,
-                    features=request.features, train_rows=0, labels_optional=request.label_column is None,
-                )  # fmt: skip
-            )
+            try:
+                series.append(
+                    read_labelled_csv(
+                        p, label_column=request.label_column or "anomaly", time_column=request.time_column,
+                        features=request.features, train_rows=0, labels_optional=request.label_column is None,
+                    )  # fmt: skip
+                )
+            except ValueError as exc:
+                if len(paths) == 1:
+                    raise
+                # One unreadable file of a folder must not cost the others their run: it is left out, said.
+                unread.append(f"left out: {exc}")
+        if not series:
+            raise ValueError(f"no readable CSV file: {'; '.join(unread)}")
         for s in series:
             share = request.train_rows < 1
             s.train_rows = int(len(s.ts) * request.train_rows) if share else min(int(request.train_rows), len(s.ts))
@@ -610,7 +618,8 @@ def run_evaluation(
             report, traces = evaluate_per_series(series, options, source=source)
         else:
             report, traces = evaluate_shared(_fleet_model(settings, request, options, series[0].features), series, options, source=source)
-        return unlabelled_caveats(report, series), traces
+        report = unlabelled_caveats(report, series)
+        return report.model_copy(update={"warnings": [*unread, *report.warnings]}), traces
     scenario = _scenario(request)
     start_ms = 1_795_000_000_000  # a fixed start: the same flags give the same readings and figures
     _stage(options, f"simulating {scenario.devices} devices")

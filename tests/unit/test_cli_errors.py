@@ -68,7 +68,7 @@ CASES = {
     "worker with a group without a model": (["worker"], "floorwatch train --group pumps"),
     "evaluate a missing SMD folder": (["evaluate", "--smd", "{tmp}/nope"], "SMD folder"),
     "evaluate two sources": (["evaluate", "--smd", "{tmp}", "--skab", "{tmp}"], "choose one source"),
-    "evaluate a bad CSV without labels": (["evaluate", "--csv", "{bad_csv}"], "line 2"),
+    "evaluate a bad CSV without labels": (["evaluate", "--csv", "{bad_csv}"], "temperature hold no numbers"),
     "train with an unknown threshold method": (["train", "--threshold-method", "median"], "known: quantile, per-feature"),
     "evaluate with an unknown threshold method": (["evaluate", "--simulate", "--threshold-method", "x"], "--threshold-method"),
 }
@@ -120,3 +120,16 @@ def test_worker_with_kafka_down_is_one_line(processes: str, tmp_path: Path, tiny
     result = _cli(["worker", "--processes", processes], tmp_path, FLOORWATCH_MODEL_DIR=str(tiny_model_dir),
                   FLOORWATCH_METRICS_PORT="0", KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}")  # fmt: skip
     assert "did not answer" in _one_error_line(result)
+
+
+def test_a_folder_run_leaves_an_unreadable_file_out_and_says_so(tmp_path: Path) -> None:
+    from stream_app.config.settings import Settings
+    from stream_app.lab.evaluate import EvaluateRequest, run_evaluation
+
+    (tmp_path / "bad.csv").write_text("time,x\nsoon,1\nlater,2\n")
+    rows = "\n".join(f"{1767225600 + 60 * i},{i % 7}" for i in range(300))
+    (tmp_path / "good.csv").write_text("time,x\n" + rows + "\n")
+    request = EvaluateRequest(source="csv", csv=[tmp_path], train_rows=0.5, epochs=1)
+    report, traces = run_evaluation(Settings(), request)
+    assert [t.device_id for t in traces] == ["good"]
+    assert report.warnings[0] == "left out: bad.csv: time 'soon' is neither a number nor a date-time"
