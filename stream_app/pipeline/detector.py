@@ -691,6 +691,11 @@ def record_refit(detector: Detector, result: RefitResult) -> None:
     previous = detector.model_version
     detector.use_model(result.bundle, result.scorer)
     detector.refits["kept"] += 1
+    if result.fresh_scaler:
+        # A model trained afresh on a new scaler measures in other units: the device lines' history (verdicts
+        # of the old model) says nothing of the new one's, and kept, it could hold a line a thousand times too
+        # high for hundreds of windows. The devices learn their lines anew, as after a long episode.
+        detector.model_lines.relearn_all()
     log.info(
         "refit %s -> %s kept (held-out median score %.3f vs %.3f, %s, %.1fs)", previous, detector.model_version,
         result.candidate_median, result.serving_median, "fresh scaler" if result.fresh_scaler else "fine-tuned", result.seconds,

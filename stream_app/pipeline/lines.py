@@ -130,6 +130,11 @@ class AdaptiveLines:
         self._block_max[slot] = -np.inf
         self._line[slot] = 1.0
 
+    def relearn_all(self) -> None:
+        """``relearn`` every device: the verdicts' units changed (a model trained afresh)."""
+        for device_id in self._slots:
+            self.relearn(device_id)
+
     def forget(self, device_id: str) -> None:
         """Drop the device (eviction); its slot is reused by the next new device."""
         slot = self._slots.pop(device_id, None)

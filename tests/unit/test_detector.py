@@ -373,3 +373,17 @@ def test_quiet_windows_judged_over_the_batch_match_window_by_window(shape: str, 
     alerts = [a for step in one_by_one[:-2] for a in step[8]]  # type: ignore[index]
     states = {(a["episode"]["state"], a["episode"]["close_reason"]) for a in alerts}
     assert {("open", None), ("closed", "quiet"), ("closed", "max duration")} <= states
+
+
+@pytest.mark.parametrize("fresh", [False, True])
+def test_a_refit_trained_afresh_makes_the_device_lines_learn_anew(fresh: bool) -> None:
+    from stream_app.pipeline.detector import record_refit
+    from stream_app.pipeline.reservoir import RefitResult
+
+    d = detector(warmup=20)
+    rng = np.random.default_rng(2)
+    run(d, list(3.0 + 0.2 * rng.random(200)))  # the device's own line settles near 3x the model's
+    assert not d.model_lines.learning("d") and d.model_lines.line("d") > 2.5
+    record_refit(d, RefitResult(d.bundle, d.scorer, 1.0, 1.0, fresh, 0.1))
+    # Fine-tuned: the same units, the line stays. Afresh: the old verdicts' line would be wrong by any factor.
+    assert d.model_lines.learning("d") is fresh and (d.model_lines.line("d") == 1.0) is fresh
