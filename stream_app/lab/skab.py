@@ -127,11 +127,16 @@ def read_labelled_csv(
 
 
 def _number(text: str) -> float:
-    """The cell as a finite float, NaN when it is not one (blank, text, inf)."""
+    """The cell as a finite float, NaN when it is not one (blank, text, inf); a decimal comma reads as a point."""
     try:
         value = float(text)
     except ValueError:
-        return np.nan
+        if "," not in text or "." in text:
+            return np.nan
+        try:  # "1,5" from a ';'-separated export: a comma in a cell is no delimiter there
+            value = float(text.replace(",", ".", 1))
+        except ValueError:
+            return np.nan
     return value if np.isfinite(value) else np.nan
 
 

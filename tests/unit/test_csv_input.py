@@ -57,8 +57,9 @@ def test_the_delimiter_is_sniffed(sep: str) -> None:
 
 def test_a_file_without_labels_reads_as_unlabelled_when_labels_are_optional(tmp_path: Path) -> None:
     path = tmp_path / "pump.csv"
-    path.write_text("timestamp;value\n2026-01-01 00:00:00;1,5\n2026-01-01 00:05:00;2\n".replace(",5", ".5"))
+    path.write_text("timestamp;value\n2026-01-01 00:00:00;1,5\n2026-01-01 00:05:00;2\n")  # a decimal comma too
     s = read_labelled_csv(path, labels_optional=True)
+    assert s.values[:, 0].tolist() == [1.5, 2.0] and not s.notes
     assert not s.labelled and s.labels.tolist() == [False, False]
     assert s.features == ["value"] and s.ts.tolist() == [T0_MS, T0_MS + 300_000]
     with pytest.raises(ValueError, match="column 'anomaly' not in pump.csv"):
