@@ -20,6 +20,15 @@ def build_autoencoder(window: int, n_features: int, units: int = 16, *, seed: in
     return keras.Model(inputs, outputs, name=f"lstm_ae_t{window}_f{n_features}_u{units}")
 
 
+def training_jit(requested: bool) -> bool:
+    """``jit_compile`` for ``model.compile``: as requested on TensorFlow (where XLA's compile can cost more
+    than a small fit gains) and torch, always on JAX, where False means eager, op by op: a refit that takes
+    seconds jitted took minutes."""
+    import keras
+
+    return True if keras.backend.backend() == "jax" else requested
+
+
 def flops_per_window(window: int, n_features: int, units: int = 16) -> int:
     """Floating-point operations of one forward pass (2 per multiply-add of the layers' matrix products).
 

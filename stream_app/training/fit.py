@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from stream_app.training.autoencoder import build_autoencoder
+from stream_app.training.autoencoder import build_autoencoder, training_jit
 from stream_app.training.reference import reference_from
 from stream_app.models.store import DriftReference, ModelBundle, ModelCard, ModelStore, Scaler, Thresholds, TrainingSummary, ValidationMetrics
 from stream_app.pipeline.scorer import Scorer
@@ -179,7 +179,7 @@ def train(
     scaler, x_train, x_val = data.scaler, data.x_train, data.x_val
 
     model = build_autoencoder(config.window, len(features), config.units, seed=config.seed)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse", jit_compile=config.jit_compile)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse", jit_compile=training_jit(config.jit_compile))
     xs_train, xs_val = scaler.transform(x_train), scaler.transform(x_val)
     history = model.fit(
         xs_train,

@@ -59,6 +59,8 @@ def refit(
     """
     import keras
 
+    from stream_app.training.autoencoder import training_jit
+
     started = time.perf_counter()
     cut = int(len(windows) * (1 - config.holdout))
     x_train, x_val = windows[:cut], windows[cut:]
@@ -73,7 +75,7 @@ def refit(
         from stream_app.training.autoencoder import build_autoencoder
 
         model = build_autoencoder(bundle.card.window, len(bundle.card.features), bundle.card.units, seed=training.seed)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3 if not fresh else 1e-2), loss="mse", jit_compile=False)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3 if not fresh else 1e-2), loss="mse", jit_compile=training_jit(False))
     xs_train, xs_val = scaler.transform(x_train), scaler.transform(x_val)
     history = model.fit(
         xs_train, xs_train, validation_data=(xs_val, xs_val), epochs=config.epochs if not fresh else max(config.epochs, training.epochs),
