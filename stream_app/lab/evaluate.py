@@ -588,10 +588,11 @@ def run_evaluation(
     if request.source == "csv":
         from stream_app.lab.skab import read_labelled_csv
 
-        paths = [f for p in request.csv for f in (sorted([*p.glob("*.csv"), *p.glob("*.csv.gz")]) if p.is_dir() else [p])]
+        paths = [f for p in request.csv for f in (csv_files(p) if p.is_dir() else [p])]
         if not paths:
             raise ValueError(f"no CSV files in {', '.join(map(str, request.csv))}")
         series, unread = [], []
+        names = device_names(paths)
         for n, p in enumerate(paths, 1):
             _stage(options, f"reading {n}/{len(paths)} {p.name}")
             try:
@@ -599,6 +600,7 @@ def run_evaluation(
                     read_labelled_csv(
                         p, label_column=request.label_column or "anomaly", time_column=request.time_column,
                         features=request.features, train_rows=0, labels_optional=request.label_column is None,
+                        device_id=names[p],
                     )  # fmt: skip
                 )
             except ValueError as exc:
@@ -640,6 +642,25 @@ def run_evaluation(
         blamed = benign_false_episodes(traces, spans, grace=model.detector.windows.length)
         report = report.model_copy(update={"benign_false_episodes": blamed})
     return report, traces
+
+
+def csv_files(folder: Path) -> list[Path]:
+    """A folder's CSV files (plain or ``.gz``); where it has none at its top, those of its subfolders (a
+    benchmark's corpus kept by category, e.g. ``realKnownCause/``), never both: results written next to the
+    data must not be read back as data."""
+    top = sorted([*folder.glob("*.csv"), *folder.glob("*.csv.gz")])
+    return top or sorted([*folder.rglob("*.csv"), *folder.rglob("*.csv.gz")])
+
+
+def device_names(paths: list[Path]) -> dict[Path, str]:
+    """Each file's device id: its name without the suffix, or, where two files share one, the folder too."""
+    from stream_app.lab.skab import device_id_of
+
+    stems = [device_id_of(p) for p in paths]
+    return {
+        p: stem if stems.count(stem) == 1 else device_id_of(p.parent.with_name(f"{p.parent.name}-{p.name}"))
+        for p, stem in zip(paths, stems)
+    }
 
 
 def evaluate_smd(root: Path, machines: list[str] | None, options: EvaluateOptions) -> tuple[EvaluationReport, list[Trace]]:

@@ -115,7 +115,7 @@ def read_labelled_csv(
             "are scored in file order, 1 ms after it"
         )
     return LabelledSeries(
-        device_id=device_id or _device_id(path),
+        device_id=device_id or device_id_of(path),
         features=names,
         ts=ts,
         values=values.astype(np.float32),
@@ -254,5 +254,6 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _device_id(path: Path) -> str:
+def device_id_of(path: Path) -> str:
+    """A file's device id: its name without the suffix, other characters than letters, digits and ``._-`` as ``-``."""
     return "".join(c if c.isalnum() or c in "._-" else "-" for c in path.stem) or "device"

@@ -138,3 +138,16 @@ def test_repeated_and_backward_times_are_scored_in_file_order_a_millisecond_apar
     assert s.ts.tolist() == [T0_MS, T0_MS + 300_000, T0_MS + 300_001, T0_MS + 300_002, T0_MS + 900_000]
     assert s.values[:, 0].tolist() == [1, 2, 3, 4, 5]
     assert any("2 row(s) not later than the row before" in n for n in s.notes)
+
+
+def test_a_corpus_kept_in_subfolders_is_found_and_shared_names_stay_apart(tmp_path: Path) -> None:
+    from stream_app.lab.evaluate import csv_files, device_names
+
+    for sub, name in (("realA", "a.csv"), ("realB", "a.csv"), ("realB", "b.csv.gz")):
+        (tmp_path / sub).mkdir(exist_ok=True)
+        (tmp_path / sub / name).write_text("")
+    paths = csv_files(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in paths] == ["realA/a.csv", "realB/a.csv", "realB/b.csv.gz"]
+    assert list(device_names(paths).values()) == ["realA-a", "realB-a", "b.csv"]
+    (tmp_path / "top.csv").write_text("")  # files at the top: only those (results kept in a subfolder stay out)
+    assert csv_files(tmp_path) == [tmp_path / "top.csv"]
