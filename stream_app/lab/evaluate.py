@@ -654,13 +654,13 @@ def csv_files(folder: Path) -> list[Path]:
 
 def device_names(paths: list[Path]) -> dict[Path, str]:
     """Each file's device id: its name without the suffix, or, where two files share one, the folder too."""
+    from collections import Counter
+
     from stream_app.lab.skab import device_id_of
 
     stems = [device_id_of(p) for p in paths]
-    return {
-        p: stem if stems.count(stem) == 1 else device_id_of(p.parent.with_name(f"{p.parent.name}-{p.name}"))
-        for p, stem in zip(paths, stems)
-    }
+    uses = Counter(stems)
+    return {p: stem if uses[stem] == 1 else device_id_of(Path(f"{p.parent.name}-{p.name}")) for p, stem in zip(paths, stems)}
 
 
 def evaluate_smd(root: Path, machines: list[str] | None, options: EvaluateOptions) -> tuple[EvaluationReport, list[Trace]]:
