@@ -18,7 +18,10 @@ Benign and anomalous changes differ in what a model of the stream can learn: reg
 moderate, gradual and lasting; idle stretches recur on a schedule; anomalies are abrupt, large,
 temporary or out of schedule. ``--benign-spikes RATE`` adds what busy real streams also have and the
 default files do not: lone readings 4-8 sd off the level at that rate (e.g. 0.003), never labelled, so a
-detector must learn that one spike is how the stream is (labelled spikes stay 6-10 sd, 1-3 readings). Seeded and deterministic: the same seed gives the same bytes.
+detector must learn that one spike is how the stream is (labelled spikes stay 6-10 sd, 1-3 readings).
+``--wandering SHARE`` makes that share of the files wander like a random walk on top (a step of one noise sd
+a reading, held while the signal is idle or stopped): a price, a queue, a counter's rate, whose level never
+comes back to where the first rows had it. Seeded and deterministic: the same seed gives the same bytes.
 ``streams.json`` in OUT_DIR lists each file's parameters and labelled spans.
 """
 
@@ -61,9 +64,12 @@ class StreamSpec(BaseModel):
     idle_hours: tuple[int, int] | None  # (from, to) hour of day at which the signal sits at its floor
     resolution: float  # readings are rounded to this (0: not rounded)
     anomalies: list[Anomaly]
+    wandering: bool = False  # a random walk on top (``--wandering``)
 
 
-def generate(index: int, rng: np.random.Generator, *, benign_spikes: float = 0.0) -> tuple[StreamSpec, np.ndarray, np.ndarray, np.ndarray]:
+def generate(
+    index: int, rng: np.random.Generator, *, benign_spikes: float = 0.0, wandering: float = 0.0
+) -> tuple[StreamSpec, np.ndarray, np.ndarray, np.ndarray]:
     """One stream: its spec, epoch-second times, values and labels."""
     interval = int(rng.choice(INTERVALS_S))
     # Long enough for several daily cycles at 1/min, several weeks at 1/h; 2,000-8,000 rows.
@@ -135,23 +141,27 @@ def generate(index: int, rng: np.random.Generator, *, benign_spikes: float = 0.0
     if benign_spikes > 0:  # drawn last, so the default files are the same bytes with or without the option
         at = np.flatnonzero((rng.random(rows) < benign_spikes) & ~is_idle & ~labels)
         x[at] += rng.choice([-1.0, 1.0], len(at)) * rng.uniform(4, 8, len(at)) * sd
+    wanders = wandering > 0 and bool(rng.random() < wandering)  # drawn after the rest, as the spikes
+    if wanders:
+        steps = np.where(is_idle, 0.0, rng.normal(0, sd, rows))  # an idle or stopped stretch stays flat
+        x += np.cumsum(steps)
     if resolution:
         live = ~is_idle
         x[live] = np.round(x[live] / resolution) * resolution
     spec = StreamSpec(
         file=f"stream-{index:02d}-{interval}s.csv", interval_s=interval, rows=rows, level=round(level, 4),
         noise_sd=round(sd, 4), autocorrelation=phi, daily=daily, weekly=weekly, drift=round(drift, 3), regimes=regimes,
-        idle_hours=idle, resolution=round(resolution, 6), anomalies=anomalies,
+        idle_hours=idle, resolution=round(resolution, 6), anomalies=anomalies, wandering=wanders,
     )  # fmt: skip
     return spec, t, x, labels
 
 
-def write_streams(out: Path, files: int, seed: int, *, benign_spikes: float = 0.0) -> list[StreamSpec]:
+def write_streams(out: Path, files: int, seed: int, *, benign_spikes: float = 0.0, wandering: float = 0.0) -> list[StreamSpec]:
     """Write ``files`` streams and ``streams.json`` into ``out``; the same seed writes the same bytes."""
     out.mkdir(parents=True, exist_ok=True)
     specs = []
     for index, child in enumerate(np.random.SeedSequence(seed).spawn(files)):
-        spec, t, x, labels = generate(index, np.random.default_rng(child), benign_spikes=benign_spikes)
+        spec, t, x, labels = generate(index, np.random.default_rng(child), benign_spikes=benign_spikes, wandering=wandering)
         lines = ["timestamp,value,label"]
         lines += [
             f"{datetime.fromtimestamp(ts, timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')},{v:.6g},{int(lab)}"
@@ -159,7 +169,7 @@ def write_streams(out: Path, files: int, seed: int, *, benign_spikes: float = 0.
         ]
         (out / spec.file).write_text("\n".join(lines) + "\n")
         specs.append(spec)
-    manifest = {"seed": seed, "benign_spikes": benign_spikes, "files": [s.model_dump() for s in specs]}
+    manifest = {"seed": seed, "benign_spikes": benign_spikes, "wandering": wandering, "files": [s.model_dump() for s in specs]}
     (out / "streams.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return specs
 
@@ -170,12 +180,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--files", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--benign-spikes", type=float, default=0.0, help="share of readings that are unlabelled lone spikes")
+    parser.add_argument("--wandering", type=float, default=0.0, help="share of files whose level wanders like a random walk")
     args = parser.parse_args(argv)
     if args.files < 1:
         parser.error("--files must be at least 1")
     if not 0 <= args.benign_spikes < 0.5:
         parser.error("--benign-spikes must be in [0, 0.5)")
-    specs = write_streams(args.out, args.files, args.seed, benign_spikes=args.benign_spikes)
+    if not 0 <= args.wandering <= 1:
+        parser.error("--wandering must be in [0, 1]")
+    specs = write_streams(args.out, args.files, args.seed, benign_spikes=args.benign_spikes, wandering=args.wandering)
     labelled = sum(len(s.anomalies) for s in specs)
     print(f"{len(specs)} streams, {sum(s.rows for s in specs)} rows, {labelled} labelled anomalies -> {args.out}")
 

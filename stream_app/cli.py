@@ -245,6 +245,9 @@ def train(
         f"{v.validation_windows_over_threshold:.2%} of normal validation windows over threshold"
         + (" [green](current)[/]" if promote else "")
     )
+    centred = [f for f, c in zip(bundle.card.features, bundle.scaler.centred) if c]
+    if centred:
+        console.print(f"{', '.join(centred)}: its level wanders like a random walk; the model reads its windows for their shape")
     _note_if_unrouted(settings, group)
 
 

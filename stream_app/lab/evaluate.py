@@ -343,6 +343,8 @@ def evaluate_per_series(
         _stage(options, f"{n}/{len(series)} {s.device_id}: training")
         model = build_model([s.values[:learn]], s.features, options, source=f"{source}: {s.device_id}")
         train_s += model.train_s
+        if any(model.detector.bundle.scaler.centred):
+            notes.append(f"{s.device_id}: its level wanders like a random walk; the model reads its windows for their shape")
         _stage(options, f"{n}/{len(series)} {s.device_id}: scoring")
         started = time.perf_counter()
         (trace,) = stream(model.detector, [s], batch_size=options.batch_size, on_progress=_offset(options.on_progress, before, total))

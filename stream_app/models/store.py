@@ -63,20 +63,35 @@ class ModelStoreError(FloorwatchError):
 
 
 class Scaler(BaseModel):
-    """Per-feature standardisation, fitted on training data only."""
+    """How raw windows become the model's input: per-feature standardisation, fitted on training data only,
+    and for the features in ``centred``, each window taken relative to its own mean."""
 
     mean: list[float]
     scale: list[float]
+    # Features whose level wandered in training like a random walk (``training.wander.wandering``): where
+    # such a level will sit later is anybody's guess, and a model that saw only the training's levels
+    # reads every new one as anomalous. Their windows are read for their shape, relative to their mean.
+    centred: list[bool] = Field(default_factory=list)
+
+    def centre_mask(self) -> np.ndarray:
+        """(F,) float32: 1.0 for a centred feature, else 0.0 (all 0.0 for scalers from before centring)."""
+        mask = np.zeros(len(self.mean), np.float32)
+        mask[: len(self.centred)] = self.centred
+        return mask
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        return ((x - np.asarray(self.mean, np.float32)) / np.asarray(self.scale, np.float32)).astype(np.float32)
+        """Readings (n, F) or windows (n, T, F) -> model input; only windows are centred."""
+        scaled = ((x - np.asarray(self.mean, np.float32)) / np.asarray(self.scale, np.float32)).astype(np.float32)
+        if scaled.ndim == 3 and any(self.centred):
+            scaled -= self.centre_mask() * scaled.mean(axis=1, keepdims=True)
+        return scaled
 
     @classmethod
-    def fit(cls, values: np.ndarray) -> Scaler:
+    def fit(cls, values: np.ndarray, *, centred: list[bool] | None = None) -> Scaler:
         from sklearn.preprocessing import StandardScaler
 
         fitted = StandardScaler().fit(values.reshape(-1, values.shape[-1]))
-        return cls(mean=fitted.mean_.tolist(), scale=fitted.scale_.tolist())
+        return cls(mean=fitted.mean_.tolist(), scale=fitted.scale_.tolist(), centred=centred or [])
 
 
 class Thresholds(BaseModel):

@@ -79,7 +79,7 @@ class Scorer:
         self._peak_reference = np.asarray(peak_reference, np.float32) if peak_reference else None
         self.backend, self.device = backend_and_device()
         self._errors = compiled_errors(model, np.asarray(scaler.mean, np.float32), np.asarray(scaler.scale, np.float32),
-                                       unroll=self.device != "cpu")  # fmt: skip
+                                       centre=scaler.centre_mask(), unroll=self.device != "cpu")  # fmt: skip
         self._pad = np.zeros((max_batch, self.window, self.n_features), np.float32)
         self.warm_seconds: float | None = None  # what ``warm`` took (the hot reload logs it)
 
@@ -174,7 +174,7 @@ Errors = Callable[[np.ndarray], np.ndarray]
 
 @dataclass(slots=True)
 class _Compiled:
-    """One compiled error function of (raw, mean, scale, trainable weights, other weights) for one architecture."""
+    """One compiled error function of (raw, mean, scale, centre, trainable weights, other weights) for one architecture."""
 
     template: keras.Model  # the model whose graph was traced: weights are arguments, its own are never read
     fn: Callable[..., Any]  # a tf.function or a jax.jit function
@@ -216,16 +216,20 @@ def _layer_key(layer: object, depth: int = 0) -> str:
     return f"{type(layer).__module__}.{type(layer).__qualname__}{plain}"
 
 
-def compiled_errors(model: keras.Model, mean: np.ndarray, scale: np.ndarray, *, unroll: bool = False) -> Errors:
+def compiled_errors(
+    model: keras.Model, mean: np.ndarray, scale: np.ndarray, *, centre: np.ndarray | None = None, unroll: bool = False
+) -> Errors:
     """Raw windows (n, T, F) -> per-feature mean and largest absolute reconstruction error of the scaled
     windows, side by side: (n, 2F). The weights and scaler are arguments of the compiled function, taken
     from ``model`` now (later changes to ``model`` are not seen), so one compiled graph serves every
-    model of the same architecture. ``unroll``: compile an unrolled copy (see ``unrolled``)."""
+    model of the same architecture. ``centre``: (F,) 1.0 where a feature's window is taken relative to
+    its mean (``Scaler.centred``), default none. ``unroll``: compile an unrolled copy (see ``unrolled``)."""
     import keras
 
+    centre = np.zeros_like(mean, np.float32) if centre is None else np.asarray(centre, np.float32)
     backend = keras.backend.backend()
     if backend not in ("tensorflow", "jax"):
-        return eager_errors(model, mean, scale)
+        return eager_errors(model, mean, scale, centre)
     key = architecture_key(model, unroll=unroll)
     with _COMPILED_LOCK:
         compiled = _COMPILED.get(key)
@@ -240,12 +244,12 @@ def compiled_errors(model: keras.Model, mean: np.ndarray, scale: np.ndarray, *, 
     if backend == "tensorflow":
         import tensorflow as tf
 
-        args = [tf.constant(mean), tf.constant(scale), [tf.constant(np.asarray(v)) for v in model.trainable_variables],
+        args = [tf.constant(mean), tf.constant(scale), tf.constant(centre), [tf.constant(np.asarray(v)) for v in model.trainable_variables],
                 [tf.constant(np.asarray(v)) for v in model.non_trainable_variables]]  # fmt: skip
         return lambda x: fn(tf.convert_to_tensor(x), *args).numpy()
     import jax.numpy as jnp
 
-    jargs = [jnp.asarray(mean), jnp.asarray(scale), [jnp.asarray(v) for v in model.trainable_variables],
+    jargs = [jnp.asarray(mean), jnp.asarray(scale), jnp.asarray(centre), [jnp.asarray(v) for v in model.trainable_variables],
              [jnp.asarray(v) for v in model.non_trainable_variables]]  # fmt: skip
     return lambda x: np.asarray(fn(x, *jargs))
 
@@ -255,8 +259,9 @@ def _compile(model: keras.Model, backend: str) -> Callable[..., Any]:
         import tensorflow as tf
 
         @tf.function(jit_compile=True, reduce_retracing=True)
-        def errors_tf(raw: tf.Tensor, mean: tf.Tensor, scale: tf.Tensor, trainable: list, frozen: list) -> tf.Tensor:
+        def errors_tf(raw: tf.Tensor, mean: tf.Tensor, scale: tf.Tensor, centre: tf.Tensor, trainable: list, frozen: list) -> tf.Tensor:
             x = (raw - mean) / scale
+            x = x - centre * tf.reduce_mean(x, axis=1, keepdims=True)
             recon, _ = model.stateless_call(trainable, frozen, x, training=False)
             e = tf.abs(x - recon)
             return tf.concat([tf.reduce_mean(e, axis=1), tf.reduce_max(e, axis=1)], axis=1)
@@ -266,8 +271,9 @@ def _compile(model: keras.Model, backend: str) -> Callable[..., Any]:
     import jax.numpy as jnp
 
     @jax.jit
-    def errors_jax(raw: jax.Array, mean: jax.Array, scale: jax.Array, trainable: list, frozen: list) -> jax.Array:
+    def errors_jax(raw: jax.Array, mean: jax.Array, scale: jax.Array, centre: jax.Array, trainable: list, frozen: list) -> jax.Array:
         x = (raw - mean) / scale
+        x = x - centre * jnp.mean(x, axis=1, keepdims=True)
         recon, _ = model.stateless_call(trainable, frozen, x, training=False)
         e = jnp.abs(x - recon)
         return jnp.concatenate([jnp.mean(e, axis=1), jnp.max(e, axis=1)], axis=1)
@@ -275,12 +281,13 @@ def _compile(model: keras.Model, backend: str) -> Callable[..., Any]:
     return errors_jax
 
 
-def eager_errors(model: keras.Model, mean: np.ndarray, scale: np.ndarray) -> Errors:
+def eager_errors(model: keras.Model, mean: np.ndarray, scale: np.ndarray, centre: np.ndarray) -> Errors:
     """torch and others: an uncompiled call, correct but slower."""
     import keras
 
     def errors_eager(raw: np.ndarray) -> np.ndarray:
         x = (raw - mean) / scale
+        x = x - centre * x.mean(axis=1, keepdims=True)
         e = keras.ops.abs(x - model(x, training=False))
         return keras.ops.convert_to_numpy(keras.ops.concatenate([keras.ops.mean(e, axis=1), keras.ops.max(e, axis=1)], axis=1))
 

@@ -16,6 +16,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from stream_app.training.autoencoder import build_autoencoder, training_jit
 from stream_app.training.reference import reference_from
+from stream_app.training.wander import centred_features
 from stream_app.models.store import DriftReference, ModelBundle, ModelCard, ModelStore, Scaler, Thresholds, TrainingSummary, ValidationMetrics
 from stream_app.pipeline.scorer import Scorer
 from stream_app.pipeline.line_methods import DEFAULT_EWMA_ALPHA, line_method
@@ -100,7 +101,8 @@ class TrainingData:
         x_val = np.concatenate([windows_of(s, config.window, 1) for s in val_parts])
         if len(x_train) < 10 or len(x_val) < 10:
             raise ValueError(f"not enough data: {len(x_train)} training and {len(x_val)} validation windows")
-        return cls(len(series), int(sum(len(s) for s in series)), train_values, Scaler.fit(train_values), x_train, x_val)
+        scaler = Scaler.fit(train_values, centred=centred_features(train_parts))
+        return cls(len(series), int(sum(len(s) for s in series)), train_values, scaler, x_train, x_val)
 
     def calibrate(
         self, val_errors: np.ndarray, features: list[str], config: TrainingConfig, val_peaks: np.ndarray | None = None

@@ -67,10 +67,8 @@ def refit(
     reference = np.asarray(bundle.thresholds.feature_reference, np.float32)
     serving_median = float(np.median((serving.raw_errors(x_val) / reference).max(axis=1)))
 
-    readings = x_train.reshape(-1, x_train.shape[-1])
-    fresh = _moved(bundle.scaler, readings)
+    scaler, fresh = refit_scaler(bundle.scaler, x_train)
     model = bundle.load_keras()
-    scaler = Scaler.fit(readings) if fresh else bundle.scaler
     if fresh:  # far from what the model knew: start afresh
         from stream_app.training.autoencoder import build_autoencoder
 
@@ -230,13 +228,25 @@ def _envelope(
     return out
 
 
+def refit_scaler(scaler: Scaler, windows: np.ndarray) -> tuple[Scaler, bool]:
+    """The scaler a candidate trained on ``windows`` uses, and whether it is fresh: refitted on them when
+    their readings sit far outside what ``scaler`` knew, else ``scaler`` itself. Which features are centred
+    stays the model's (overlapping windows' readings side by side are no time series to decide it on)."""
+    readings = windows.reshape(-1, windows.shape[-1])
+    if _moved(scaler, readings):
+        return Scaler.fit(readings, centred=scaler.centred), True
+    return scaler, False
+
+
 def _moved(scaler: Scaler, readings: np.ndarray) -> bool:
-    """Whether recent readings sit far outside what the scaler was fitted on (in its own units)."""
+    """Whether recent readings sit far outside what the scaler was fitted on (in its own units). Centred
+    features are expected to wander away: they are left out."""
     mean = np.asarray(scaler.mean, np.float64)
     scale = np.asarray(scaler.scale, np.float64)
     z_mean = np.abs(readings.mean(axis=0) - mean) / scale
     spread = readings.std(axis=0) / scale
-    return bool(np.any(z_mean > 3.0) or np.any(spread > 3.0) or np.any((spread < 1 / 3) & (spread > 0)))
+    fixed = scaler.centre_mask() == 0
+    return bool(np.any(fixed & ((z_mean > 3.0) | (spread > 3.0) | ((spread < 1 / 3) & (spread > 0)))))
 
 
 class SyncRefitter:

@@ -48,3 +48,23 @@ def test_benign_spikes_are_unlabelled_and_leave_the_rest_as_it_was() -> None:
     assert spec == spiky_spec and (labels == spiky_labels).all() and (t == spiky_t).all()
     moved = np.flatnonzero(np.abs(spiky_x - x) > 3.5 * spec.noise_sd)
     assert 0.004 * spec.rows < len(moved) < 0.02 * spec.rows and not labels[moved].any()
+
+
+def test_wandering_files_walk_on_top_of_the_same_stream_and_hold_still_where_it_stops() -> None:
+    from producers.streams import generate
+    from stream_app.training.wander import wandering
+
+    spec, t, x, labels = generate(3, np.random.default_rng(11))
+    walking = [generate(3, np.random.default_rng(11), wandering=1.0) for _ in range(2)]
+    w_spec, w_t, w_x, w_labels = walking[0]
+    assert w_spec == spec.model_copy(update={"wandering": True}) and (w_labels == labels).all() and (w_t == t).all()
+    assert (walking[1][2] == w_x).all()  # seeded
+    walk = w_x - x
+    assert np.abs(walk).max() > 10 * spec.noise_sd  # it goes far from where it started
+    warm = w_x[: int(0.15 * spec.rows)]
+    assert wandering([warm[:, None]]) == [True] and wandering([x[: int(0.15 * spec.rows)][:, None]]) == [False]
+    for a in spec.anomalies:  # a stopped signal stays stopped
+        if a.kind == "stopped":
+            assert np.ptp(w_x[a.start : a.end + 1]) == 0
+    never = generate(3, np.random.default_rng(11), wandering=0.0)
+    assert (never[2] == x).all() and not never[0].wandering
