@@ -193,8 +193,10 @@ class Detector:
             )  # fmt: skip
         bounds = np.array([envelope.get(f, (-np.inf, np.inf)) for f in self.features], np.float64)
         # A sensor that never moved in calibration has an envelope of zero width: any reading would be
-        # infinitely far from normal. It says nothing about how far is too far, so it has no level check.
+        # infinitely far from normal. It says nothing about how far is too far, so it has no level check;
+        # nor has a sensor whose level wanders (the model reads it centred): where it sits is not a fault.
         finite = np.isfinite(bounds).all(axis=1) & (bounds[:, 1] - bounds[:, 0] > 1e-9 * (1.0 + np.abs(bounds).max(axis=1)))
+        finite &= bundle.scaler.centre_mask() == 0
         with np.errstate(invalid="ignore"):  # (-inf + inf) / 2 for features without an envelope, masked below
             self._centre = np.where(finite, bounds.mean(axis=1), 0.0).astype(np.float32)
         self._half = np.where(finite, (bounds[:, 1] - bounds[:, 0]) / 2, np.inf).astype(np.float32)

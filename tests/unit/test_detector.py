@@ -157,6 +157,19 @@ def test_a_window_whose_mean_leaves_the_envelope_is_out_of_range() -> None:
     assert out.alerts[0].episode.state == "open" and out.alerts[0].check_failures == ["level:x"]
 
 
+def test_a_sensor_whose_level_wanders_has_no_level_check() -> None:
+    # The same out-of-envelope x as above, on a model that reads x centred (its level wanders): no level verdict.
+    def detector() -> Detector:
+        d = checks_detector(open_after=2, feature_envelope={"x": (0.0, 0.4), "y": (0.4, 0.6)})
+        centred = d.bundle.model_copy(update={"scaler": d.bundle.scaler.model_copy(update={"centred": [True, False]})})
+        d.use_model(centred, d.scorer)
+        return d
+
+    assert feed(detector(), xy_readings([0.2] * 5 + [0.7] * 4 + [0.2] * 5)).alerts == []
+    y_far = feed(detector(), xy_readings([0.2] * 14, y=0.9))  # y keeps its check
+    assert y_far.alerts[0].check_failures == ["level:y"]
+
+
 def test_a_rule_on_a_feature_the_model_does_not_use_fails_at_construction() -> None:
     with pytest.raises(ValueError, match=r"rule:pressure<3: no such feature in model .*\(features: x, y\)"):
         checks_detector("x<1, pressure<3")

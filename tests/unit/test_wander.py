@@ -126,6 +126,7 @@ def test_evaluate_finds_a_spike_on_a_random_walk_far_from_its_training_levels_an
 
     assert "walk: its level wanders like a random walk; the model reads its windows for their shape" in report.warnings
     assert abs(values[400:] - values[:400].mean()).max() > 5 * values[:400].std()  # far from what training saw
+    assert trace.opened is not None
     opened = np.flatnonzero(trace.opened)
     assert any(spike - 400 <= k <= spike - 400 + 10 for k in opened)  # found within a window of it
     assert len(opened) <= 3
