@@ -53,6 +53,8 @@ def check_bundle(bundle: ModelBundle, sensors_seen: set[str] | None = None) -> N
         raise ModelRefused(f"model {bundle.version}: feature list {card.features} is empty or has repeats")
     if len(bundle.scaler.mean) != n or len(bundle.scaler.scale) != n:
         raise ModelRefused(f"model {bundle.version}: scaler has {len(bundle.scaler.mean)} features, card {n}")
+    if len(bundle.scaler.centred) not in (0, n):
+        raise ModelRefused(f"model {bundle.version}: scaler centres {len(bundle.scaler.centred)} features, card {n}")
     if len(bundle.thresholds.feature_reference) != n:
         raise ModelRefused(f"model {bundle.version}: thresholds have {len(bundle.thresholds.feature_reference)} features, card {n}")
     if sensors_seen:

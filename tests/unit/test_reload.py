@@ -103,6 +103,18 @@ def test_corrupt_version_is_refused_and_the_worker_keeps_its_model(store: ModelS
     assert caplog.text.count("refused") == 1
 
 
+def test_a_scaler_centring_more_features_than_the_model_has_is_refused(store: ModelStore, caplog: pytest.LogCaptureFixture) -> None:
+    reloader, detector = _reloader(store)
+    asyncio.run(reloader.poll())
+    version = write_version(store, ["x", "y"], promote=False)
+    (store.root / version / "scaler.json").write_text('{"mean": [0, 0], "scale": [1, 1], "centred": [true, false, true]}')
+    store.promote(version)
+    asyncio.run(reloader.poll())
+    assert reloader.apply() == []
+    assert detector.detectors["default"].model_version == "v0001"
+    assert "scaler centres 3 features, card 2" in caplog.text
+
+
 def test_unloadable_weights_are_refused(store: ModelStore, caplog: pytest.LogCaptureFixture) -> None:
     def broken(bundle: ModelBundle) -> Detector:
         raise ValueError("File not found: filepath=model.keras")
