@@ -91,7 +91,8 @@ class Scaler(BaseModel):
         from sklearn.preprocessing import StandardScaler
 
         fitted = StandardScaler().fit(values.reshape(-1, values.shape[-1]))
-        return cls(mean=fitted.mean_.tolist(), scale=fitted.scale_.tolist(), centred=centred or [])
+        # (none centred is written as none: such a scaler reads as it did before centring)
+        return cls(mean=fitted.mean_.tolist(), scale=fitted.scale_.tolist(), centred=list(centred) if centred and any(centred) else [])
 
 
 class Thresholds(BaseModel):

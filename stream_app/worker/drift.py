@@ -86,10 +86,13 @@ class DriftWatch:
     """One model's drift watch; ``observe`` each batch's readings and windows, get back events."""
 
     def __init__(self, group: str, model_version: str, features: list[str], reference: DriftReference,
-                 limits: DriftLimits = DriftLimits()) -> None:  # fmt: skip
+                 limits: DriftLimits = DriftLimits(), *, wandering: Iterable[str] = ()) -> None:  # fmt: skip
         self.group = group
         self.model_version = model_version
         self.features = features
+        # Sensors the model reads for their shape (their level wanders: ``Scaler.centred``): their readings
+        # leave the training's range by nature, so their own PSI and KS say nothing; the scores still do.
+        self.wandering = frozenset(wandering)
         self.reference = reference
         self.limits = limits
         self._edges = [np.asarray(reference.feature_edges[f]) for f in features]
@@ -171,6 +174,8 @@ class DriftWatch:
         if samples >= self.limits.min_samples:
             counts = np.sum([b.features for b in recent], axis=0)
             for j, f in enumerate(self.features):
+                if f in self.wandering:
+                    continue
                 observed = counts[j, : self._nbins[j]].astype(np.float64)
                 figures[f"psi:{f}"] = (psi(observed, self._expected[j]), self.limits.psi, f)
                 figures[f"ks:{f}"] = (ks(observed, self._expected[j]), self.limits.ks, f)
@@ -236,7 +241,10 @@ class FleetDrift:
             )  # fmt: skip
             self.watches[group] = None
             return None
-        self.watches[group] = watch = DriftWatch(group, serving.model_version, serving.features, reference, self.limits)
+        wandering = [f for f, c in zip(serving.features, serving.bundle.scaler.centre_mask()) if c]
+        self.watches[group] = watch = DriftWatch(
+            group, serving.model_version, serving.features, reference, self.limits, wandering=wandering
+        )
         self._getters[group] = operator.itemgetter(*serving.features)
         return watch
 

@@ -22,10 +22,10 @@ def reference() -> DriftReference:
     return reference_from(train, FEATURES, ratios, over_line=0.0)
 
 
-def _run(reference: DriftReference, seconds: int, shift_at_s: int | None = None, shift: float = 0.0):
+def _run(reference: DriftReference, seconds: int, shift_at_s: int | None = None, shift: float = 0.0, wandering: tuple[str, ...] = ()):
     """Feed a 20-device fleet at 1 Hz in 30-second batches; yield (simulated second, events)."""
     sim = FleetSimulator(Scenario(devices=20, duration_s=seconds, seed=7), START_MS)
-    watch = DriftWatch("default", "v0001", FEATURES, reference, DriftLimits())
+    watch = DriftWatch("default", "v0001", FEATURES, reference, DriftLimits(), wandering=wandering)
     series = sim.series()
     if shift_at_s is not None:
         series[shift_at_s:, :, TEMP] += shift
@@ -63,6 +63,16 @@ def test_a_shift_in_one_feature_is_reported_within_five_minutes_on_that_feature_
     assert first.kind == "drift" and first.group == "default" and first.figure in ("psi", "ks")
     assert first.limit == DriftLimits().__getattribute__(first.figure)
     assert "temperature" in first.message and "over its limit" in first.message
+
+
+def test_a_sensor_whose_level_wanders_by_design_is_not_watched_for_its_level(reference: DriftReference) -> None:
+    # The same shift as above, on a model that reads temperature centred: no event, and no figure for it.
+    found, watch = [], None
+    for _, events, watch in _run(reference, 3600 + 900, shift_at_s=3600, shift=0.0015, wandering=("temperature",)):
+        found += events
+    assert found == [] and watch is not None
+    assert not any(key.endswith(":temperature") for key in watch.figures)
+    assert "psi:vibration" in watch.figures  # the others still are
 
 
 def test_a_stable_fleet_gives_no_event_over_a_simulated_day(reference: DriftReference) -> None:
