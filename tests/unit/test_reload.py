@@ -87,15 +87,22 @@ def test_other_window_length_rebuilds_windows_but_keeps_episodes(store: ModelSto
     assert after.scored == 1  # the window refilled: T - 1 = 3 readings unscored once
 
 
-def test_corrupt_version_is_refused_and_the_worker_keeps_its_model(store: ModelStore, caplog: pytest.LogCaptureFixture) -> None:
+def _promote_broken(store: ModelStore, file: str, text: str) -> ModelReloader:
+    """A worker serving v0001 polls after v0002 (with ``file`` replaced by ``text``) was promoted; it applies
+    nothing and still serves v0001."""
     reloader, detector = _reloader(store)
     asyncio.run(reloader.poll())
     version = write_version(store, ["x", "y"], promote=False)
-    (store.root / version / "thresholds.json").write_text("{ truncated")
+    (store.root / version / file).write_text(text)
     store.promote(version)
     asyncio.run(reloader.poll())
     assert reloader.apply() == []
     assert detector.detectors["default"].model_version == "v0001"
+    return reloader
+
+
+def test_corrupt_version_is_refused_and_the_worker_keeps_its_model(store: ModelStore, caplog: pytest.LogCaptureFixture) -> None:
+    reloader = _promote_broken(store, "thresholds.json", "{ truncated")
     assert "v0002" in caplog.text and "refused" in caplog.text and "still serving v0001" in caplog.text
     assert [e.action for e in store.audit.entries()][-1] == "refused"
     # Refused once: the next polls do not try again until the pointer changes.
@@ -104,14 +111,7 @@ def test_corrupt_version_is_refused_and_the_worker_keeps_its_model(store: ModelS
 
 
 def test_a_scaler_centring_more_features_than_the_model_has_is_refused(store: ModelStore, caplog: pytest.LogCaptureFixture) -> None:
-    reloader, detector = _reloader(store)
-    asyncio.run(reloader.poll())
-    version = write_version(store, ["x", "y"], promote=False)
-    (store.root / version / "scaler.json").write_text('{"mean": [0, 0], "scale": [1, 1], "centred": [true, false, true]}')
-    store.promote(version)
-    asyncio.run(reloader.poll())
-    assert reloader.apply() == []
-    assert detector.detectors["default"].model_version == "v0001"
+    _promote_broken(store, "scaler.json", '{"mean": [0, 0], "scale": [1, 1], "centred": [true, false, true]}')
     assert "scaler centres 3 features, card 2" in caplog.text
 
 
