@@ -124,6 +124,15 @@ def kafka_available(kafka_home: Path | None = None) -> str | None:
     return None
 
 
+def new_cluster_id() -> str:
+    """A random cluster id as Kafka writes them (a UUID, URL-safe base64, no padding), never starting with
+    "-": ``kafka-storage format -t -xyz`` reads that as an option and fails ("expected one argument"), which
+    one cluster in 64 met before; Kafka's own ``random-uuid`` skips such ids the same way."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
 class KafkaCluster:
     """One or three KRaft nodes on loopback; the layout (ports, cluster id) is kept in ``<dir>/cluster.json``
     so that ``start`` after ``stop`` brings back the same cluster with its data."""
@@ -236,7 +245,7 @@ class KafkaCluster:
     # --- setup ---------------------------------------------------------------------------------
 
     def _layout(self) -> ClusterState:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         nodes = []
         for i in range(1, self.nodes + 1):
             port = self.port + 2 * (i - 1) if self.port else free_port(self.host)

@@ -42,3 +42,17 @@ def test_an_install_s_libs_folder_is_found(tmp_path: Path) -> None:
     (tmp_path / "libs").mkdir()
     (tmp_path / "libs" / "kafka_2.13-4.1.1.jar").touch()
     assert kafka_jars(tmp_path) == tmp_path / "libs"
+
+
+def test_a_new_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+    import uuid
+
+    from stream_app.lab import kafka_local
+
+    # The first draw encodes to "-..." (0xf8 -> "-" in URL-safe base64), which kafka-storage reads as an option.
+    draws = iter([uuid.UUID(bytes=b"\xf8" + b"\x00" * 15), uuid.UUID(bytes=b"\x01" * 16)])
+    monkeypatch.setattr(kafka_local.uuid, "uuid4", lambda: next(draws))
+    assert base64.urlsafe_b64encode(b"\xf8" + b"\x00" * 15).decode().startswith("-")
+    cluster_id = kafka_local.new_cluster_id()
+    assert cluster_id == base64.urlsafe_b64encode(b"\x01" * 16).decode().rstrip("=") and len(cluster_id) == 22
