@@ -247,7 +247,9 @@ def train(
     )
     centred = [f for f, c in zip(bundle.card.features, bundle.scaler.centred) if c]
     if centred:
-        console.print(f"{', '.join(centred)}: its level wanders like a random walk; the model reads its windows for their shape")
+        from stream_app.training.wander import CENTRED_NOTE
+
+        console.print(f"{', '.join(centred)}: {CENTRED_NOTE}")
     _note_if_unrouted(settings, group)
 
 

@@ -33,6 +33,7 @@ from stream_app.lab.quality import BestF1, DeviceTrace, EventMetrics, PointMetri
 from stream_app.lab.skab import LabelledSeries
 from stream_app.training.fit import TrainingConfig, min_training_rows
 from stream_app.training.recipe import DEFAULT_DATA, DEFAULT_TRAINING
+from stream_app.training.wander import CENTRED_NOTE
 
 if TYPE_CHECKING:  # imported where used: the simulator, the settings and rich load only for the runs that need them
     from rich.console import Console
@@ -344,7 +345,7 @@ def evaluate_per_series(
         model = build_model([s.values[:learn]], s.features, options, source=f"{source}: {s.device_id}")
         train_s += model.train_s
         if any(model.detector.bundle.scaler.centred):
-            notes.append(f"{s.device_id}: its level wanders like a random walk; the model reads its windows for their shape")
+            notes.append(f"{s.device_id}: {CENTRED_NOTE}")
         _stage(options, f"{n}/{len(series)} {s.device_id}: scoring")
         started = time.perf_counter()
         (trace,) = stream(model.detector, [s], batch_size=options.batch_size, on_progress=_offset(options.on_progress, before, total))
