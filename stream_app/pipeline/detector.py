@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 
 from stream_app.contracts import Alert, Episode, Reading, iso_ms
+from stream_app.pipeline import adaptation
 from stream_app.pipeline.episodes import EpisodeRule, EpisodeTracker, OpenEpisode, Transition
 from stream_app.pipeline.columns import ReadingColumns
 from stream_app.pipeline.line_methods import LineMethod, line_method
@@ -154,6 +155,9 @@ class Detector:
         self.level_lines = AdaptiveLines(config.lines)
         # What recurs at the same hour of the day or week widens that hour's lines (model, level check).
         self.season = SeasonalLines(config.season, channels=2)
+        # The version whose calibrated line the lines are in units of (adaptation.py): kept by fine-tuned refits
+        # and hot reloads, which carry the lines over; a model trained afresh (its lines relearnt) starts its own.
+        self.line_basis = bundle.version
         self._seen_ms: dict[str, int] = {}  # each device's last reading, by the worker's clock (eviction)
         # Continual learning: recent plainly normal windows of this group, and who refits on them.
         self.reservoir = NormalReservoir(bundle.card.window, len(self.features), config.refit) if on_refit else None
@@ -259,6 +263,40 @@ class Detector:
         """Carry on with an episode the device's previous worker had open (see ``EpisodeTracker.resume``)."""
         self.episodes.resume(device_id, episode)
 
+    def known_devices(self, since_ms: int = 0) -> list[str]:
+        """The devices this detector holds state for, with a reading since ``since_ms`` (the worker's clock)."""
+        return [d for d, seen in self._seen_ms.items() if seen >= since_ms]
+
+    def export_state(self, device_id: str) -> bytes | None:
+        """What the device has learnt (its model and level lines, its seasonal hours) as bytes, for
+        ``restore_state`` in a later worker (adaptation.py); None for a device with nothing learnt."""
+        parts = {
+            name: state
+            for name, state in (
+                ("model", self.model_lines.export(device_id)),
+                ("level", self.level_lines.export(device_id)),
+                ("season", self.season.export(device_id)),
+            )
+            if state is not None
+        }
+        return adaptation.pack(self.line_basis, parts) if parts else None
+
+    def restore_state(self, device_id: str, state: bytes) -> bool:
+        """Take up an ``export_state`` of a device this detector has not met, if it is of this detector's
+        line basis (False otherwise: the device warms up as new). All or nothing: ValueError, with nothing
+        taken up, for bytes that are not such a state."""
+        basis, parts = adaptation.unpack(state)
+        if basis != self.line_basis or not self.unseen((device_id,)):
+            return False
+        targets: dict[str, AdaptiveLines | SeasonalLines] = {"model": self.model_lines, "level": self.level_lines, "season": self.season}
+        try:
+            restored = [targets[name].restore(device_id, part) for name, part in parts.items() if name in targets]
+        except ValueError:
+            for target in targets.values():
+                target.forget(device_id)
+            raise
+        return any(restored)
+
     def carry_over_from(self, old: Detector) -> bool:
         """Take over the per-device state of the detector this one replaces (a hot reload, reload.py).
 
@@ -275,6 +313,7 @@ class Detector:
         # like relative to "typical" does not depend on which version scores it: the lines carry over.
         self.model_lines, self.level_lines = old.model_lines, old.level_lines
         self.season = old.season
+        self.line_basis = old.line_basis
         self._seen_ms = old._seen_ms
         same_shape = old.features == self.features and old.windows.length == self.windows.length
         if same_shape:
@@ -698,6 +737,7 @@ def record_refit(detector: Detector, result: RefitResult) -> None:
         # of the old model) says nothing of the new one's, and kept, it could hold a line a thousand times too
         # high for hundreds of windows. The devices learn their lines anew, as after a long episode.
         detector.model_lines.relearn_all()
+        detector.line_basis = detector.model_version
     log.info(
         "refit %s -> %s kept (held-out median score %.3f vs %.3f, %s, %.1fs)", previous, detector.model_version,
         result.candidate_median, result.serving_median, "fresh scaler" if result.fresh_scaler else "fine-tuned", result.seconds,

@@ -114,6 +114,20 @@ class GroupDetector:
         if detector is not None:
             detector.resume(device_id, episode)
 
+    def known_devices(self, since_ms: int = 0) -> list[str]:
+        """Every device a scoring group holds state for, with a reading since ``since_ms`` (the worker's clock)."""
+        return [d for detector in self.detectors.values() for d in detector.known_devices(since_ms)]
+
+    def export_state(self, device_id: str) -> bytes | None:
+        """The device's adaptation state (``Detector.export_state``); None in a learning group or with none."""
+        detector = self.detector_for(device_id)
+        return None if detector is None else detector.export_state(device_id)
+
+    def restore_state(self, device_id: str, state: bytes) -> bool:
+        """``Detector.restore_state`` in the device's group (False while that group learns its first model)."""
+        detector = self.detector_for(device_id)
+        return detector is not None and detector.restore_state(device_id, state)
+
     def process(self, readings: Sequence[Reading], *, now_ms: int | None = None) -> Detections:
         if self._single is not None:
             started = time.perf_counter()

@@ -19,6 +19,7 @@ below the calibrated line:
 
 from __future__ import annotations
 
+import struct
 from array import array
 from collections.abc import Sequence
 from itertools import repeat
@@ -29,6 +30,8 @@ import numpy as np
 
 
 EARLY_BLOCKS = 4  # blocks under the calibrated line after which a device's warm-up ends early
+# A device's exported state (``export``): filled, seen, block_n, block_max, line; then its block maxima, oldest first.
+_HEAD = struct.Struct("<qqqdd")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,40 @@ class AdaptiveLines:
         """``relearn`` every device: the verdicts' units changed (a model trained afresh)."""
         for device_id in self._slots:
             self.relearn(device_id)
+
+    def export(self, device_id: str) -> bytes | None:
+        """The device's state as bytes (None for a device never seen), for ``restore`` in another worker:
+        a restart or a handover then goes on from it instead of warming up again."""
+        slot = self._slots.get(device_id)
+        if slot is None:
+            return None
+        n, p = self._filled[slot], self._pos[slot]
+        row = self._history[slot]
+        oldest_first = row[:n] if n < self.config.history else np.concatenate([row[p:], row[:p]])
+        head = _HEAD.pack(n, self._seen[slot], self._block_n[slot], self._block_max[slot], self._line[slot])
+        return head + oldest_first.astype("<f4").tobytes()
+
+    def restore(self, device_id: str, state: bytes) -> bool:
+        """Take up an ``export``ed state for a device this instance has not met (False, unchanged, for one it
+        has: its own state is newer). A history longer than this one's keeps its newest block maxima.
+        Raises ValueError for bytes that are not such a state."""
+        if device_id in self._slots:
+            return False
+        if len(state) < _HEAD.size or (len(state) - _HEAD.size) % 4:
+            raise ValueError(f"not a line state ({len(state)} bytes)")
+        filled, seen, block_n, block_max, line = _HEAD.unpack_from(state)
+        values = np.frombuffer(state, "<f4", offset=_HEAD.size)
+        if filled != len(values) or seen < 0 or not 0 <= block_n < self.config.block or not np.isfinite(line) or line < 1.0:
+            raise ValueError("not a line state (inconsistent fields)")
+        kept = values[-self.config.history :] if len(values) else values
+        slot = self._add(device_id)
+        n = len(kept)
+        self._history[slot, :n] = kept
+        self._sorted[slot, :n] = np.sort(kept)
+        self._filled[slot], self._pos[slot] = n, n % self.config.history
+        self._seen[slot], self._block_n[slot] = seen, block_n
+        self._block_max[slot], self._line[slot] = block_max, line
+        return True
 
     def forget(self, device_id: str) -> None:
         """Drop the device (eviction); its slot is reused by the next new device."""

@@ -18,12 +18,13 @@ last three days, or of the last two weeks, ran that high** (``cycles``); never n
   normal line. A condition that lasts three days widens every hour, as a lasting change of regime
   does the adaptive lines.
 
-State: a ring of the last two weeks' hours per device (about 4 KB a device with two channels), in
-memory like the lines: a restarted worker relearns it.
+State: a ring of the last two weeks' hours per device (about 2.7 KB a device with two channels), in
+memory like the lines, and saved with them for the next worker to meet the device (``export``, adaptation.py).
 """
 
 from __future__ import annotations
 
+import struct
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ from itertools import repeat
 import numpy as np
 
 HOUR_MS = 3_600_000
+# A device's exported state (``export``): ring hours, channels, the hour accumulating and its windows; then the
+# hour's sums and sums of squares (float64 per channel), the ring's hours (int32) and levels (float16).
+_HEAD = struct.Struct("<qqqq")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +133,44 @@ class SeasonalLines:
         """The device's allowances for the hour of its latest window."""
         slot = self._slots.get(device_id)
         return self._none if slot is None else self._allow[slot]
+
+    def export(self, device_id: str) -> bytes | None:
+        """The device's state as bytes (None for a device never seen), for ``restore`` in another worker."""
+        slot = self._slots.get(device_id)
+        if slot is None:
+            return None
+        c = self.channels
+        row = slice(slot * c, (slot + 1) * c)
+        return b"".join((
+            _HEAD.pack(self._ring, c, self._hour[slot], self._n[slot]),
+            np.asarray(self._sum[row], "<f8").tobytes(), np.asarray(self._sumsq[row], "<f8").tobytes(),
+            self._hour_of[slot].astype("<i4").tobytes(), self._high[slot].astype("<f2").tobytes(),
+        ))  # fmt: skip
+
+    def restore(self, device_id: str, state: bytes) -> bool:
+        """Take up an ``export``ed state for a device this instance has not met (False, unchanged, for one it
+        has, or for a state kept with other periods or channels). Raises ValueError for bytes that are not one."""
+        if device_id in self._slots or not self.config.enabled:
+            return False
+        if len(state) < _HEAD.size:
+            raise ValueError(f"not a seasonal state ({len(state)} bytes)")
+        ring, c, hour, n = _HEAD.unpack_from(state)
+        if (ring, c) != (self._ring, self.channels):
+            return False
+        if len(state) != _HEAD.size + 16 * c + ring * (4 + 2 * c) or n < 0:
+            raise ValueError("not a seasonal state (inconsistent fields)")
+        at = _HEAD.size
+        sums = np.frombuffer(state, "<f8", 2 * c, at)
+        at += 16 * c
+        hour_of = np.frombuffer(state, "<i4", ring, at)
+        high = np.frombuffer(state, "<f2", ring * c, at + 4 * ring).reshape(ring, c)
+        slot = self._add(device_id, hour)
+        self._hour_of[slot], self._high[slot] = hour_of, high
+        self._n[slot] = n
+        row = slice(slot * c, (slot + 1) * c)
+        self._sum[row], self._sumsq[row] = array("d", sums[:c].tolist()), array("d", sums[c:].tolist())
+        self._set_allow(slot, self._allowance(slot, hour))
+        return True
 
     def forget(self, device_id: str) -> None:
         slot = self._slots.pop(device_id, None)
