@@ -133,6 +133,9 @@ class DetectionSettings(BaseModel):
     # Hours of the day / week whose verdicts ran high in each of the last two days / weeks widen that
     # hour's lines (pipeline/seasonal.py).
     adapt_seasonal: bool = True
+    # Each device's lines and seasonal hours are saved to Redis this often and taken up by the next worker
+    # to meet the device (a restart, a rebalance), so it does not warm up again (worker/adaptation.py). 0: never.
+    adapt_save_s: float = Field(300.0, ge=0)
     # Models refitted on the stream.
     refit: bool = True
     refit_min_interval_s: float = Field(3600.0, ge=0)

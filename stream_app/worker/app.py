@@ -10,17 +10,20 @@ are idempotent.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
 import faust
 from faust.app.base import BootStrategy
+from redis.exceptions import RedisError
 
 from stream_app.config.kafka_config import faust_broker_settings
 from stream_app.config.redis_client import async_redis
 from stream_app.config.settings import Settings
 from stream_app.pipeline.group_detector import GroupDetector
+from stream_app.worker.adaptation import AdaptationStore
 from stream_app.worker.consume import ReadingsConsumer
 from stream_app.worker.exactly_once import BatchTransaction, transactions_enabled
 from stream_app.worker.handler import BatchHandler
@@ -72,12 +75,14 @@ def create_app(
             ttl_s=settings.redis_device_ttl_s, offline_factor=settings.offline_factor, offline_min_s=settings.offline_min_s,
         ),  # fmt: skip
     )
+    adaptation = AdaptationStore(redis_sink.client, redis.redis_prefix, ttl_s=redis.redis_device_ttl_s)
     handler = BatchHandler(
         detector,
         [KafkaAlertSink(topic_sender(alerts_topic, transaction)), redis_sink],
         KafkaDeadLetterSink(topic_sender(dlq_topic, transaction)),
         metrics,
         episodes=redis_sink,
+        adaptation=adaptation if settings.adapt_save_s > 0 else None,
         resume_budget_s=redis.redis_budget_s,
         lifecycle=lifecycle,
     )
@@ -107,6 +112,25 @@ def create_app(
             if evicted:
                 log.info("dropped the state of %d device(s) idle for %.0f s", len(evicted), settings.device_idle_s)
         metrics.devices.set(detector.devices)
+
+    if settings.adapt_save_s > 0:
+        last_save = {"ms": 0}
+
+        @app.timer(interval=settings.adapt_save_s)
+        async def save_adaptation() -> None:
+            # What each device has learnt, for the next worker to meet it (worker/adaptation.py). Skipped while
+            # Redis is away: a state a few minutes older costs a restarted device little.
+            if not redis_sink.available:
+                return
+            started_ms = int(time.time() * 1000)
+            try:
+                saved = await adaptation.save(detector, since_ms=last_save["ms"], budget_s=redis.redis_budget_s)
+            except (RedisError, OSError, asyncio.TimeoutError) as exc:
+                redis_sink.trip()
+                log.warning("adaptation states not saved (%s); next try in %.0f s", type(exc).__name__, settings.adapt_save_s)
+                return
+            metrics.adaptation.labels("saved").inc(saved)
+            last_save["ms"] = started_ms
 
     @app.timer(interval=2.0)
     async def mark_offline() -> None:

@@ -29,6 +29,7 @@ from stream_app.pipeline.decode import Rejection
 from stream_app.pipeline.detector import Refused
 from stream_app.pipeline.episodes import OpenEpisode
 from stream_app.pipeline.group_detector import Detections, GroupDetector
+from stream_app.worker.adaptation import AdaptationStore
 from stream_app.worker.context import KafkaMessage, MessageContext
 from stream_app.worker.metrics import Metrics
 from stream_app.worker.retry import RETRY_FIRST_S, RETRY_MAX_S, BatchRetries
@@ -60,6 +61,7 @@ class BatchHandler:
         metrics: Metrics,
         *,
         episodes: EpisodeSource | None = None,
+        adaptation: AdaptationStore | None = None,
         resume_budget_s: float = 1.0,
         lifecycle: Lifecycle | None = None,
         retry_first_s: float = RETRY_FIRST_S,
@@ -70,6 +72,7 @@ class BatchHandler:
         self.dead_letters = dead_letters
         self.metrics = metrics
         self.episodes = episodes
+        self.adaptation = adaptation  # each device's saved lines, taken up with its open episode (adaptation.py)
         self.resume_budget_s = resume_budget_s
         self.lifecycle = lifecycle
         # The backoff between attempts to send a batch's records to a sink that failed (``_deliver``, retry.py).
@@ -139,11 +142,12 @@ class BatchHandler:
             self.lifecycle.before_batch(readings)  # a promoted model is swapped in here, between two batches
 
         # Devices new to this worker (a restart, a rebalance): carry on with the episodes their
-        # previous worker left open, so a failure that spans the handover stays one episode.
+        # previous worker left open, so a failure that spans the handover stays one episode, and with
+        # the lines it had learnt, so the device does not warm up again.
         if self.episodes is not None:
             unseen = self.detector.unseen(dict.fromkeys(readings.device_ids))
             if unseen and self.episodes.available:
-                await self._resume_episodes(unseen)
+                await self._take_over(unseen)
         started = time.perf_counter()
         detection = self.detector.process(readings)
         model = detection.model_seconds
@@ -216,19 +220,36 @@ class BatchHandler:
             await sink.add(alert)
         sink.add_statuses(output.statuses)
 
-    async def _resume_episodes(self, device_ids: list[str]) -> None:
+    async def _take_over(self, device_ids: list[str]) -> None:
         # On the batch's path, so bounded: a Redis that does not answer in time opens the sink's breaker.
         assert self.episodes is not None
         try:
-            episodes = await asyncio.wait_for(self.episodes.open_episodes(device_ids), self.resume_budget_s)
+            episodes, states = await asyncio.wait_for(self._handover(device_ids), self.resume_budget_s)
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             self.episodes.trip()
             log.warning("open episodes unreadable (%s): %d device(s) start afresh", type(exc).__name__, len(device_ids))
             return
+        restored = 0
+        for device, state in states.items():
+            try:
+                restored += self.detector.restore_state(device, state)
+            except ValueError as exc:  # not a state this version wrote: the device warms up as new
+                log.warning("adaptation state of %s unreadable (%s): it learns afresh", device, exc)
+        if restored:
+            self.metrics.adaptation.labels("restored").inc(restored)
+            log.info("took up the learnt lines of %d device(s) new to this worker", restored)
         for device, episode in episodes.items():
             self.detector.resume(device, episode)
         if episodes:
             log.info("resumed %d open episode(s) of devices new to this worker", len(episodes))
+
+    async def _handover(self, device_ids: list[str]) -> tuple[dict[str, OpenEpisode], dict[str, bytes]]:
+        """What the devices' previous worker left in Redis: open episodes and saved adaptation states, read at once."""
+        assert self.episodes is not None
+        episodes = self.episodes.open_episodes(device_ids)
+        if self.adaptation is None:
+            return await episodes, {}
+        return await asyncio.gather(episodes, self.adaptation.load(device_ids))
 
     def _abandon(self) -> None:
         self.dead_letters.abandon()

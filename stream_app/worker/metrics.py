@@ -113,6 +113,12 @@ class Metrics:
             registry=r,
         )  # fmt: skip
         self.redis_dropped = Counter("floorwatch_redis_dropped_alerts_total", "Alerts dropped from the Redis buffer", registry=r)
+        self.adaptation = Counter(
+            "floorwatch_adaptation_states", "Devices' adaptation states saved to Redis, or taken up from it (worker/adaptation.py)",
+            ["action"], registry=r,
+        )  # fmt: skip
+        for action in ("saved", "restored"):
+            self.adaptation.labels(action)
 
     def set_lag(self, lag: Mapping[tuple[str, int], int]) -> None:
         """Each assigned readings partition's lag (high watermark - position); revoked ones removed."""

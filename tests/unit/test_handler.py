@@ -165,9 +165,12 @@ async def hung_redis() -> AsyncIterator[str]:
 async def test_a_hung_redis_neither_stalls_nor_fails_the_batch(detector: GroupDetector, hung_redis: str) -> None:
     # Reading open episodes is bounded by the budget and opens the breaker; alerts wait in the
     # Redis sink's buffer (written once it answers) while the batch completes.
+    from stream_app.worker.adaptation import AdaptationStore
+
     redis_sink = RedisSink(aioredis.from_url(hung_redis), "fw")
     memory, dead = MemoryAlertSink(), MemoryDeadLetterSink()
-    handler = handler_of(detector, [memory, redis_sink], dead, episodes=redis_sink, resume_budget_s=0.2)
+    adaptation = AdaptationStore(redis_sink.client, "fw", ttl_s=60)  # saved lines are read on the same bounded path
+    handler = handler_of(detector, [memory, redis_sink], dead, episodes=redis_sink, adaptation=adaptation, resume_budget_s=0.2)
 
     # The guard only keeps a broken handler from hanging the test run.
     await asyncio.wait_for(handler.handle(messages(features_of(detector), "pump-7", 40, anomalous_from=15)), 60)

@@ -1,0 +1,67 @@
+"""Each device's adaptation state in Redis: saved now and then, taken up by the next worker to meet the device.
+
+The detector's lines and seasonal hours live in the worker's memory (pipeline/adaptation.py says what
+they hold). Without this a restarted worker, or the worker a rebalance hands a partition to, warms every
+device up again: up to 64 windows without new episodes, hours on a stream sampled every few minutes,
+and the seasonal lines' three days. With it the device goes on from its last saved state (at most
+``adapt_save_s`` of learning old), if that state is of the serving model's line basis.
+
+Key: ``<prefix>:adapt:<device>``, the state's bytes, expiring like the device's hash. Saving runs on its
+own timer, a bounded pipeline of ``CHUNK`` devices at a time, so neither a large fleet nor a hung Redis
+holds up a batch; loading rides on the handover read the batch already makes for open episodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Protocol
+
+import redis.asyncio as aioredis
+
+# Devices per pipeline: exporting one costs ~10 us on the event loop, so a chunk holds it ~1 ms.
+CHUNK = 100
+
+
+class StateSource(Protocol):
+    """What is saved: the worker's detector (``GroupDetector``)."""
+
+    def known_devices(self, since_ms: int = 0) -> list[str]: ...
+    def export_state(self, device_id: str) -> bytes | None: ...
+
+
+class AdaptationStore:
+    def __init__(self, client: aioredis.Redis, prefix: str, *, ttl_s: int) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.ttl_s = ttl_s
+
+    def key(self, device_id: str) -> str:
+        return f"{self.prefix}:adapt:{device_id}"
+
+    async def load(self, device_ids: Sequence[str]) -> dict[str, bytes]:
+        """The saved state of each device that has one: one pipelined round trip."""
+        if not device_ids:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for device in device_ids:
+            pipe.get(self.key(device))
+        return {d: state for d, state in zip(device_ids, await pipe.execute()) if state}
+
+    async def save(self, source: StateSource, *, since_ms: int = 0, budget_s: float) -> int:
+        """Save the state of every device with a reading since ``since_ms`` (the worker's clock), ``CHUNK`` at
+        a time, each pipeline bounded by ``budget_s`` (asyncio.TimeoutError past it); how many were saved.
+
+        Only devices heard from: one that a rebalance moved to another worker is still in this one's memory,
+        and its state here, older every minute, must not overwrite what its new owner saves."""
+        devices = source.known_devices(since_ms)
+        saved = 0
+        for start in range(0, len(devices), CHUNK):
+            pipe = self.client.pipeline(transaction=False)
+            for device in devices[start : start + CHUNK]:
+                state = source.export_state(device)  # None: evicted meanwhile, or in a group still learning
+                if state is not None:
+                    pipe.set(self.key(device), state, ex=self.ttl_s)
+                    saved += 1
+            await asyncio.wait_for(pipe.execute(), budget_s)
+        return saved
