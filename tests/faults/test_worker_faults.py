@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -99,7 +100,8 @@ def test_kill9_one_of_two_workers(drill_factory, record, broker: str) -> None:
 
 @pytest.mark.parametrize("broker", ["embedded", pytest.param("kafka", marks=pytest.mark.slow)])
 def test_worker_restart_refills_windows(drill_factory, record, broker: str) -> None:
-    drill = drill_factory("restart", broker=broker)
+    # Adaptation states saved every second, so the stopped worker's are in Redis for the new one to take up.
+    drill = drill_factory("restart", broker=broker, adapt_save_s=1.0)
     old = drill.start_worker()
     drill.wait_consuming([old])
     probes = old.counter("readings")
@@ -132,6 +134,7 @@ def test_worker_restart_refills_windows(drill_factory, record, broker: str) -> N
     scored_after = new.counter("windows_scored")
     t = tally(drill.settings, sim, "rs")
     window = 8  # the tiny model's T
+    taken_up = sum(int(n) for n in re.findall(r"took up the learnt lines of (\d+) device", new.log_text()))
     record(
         f"worker restart (SIGTERM, new process; {broker})",
         load=f"12 devices, {stats.readings} readings at {SPEED:.0f}x real time, 1 worker",
@@ -143,11 +146,14 @@ def test_worker_restart_refills_windows(drill_factory, record, broker: str) -> N
         unscored_after_restart=consumed_after - scored_after,
         expected_unscored=scenario.devices * (window - 1),
         stop_to_all_scored_wall_s=back_after,
+        devices_lines_taken_up=taken_up,
         **t.figures(),
     )
     # Windows come back only by refilling: T-1 readings per device go unscored, no more.
     assert consumed_after - scored_after == scenario.devices * (window - 1)
     assert consumed_before + consumed_after >= stats.readings  # nothing skipped
+    # Each device goes on with the lines the stopped worker saved (worker/adaptation.py), not a second warm-up.
+    assert taken_up == scenario.devices, new.tail()
     assert t.delivered == t.expected and t.missing_in_redis == 0 and t.redis_duplicates == 0
     assert all(n == 1 for n in t.episodes_per_failure.values()), t.episodes_per_failure
     assert all(n == 1 for n in t.redis_episodes_per_failure.values()), t.redis_episodes_per_failure
