@@ -8,16 +8,25 @@ and the seasonal lines' three days. With it the device goes on from its last sav
 
 Key: ``<prefix>:adapt:<device>``, the state's bytes, expiring like the device's hash. Saving runs on its
 own timer, a bounded pipeline of ``CHUNK`` devices at a time, so neither a large fleet nor a hung Redis
-holds up a batch; loading rides on the handover read the batch already makes for open episodes.
+holds up a batch, and once more on the way out (``save_on_exit``), so a deploy's restart loses nothing;
+loading rides on the handover read the batch already makes for open episodes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from stream_app.config.redis_client import async_redis
+from stream_app.config.settings import RedisSettings
+
+log = logging.getLogger(__name__)
 
 # Devices per pipeline: exporting one costs ~10 us on the event loop, so a chunk holds it ~1 ms.
 CHUNK = 100
@@ -65,3 +74,24 @@ class AdaptationStore:
                     saved += 1
             await asyncio.wait_for(pipe.execute(), budget_s)
         return saved
+
+
+def save_on_exit(settings: RedisSettings, source: StateSource, *, heard_within_s: float) -> int:
+    """The last save, once the worker has stopped consuming: the devices heard from within ``heard_within_s``
+    (those a rebalance took away earlier are their new owner's to save), bounded by five Redis budgets in all.
+    How many were saved; 0, logged, when Redis does not answer in time."""
+
+    async def save() -> int:
+        client = async_redis(settings)
+        try:
+            store = AdaptationStore(client, settings.redis_prefix, ttl_s=settings.redis_device_ttl_s)
+            since_ms = int((time.time() - heard_within_s) * 1000)
+            return await asyncio.wait_for(store.save(source, since_ms=since_ms, budget_s=settings.redis_budget_s), 5 * settings.redis_budget_s)
+        finally:
+            await client.aclose()
+
+    try:
+        return asyncio.run(save())
+    except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        log.warning("adaptation states not saved on the way out (%s): the next worker warms those devices up", type(exc).__name__)
+        return 0

@@ -189,6 +189,11 @@ def run_worker(settings: Settings, version: str | None = None) -> None:
             ready, fields, app, loglevel=settings.log_level.upper(), quiet=True, logging_config=logging_config
         ).execute_from_commandline()
     finally:
+        if settings.adapt_save_s > 0:  # what the devices learnt since the last timed save, for the next worker
+            from stream_app.worker.adaptation import save_on_exit
+
+            saved = save_on_exit(settings.redis, detector, heard_within_s=2 * settings.adapt_save_s)
+            metrics.adaptation.labels("saved").inc(saved)
         # After faust has committed and left the group: what this worker did, for the operator
         # (the metrics endpoint may already be gone) and for the restart drill.
         totals = metrics.totals()

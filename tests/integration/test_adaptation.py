@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+import redis
 import redis.asyncio as aioredis
 
 from stream_app.config.settings import Settings
@@ -89,3 +90,34 @@ async def test_an_unreadable_state_leaves_the_device_to_learn_afresh(worker_dete
 
     assert metrics.adaptation.labels("restored")._value.get() == 0
     assert detector.detector_for("pump-1").model_lines.learning("pump-1")
+
+
+def test_the_last_save_on_the_way_out_holds_the_devices_heard_from_lately(worker_detector, services: EmbeddedServices) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+    import socket
+
+    from stream_app.worker.adaptation import save_on_exit
+
+    state = services.state()
+    assert state is not None
+    prefix = f"adapt-{time.time_ns()}"
+    detector = worker_detector()
+    features = list(detector.detector_for("any").bundle.card.features)
+
+    async def feed() -> None:
+        handler = BatchHandler(detector, [MemoryAlertSink()], MemoryDeadLetterSink(), Metrics())
+        await handler.handle([m for d in DEVICES for m in messages(features, d, 40)])
+
+    asyncio.run(feed())
+    settings = Settings(redis_url=state.redis_url, redis_prefix=prefix, redis_budget_s=0.5)
+    assert save_on_exit(settings.redis, detector, heard_within_s=600) == 3
+    client = redis.Redis.from_url(state.redis_url)
+    assert all(client.get(f"{prefix}:adapt:{d}") for d in DEVICES)
+    assert save_on_exit(settings.redis, detector, heard_within_s=-60) == 0  # none heard from in the future
+
+    with socket.socket() as idle:  # a port nothing answers on: bounded, logged, 0
+        idle.bind(("127.0.0.1", 0))
+        down = Settings(redis_url=f"redis://127.0.0.1:{idle.getsockname()[1]}/0", redis_budget_s=0.2)
+        started = time.monotonic()
+        assert save_on_exit(down.redis, detector, heard_within_s=600) == 0
+        assert time.monotonic() - started < 5
