@@ -121,9 +121,10 @@ class DetectionSettings(BaseModel):
     max_gap_s: float = Field(60.0, gt=0)
     # Readings stamped further than this into the future are rejected.
     max_future_s: float = Field(300.0, ge=0)
-    # The level check is used only for a model calibrated on at least this many windows (fewer describe
-    # an afternoon, not the process; the check is then off, with a warning).
+    # A model calibrated on fewer windows than this has its level envelope widened this many times around its
+    # centre (fewer describe an afternoon, not the process; with a warning); 0 turns the check off below it.
     level_check_min_windows: int = Field(1000, ge=0)
+    level_check_short_widening: float = Field(2.0, ge=0)
     # Operator bounds checked beside the model, e.g. "temperature<0.09, vibration<=0.1" (see rules.py).
     rules: str = ""
     # Lines that follow each device: a device's first windows (and those after a relearn) fill its

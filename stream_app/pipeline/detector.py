@@ -117,9 +117,11 @@ class DetectorConfig:
     season: SeasonConfig = SeasonConfig()  # hours of the day / week whose verdicts recur (seasonal.py)
     refit: RefitConfig = RefitConfig()
     trace: bool = False  # fill Detection's per-window evaluation arrays
-    # A level envelope learnt from fewer windows than this describes a few hours of one machine, not
-    # its process: the check is then off (and says so) rather than wrong.
+    # A level envelope learnt from fewer windows than this describes a few hours of one machine, not its
+    # process: it is then widened ``short_check_widening`` times around its centre (and says so), so it still
+    # catches a level far outside anything calibration saw; 0: the check is off below it.
     min_check_windows: int = 1000
+    short_check_widening: float = 2.0
 
 
 # Called when a group's reservoir is due for a refit: (detector, recent normal windows oldest first, stream ms).
@@ -189,11 +191,13 @@ class Detector:
         thresholds = bundle.thresholds
         self.threshold = thresholds.threshold
         confident = bundle.card.training.validation_windows >= self.config.min_check_windows
-        envelope = thresholds.feature_envelope if confident else {}
+        widen = 1.0 if confident else self.config.short_check_widening
+        envelope = thresholds.feature_envelope if widen > 0 else {}
         if thresholds.feature_envelope and not confident:
             log.warning(
-                "model %s: level check off (calibrated on %d windows, fewer than %d)",
-                bundle.version, bundle.card.training.validation_windows, self.config.min_check_windows,
+                "model %s: level check %s (calibrated on %d windows, fewer than %d)",
+                bundle.version, f"widened {widen:g}x" if widen > 0 else "off",
+                bundle.card.training.validation_windows, self.config.min_check_windows,
             )  # fmt: skip
         bounds = np.array([envelope.get(f, (-np.inf, np.inf)) for f in self.features], np.float64)
         # A sensor that never moved in calibration has an envelope of zero width: any reading would be
@@ -203,7 +207,7 @@ class Detector:
         finite &= bundle.scaler.centre_mask() == 0
         with np.errstate(invalid="ignore"):  # (-inf + inf) / 2 for features without an envelope, masked below
             self._centre = np.where(finite, bounds.mean(axis=1), 0.0).astype(np.float32)
-        self._half = np.where(finite, (bounds[:, 1] - bounds[:, 0]) / 2, np.inf).astype(np.float32)
+            self._half = np.where(finite, (bounds[:, 1] - bounds[:, 0]) / 2 * widen, np.inf).astype(np.float32)
         # Each feature's stuck run: how many equal readings in a row are not chance for it (thresholds.stuck_runs).
         # A run longer than the window is counted across windows (``_long_runs``); a feature without one has none.
         never = np.iinfo(np.int64).max

@@ -110,6 +110,7 @@ def detector_config(detection: DetectionSettings, episodes: EpisodeSettings) -> 
         ),  # fmt: skip
         rules=detection.rule_list(),
         min_check_windows=detection.level_check_min_windows,
+        short_check_widening=detection.level_check_short_widening,
         lines=LineConfig(enabled=detection.adapt_lines, warmup=detection.adapt_warmup_windows),
         season=SeasonConfig(enabled=detection.adapt_seasonal),
         refit=RefitConfig(

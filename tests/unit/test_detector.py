@@ -157,6 +157,25 @@ def test_a_window_whose_mean_leaves_the_envelope_is_out_of_range() -> None:
     assert out.alerts[0].episode.state == "open" and out.alerts[0].check_failures == ["level:x"]
 
 
+def test_an_envelope_calibrated_on_few_windows_is_widened_not_dropped() -> None:
+    """The card says 1 calibration window: under ``min_check_windows`` the envelope [0, 0.4] is widened 2x
+    around its centre ([-0.2, 0.6]); 0.5 is then normal and 0.9 still out of range. 0 turns the check off."""
+
+    def detector(widening: float) -> Detector:
+        episodes = EpisodeRule(open_after=2, close_after=3, close_ratio=0.8)
+        config = DetectorConfig(rule=episodes, lines=LineConfig(enabled=False), min_check_windows=1000, short_check_widening=widening)
+        return build_detector(bundle(["x", "y"], 3, feature_envelope={"x": (0.0, 0.4)}), config, scorer=MaxScorer(gain=0.1))
+
+    def failures(d: Detector, level: float) -> list[str]:
+        out = feed(d, xy_readings([0.2] * 5 + [level] * 4 + [0.2] * 5))
+        return [f for a in out.alerts for f in a.check_failures]
+
+    assert failures(detector(2.0), 0.5) == []
+    assert failures(detector(2.0), 0.9) == ["level:x"]
+    assert failures(detector(0.0), 0.9) == []  # off below the minimum, as before
+    assert failures(checks_detector(open_after=2, feature_envelope={"x": (0.0, 0.4)}), 0.5) == ["level:x"]  # trusted: as is
+
+
 def test_a_sensor_whose_level_wanders_has_no_level_check() -> None:
     # The same out-of-envelope x as above, on a model that reads x centred (its level wanders): no level verdict.
     def detector() -> Detector:
