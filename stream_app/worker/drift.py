@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stream_app.contracts import Reading
+from stream_app.pipeline.columns import ReadingColumns
 from stream_app.worker.health import HealthEvent
 from stream_app.models.store import DriftReference
 from stream_app.training.reference import bin_index, reference_from
@@ -255,13 +256,15 @@ class FleetDrift:
             return out
         picked = np.flatnonzero(self._rng.random(len(readings)) < 1.0 / self.limits.sample_every)
         group_of = self.detector.router.group_of
+        # The worker's batch is columns: its fields are read in place, not as a Reading made for each sample.
+        columns = ReadingColumns.of(readings)
+        device_ids, stamps, dicts = columns.device_ids, columns.ts, columns.values
         per_group: dict[str, tuple[list, list]] = {}
         for i in picked.tolist():
-            reading = readings[i]
-            rows, times = per_group.setdefault(group_of(reading.device_id), ([], []))
-            rows.append(reading.values)
-            times.append(reading.ts)
-        newest = max(readings[0].ts, readings[-1].ts)
+            rows, times = per_group.setdefault(group_of(device_ids[i]), ([], []))
+            rows.append(dicts[i])
+            times.append(stamps[i])
+        newest = max(stamps[0], stamps[-1])
         by_version = {d.model_version: g for g, d in self.detector.detectors.items()}
         groups = set(per_group) | {by_version[v] for v in detections.by_model if v in by_version}
         for group in groups:
