@@ -133,6 +133,7 @@ def new_cluster_id() -> str:
         if not cluster_id.startswith("-"):
             return cluster_id
 
+
 class KafkaCluster:
     """One or three KRaft nodes on loopback; the layout (ports, cluster id) is kept in ``<dir>/cluster.json``
     so that ``start`` after ``stop`` brings back the same cluster with its data."""

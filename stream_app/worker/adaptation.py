@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from stream_app.config.redis_client import async_redis
 from stream_app.config.settings import RedisSettings
+from stream_app.worker.sinks.redis import RedisKeys
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +43,9 @@ class StateSource(Protocol):
 class AdaptationStore:
     def __init__(self, client: aioredis.Redis, prefix: str, *, ttl_s: int) -> None:
         self.client = client
-        self.prefix = prefix
+        self.key = RedisKeys(prefix).adaptation
         self.ttl_s = ttl_s
-
-    def key(self, device_id: str) -> str:
-        return f"{self.prefix}:adapt:{device_id}"
+        self.saved_until_ms = 0  # when the last save that went through began: the next one saves what was heard since
 
     async def load(self, device_ids: Sequence[str]) -> dict[str, bytes]:
         """The saved state of each device that has one: one pipelined round trip."""
@@ -57,13 +56,15 @@ class AdaptationStore:
             pipe.get(self.key(device))
         return {d: state for d, state in zip(device_ids, await pipe.execute()) if state}
 
-    async def save(self, source: StateSource, *, since_ms: int = 0, budget_s: float) -> int:
-        """Save the state of every device with a reading since ``since_ms`` (the worker's clock), ``CHUNK`` at
-        a time, each pipeline bounded by ``budget_s`` (asyncio.TimeoutError past it); how many were saved.
+    async def save(self, source: StateSource, *, since_ms: int | None = None, budget_s: float) -> int:
+        """Save the state of every device with a reading since ``since_ms`` (the worker's clock; by default
+        since the last save that went through), ``CHUNK`` at a time, each pipeline bounded by ``budget_s``
+        (asyncio.TimeoutError past it); how many were saved.
 
         Only devices heard from: one that a rebalance moved to another worker is still in this one's memory,
         and its state here, older every minute, must not overwrite what its new owner saves."""
-        devices = source.known_devices(since_ms)
+        started_ms = int(time.time() * 1000)
+        devices = source.known_devices(self.saved_until_ms if since_ms is None else since_ms)
         saved = 0
         for start in range(0, len(devices), CHUNK):
             pipe = self.client.pipeline(transaction=False)
@@ -73,6 +74,8 @@ class AdaptationStore:
                     pipe.set(self.key(device), state, ex=self.ttl_s)
                     saved += 1
             await asyncio.wait_for(pipe.execute(), budget_s)
+        if since_ms is None:
+            self.saved_until_ms = started_ms
         return saved
 
 

@@ -114,7 +114,6 @@ def create_app(
         metrics.devices.set(detector.devices)
 
     if settings.adapt_save_s > 0:
-        last_save = {"ms": 0}
 
         @app.timer(interval=settings.adapt_save_s)
         async def save_adaptation() -> None:
@@ -122,15 +121,13 @@ def create_app(
             # Redis is away: a state a few minutes older costs a restarted device little.
             if not redis_sink.available:
                 return
-            started_ms = int(time.time() * 1000)
             try:
-                saved = await adaptation.save(detector, since_ms=last_save["ms"], budget_s=redis.redis_budget_s)
+                saved = await adaptation.save(detector, budget_s=redis.redis_budget_s)
             except (RedisError, OSError, asyncio.TimeoutError) as exc:
                 redis_sink.trip()
                 log.warning("adaptation states not saved (%s); next try in %.0f s", type(exc).__name__, settings.adapt_save_s)
                 return
             metrics.adaptation.labels("saved").inc(saved)
-            last_save["ms"] = started_ms
 
     @app.timer(interval=2.0)
     async def mark_offline() -> None:

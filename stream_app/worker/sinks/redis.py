@@ -69,6 +69,10 @@ class RedisKeys:
     def alert_id(self, alert_id: str) -> str:
         return f"{self.prefix}:alert-ids:{alert_id}"
 
+    def adaptation(self, device_id: str) -> str:
+        """What the detector learnt of the device (worker/adaptation.py)."""
+        return f"{self.prefix}:adapt:{device_id}"
+
 
 class RedisSink(AlertSink):
     """Writes alerts and device status to Redis; buffers (bounded) while Redis is unreachable.
