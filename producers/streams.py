@@ -156,18 +156,23 @@ def generate(
     return spec, t, x, labels
 
 
+def write_csv(path: Path, t: np.ndarray, x: np.ndarray, labels: np.ndarray) -> None:
+    """One stream as ``timestamp,value,label`` rows (ISO times, 6 significant digits)."""
+    lines = ["timestamp,value,label"]
+    lines += [
+        f"{datetime.fromtimestamp(ts, timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')},{v:.6g},{int(lab)}"
+        for ts, v, lab in zip(t.tolist(), x.tolist(), labels.tolist())
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
 def write_streams(out: Path, files: int, seed: int, *, benign_spikes: float = 0.0, wandering: float = 0.0) -> list[StreamSpec]:
     """Write ``files`` streams and ``streams.json`` into ``out``; the same seed writes the same bytes."""
     out.mkdir(parents=True, exist_ok=True)
     specs = []
     for index, child in enumerate(np.random.SeedSequence(seed).spawn(files)):
         spec, t, x, labels = generate(index, np.random.default_rng(child), benign_spikes=benign_spikes, wandering=wandering)
-        lines = ["timestamp,value,label"]
-        lines += [
-            f"{datetime.fromtimestamp(ts, timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')},{v:.6g},{int(lab)}"
-            for ts, v, lab in zip(t.tolist(), x.tolist(), labels.tolist())
-        ]
-        (out / spec.file).write_text("\n".join(lines) + "\n")
+        write_csv(out / spec.file, t, x, labels)
         specs.append(spec)
     manifest = {"seed": seed, "benign_spikes": benign_spikes, "wandering": wandering, "files": [s.model_dump() for s in specs]}
     (out / "streams.json").write_text(json.dumps(manifest, indent=1) + "\n")
