@@ -134,6 +134,9 @@ class DetectionSettings(BaseModel):
     # Hours of the day / week whose verdicts ran high in each of the last two days / weeks widen that
     # hour's lines (pipeline/seasonal.py).
     adapt_seasonal: bool = True
+    # A crossing of the line no higher and no longer than this many of the device's recent brief excursions
+    # (a busy stream's own spikes, bursts, slow requests) opens no episode (pipeline/transients.py). 0: off.
+    adapt_transients_seen: int = Field(2, ge=0)
     # Each device's lines and seasonal hours are saved to Redis this often and taken up by the next worker
     # to meet the device (a restart, a rebalance), so it does not warm up again (worker/adaptation.py). 0: never.
     adapt_save_s: float = Field(300.0, ge=0)

@@ -29,6 +29,7 @@ from stream_app.pipeline.rules import Rule
 from stream_app.pipeline.seasonal import SeasonalLines, SeasonConfig
 from stream_app.pipeline.scorer import Scores, WindowScorer, row_max
 from stream_app.pipeline.thresholds import MAX_RESTING_VALUES, severity
+from stream_app.pipeline.transients import TransientConfig, TransientMemory
 from stream_app.pipeline.windows import Push, WindowStore, ranks
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ class Detection:
     statuses: dict[str, DeviceStatus] = field(default_factory=dict)
     scored: int = 0
     duplicates: int = 0
+    # Windows over a device's line that matched its own recent brief excursions, so opened no episode (transients.py).
+    known_spikes: int = 0
     # Seconds of the batch spent in the model call (the rest of ``process`` is the detector's own).
     model_seconds: float = 0.0
     # Per scored window, in order (for evaluation): device and window end ms.
@@ -104,6 +107,7 @@ class _Batch:
     opened: np.ndarray
     alerts: list[tuple[int, Alert]] = field(default_factory=list)
     normal: list[int] = field(default_factory=list)  # plainly normal windows, for the refit reservoir
+    known_spikes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,7 @@ class DetectorConfig:
     rules: tuple[Rule, ...] = ()  # operator bounds, checked on each reading beside the model
     lines: LineConfig = LineConfig()
     season: SeasonConfig = SeasonConfig()  # hours of the day / week whose verdicts recur (seasonal.py)
+    transients: TransientConfig = TransientConfig()  # brief excursions a device keeps making (transients.py)
     refit: RefitConfig = RefitConfig()
     trace: bool = False  # fill Detection's per-window evaluation arrays
     # A level envelope learnt from fewer windows than this describes a few hours of one machine, not its
@@ -157,6 +162,8 @@ class Detector:
         self.level_lines = AdaptiveLines(config.lines)
         # What recurs at the same hour of the day or week widens that hour's lines (model, level check).
         self.season = SeasonalLines(config.season, channels=2)
+        # Brief excursions each device keeps making (a busy stream's benign spikes): matched, they open nothing.
+        self.transients = TransientMemory(config.transients, window=bundle.card.window)
         # The version whose calibrated line the lines are in units of (adaptation.py): kept by fine-tuned refits
         # and hot reloads, which carry the lines over; a model trained afresh (its lines relearnt) starts its own.
         self.line_basis = bundle.version
@@ -250,6 +257,7 @@ class Detector:
             self.episodes.forget(device)
             self.model_lines.forget(device)
             self.level_lines.forget(device)
+            self.transients.forget(device)
             self.season.forget(device)
             self.line.forget(device)
             self._episode_top.pop(device, None)
@@ -280,6 +288,7 @@ class Detector:
                 ("model", self.model_lines.export(device_id)),
                 ("level", self.level_lines.export(device_id)),
                 ("season", self.season.export(device_id)),
+                ("transients", self.transients.export(device_id)),
             )
             if state is not None
         }
@@ -292,7 +301,9 @@ class Detector:
         basis, parts = adaptation.unpack(state)
         if basis != self.line_basis or not self.unseen((device_id,)):
             return False
-        targets: dict[str, AdaptiveLines | SeasonalLines] = {"model": self.model_lines, "level": self.level_lines, "season": self.season}
+        targets: dict[str, AdaptiveLines | SeasonalLines | TransientMemory] = {
+            "model": self.model_lines, "level": self.level_lines, "season": self.season, "transients": self.transients,
+        }  # fmt: skip
         try:
             restored = [targets[name].restore(device_id, part) for name, part in parts.items() if name in targets]
         except ValueError:
@@ -317,6 +328,7 @@ class Detector:
         # like relative to "typical" does not depend on which version scores it: the lines carry over.
         self.model_lines, self.level_lines = old.model_lines, old.level_lines
         self.season = old.season
+        self.transients = old.transients  # in units of the lines, which carry over
         self.line_basis = old.line_basis
         self._seen_ms = old._seen_ms
         same_shape = old.features == self.features and old.windows.length == self.windows.length
@@ -459,6 +471,7 @@ class Detector:
             batch.alerts.sort(key=operator.itemgetter(0))  # in window order, as one by one (stable: a window's own in order)
             out.alerts.extend(alert for _, alert in batch.alerts)
         out.scored = n
+        out.known_spikes = batch.known_spikes
         out.window_devices = devices
         out.window_end_ms = batch.end_ms
         out.window_ratio = batch.ratio
@@ -530,10 +543,18 @@ class Detector:
             r = min(r, 1.0)  # its line is not trusted yet: it learns, it does not alert
         b.ratio[i] = r
         episodes = self.episodes
-        transitions = episodes.update(device, b.spans[i][1], float(r))
+        known = False
+        if 1.0 < r < np.inf:  # a crossing: one like the device's own recent spikes opens nothing (transients.py)
+            known = self.transients.crossing(
+                device, b.spans[i][1], float(model), float(level_max), episodes.interval_ms(device),
+                model_over=model > m_line, level_over=level_max > l_line,
+            )  # fmt: skip
+            known = known and not episodes.is_open(device)
+            b.known_spikes += known
+        transitions = episodes.update(device, b.spans[i][1], 1.0 if known else float(r))
         b.is_open[i] = open_now = episodes.is_open(device)
         deferred = False
-        if not open_now:
+        if not open_now and not known:  # (a known spike is kept out of the lines' history, as an episode's windows)
             if defer and not transitions:
                 deferred = True
             else:
@@ -741,6 +762,7 @@ def record_refit(detector: Detector, result: RefitResult) -> None:
         # of the old model) says nothing of the new one's, and kept, it could hold a line a thousand times too
         # high for hundreds of windows. The devices learn their lines anew, as after a long episode.
         detector.model_lines.relearn_all()
+        detector.transients.forget_all()
         detector.line_basis = detector.model_version
     log.info(
         "refit %s -> %s kept (held-out median score %.3f vs %.3f, %s, %.1fs)", previous, detector.model_version,

@@ -40,6 +40,10 @@ class Detections:
         return sum(d.scored for d in self.by_model.values())
 
     @property
+    def known_spikes(self) -> int:
+        return sum(d.known_spikes for d in self.by_model.values())
+
+    @property
     def duplicates(self) -> int:
         return sum(d.duplicates for d in self.by_model.values())
 

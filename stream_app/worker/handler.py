@@ -114,6 +114,7 @@ class BatchHandler:
             metrics.dead_letters.add(rejection.reason)
         metrics.duplicates.inc(detection.duplicates)
         metrics.windows.inc(detection.scored)
+        metrics.known_spikes.inc(detection.known_spikes)
         metrics.batch_size.observe(detection.scored)
         metrics.batch_seconds.observe(time.perf_counter() - started)
         if self.lifecycle is not None:

@@ -62,6 +62,10 @@ class Metrics:
         self.duplicates = Counter("floorwatch_duplicate_readings_total", "Readings seen before (redelivery)", registry=r)
         self.dead_letters = DeadLetterCounter(r)
         self.windows = Counter("floorwatch_windows_scored_total", "Windows scored by the model", registry=r)
+        self.known_spikes = Counter(
+            "floorwatch_known_spikes", "Windows over a device's line that matched its own recent brief excursions: no episode opened",
+            registry=r,
+        )  # fmt: skip
         self.alerts = Counter("floorwatch_alerts_total", "Alerts emitted", ["state"], registry=r)
         self.batch_size = Histogram(
             "floorwatch_batch_windows", "Windows per micro-batch", buckets=(1, 8, 64, 256, 1024, 4096), registry=r

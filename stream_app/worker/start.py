@@ -15,6 +15,7 @@ from stream_app.pipeline.episodes import EpisodeRule
 from stream_app.pipeline.lines import LineConfig
 from stream_app.pipeline.reservoir import RefitConfig
 from stream_app.pipeline.seasonal import SeasonConfig
+from stream_app.pipeline.transients import TransientConfig
 from stream_app.training.refit import BackgroundRefitter
 from stream_app.training.fit import TrainingConfig
 from stream_app.pipeline.group_detector import GroupDetector
@@ -113,6 +114,7 @@ def detector_config(detection: DetectionSettings, episodes: EpisodeSettings) -> 
         short_check_widening=detection.level_check_short_widening,
         lines=LineConfig(enabled=detection.adapt_lines, warmup=detection.adapt_warmup_windows),
         season=SeasonConfig(enabled=detection.adapt_seasonal),
+        transients=TransientConfig(enabled=detection.adapt_transients_seen > 0, min_seen=max(1, detection.adapt_transients_seen)),
         refit=RefitConfig(
             enabled=detection.refit, min_interval_s=detection.refit_min_interval_s, every_windows=detection.refit_every_windows
         ),
