@@ -548,6 +548,7 @@ class Detector:
             known = self.transients.crossing(
                 device, b.spans[i][1], float(model), float(level_max), episodes.interval_ms(device),
                 model_over=model > m_line, level_over=level_max > l_line,
+                feature=int(np.argmax(b.scores.feature_errors[i] if model / m_line >= level_max / l_line else b.level[i])),
             )  # fmt: skip
             known = known and not episodes.is_open(device)
             b.known_spikes += known

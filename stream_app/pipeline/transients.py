@@ -20,8 +20,9 @@ import struct
 from collections import deque
 from dataclasses import dataclass
 
-# An exported excursion: first and last window's end (ms), peak verdicts (model, level check), windows over the line.
-_RECORD = struct.Struct("<qqddq")
+# An exported excursion: first and last window's end (ms), peak verdicts (model, level check), windows over the
+# line, the sensor furthest out at its peak.
+_RECORD = struct.Struct("<qqddqq")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,7 @@ class _Excursion:
     model: float  # the highest verdicts of its windows, in units of the calibrated lines
     level: float
     windows: int
+    feature: int = 0  # the sensor furthest out at its highest window
 
 
 class TransientMemory:
@@ -56,11 +58,13 @@ class TransientMemory:
         self._past: dict[str, deque[_Excursion]] = {}
 
     def crossing(
-        self, device_id: str, at_ms: int, model: float, level: float, interval_ms: float, *, model_over: bool = True, level_over: bool = False
-    ) -> bool:
+        self, device_id: str, at_ms: int, model: float, level: float, interval_ms: float, *,
+        model_over: bool = True, level_over: bool = False, feature: int = 0,
+    ) -> bool:  # fmt: skip
         """Note a window over the line at ``at_ms`` (its ``model`` and ``level`` verdicts, 1.0 = calibrated
-        line; which of them is over the device's line); True if it matches the device's brief excursions:
-        on each measure over its line, no higher than they went."""
+        line; which of them is over the device's line; ``feature``: the sensor furthest out); True if it
+        matches the device's brief excursions: on the same sensor, and on each measure over its line no
+        higher than they went."""
         config = self.config
         if not config.enabled:
             return False
@@ -68,18 +72,20 @@ class TransientMemory:
         now = self._current.get(device_id)
         if now is not None and at_ms - now.last_ms <= gap:
             now.last_ms, now.windows = at_ms, now.windows + 1
+            if max(model, level) > max(now.model, now.level):
+                now.feature = feature
             now.model, now.level = max(now.model, model), max(now.level, level)
         else:
             if now is not None:
                 self._finish(device_id, now)
-            now = self._current[device_id] = _Excursion(at_ms, at_ms, model, level, 1)
+            now = self._current[device_id] = _Excursion(at_ms, at_ms, model, level, 1, feature)
         past = self._past.get(device_id)
         if not past or interval_ms <= 0:
             return False
         oldest, margin = at_ms - config.horizon * interval_ms, config.margin
         matched = [
             e for e in past
-            if e.last_ms >= oldest and (e.model * margin >= now.model or not model_over) and (e.level * margin >= now.level or not level_over)
+            if e.last_ms >= oldest and e.feature == now.feature and (e.model * margin >= now.model or not model_over) and (e.level * margin >= now.level or not level_over)
         ]  # fmt: skip
         return len(matched) >= config.min_seen and now.windows <= max(e.windows for e in matched) + config.slack
 
@@ -95,7 +101,7 @@ class TransientMemory:
         past = self._past.get(device_id)
         if not past:
             return None
-        return b"".join(_RECORD.pack(e.first_ms, e.last_ms, e.model, e.level, e.windows) for e in past)
+        return b"".join(_RECORD.pack(e.first_ms, e.last_ms, e.model, e.level, e.windows, e.feature) for e in past)
 
     def restore(self, device_id: str, state: bytes) -> bool:
         """Take up an ``export``ed memory for a device this instance has not met (False, unchanged, for one
@@ -105,7 +111,7 @@ class TransientMemory:
         if not state or len(state) % _RECORD.size:
             raise ValueError(f"not a transients state ({len(state)} bytes)")
         past = [_Excursion(*_RECORD.unpack_from(state, at)) for at in range(0, len(state), _RECORD.size)]
-        if any(e.windows < 1 or e.last_ms < e.first_ms or not (e.model >= 0 and e.level >= 0) for e in past):
+        if any(e.windows < 1 or e.feature < 0 or e.last_ms < e.first_ms or not (e.model >= 0 and e.level >= 0) for e in past):
             raise ValueError("not a transients state (inconsistent fields)")
         self._past[device_id] = deque(past, maxlen=self.config.keep)
         return True

@@ -114,7 +114,7 @@ def test_export_restore_and_refusals() -> None:
     with pytest.raises(ValueError):
         other.restore("e", b"junk")
     with pytest.raises(ValueError):
-        other.restore("e", struct.pack("<qqddq", 0, 1000, -1.0, 0.5, 2))  # a negative verdict
+        other.restore("e", struct.pack("<qqddqq", 0, 1000, -1.0, 0.5, 2, 0))  # a negative verdict
     assert not TransientMemory(TransientConfig(enabled=False)).restore("d", state)
 
 
@@ -129,3 +129,20 @@ def test_known_windows_are_counted_and_stay_out_of_the_lines_history() -> None:
     for k in range(0, len(readings), 16):
         off.process(readings[k : k + 16], now_ms=T0 + 10**9)
     assert line_after_spikes <= off.model_lines.line("d")  # the known spikes did not raise it
+
+
+def test_a_spike_on_another_sensor_is_not_one_the_device_knows() -> None:
+    config = DetectorConfig(
+        rule=EpisodeRule(open_after=3, close_after=5, close_ratio=0.8),
+        lines=LineConfig(history=32, block=2, warmup=4, max_step=0.05),
+    )
+    d = build_detector(bundle(["x", "y"], window=4), config, scorer=MaxScorer(max_batch=16))
+    xs, starts = stream([(2.5, 2)] * 5)
+    ys = [0.5] * len(xs)
+    tail, _ = stream([(2.5, 2)], seed=5)
+    xs, ys = xs + [0.5] * len(tail), ys + tail  # then the same spike on y
+    readings = [Reading(device_id="d", ts=T0 + i * 1000, values={"x": x, "y": y}) for i, (x, y) in enumerate(zip(xs, ys))]
+    opened = []
+    for k in range(0, len(readings), 16):
+        opened += [a.top_feature for a in d.process(readings[k : k + 16], now_ms=T0 + 10**9).alerts if a.episode.state == "open"]
+    assert opened == ["x", "x", "y"]
