@@ -104,6 +104,8 @@ class EvaluationReport(BaseModel):
     config: dict[str, object]
     # Continual learning during the run: candidates kept and discarded.
     refits: dict[str, int] = {}
+    # Windows over a device's line that matched its own recent brief excursions: no episode opened (transients.py).
+    known_spikes: int = 0
     # What may make the figures misleading, in words (e.g. training rows labelled anomalous).
     warnings: list[str] = []
     # Oracle: the best point-wise F1 over thresholds on the window ratio, chosen on the test labels.
@@ -312,7 +314,7 @@ def evaluate_shared(model: Model, series: list[LabelledSeries], options: Evaluat
     _stage(options, f"scoring {len(series)} device(s)")
     traces = stream(model.detector, series, batch_size=options.batch_size, on_progress=options.on_progress)
     report = _report(traces, model.detector, options, source, model.train_s, time.perf_counter() - started)
-    return report.model_copy(update={"refits": dict(model.detector.refits)}), traces
+    return report.model_copy(update={"refits": dict(model.detector.refits), "known_spikes": model.detector.known_spikes}), traces
 
 
 def evaluate_per_series(
@@ -323,6 +325,7 @@ def evaluate_per_series(
     train_s = score_s = 0.0
     detector = None
     refits = {"kept": 0, "discarded": 0}
+    known_spikes = 0
     notes: list[str] = []
     need = min_training_rows(options.training)
     total, before = sum(len(s.ts) for s in series), 0
@@ -355,10 +358,12 @@ def evaluate_per_series(
         detector = model.detector
         for k, v in detector.refits.items():
             refits[k] += v
+        known_spikes += detector.known_spikes
     if detector is None:
         raise ValueError(f"no series has enough rows to learn a model on ({need} needed)")
     report = _report(traces, detector, options, source, train_s, score_s)
-    return report.model_copy(update={"warnings": [*notes, *training_warnings(series)], "refits": refits}), traces
+    update = {"warnings": [*notes, *training_warnings(series)], "refits": refits, "known_spikes": known_spikes}
+    return report.model_copy(update=update), traces
 
 
 def _without_verdicts(trace: Trace, rows: int) -> Trace:
@@ -784,6 +789,7 @@ def print_report(report: EvaluationReport, console: Console) -> None:
         ("detection delay (seconds)", labelled(delay(e.delay_s_median, e.delay_s_max, "s"))),
         ("alert episodes", str(e.episodes)),
         ("refits (kept / discarded)", f"{report.refits.get('kept', 0)} / {report.refits.get('discarded', 0)}"),
+        ("known spikes (windows, no episode)", str(report.known_spikes)),
         ("false alert episodes", f"{e.false_episodes} ({e.false_per_device_hour:.3f} per device-hour, {e.normal_device_hours:.1f} normal device-hours)"),
         ("time", f"training {report.train_s:.1f}s, scoring {report.score_s:.1f}s"),
     ]

@@ -172,6 +172,7 @@ class Detector:
         self.reservoir = NormalReservoir(bundle.card.window, len(self.features), config.refit) if on_refit else None
         self.on_refit = on_refit
         self.refits = {"kept": 0, "discarded": 0}
+        self.known_spikes = 0  # windows over a line that matched the device's own brief excursions (transients.py)
         self._episode_top: dict[str, str] = {}  # device -> the top feature of its open episode
         # Stuck runs longer than a window: each device's run of equal readings so far, for the features whose
         # stuck run does not fit in one window (quantised sensors that often repeat themselves).
@@ -472,6 +473,7 @@ class Detector:
             out.alerts.extend(alert for _, alert in batch.alerts)
         out.scored = n
         out.known_spikes = batch.known_spikes
+        self.known_spikes += batch.known_spikes
         out.window_devices = devices
         out.window_end_ms = batch.end_ms
         out.window_ratio = batch.ratio

@@ -123,7 +123,7 @@ def test_known_windows_are_counted_and_stay_out_of_the_lines_history() -> None:
     xs, _ = stream([(2.5, 2)] * 6)
     readings = [Reading(device_id="d", ts=T0 + i * 1000, values={"x": x}) for i, x in enumerate(xs)]
     known = sum(d.process(readings[k : k + 16], now_ms=T0 + 10**9).known_spikes for k in range(0, len(readings), 16))
-    assert known == 4 * 5  # the last four spikes, 5 windows over the line each
+    assert known == 4 * 5 == d.known_spikes  # the last four spikes, 5 windows over the line each; the run's total
     line_after_spikes = d.model_lines.line("d")
     off = detector(TransientConfig(enabled=False))
     for k in range(0, len(readings), 16):
