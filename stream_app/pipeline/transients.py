@@ -11,7 +11,8 @@ between two spikes does not make the same spike look different. A known crossing
 what the device has shown (higher, or longer: a spike that stays is a pegged CPU, an outage, a shift)
 opens it as any other, a few windows late. Crossings of a device that never spiked, or did so fewer
 than ``min_seen`` times within ``horizon`` windows, are never known: the first spikes open episodes as
-before, and teach the memory.
+before, and teach the memory. Only lone spikes count: an excursion that starts within two window lengths
+of the previous one's end (spikes in a burst: an intermittent fault) is neither learnt nor known.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class TransientConfig:
     # plus this many, less one, windows (one reading off stays in ``window`` windows).
     brief_readings: int = 8
     slack: int = 4  # windows a known crossing may outlast the longest of the excursions it matched
+    quiet_windows: int = 2  # window lengths of quiet before an excursion for it to count as a lone spike
     keep: int = 16  # brief excursions remembered per device
     margin: float = 1.25  # a crossing up to this many times higher than an excursion still matches it (as the lines' margin)
 
@@ -46,6 +48,7 @@ class _Excursion:
     level: float
     windows: int
     feature: int = 0  # the sensor furthest out at its highest window
+    isolated: bool = True  # it began long after the device's previous excursion ended
 
 
 class TransientMemory:
@@ -54,6 +57,9 @@ class TransientMemory:
     def __init__(self, config: TransientConfig = TransientConfig(), *, window: int = 1) -> None:
         self.config = config
         self.brief = window + config.brief_readings - 1  # windows over the line
+        # Quiet windows before an excursion for it to be a lone spike: spikes that come one after another are a
+        # burst (an intermittent fault), never learnt nor known, however brief each is.
+        self.quiet = config.quiet_windows * window
         self._current: dict[str, _Excursion] = {}
         self._past: dict[str, deque[_Excursion]] = {}
 
@@ -76,11 +82,13 @@ class TransientMemory:
                 now.feature = feature
             now.model, now.level = max(now.model, model), max(now.level, level)
         else:
+            isolated = True
             if now is not None:
                 self._finish(device_id, now)
-            now = self._current[device_id] = _Excursion(at_ms, at_ms, model, level, 1, feature)
+                isolated = at_ms - now.last_ms > self.quiet * interval_ms
+            now = self._current[device_id] = _Excursion(at_ms, at_ms, model, level, 1, feature, isolated)
         past = self._past.get(device_id)
-        if not past or interval_ms <= 0:
+        if not past or interval_ms <= 0 or not now.isolated:
             return False
         oldest, margin = at_ms - config.horizon * interval_ms, config.margin
         matched = [
@@ -90,7 +98,7 @@ class TransientMemory:
         return len(matched) >= config.min_seen and now.windows <= max(e.windows for e in matched) + config.slack
 
     def _finish(self, device_id: str, excursion: _Excursion) -> None:
-        if excursion.windows <= self.brief:
+        if excursion.windows <= self.brief and excursion.isolated:
             past = self._past.get(device_id)
             if past is None:
                 past = self._past[device_id] = deque(maxlen=self.config.keep)

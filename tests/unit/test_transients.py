@@ -146,3 +146,16 @@ def test_a_spike_on_another_sensor_is_not_one_the_device_knows() -> None:
     for k in range(0, len(readings), 16):
         opened += [a.top_feature for a in d.process(readings[k : k + 16], now_ms=T0 + 10**9).alerts if a.episode.state == "open"]
     assert opened == ["x", "x", "y"]
+
+
+def test_spikes_in_a_burst_are_a_fault_not_the_devices_spikes() -> None:
+    """Lone spikes are learnt; the same spikes one after another (an intermittent fault) still alert."""
+    xs, starts = stream([(2.5, 2)] * 5)
+    burst_at = len(xs)
+    for _ in range(6):  # 12 readings apart: 7 quiet windows between them, fewer than two window lengths
+        xs += [2.5] * 2 + [0.5] * 10
+    xs += [0.5] * 40
+    opened = openings(detector(), xs)
+    assert len([i for i in opened if i < burst_at]) == 2 and [i for i in opened if i >= burst_at]
+    no_rule = openings(detector(TransientConfig(quiet_windows=0)), xs)
+    assert [i for i in no_rule if i >= burst_at] == []  # each spike of the burst alone looks like the lone ones
