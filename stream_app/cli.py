@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 import time
@@ -954,22 +955,29 @@ def main() -> None:
     from redis.exceptions import RedisError
 
     from typer.exceptions import TyperException
+    failure: tuple[str, int] | None = None
     try:
         app(standalone_mode=False)
     except (typer.Exit, SystemExit) as exc:
         sys.exit(getattr(exc, "exit_code", getattr(exc, "code", 0)))
     except typer.Abort:
-        _fail("aborted", 130)
+        failure = ("aborted", 130)
     except KeyboardInterrupt:
         sys.exit(130)
     except (FloorwatchError, ValueError) as exc:  # ours, and a value refused (pydantic's ValidationError included)
-        _fail(str(exc))
+        failure = (str(exc), 1)
     except (KafkaException, RedisError, OSError) as exc:
-        _fail(f"{type(exc).__name__}: {exc}")
+        failure = (f"{type(exc).__name__}: {exc}", 1)
     except TyperException as exc:  # usage errors: unknown command, bad option value, ...
-        _fail(exc.format_message() if hasattr(exc, "format_message") else str(exc), getattr(exc, "exit_code", 2))
+        failure = (exc.format_message() if hasattr(exc, "format_message") else str(exc), getattr(exc, "exit_code", 2))
     except Exception as exc:
-        _fail(f"unexpected {type(exc).__name__}: {exc}")
+        failure = (f"unexpected {type(exc).__name__}: {exc}", 1)
+    if failure is not None:
+        # Out of the except block the exception and its frames are gone; collected now, a Kafka client one of
+        # them held is destroyed while the interpreter is whole. Destroyed during its shutdown instead, a
+        # librdkafka client could crash the process after the error line (exit -11 instead of 1, SASL_SSL).
+        gc.collect()
+        _fail(*failure)
 
 
 def _fail(message: str, code: int = 1) -> None:
