@@ -551,8 +551,8 @@ class Detector:
                 device, b.spans[i][1], float(model), float(level_max), episodes.interval_ms(device),
                 model_over=model > m_line, level_over=level_max > l_line,
                 feature=int(np.argmax(b.scores.feature_errors[i] if model / m_line >= level_max / l_line else b.level[i])),
+                match=not episodes.is_open(device),
             )  # fmt: skip
-            known = known and not episodes.is_open(device)
             b.known_spikes += known
         transitions = episodes.update(device, b.spans[i][1], 1.0 if known else float(r))
         b.is_open[i] = open_now = episodes.is_open(device)

@@ -5,14 +5,15 @@ is gone in a reading or two, a slow request). Each spike is brief, so a device's
 it opens an episode, and windows in an episode are not part of the line's history. ``TransientMemory``
 keeps, per device, the last few *brief* excursions over the line (how high, how long) and calls a new
 crossing *known* while it is no higher (within ``margin``) than ``min_seen`` of the recent ones, on each
-measure that is over its line, and has lasted no longer than the longest of those (plus ``slack`` windows). Heights are the window's verdicts in units of the
-calibrated line (the model's, the level check's), not ratios to the device's line, so a line that moves
-between two spikes does not make the same spike look different. A known crossing opens no episode; one that outgrows
-what the device has shown (higher, or longer: a spike that stays is a pegged CPU, an outage, a shift)
-opens it as any other, a few windows late. Crossings of a device that never spiked, or did so fewer
-than ``min_seen`` times within ``horizon`` windows, are never known: the first spikes open episodes as
-before, and teach the memory. Only lone spikes count: an excursion that starts within two window lengths
-of the previous one's end (spikes in a burst: an intermittent fault) is neither learnt nor known.
+measure that is over its line, and has lasted no longer than the longest of those (plus ``slack``
+windows). Heights are the window's verdicts in units of the calibrated line (the model's, the level
+check's), not ratios to the device's line, so a line that moves between two spikes does not make the
+same spike look different. A known crossing opens no episode; one that outgrows what the device has
+shown (higher, or longer: a spike that stays is a pegged CPU, an outage, a shift) opens it as any
+other, a few windows late. Crossings of a device that never spiked, or did so fewer than ``min_seen``
+times within ``horizon`` windows, are never known: the first spikes open episodes as before, and teach
+the memory. Only lone spikes count: an excursion that starts within two window lengths of the previous
+one's end (spikes in a burst: an intermittent fault) is neither learnt nor known.
 """
 
 from __future__ import annotations
@@ -65,12 +66,12 @@ class TransientMemory:
 
     def crossing(
         self, device_id: str, at_ms: int, model: float, level: float, interval_ms: float, *,
-        model_over: bool = True, level_over: bool = False, feature: int = 0,
+        model_over: bool = True, level_over: bool = False, feature: int = 0, match: bool = True,
     ) -> bool:  # fmt: skip
         """Note a window over the line at ``at_ms`` (its ``model`` and ``level`` verdicts, 1.0 = calibrated
         line; which of them is over the device's line; ``feature``: the sensor furthest out); True if it
         matches the device's brief excursions: on the same sensor, and on each measure over its line no
-        higher than they went."""
+        higher than they went. ``match=False`` only notes it (a window of an open episode: nothing to open)."""
         config = self.config
         if not config.enabled:
             return False
@@ -88,12 +89,13 @@ class TransientMemory:
                 isolated = at_ms - now.last_ms > self.quiet * interval_ms
             now = self._current[device_id] = _Excursion(at_ms, at_ms, model, level, 1, feature, isolated)
         past = self._past.get(device_id)
-        if not past or interval_ms <= 0 or not now.isolated:
+        if not match or not past or interval_ms <= 0 or not now.isolated:
             return False
         oldest, margin = at_ms - config.horizon * interval_ms, config.margin
         matched = [
             e for e in past
-            if e.last_ms >= oldest and e.feature == now.feature and (e.model * margin >= now.model or not model_over) and (e.level * margin >= now.level or not level_over)
+            if e.last_ms >= oldest and e.feature == now.feature
+            and (e.model * margin >= now.model or not model_over) and (e.level * margin >= now.level or not level_over)
         ]  # fmt: skip
         return len(matched) >= config.min_seen and now.windows <= max(e.windows for e in matched) + config.slack
 
