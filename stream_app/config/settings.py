@@ -137,6 +137,9 @@ class DetectionSettings(BaseModel):
     # A crossing of the line no higher and no longer than this many of the device's recent brief excursions
     # (a busy stream's own spikes, bursts, slow requests) opens no episode (pipeline/transients.py). 0: off.
     adapt_transients_seen: int = Field(2, ge=0)
+    # A sensor's window median far outside the range of its recent ones (a step the model reconstructs: a level
+    # moved under its spikes, a rate fallen to near zero) counts in the level check (pipeline/shifts.py).
+    adapt_shifts: bool = True
     # Each device's lines and seasonal hours are saved to Redis this often and taken up by the next worker
     # to meet the device (a restart, a rebalance), so it does not warm up again (worker/adaptation.py). 0: never.
     adapt_save_s: float = Field(300.0, ge=0)

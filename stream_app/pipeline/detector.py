@@ -27,6 +27,7 @@ from stream_app.models.store import ModelBundle
 from stream_app.pipeline.reservoir import NormalReservoir, RefitConfig, RefitResult
 from stream_app.pipeline.rules import Rule
 from stream_app.pipeline.seasonal import SeasonalLines, SeasonConfig
+from stream_app.pipeline.shifts import LevelShifts, ShiftConfig, window_medians
 from stream_app.pipeline.scorer import Scores, WindowScorer, row_max
 from stream_app.pipeline.thresholds import MAX_RESTING_VALUES, severity
 from stream_app.pipeline.transients import TransientConfig, TransientMemory
@@ -93,7 +94,8 @@ class _Batch:
     spans: list[tuple[int, int]]
     scores: Scores
     model: np.ndarray  # the model's distance to its calibrated line (1.0 = the line), before the device's own line
-    level: np.ndarray  # (n, F): each feature's distance to the edge of its envelope
+    level: np.ndarray  # (n, F): each feature's distance to the edge of its envelope, or its level shift's if further
+    shift: np.ndarray  # (n, F): each feature's level shift (shifts.py), filled in round by round
     level_max: np.ndarray
     stuck: np.ndarray  # (n, F)
     broken: np.ndarray  # (n, rules)
@@ -105,6 +107,8 @@ class _Batch:
     line: np.ndarray  # (trace only, as the next two)
     episode: list[str | None]
     opened: np.ndarray
+    slots: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # (with level shifts) window-store slots
+    medians: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))  # and each window's medians
     alerts: list[tuple[int, Alert]] = field(default_factory=list)
     normal: list[int] = field(default_factory=list)  # plainly normal windows, for the refit reservoir
     known_spikes: int = 0
@@ -120,6 +124,7 @@ class DetectorConfig:
     lines: LineConfig = LineConfig()
     season: SeasonConfig = SeasonConfig()  # hours of the day / week whose verdicts recur (seasonal.py)
     transients: TransientConfig = TransientConfig()  # brief excursions a device keeps making (transients.py)
+    shifts: ShiftConfig = ShiftConfig()  # a sensor's median against its recent medians (shifts.py)
     refit: RefitConfig = RefitConfig()
     trace: bool = False  # fill Detection's per-window evaluation arrays
     # A level envelope learnt from fewer windows than this describes a few hours of one machine, not its
@@ -164,6 +169,8 @@ class Detector:
         self.season = SeasonalLines(config.season, channels=2)
         # Brief excursions each device keeps making (a busy stream's benign spikes): matched, they open nothing.
         self.transients = TransientMemory(config.transients, window=bundle.card.window)
+        # Where each sensor sat lately (its window medians), by window-store slot: a step the model reconstructs.
+        self.shifts = LevelShifts(config.shifts, bundle.card.window, len(self.features))
         # The version whose calibrated line the lines are in units of (adaptation.py): kept by fine-tuned refits
         # and hot reloads, which carry the lines over; a model trained afresh (its lines relearnt) starts its own.
         self.line_basis = bundle.version
@@ -254,6 +261,9 @@ class Detector:
         idle = [d for d, seen in self._seen_ms.items() if seen < cutoff]
         for device in idle:
             del self._seen_ms[device]
+            slot = self.windows.slot(device)
+            if slot is not None:
+                self.shifts.forget(slot)
             self.windows.remove(device)
             self.episodes.forget(device)
             self.model_lines.forget(device)
@@ -335,6 +345,7 @@ class Detector:
         same_shape = old.features == self.features and old.windows.length == self.windows.length
         if same_shape:
             self.windows = old.windows
+            self.shifts = old.shifts  # by the windows' slots, in the sensors' own units
             self.line.carry_over(old.line)
             self._long_runs = old._long_runs
             if old.reservoir is not None and self.reservoir is not None:
@@ -441,10 +452,14 @@ class Detector:
         n = len(devices)
         trace = self.config.trace
         batch = _Batch(
-            devices, windows, spans, scores, model, level, row_max(level), stuck, broken, _row_any(stuck) | _row_any(broken),
+            devices, windows, spans, scores, model, level, np.zeros_like(level), row_max(level), stuck, broken, _row_any(stuck) | _row_any(broken),
             statuses=out.statuses, end_ms=end_ms, ratio=np.empty(n, np.float32), is_open=np.zeros(n, bool),
             line=np.empty(n if trace else 0, np.float32), episode=[None] * n if trace else [], opened=np.zeros(n if trace else 0, bool),
         )  # fmt: skip
+        # A lone sensor's median against its recent ones (shifts.py): read before each round, kept after it.
+        shifting = self.shifts.enabled
+        if shifting:
+            batch.slots, batch.medians = slots, window_medians(windows)
         # Round r holds each device's r-th window of the batch: no device twice, so a round is judged over
         # arrays (lines read before it, observed after it) as if every device had sent one reading. The
         # usual batch is one round (many devices, a reading each) or a few (a backlog drained partition by
@@ -456,16 +471,24 @@ class Detector:
         for members in rounds:
             if len(members) < thinnest:
                 break
+            if shifting:
+                self._shift_in(batch, members)
             self._judge_round(batch, members)
+            if shifting:
+                self._shift_out(batch, members)
             taken += 1
         rest = np.sort(np.concatenate(rounds[taken:])).tolist() if taken < len(rounds) else []
         season, model_lines, level_lines = self.season, self.model_lines, self.level_lines
         for i in rest:
             device = devices[i]
+            if shifting:
+                self._shift_in(batch, np.array([i]))
             # Recorded whatever the verdict (seasonal.py: only what recurs every cycle widens a line).
             m_season, l_season = season.observe(device, spans[i][1], (float(model[i]), float(batch.level_max[i])))
             m_line, l_line = max(model_lines.line(device), m_season), max(level_lines.line(device), l_season)
             self._judge(batch, i, m_line, l_line, model_lines.learning(device), defer=False)
+            if shifting:
+                self._shift_out(batch, np.array([i]))
         if self.reservoir is not None and batch.normal:
             self.reservoir.add_many(windows, np.sort(np.array(batch.normal)))  # in window order
         if batch.alerts:
@@ -483,6 +506,18 @@ class Detector:
             out.window_line = batch.line
             out.window_episode = batch.episode
             out.window_opened = batch.opened
+
+    def _shift_in(self, b: _Batch, members: np.ndarray) -> None:
+        """Put the level shifts of windows of distinct devices into their level verdicts (shifts.py)."""
+        shift = self.shifts.ratios(b.slots[members], b.medians[members])
+        b.shift[members] = shift
+        b.level[members] = level = np.maximum(b.level[members], shift)
+        b.level_max[members] = row_max(level)
+
+    def _shift_out(self, b: _Batch, members: np.ndarray) -> None:
+        """Once judged, their devices keep the medians of those under the line and outside an episode."""
+        quiet = ~b.is_open[members] & (b.ratio[members] <= 1.0)
+        self.shifts.observe(b.slots[members], b.windows[members], b.medians[members], b.end_ms[members], quiet)
 
     def _judge_round(self, b: _Batch, members: np.ndarray) -> None:
         """Judge windows of distinct devices (``members``, ascending), each its device's next in the batch.
@@ -575,14 +610,18 @@ class Detector:
             b.episode[i] = next((t.episode_id for t in transitions), None) or episodes.open_episodes_of(device)
         for transition in transitions:
             if transition.reason == "max duration":
-                # It lasted: this is how the device runs now. Relearn its lines from here.
+                # It lasted: this is how the device runs now. Relearn its lines and levels from here.
                 self.model_lines.relearn(device)
                 self.level_lines.relearn(device)
+                self.shifts.forget(self.windows.slot(device))
             self._note_rest(device, transition, b.windows[i, -1], stuck)
             # (check, feature); the first names the alert's top feature.
             checks = [(self.config.rules[k].name, self.config.rules[k].feature) for k in np.flatnonzero(broken)]
             checks += [(f"stuck:{self.features[j]}", self.features[j]) for j in np.flatnonzero(stuck)]
-            checks += [(f"level:{self.features[j]}", self.features[j]) for j in np.flatnonzero(b.level[i] / l_line > 1.0)]
+            over = b.level[i] / l_line > 1.0
+            shifted = over & (b.shift[i] >= b.level[i])  # (the shift is what put it over)
+            checks += [(f"level:{self.features[j]}", self.features[j]) for j in np.flatnonzero(over & ~shifted)]
+            checks += [(f"shift:{self.features[j]}", self.features[j]) for j in np.flatnonzero(shifted)]
             b.alerts.append((i, self._alert(device, b.spans[i], b.scores, i, m_line, float(r), checks, transition)))
         if open_now and checked:  # after this window's transitions: an opening starts a fresh note
             self._note_stuck(device, b.windows[i, -1], stuck)

@@ -141,6 +141,10 @@ class WindowStore:
         """Timestamps (epoch ms) of the first and last reading in the slot's window."""
         return int(self._ts[slot, self._pos[slot]]), int(self._last_ts[slot])
 
+    def slot(self, device_id: str) -> int | None:
+        """The device's slot (its row in the arrays), None for a device with none."""
+        return self._slots.get(device_id)
+
     def remove(self, device_id: str) -> bool:
         """Forget a device (idle eviction); its slot is reused by the next new device."""
         slot = self._slots.pop(device_id, None)

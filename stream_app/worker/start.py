@@ -15,6 +15,7 @@ from stream_app.pipeline.episodes import EpisodeRule
 from stream_app.pipeline.lines import LineConfig
 from stream_app.pipeline.reservoir import RefitConfig
 from stream_app.pipeline.seasonal import SeasonConfig
+from stream_app.pipeline.shifts import ShiftConfig
 from stream_app.pipeline.transients import TransientConfig
 from stream_app.training.refit import BackgroundRefitter
 from stream_app.training.fit import TrainingConfig
@@ -115,6 +116,7 @@ def detector_config(detection: DetectionSettings, episodes: EpisodeSettings) -> 
         lines=LineConfig(enabled=detection.adapt_lines, warmup=detection.adapt_warmup_windows),
         season=SeasonConfig(enabled=detection.adapt_seasonal),
         transients=TransientConfig(enabled=detection.adapt_transients_seen > 0, min_seen=max(1, detection.adapt_transients_seen)),
+        shifts=ShiftConfig(enabled=detection.adapt_shifts),
         refit=RefitConfig(
             enabled=detection.refit, min_interval_s=detection.refit_min_interval_s, every_windows=detection.refit_every_windows
         ),

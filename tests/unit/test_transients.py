@@ -11,6 +11,7 @@ from stream_app.contracts import Reading
 from stream_app.pipeline.detector import Detector, DetectorConfig
 from stream_app.pipeline.episodes import EpisodeRule
 from stream_app.pipeline.lines import LineConfig
+from stream_app.pipeline.shifts import ShiftConfig
 from stream_app.pipeline.transients import TransientConfig, TransientMemory
 from tests.support.builders import T0, MaxScorer, bundle
 from tests.support.builders import detector as build_detector
@@ -22,6 +23,7 @@ def detector(transients: TransientConfig = TransientConfig()) -> Detector:
         rule=EpisodeRule(open_after=3, close_after=5, close_ratio=0.8),
         lines=LineConfig(history=32, block=2, warmup=4, max_step=0.05),
         transients=transients,
+        shifts=ShiftConfig(enabled=False),  # (a spike of half a window moves its median: that check is tested on its own)
     )
     return build_detector(bundle(["x"], window=4), config, scorer=MaxScorer(max_batch=16))
 

@@ -1,0 +1,162 @@
+"""Level shifts: where a lone sensor sits now, against where it sat lately, blind to spikes.
+
+The model reads a window's shape, and a stream that steps to a new level and stays there as noisy as
+before is reconstructed well (a CPU whose floor moved under its spikes, byte rates that fell to near
+zero, a service three times slower). The level check compares a window's mean with calibration's
+envelope, which a bursty stream stretches wide (one spike window is enough) and which never moves.
+
+So each device keeps, per sensor, the medians of its recent windows, one every window's length (they
+do not overlap), from windows outside episodes: a window's median ignores spikes shorter than half of
+it. A window whose median lies further from the centre of their range than ``margin`` times its
+half-width (never narrower than the sensor's noise: its windows' median absolute deviation) is that far
+over the line (1.0), in the detector's level channel. Only for models of one sensor (``max_features``). A sensor whose medians were all positive is also
+read on a log scale, where a rate or a time lives: a fall from 300k-1.9M bytes/s to 17k is a few
+half-widths away in bytes, and three orders of magnitude. A level that wanders slowly stays inside
+(each new median is near the last ones); a step of a few widths does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+_NEVER = np.iinfo(np.int64).min // 2
+
+
+@dataclass(frozen=True, slots=True)
+class ShiftConfig:
+    history: int = 256  # window medians kept per device
+    horizon_s: float = 86_400.0  # ... one every window's length, and at least every horizon / history of stream time:
+    # they span a day or more, so that a daily cycle's other half is not a shift
+    min_samples: int = 16  # medians before a device's shifts are judged
+    margin: float = 2.0  # the line: this many half-widths of the medians' range from its centre
+    noise: float = 1.0  # the half-width is at least this times the mean of the windows' median absolute deviation
+    log_floor: float = 0.1  # on the log scale, the half-width is at least this (10%: steady sensors are the linear scale's)
+    cap: float = 1000.0  # the largest ratio (a step off a sensor that never moved is infinitely far)
+    max_features: int = 1  # judged for models of at most this many sensors (``LevelShifts.__init__`` says why)
+    enabled: bool = True
+
+
+def window_medians(windows: np.ndarray) -> np.ndarray:
+    """(n, T, F) -> (n, F): each window's median per sensor, as np.median (a sort of the short axis costs a
+    seventh of its partition: ~0.3 us a window of 30 x 4 against 2.2)."""
+    length = windows.shape[1]
+    ordered = np.sort(windows, axis=1)
+    middle = ordered[:, (length - 1) // 2 : length // 2 + 1]
+    return middle[:, 0] if length % 2 else middle.mean(axis=1)
+
+
+class LevelShifts:
+    """Per window-store slot: a ring of the device's window medians (history, F) and their range.
+
+    Indexed by the device's slot in the detector's ``WindowStore`` (a batch's windows come with it), so a
+    batch's lookups are array gathers; ``forget`` a slot when its device is evicted.
+    """
+
+    def __init__(self, config: ShiftConfig, window: int, features: int, capacity: int = 64) -> None:
+        # A model of several sensors learns their levels relative to each other: one sensor's step breaks that,
+        # and the model sees it; all stepping together is a change of load or regime (the simulator's fleet-day
+        # opened 52 false episodes instead of 2 with this on). A lone sensor's level is all there is to it.
+        self.enabled = config.enabled and features <= config.max_features
+        self.config = config
+        self.every = window
+        self.features = features
+        self._medians = np.zeros((capacity, config.history, features), np.float32)
+        self._filled = np.zeros(capacity, np.int64)
+        self._pos = np.zeros(capacity, np.int64)
+        self._seen = np.zeros(capacity, np.int64)  # windows since the slot started
+        self._taken_at = np.zeros(capacity, np.int64)  # ... at its last median kept
+        self._taken_ms = np.full(capacity, _NEVER, np.int64)  # and that window's end
+        self.spacing_ms = int(config.horizon_s * 1000 / config.history)
+        self._noise = np.zeros((capacity, features))  # mean median absolute deviation of the sampled windows
+        # The range of the medians, per scale: centre and half-width (inf: not judged yet, or not positive).
+        self._centre = np.zeros((capacity, features))
+        self._half = np.full((capacity, features), np.inf)
+        self._centre_log = np.zeros((capacity, features))
+        self._half_log = np.full((capacity, features), np.inf)
+        self._lo = np.zeros((capacity, features))  # the lowest median (a log-scale reading is floored at 1e-3 x it)
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self._medians, self._filled, self._pos, self._seen, self._taken_at, self._taken_ms, self._noise)
+        return sum(a.nbytes for a in arrays) + 5 * self._lo.nbytes
+
+    def ratios(self, slots: np.ndarray, medians: np.ndarray) -> np.ndarray:
+        """(n, F): how far each window's median is from its device's recent ones (1.0 = the line; 0 while the
+        device has too few), against the history as it stood before the batch."""
+        if not self.enabled or not len(slots):
+            return np.zeros(medians.shape, np.float32)
+        self._ensure(int(slots.max()) + 1)
+        margin = self.config.margin
+        with np.errstate(invalid="ignore", divide="ignore"):  # (0/0 where a sensor never moved and still has not)
+            r = np.abs(medians - self._centre[slots]) / (margin * self._half[slots])
+            half_log = self._half_log[slots]
+            low = np.maximum(medians, 1e-3 * self._lo[slots])  # (a zero or negative median: 1,000 times lower)
+            r_log = np.abs(np.log(low) - self._centre_log[slots]) / (margin * half_log)
+        r = np.where(np.isfinite(half_log), np.fmax(r, r_log), r)
+        return np.minimum(np.nan_to_num(r, nan=0.0), self.config.cap).astype(np.float32)
+
+    def observe(self, slots: np.ndarray, windows: np.ndarray, medians: np.ndarray, end_ms: np.ndarray, quiet: np.ndarray) -> None:
+        """Count windows of distinct devices (``slots``), each ending at ``end_ms``, and keep the median of those
+        ``quiet`` (under the line and outside an episode: a fault's level is not the device's) that come a window's
+        length and ``spacing_ms`` or more after the device's last one kept."""
+        if not self.enabled or not len(slots):
+            return
+        self._ensure(int(slots.max()) + 1)
+        self._seen[slots] += 1
+        due = quiet & (self._seen[slots] - self._taken_at[slots] >= self.every) & (end_ms - self._taken_ms[slots] >= self.spacing_ms)
+        take = np.flatnonzero(due)
+        if not len(take):
+            return
+        s = slots[take]
+        self._taken_at[s], self._taken_ms[s] = self._seen[s], end_ms[take]
+        h = self.config.history
+        self._medians[s, self._pos[s]] = medians[take]
+        mad = np.median(np.abs(windows[take] - medians[take][:, None, :]), axis=1)
+        count = np.minimum(self._filled[s] + 1, h)  # the noise: a running mean over (about) the last ``history``
+        self._noise[s] += (mad - self._noise[s]) / count[:, None]
+        self._pos[s] = (self._pos[s] + 1) % h
+        self._filled[s] = count
+        self._refresh(s)
+
+    def forget(self, slot: int | None) -> None:
+        """A slot handed to another device, or whose device runs at a new level now, starts empty."""
+        if slot is not None and slot < len(self._filled):
+            self._filled[slot] = self._pos[slot] = self._seen[slot] = self._taken_at[slot] = 0
+            self._taken_ms[slot] = _NEVER
+            self._noise[slot] = 0.0
+            self._half[slot] = self._half_log[slot] = np.inf
+
+    def _refresh(self, slots: np.ndarray) -> None:
+        """Recompute the range of the slots' medians (a ring fills from its start)."""
+        filled = self._filled[slots]
+        valid = (np.arange(self.config.history) < filled[:, None])[:, :, None]
+        values = self._medians[slots]
+        lo = np.where(valid, values, np.inf).min(axis=1).astype(np.float64)
+        hi = np.where(valid, values, -np.inf).max(axis=1).astype(np.float64)
+        ready = (filled >= self.config.min_samples)[:, None]
+        centre = (lo + hi) / 2
+        floor = np.maximum(self.config.noise * self._noise[slots], 1e-6 * (1.0 + np.abs(centre)))
+        self._centre[slots] = centre
+        self._half[slots] = np.where(ready, np.maximum((hi - lo) / 2, floor), np.inf)
+        positive = ready & (lo > 0)
+        lo_log, hi_log = np.log(np.where(positive, lo, 1.0)), np.log(np.where(positive, hi, 1.0))
+        self._lo[slots] = lo
+        self._centre_log[slots] = (lo_log + hi_log) / 2
+        self._half_log[slots] = np.where(positive, np.maximum((hi_log - lo_log) / 2, self.config.log_floor), np.inf)
+
+    def _ensure(self, size: int) -> None:
+        """Room for slots up to ``size`` (the window store grows by doubling; so do these)."""
+        if size <= len(self._filled):
+            return
+        grow = max(size - len(self._filled), len(self._filled))
+
+        def extend(a: np.ndarray, fill: float) -> np.ndarray:
+            return np.concatenate([a, np.full((grow, *a.shape[1:]), fill, a.dtype)])
+
+        self._medians = extend(self._medians, 0.0)
+        self._filled, self._pos, self._seen = extend(self._filled, 0), extend(self._pos, 0), extend(self._seen, 0)
+        self._taken_at, self._taken_ms = extend(self._taken_at, 0), extend(self._taken_ms, _NEVER)
+        self._noise, self._centre, self._lo, self._centre_log = (extend(a, 0.0) for a in (self._noise, self._centre, self._lo, self._centre_log))
+        self._half, self._half_log = extend(self._half, np.inf), extend(self._half_log, np.inf)

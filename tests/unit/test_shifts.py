@@ -1,0 +1,159 @@
+"""A sensor's window median against its recent ones: a step the model reconstructs is found, spikes and slow
+wandering are not."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stream_app.contracts import Reading
+from stream_app.pipeline.detector import Detector, DetectorConfig
+from stream_app.pipeline.episodes import EpisodeRule
+from stream_app.pipeline.lines import LineConfig
+from stream_app.pipeline.shifts import LevelShifts, ShiftConfig
+from tests.support.builders import T0, MaxScorer, bundle
+from tests.support.builders import detector as build_detector
+
+WINDOW = 5
+
+
+def feed(shifts: LevelShifts, xs: np.ndarray, *, slot: int = 0, quiet: bool = True) -> np.ndarray:
+    """Every window of the series ``xs`` (readings, F) in order, one a batch; each window's ratios, before it is seen."""
+    out = []
+    for end in range(WINDOW, len(xs) + 1):
+        window = xs[end - WINDOW : end][None].astype(np.float32)
+        medians = np.median(window, axis=1)
+        slots = np.array([slot])
+        out.append(shifts.ratios(slots, medians)[0])
+        shifts.observe(slots, window, medians, np.array([T0 + end * 60_000]), np.array([quiet and out[-1].max() <= 1.0]))
+    return np.array(out)
+
+
+def noisy(n: int, level: float = 10.0, sd: float = 1.0, seed: int = 1) -> np.ndarray:
+    return (level + sd * np.random.default_rng(seed).standard_normal(n))[:, None]
+
+
+def test_a_step_of_a_few_noise_widths_crosses_the_line_and_the_noise_does_not() -> None:
+    xs = np.concatenate([noisy(600), noisy(30, level=16.0, seed=2)])
+    r = feed(LevelShifts(ShiftConfig(), WINDOW, 1), xs)[:, 0]
+    assert r[: 600 - WINDOW].max() < 1.0
+    assert r[-20:].min() > 1.5
+
+
+def test_spikes_shorter_than_half_a_window_move_no_median() -> None:
+    xs = noisy(900)
+    xs[300::40] = 500.0  # a lone spike every 40 readings
+    xs[600::40] = 500.0
+    xs[601::40] = 500.0  # and pairs
+    r = feed(LevelShifts(ShiftConfig(), WINDOW, 1), xs)[:, 0]
+    assert r.max() < 1.0
+
+
+def test_a_level_that_wanders_slowly_stays_inside() -> None:
+    xs = noisy(3000) + np.linspace(0, 60, 3000)[:, None]  # 60 noise widths over the stream
+    r = feed(LevelShifts(ShiftConfig(), WINDOW, 1), xs)[:, 0]
+    assert r.max() < 1.0
+
+
+def test_a_rate_that_falls_to_near_zero_is_far_on_the_log_scale() -> None:
+    """Log-normal rates: a fall to 2% is within two half-widths of their wide range in bytes, not in orders of magnitude."""
+    rng = np.random.default_rng(4)
+    xs = (1e6 * rng.lognormal(0, 0.5, 700))[:, None]
+    xs[650:] = 2e4
+    shifts = LevelShifts(ShiftConfig(), WINDOW, 1)
+    r = feed(shifts, xs)[:, 0]
+    assert np.count_nonzero(r[:640] > 1.0) <= 1  # (one window, on a history of 24 medians)
+    assert r[-30:].min() > 1.0
+    linear_only = feed(LevelShifts(ShiftConfig(log_floor=np.inf), WINDOW, 1), xs)[:, 0]
+    assert linear_only[-30:].max() < 1.0  # what the log scale adds
+
+
+def test_nothing_is_judged_before_min_samples_medians() -> None:
+    xs = np.concatenate([noisy(WINDOW * 10), noisy(20, level=100.0)])
+    r = feed(LevelShifts(ShiftConfig(min_samples=16), WINDOW, 1), xs)[:, 0]
+    assert not r.any()
+
+
+def test_a_level_over_the_line_is_not_learnt_until_forgotten() -> None:
+    """Windows over the line (an episode opening, or open) keep no median: a fault's level is not the device's.
+    The detector forgets a device's medians when an episode lasted its maximum: the new level is normal then."""
+    shifts = LevelShifts(ShiftConfig(), WINDOW, 1)
+    feed(shifts, noisy(600))
+    assert feed(shifts, noisy(600, level=30.0))[-1, 0] > 1.0
+    shifts.forget(0)
+    feed(shifts, noisy(600, level=30.0))
+    assert feed(shifts, noisy(WINDOW + 1, level=30.0, seed=5))[-1, 0] < 1.0
+
+
+def test_a_forgotten_slot_starts_empty_and_slots_grow() -> None:
+    shifts = LevelShifts(ShiftConfig(max_features=2), WINDOW, 2, capacity=2)
+    feed(shifts, np.hstack([noisy(600), noisy(600, seed=3)]), slot=70)
+    assert feed(shifts, np.full((WINDOW, 2), 50.0), slot=70)[-1].min() > 1.0
+    shifts.forget(70)
+    assert not feed(shifts, np.full((WINDOW, 2), 50.0), slot=70).any()
+    assert shifts.nbytes > 0
+
+
+def test_a_sensor_that_never_moved_has_any_step_at_the_cap() -> None:
+    xs = np.concatenate([np.zeros((600, 1)), np.ones((10, 1))])
+    r = feed(LevelShifts(ShiftConfig(), WINDOW, 1), xs)[:, 0]
+    assert r[: 600 - WINDOW].max() == 0.0
+    assert r[-3:].min() == ShiftConfig().cap
+
+
+def test_off_or_for_a_model_of_several_sensors_nothing_is_ever_far() -> None:
+    xs = np.concatenate([noisy(600), noisy(30, level=50.0)])
+    assert not feed(LevelShifts(ShiftConfig(enabled=False), WINDOW, 1), xs).any()
+    assert not feed(LevelShifts(ShiftConfig(), WINDOW, 2), np.hstack([xs, xs])).any()
+
+
+SECONDS = ShiftConfig(horizon_s=0.0)  # (a median every window's length: these streams are a reading a second)
+
+
+def detector(shifts: ShiftConfig = SECONDS) -> Detector:
+    """A model blind to levels (its error is a thousandth of the window's largest value), one feature."""
+    config = DetectorConfig(
+        rule=EpisodeRule(open_after=3, close_after=5, close_ratio=0.8),
+        lines=LineConfig(history=32, block=2, warmup=4),
+        shifts=shifts,
+    )
+    return build_detector(bundle(["x"], window=WINDOW), config, scorer=MaxScorer(gain=1e-3, max_batch=64))
+
+
+def alerts_of(d: Detector, xs: np.ndarray, batch: int = 16) -> list[tuple[int, list[str]]]:
+    """(reading index, check failures) of each alert that opened an episode."""
+    readings = [Reading(device_id="d", ts=T0 + i * 1000, values={"x": float(x)}) for i, x in enumerate(xs[:, 0])]
+    out = []
+    for k in range(0, len(readings), batch):
+        for alert in d.process(readings[k : k + batch], now_ms=T0 + 10**9).alerts:
+            if alert.episode.state == "open":
+                at = (int(np.datetime64(alert.window_end[:-1], "ms").astype(np.int64)) - T0) // 1000
+                out.append((at, alert.check_failures))
+    return out
+
+
+def test_the_detector_opens_an_episode_at_a_step_its_model_reconstructs_and_names_it() -> None:
+    xs = np.concatenate([noisy(800), noisy(60, level=16.0, seed=2)])
+    opened = alerts_of(detector(), xs)
+    assert len(opened) == 1
+    at, checks = opened[0]
+    assert 800 <= at <= 800 + WINDOW + 3
+    assert checks == ["shift:x"]
+    assert alerts_of(detector(ShiftConfig(enabled=False)), xs) == []
+    assert alerts_of(detector(ShiftConfig()), xs) == []  # a day's medians at one every 337 s: too few yet
+
+
+def test_the_detector_gives_the_same_verdicts_batch_by_batch_and_window_by_window() -> None:
+    xs = np.concatenate([noisy(800), noisy(60, level=16.0, seed=2), noisy(200, seed=3)])
+    batched = detector()
+    one_by_one = detector()
+    one_by_one.batch_quiet = False
+    assert alerts_of(batched, xs, batch=64) == alerts_of(one_by_one, xs, batch=64)
+
+
+def test_an_evicted_device_starts_its_medians_afresh() -> None:
+    d = detector()
+    alerts_of(d, noisy(800))
+    slot = d.windows.slot("d")
+    assert slot is not None and d.shifts.ratios(np.array([slot]), np.array([[50.0]], np.float32))[0, 0] > 1.0
+    assert d.evict_idle(now_ms=T0 + 10**12, idle_ms=1) == ["d"]
+    assert d.shifts.ratios(np.array([slot]), np.array([[50.0]], np.float32))[0, 0] == 0.0
