@@ -300,6 +300,7 @@ class Detector:
                 ("level", self.level_lines.export(device_id)),
                 ("season", self.season.export(device_id)),
                 ("transients", self.transients.export(device_id)),
+                ("shifts", self.shifts.export(self.windows.slot(device_id))),
             )
             if state is not None
         }
@@ -317,9 +318,16 @@ class Detector:
         }  # fmt: skip
         try:
             restored = [targets[name].restore(device_id, part) for name, part in parts.items() if name in targets]
+            if "shifts" in parts and self.shifts.enabled:  # by window-store slot: the device gets its slot now
+                slot = self.windows.claim(device_id)
+                self._seen_ms.setdefault(device_id, int(time.time() * 1000))  # (so that eviction sees it)
+                restored.append(self.shifts.restore(slot, parts["shifts"]))
         except ValueError:
             for target in targets.values():
                 target.forget(device_id)
+            if self.windows.slot(device_id) is not None:
+                self.windows.remove(device_id)
+                self._seen_ms.pop(device_id, None)
             raise
         return any(restored)
 

@@ -17,11 +17,15 @@ half-widths away in bytes, and three orders of magnitude. A level that wanders s
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 import numpy as np
 
 _NEVER = np.iinfo(np.int64).min // 2
+# An exported slot (``export``): medians kept, windows since the last kept, that one's end; then the noise per
+# sensor (float64) and the medians oldest first (float32).
+_HEAD = struct.Struct("<qqq")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +123,42 @@ class LevelShifts:
         self._pos[s] = (self._pos[s] + 1) % h
         self._filled[s] = count
         self._refresh(s)
+
+    def export(self, slot: int | None) -> bytes | None:
+        """The slot's medians as bytes (None when it has none), for ``restore`` in a later worker."""
+        if slot is None or not self.enabled or slot >= len(self._filled) or not self._filled[slot]:
+            return None
+        filled, h = int(self._filled[slot]), self.config.history
+        ordered = self._medians[slot, :filled] if filled < h else np.roll(self._medians[slot], -int(self._pos[slot]), axis=0)
+        head = _HEAD.pack(filled, int(self._seen[slot] - self._taken_at[slot]), int(self._taken_ms[slot]))
+        return head + self._noise[slot].astype("<f8").tobytes() + ordered.astype("<f4").tobytes()
+
+    def restore(self, slot: int, state: bytes) -> bool:
+        """Take up an ``export`` into an empty slot (False, unchanged, for one that has medians or when off);
+        ValueError for bytes that are not one."""
+        if not self.enabled:
+            return False
+        self._ensure(slot + 1)
+        if self._filled[slot]:
+            return False
+        f = self.features
+        try:
+            filled, since, taken_ms = _HEAD.unpack_from(state)
+        except struct.error:
+            raise ValueError(f"not a level shifts state ({len(state)} bytes)") from None
+        if filled < 1 or since < 0 or len(state) != _HEAD.size + 8 * f + 4 * f * filled:
+            raise ValueError(f"not a level shifts state of {f} sensor(s) ({len(state)} bytes)")
+        noise = np.frombuffer(state, "<f8", f, _HEAD.size)
+        medians = np.frombuffer(state, "<f4", f * filled, _HEAD.size + 8 * f).reshape(filled, f)[-self.config.history :]
+        if not (np.isfinite(noise).all() and np.isfinite(medians).all() and (noise >= 0).all()):
+            raise ValueError("not a level shifts state (values out of range)")
+        kept = len(medians)
+        self._medians[slot, :kept] = medians
+        self._filled[slot], self._pos[slot] = kept, kept % self.config.history
+        self._seen[slot], self._taken_at[slot], self._taken_ms[slot] = since, 0, taken_ms
+        self._noise[slot] = noise
+        self._refresh(np.array([slot]))
+        return True
 
     def forget(self, slot: int | None) -> None:
         """A slot handed to another device, or whose device runs at a new level now, starts empty."""

@@ -145,6 +145,11 @@ class WindowStore:
         """The device's slot (its row in the arrays), None for a device with none."""
         return self._slots.get(device_id)
 
+    def claim(self, device_id: str) -> int:
+        """The device's slot, given it now if it has none (state taken up before its first reading)."""
+        slot = self._slots.get(device_id)
+        return self._add_device(device_id) if slot is None else slot
+
     def remove(self, device_id: str) -> bool:
         """Forget a device (idle eviction); its slot is reused by the next new device."""
         slot = self._slots.pop(device_id, None)

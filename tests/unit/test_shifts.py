@@ -4,8 +4,10 @@ wandering are not."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from stream_app.contracts import Reading
+from stream_app.pipeline import adaptation
 from stream_app.pipeline.detector import Detector, DetectorConfig
 from stream_app.pipeline.episodes import EpisodeRule
 from stream_app.pipeline.lines import LineConfig
@@ -157,3 +159,43 @@ def test_an_evicted_device_starts_its_medians_afresh() -> None:
     assert slot is not None and d.shifts.ratios(np.array([slot]), np.array([[50.0]], np.float32))[0, 0] > 1.0
     assert d.evict_idle(now_ms=T0 + 10**12, idle_ms=1) == ["d"]
     assert d.shifts.ratios(np.array([slot]), np.array([[50.0]], np.float32))[0, 0] == 0.0
+
+
+def test_export_restore_and_refusals() -> None:
+    before = LevelShifts(ShiftConfig(), WINDOW, 1)
+    feed(before, noisy(2000), slot=3)  # (a full ring: exported oldest first)
+    state = before.export(3)
+    assert state is not None and before.export(4) is None and before.export(None) is None
+    after = LevelShifts(ShiftConfig(), WINDOW, 1)
+    assert after.restore(9, state) and not after.restore(9, state)  # a slot with medians: left as it is
+    probe = np.array([[12.0], [16.0], [9.0]], np.float32)
+    np.testing.assert_array_equal(after.ratios(np.array([9, 9, 9]), probe), before.ratios(np.array([3, 3, 3]), probe))
+    assert after.export(9) == state
+    with pytest.raises(ValueError):
+        after.restore(10, b"junk")
+    with pytest.raises(ValueError):
+        LevelShifts(ShiftConfig(max_features=2), WINDOW, 2).restore(0, state)  # another sensor count
+    assert not LevelShifts(ShiftConfig(enabled=False), WINDOW, 1).restore(0, state)
+
+
+def test_a_restarted_worker_takes_up_a_device_s_medians_with_its_lines() -> None:
+    """A step right after a restart is found by the worker that took up the device's saved state, not by one
+    that starts the device afresh (it needs 16 medians first)."""
+    first = detector()
+    alerts_of(first, noisy(800))
+    state = first.export_state("d")
+    assert state is not None
+    step = noisy(40, level=16.0, seed=2)
+    later = [Reading(device_id="d", ts=T0 + (800 + i) * 1000, values={"x": float(x)}) for i, x in enumerate(step[:, 0])]
+    taken_up, fresh = detector(), detector()
+    assert taken_up.restore_state("d", state)
+    assert taken_up.windows.slot("d") is not None and taken_up.known_devices() == ["d"]
+    opened = [a for a in taken_up.process(later, now_ms=T0 + 10**9).alerts if a.episode.state == "open"]
+    assert [a.check_failures for a in opened] == [["shift:x"]]
+    assert not fresh.process(later, now_ms=T0 + 10**9).alerts
+    basis, parts = adaptation.unpack(state)
+    other = detector()
+    with pytest.raises(ValueError):  # a broken part: nothing taken up, no slot left behind
+        other.restore_state("e", adaptation.pack(basis, parts | {"shifts": parts["shifts"][:-3]}))
+    assert other.windows.slot("e") is None and other.known_devices() == [] and other.model_lines.line("e") == 1.0
+    assert other.export_state("e") is None
