@@ -1,0 +1,35 @@
+#!/bin/bash
+# A detector setting on and off over stand-in sets nobody looked at, on a host with many cores (the GPU host:
+# its CPUs, Keras on JAX; ../shared/notes/gpu-host.md). One `floorwatch evaluate --csv` per set and arm, all at
+# once, each on one core. Needs .whl/ beside the checkout (the runtime wheels for the host's Python).
+#   SETS="sys:44 busy:4 def:3 wand:34" OFF="FLOORWATCH_ADAPT_SHIFTS=false" scripts/gpu_stand_ins.sh
+# sys: producers.system_streams; busy: producers.streams --benign-spikes 0.003; def: producers.streams;
+# wand: producers.streams --wandering 0.5. Results: $OUT/<kind><seed>-<on|off>.json (evaluate's report).
+# LOCAL=1 PY=.venv/bin/python to try it here.
+set -u
+t0=$(date +%s)
+PY=${PY:-python3}
+[ -n "${LOCAL:-}" ] || $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD KERAS_BACKEND=${KERAS_BACKEND:-jax} JAX_PLATFORMS=cpu TF_CPP_MIN_LOG_LEVEL=3 \
+    OMP_NUM_THREADS=1 XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+echo "$(nproc --all) cores, install $(( $(date +%s) - t0 )) s"
+generate() {  # kind seed dir
+    case $1 in
+        sys) $PY -m producers.system_streams "$3" --seed "$2" ;;
+        busy) $PY -m producers.streams "$3" --files 12 --seed "$2" --benign-spikes 0.003 ;;
+        def) $PY -m producers.streams "$3" --files 12 --seed "$2" ;;
+        wand) $PY -m producers.streams "$3" --files 12 --seed "$2" --wandering 0.5 ;;
+        *) echo "unknown set kind $1" >&2; return 1 ;;
+    esac > /dev/null
+}
+for set in $SETS; do
+    kind=${set%%:*} seed=${set##*:} dir=/tmp/sets/${set/:/}
+    generate "$kind" "$seed" "$dir" || exit 1
+    for arm in on off; do
+        name=$OUT/$kind$seed-$arm
+        (if [ $arm = off ]; then export ${OFF:?OFF names the setting that turns the change off}; fi
+         $PY -m stream_app evaluate --csv "$dir" --label-column label --warmup-rows 0.15 --json > "$name.json" 2> "$name.err"
+         echo "$kind$seed $arm rc=$? at $(( $(date +%s) - t0 )) s") &
+    done
+done
+wait
