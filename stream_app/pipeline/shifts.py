@@ -5,14 +5,16 @@ before is reconstructed well (a CPU whose floor moved under its spikes, byte rat
 zero, a service three times slower). The level check compares a window's mean with calibration's
 envelope, which a bursty stream stretches wide (one spike window is enough) and which never moves.
 
-So each device keeps, per sensor, the medians of its recent windows, one every window's length (they
-do not overlap), from windows outside episodes: a window's median ignores spikes shorter than half of
-it. A window whose median lies further from the centre of their range than ``margin`` times its
-half-width (never narrower than the sensor's noise: its windows' median absolute deviation) is that far
-over the line (1.0), in the detector's level channel. Only for models of one sensor (``max_features``). A sensor whose medians were all positive is also
-read on a log scale, where a rate or a time lives: a fall from 300k-1.9M bytes/s to 17k is a few
-half-widths away in bytes, and three orders of magnitude. A level that wanders slowly stays inside
-(each new median is near the last ones); a step of a few widths does not.
+So each device keeps the medians of its recent windows (a window's median ignores spikes shorter than
+half of it): one every window's length (they do not overlap) and no closer than ``horizon_s / history``
+of stream time (they span a day or more: a daily cycle's other half is not a step), from windows under
+the line and outside episodes (a fault's level is not the device's). A window whose median lies further
+from the centre of their range than ``margin`` times its half-width (never narrower than the sensor's
+noise: its windows' median absolute deviation) is that far over the line (1.0), in the detector's level
+channel. A sensor whose medians were all positive is also read on a log scale, where a rate or a time
+lives: a fall from 300k-1.9M bytes/s to 17k is under two half-widths in bytes, and three orders of
+magnitude. A level that wanders slowly stays inside (each new median is near the last ones); a step of
+a few widths does not. Only for models of one sensor (``max_features``; ``LevelShifts`` says why).
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ class LevelShifts:
 
     def ratios(self, slots: np.ndarray, medians: np.ndarray) -> np.ndarray:
         """(n, F): how far each window's median is from its device's recent ones (1.0 = the line; 0 while the
-        device has too few), against the history as it stood before the batch."""
+        device has too few). The detector asks round by round, so a device's earlier windows count."""
         if not self.enabled or not len(slots):
             return np.zeros(medians.shape, np.float32)
         self._ensure(int(slots.max()) + 1)
