@@ -11,8 +11,8 @@ of stream time (they span a day or more: a daily cycle's other half is not a ste
 the line and outside episodes (a fault's level is not the device's). A window whose median lies further
 from the centre of their range than ``margin`` times its half-width (never narrower than the sensor's
 noise: its windows' median absolute deviation) is that far over the line (1.0), in the detector's level
-channel. A sensor whose medians were all positive is also read on a log scale, where a rate or a time
-lives: a fall from 300k-1.9M bytes/s to 17k is under two half-widths in bytes, and three orders of
+channel. A sensor whose medians were all positive (and not near zero) is also read on a log scale, where
+a rate or a time lives: a fall from 300k-1.9M bytes/s to 17k is under two half-widths in bytes, and three orders of
 magnitude. A level that wanders slowly stays inside (each new median is near the last ones); a step of
 a few widths does not. Only for models of one sensor (``max_features``; ``LevelShifts`` says why).
 """
@@ -39,6 +39,9 @@ class ShiftConfig:
     margin: float = 2.0  # the line: this many half-widths of the medians' range from its centre
     noise: float = 1.0  # the half-width is at least this times the mean of the windows' median absolute deviation
     log_floor: float = 0.1  # on the log scale, the half-width is at least this (10%: steady sensors are the linear scale's)
+    # The log scale reads sensors whose lowest median is at least this share of their highest: clearly away from
+    # zero (a signed sensor that drifts through zero has its lowest near it first, and is not a fall to nothing).
+    log_min_share: float = 0.05
     cap: float = 1000.0  # the largest ratio (a step off a sensor that never moved is infinitely far)
     max_features: int = 1  # judged for models of at most this many sensors (``LevelShifts.__init__`` says why)
     enabled: bool = True
@@ -182,7 +185,7 @@ class LevelShifts:
         floor = np.maximum(self.config.noise * self._noise[slots], 1e-6 * (1.0 + np.abs(centre)))
         self._centre[slots] = centre
         self._half[slots] = np.where(ready, np.maximum((hi - lo) / 2, floor), np.inf)
-        positive = ready & (lo > 0)
+        positive = ready & (lo > 0) & (lo >= self.config.log_min_share * hi)
         lo_log, hi_log = np.log(np.where(positive, lo, 1.0)), np.log(np.where(positive, hi, 1.0))
         self._lo[slots] = lo
         self._centre_log[slots] = (lo_log + hi_log) / 2

@@ -69,6 +69,16 @@ def test_a_rate_that_falls_to_near_zero_is_far_on_the_log_scale() -> None:
     assert linear_only[-30:].max() < 1.0  # what the log scale adds
 
 
+def test_a_signed_sensor_that_drifts_through_zero_stays_inside() -> None:
+    """Positive for its first day, then below zero: not a fall to nothing on the log scale."""
+    for top, n in ((2.0, 3000), (0.5, 3000), (5.0, 800)):
+        xs = np.linspace(top, -top, n)[:, None] + 0.05 * np.random.default_rng(2).standard_normal((n, 1))
+        over = feed(LevelShifts(ShiftConfig(), WINDOW, 1), xs)[:, 0] > 1.0
+        assert np.count_nonzero(over) <= 1  # (the noise, near zero: one window; an episode takes 3 in a row)
+        log_off = LevelShifts(ShiftConfig(log_min_share=0.0), WINDOW, 1)
+        assert feed(log_off, xs)[:, 0].max() > 1.0  # what the share guards against: zero crossed is 1,000x lower
+
+
 def test_nothing_is_judged_before_min_samples_medians() -> None:
     xs = np.concatenate([noisy(WINDOW * 10), noisy(20, level=100.0)])
     r = feed(LevelShifts(ShiftConfig(min_samples=16), WINDOW, 1), xs)[:, 0]
