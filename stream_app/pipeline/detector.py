@@ -261,9 +261,7 @@ class Detector:
         idle = [d for d, seen in self._seen_ms.items() if seen < cutoff]
         for device in idle:
             del self._seen_ms[device]
-            slot = self.windows.slot(device)
-            if slot is not None:
-                self.shifts.forget(slot)
+            self.shifts.forget(self.windows.slot(device))
             self.windows.remove(device)
             self.episodes.forget(device)
             self.model_lines.forget(device)

@@ -74,8 +74,7 @@ class LevelShifts:
         self._medians = np.zeros((capacity, config.history, features), np.float32)
         self._filled = np.zeros(capacity, np.int64)
         self._pos = np.zeros(capacity, np.int64)
-        self._seen = np.zeros(capacity, np.int64)  # windows since the slot started
-        self._taken_at = np.zeros(capacity, np.int64)  # ... at its last median kept
+        self._since = np.zeros(capacity, np.int64)  # windows since the last median kept
         self._taken_ms = np.full(capacity, _NEVER, np.int64)  # and that window's end
         self.spacing_ms = int(config.horizon_s * 1000 / config.history)
         self._noise = np.zeros((capacity, features))  # mean median absolute deviation of the sampled windows
@@ -88,7 +87,7 @@ class LevelShifts:
 
     @property
     def nbytes(self) -> int:
-        arrays = (self._medians, self._filled, self._pos, self._seen, self._taken_at, self._taken_ms, self._noise)
+        arrays = (self._medians, self._filled, self._pos, self._since, self._taken_ms, self._noise)
         return sum(a.nbytes for a in arrays) + 5 * self._lo.nbytes
 
     def ratios(self, slots: np.ndarray, medians: np.ndarray) -> np.ndarray:
@@ -113,13 +112,13 @@ class LevelShifts:
         if not self.enabled or not len(slots):
             return
         self._ensure(int(slots.max()) + 1)
-        self._seen[slots] += 1
-        due = quiet & (self._seen[slots] - self._taken_at[slots] >= self.every) & (end_ms - self._taken_ms[slots] >= self.spacing_ms)
+        self._since[slots] += 1
+        due = quiet & (self._since[slots] >= self.every) & (end_ms - self._taken_ms[slots] >= self.spacing_ms)
         take = np.flatnonzero(due)
         if not len(take):
             return
         s = slots[take]
-        self._taken_at[s], self._taken_ms[s] = self._seen[s], end_ms[take]
+        self._since[s], self._taken_ms[s] = 0, end_ms[take]
         h = self.config.history
         self._medians[s, self._pos[s]] = medians[take]
         mad = np.median(np.abs(windows[take] - medians[take][:, None, :]), axis=1)
@@ -135,7 +134,7 @@ class LevelShifts:
             return None
         filled, h = int(self._filled[slot]), self.config.history
         ordered = self._medians[slot, :filled] if filled < h else np.roll(self._medians[slot], -int(self._pos[slot]), axis=0)
-        head = _HEAD.pack(filled, int(self._seen[slot] - self._taken_at[slot]), int(self._taken_ms[slot]))
+        head = _HEAD.pack(filled, int(self._since[slot]), int(self._taken_ms[slot]))
         return head + self._noise[slot].astype("<f8").tobytes() + ordered.astype("<f4").tobytes()
 
     def restore(self, slot: int, state: bytes) -> bool:
@@ -160,7 +159,7 @@ class LevelShifts:
         kept = len(medians)
         self._medians[slot, :kept] = medians
         self._filled[slot], self._pos[slot] = kept, kept % self.config.history
-        self._seen[slot], self._taken_at[slot], self._taken_ms[slot] = since, 0, taken_ms
+        self._since[slot], self._taken_ms[slot] = since, taken_ms
         self._noise[slot] = noise
         self._refresh(np.array([slot]))
         return True
@@ -168,7 +167,7 @@ class LevelShifts:
     def forget(self, slot: int | None) -> None:
         """A slot handed to another device, or whose device runs at a new level now, starts empty."""
         if slot is not None and slot < len(self._filled):
-            self._filled[slot] = self._pos[slot] = self._seen[slot] = self._taken_at[slot] = 0
+            self._filled[slot] = self._pos[slot] = self._since[slot] = 0
             self._taken_ms[slot] = _NEVER
             self._noise[slot] = 0.0
             self._half[slot] = self._half_log[slot] = np.inf
@@ -201,7 +200,7 @@ class LevelShifts:
             return np.concatenate([a, np.full((grow, *a.shape[1:]), fill, a.dtype)])
 
         self._medians = extend(self._medians, 0.0)
-        self._filled, self._pos, self._seen = extend(self._filled, 0), extend(self._pos, 0), extend(self._seen, 0)
-        self._taken_at, self._taken_ms = extend(self._taken_at, 0), extend(self._taken_ms, _NEVER)
+        self._filled, self._pos, self._since = extend(self._filled, 0), extend(self._pos, 0), extend(self._since, 0)
+        self._taken_ms = extend(self._taken_ms, _NEVER)
         self._noise, self._centre, self._lo, self._centre_log = (extend(a, 0.0) for a in (self._noise, self._centre, self._lo, self._centre_log))
         self._half, self._half_log = extend(self._half, np.inf), extend(self._half_log, np.inf)
