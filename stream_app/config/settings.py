@@ -140,6 +140,9 @@ class DetectionSettings(BaseModel):
     # A sensor's window median far outside the range of its recent ones (a step the model reconstructs: a level
     # moved under its spikes, a rate fallen to near zero) counts in the level check (pipeline/shifts.py).
     adapt_shifts: bool = True
+    # ... and for models of several sensors, a sensor's median far from what the others' medians predict (a
+    # temperature that rises while current and speed stay where the load puts them).
+    adapt_shift_relative: bool = True
     # Each device's lines and seasonal hours are saved to Redis this often and taken up by the next worker
     # to meet the device (a restart, a rebalance), so it does not warm up again (worker/adaptation.py). 0: never.
     adapt_save_s: float = Field(300.0, ge=0)

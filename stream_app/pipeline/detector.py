@@ -485,16 +485,22 @@ class Detector:
             taken += 1
         rest = np.sort(np.concatenate(rounds[taken:])).tolist() if taken < len(rounds) else []
         season, model_lines, level_lines = self.season, self.model_lines, self.level_lines
-        for i in rest:
+        if shifting and rest:  # read for all the rest at once; again for a window whose medians changed since
+            ahead, shifts = np.array(rest), self.shifts
+            level_before = batch.level[ahead].copy()
+            self._shift_in(batch, ahead)
+            read_at = [shifts.changes(slot) for slot in slots[ahead].tolist()]
+        for k, i in enumerate(rest):
             device = devices[i]
-            if shifting:
+            if shifting and shifts.changes(int(slots[i])) != read_at[k]:
+                batch.level[i] = level_before[k]
                 self._shift_in(batch, np.array([i]))
             # Recorded whatever the verdict (seasonal.py: only what recurs every cycle widens a line).
             m_season, l_season = season.observe(device, spans[i][1], (float(model[i]), float(batch.level_max[i])))
             m_line, l_line = max(model_lines.line(device), m_season), max(level_lines.line(device), l_season)
             self._judge(batch, i, m_line, l_line, model_lines.learning(device), defer=False)
             if shifting:
-                self._shift_out(batch, np.array([i]))
+                shifts.observe_one(int(slots[i]), batch.windows[i], batch.medians[i], int(batch.end_ms[i]), not batch.is_open[i] and batch.ratio[i] <= 1.0)
         if self.reservoir is not None and batch.normal:
             self.reservoir.add_many(windows, np.sort(np.array(batch.normal)))  # in window order
         if batch.alerts:

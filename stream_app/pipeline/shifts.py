@@ -14,7 +14,13 @@ noise: its windows' median absolute deviation) is that far over the line (1.0), 
 channel. A sensor whose medians were all positive (and not near zero) is also read on a log scale, where
 a rate or a time lives: a fall from 300k-1.9M bytes/s to 17k is under two half-widths in bytes, and three orders of
 magnitude. A level that wanders slowly stays inside (each new median is near the last ones); a step of
-a few widths does not. Only for models of one sensor (``max_features``; ``LevelShifts`` says why).
+a few widths does not. Judged so for models of one sensor (``max_features``; ``LevelShifts`` says why).
+
+For models of several sensors (up to ``relative_max_features``) the same medians fit each sensor on the
+others (ridge regression, refitted at each median kept), and a sensor is judged by how far its median is
+from that prediction against the range of the kept medians' leave-one-out residuals: a temperature that
+rises while current and speed stay where the load puts them. Only while the others are inside their own
+ranges (all moving together is a regime the fit may not know yet) and only the sensor furthest off.
 """
 
 from __future__ import annotations
@@ -43,7 +49,13 @@ class ShiftConfig:
     # zero (a signed sensor that drifts through zero has its lowest near it first, and is not a fall to nothing).
     log_min_share: float = 0.05
     cap: float = 1000.0  # the largest ratio (a step off a sensor that never moved is infinitely far)
-    max_features: int = 1  # judged for models of at most this many sensors (``LevelShifts.__init__`` says why)
+    max_features: int = 1  # judged alone for models of at most this many sensors (``LevelShifts.__init__`` says why)
+    # Models of more sensors, up to this many, judge each sensor's median against what the others' medians
+    # predict (relative); 1 or less: off. (A fit per kept median costs O(F^3), and a device keeps F x F weights.)
+    relative_max_features: int = 16
+    relative_min_samples: int = 64  # medians before a relative fit is judged (it weighs F - 1 others, not one level)
+    relative_sd: float = 2.5  # the half-width of the residuals' range is at least this many of their sd
+    ridge: float = 0.1  # the fit's ridge, in units of the standardised medians' variance (few, collinear medians)
     enabled: bool = True
 
 
@@ -67,7 +79,10 @@ class LevelShifts:
         # A model of several sensors learns their levels relative to each other: one sensor's step breaks that,
         # and the model sees it; all stepping together is a change of load or regime (the simulator's fleet-day
         # opened 52 false episodes instead of 2 with this on). A lone sensor's level is all there is to it.
-        self.enabled = config.enabled and features <= config.max_features
+        # Relative to the others, though, a sensor that moves alone is plain: load moves current, speed and
+        # temperature together, an overheating motor moves its temperature alone.
+        self.relative = config.enabled and config.max_features < features <= config.relative_max_features
+        self.enabled = config.enabled and features <= config.max_features or self.relative
         self.config = config
         self.every = window
         self.features = features
@@ -75,6 +90,7 @@ class LevelShifts:
         self._filled = np.zeros(capacity, np.int64)
         self._pos = np.zeros(capacity, np.int64)
         self._since = np.zeros(capacity, np.int64)  # windows since the last median kept
+        self._changes = np.zeros(capacity, np.int64)  # times the slot's medians changed (``changes``)
         self._taken_ms = np.full(capacity, _NEVER, np.int64)  # and that window's end
         self.spacing_ms = int(config.horizon_s * 1000 / config.history)
         self._noise = np.zeros((capacity, features))  # mean median absolute deviation of the sampled windows
@@ -84,11 +100,17 @@ class LevelShifts:
         self._centre_log = np.zeros((capacity, features))
         self._half_log = np.full((capacity, features), np.inf)
         self._lo = np.zeros((capacity, features))  # the lowest median (a log-scale reading is floored at 1e-3 x it)
+        # Relative: the medians' mean and spread, and each sensor's weights on the others' standardised medians.
+        self._mean = np.zeros((capacity, features))
+        self._spread = np.ones((capacity, features))
+        self._weights = np.zeros((capacity, features, features) if self.relative else (0, 0, 0))
+        self._rel_centre = np.zeros((capacity, features))  # and the range of the medians' residuals
+        self._rel_half = np.full((capacity, features), np.inf)
 
     @property
     def nbytes(self) -> int:
-        arrays = (self._medians, self._filled, self._pos, self._since, self._taken_ms, self._noise)
-        return sum(a.nbytes for a in arrays) + 5 * self._lo.nbytes
+        arrays = (self._medians, self._filled, self._pos, self._since, self._taken_ms, self._noise, self._weights)
+        return sum(a.nbytes for a in arrays) + 9 * self._lo.nbytes
 
     def ratios(self, slots: np.ndarray, medians: np.ndarray) -> np.ndarray:
         """(n, F): how far each window's median is from its device's recent ones (1.0 = the line; 0 while the
@@ -96,14 +118,37 @@ class LevelShifts:
         if not self.enabled or not len(slots):
             return np.zeros(medians.shape, np.float32)
         self._ensure(int(slots.max()) + 1)
+        if self.relative:
+            half = self._rel_half[slots]
+            if np.isinf(half).all():  # (no fit judged yet: most windows of a young fleet)
+                return np.zeros(medians.shape, np.float32)
+            r = self._relative(slots, medians, half)
+        else:
+            r = self._alone(slots, medians)
+        return np.minimum(r, self.config.cap).astype(np.float32)
+
+    def _alone(self, slots: np.ndarray, medians: np.ndarray) -> np.ndarray:
+        """Each sensor's median against the range of its own recent ones, on the linear and (where kept) log scale."""
         margin = self.config.margin
         with np.errstate(invalid="ignore", divide="ignore"):  # (0/0 where a sensor never moved and still has not)
             r = np.abs(medians - self._centre[slots]) / (margin * self._half[slots])
             half_log = self._half_log[slots]
             low = np.maximum(medians, 1e-3 * self._lo[slots])  # (a zero or negative median: 1,000 times lower)
             r_log = np.abs(np.log(low) - self._centre_log[slots]) / (margin * half_log)
-        r = np.where(np.isfinite(half_log), np.fmax(r, r_log), r)
-        return np.minimum(np.nan_to_num(r, nan=0.0), self.config.cap).astype(np.float32)
+        return np.nan_to_num(np.where(np.isfinite(half_log), np.fmax(r, r_log), r), nan=0.0)
+
+    def _relative(self, slots: np.ndarray, medians: np.ndarray, half: np.ndarray) -> np.ndarray:
+        """How far each sensor's median is from what the others predict, counted only while the others are within
+        their own recent ranges: when they have all moved too (a load regime the fit has not seen yet), this is no
+        sensor moving alone, and those windows teach the fit how they move together."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = (medians - self._mean[slots]) / self._spread[slots]
+            residual = z - np.einsum("nk,njk->nj", z, self._weights[slots])
+            r = np.nan_to_num(np.abs(residual - self._rel_centre[slots]) / (self.config.margin * half), nan=0.0)
+        out = self._alone(slots, medians) > 1.0
+        r = np.where(out.sum(axis=1, keepdims=True) - out == 0, r, 0.0)  # none of the others out
+        # A sensor off its prediction puts the others' predictions off too: the one furthest out is the one that moved.
+        return np.where(r >= r.max(axis=1, keepdims=True), r, 0.0)
 
     def observe(self, slots: np.ndarray, windows: np.ndarray, medians: np.ndarray, end_ms: np.ndarray, quiet: np.ndarray) -> None:
         """Count windows of distinct devices (``slots``), each ending at ``end_ms``, and keep the median of those
@@ -119,6 +164,7 @@ class LevelShifts:
             return
         s = slots[take]
         self._since[s], self._taken_ms[s] = 0, end_ms[take]
+        self._changes[s] += 1
         h = self.config.history
         self._medians[s, self._pos[s]] = medians[take]
         mad = np.median(np.abs(windows[take] - medians[take][:, None, :]), axis=1)
@@ -127,6 +173,21 @@ class LevelShifts:
         self._pos[s] = (self._pos[s] + 1) % h
         self._filled[s] = count
         self._refresh(s)
+
+    def observe_one(self, slot: int, window: np.ndarray, median: np.ndarray, end_ms: int, quiet: bool) -> None:
+        """``observe`` for one window (the detector's windows that go one by one), in scalars until a median is due."""
+        if not self.enabled:
+            return
+        self._ensure(slot + 1)
+        since = int(self._since[slot]) + 1
+        if quiet and since >= self.every and end_ms - int(self._taken_ms[slot]) >= self.spacing_ms:
+            self.observe(np.array([slot]), window[None], median[None], np.array([end_ms]), np.array([True]))
+        else:
+            self._since[slot] = since
+
+    def changes(self, slot: int) -> int:
+        """How often the slot's medians changed so far: ratios read before a change are stale after it."""
+        return int(self._changes[slot]) if slot < len(self._changes) else 0
 
     def export(self, slot: int | None) -> bytes | None:
         """The slot's medians as bytes (None when it has none), for ``restore`` in a later worker."""
@@ -161,6 +222,7 @@ class LevelShifts:
         self._filled[slot], self._pos[slot] = kept, kept % self.config.history
         self._since[slot], self._taken_ms[slot] = since, taken_ms
         self._noise[slot] = noise
+        self._changes[slot] += 1
         self._refresh(np.array([slot]))
         return True
 
@@ -168,15 +230,18 @@ class LevelShifts:
         """A slot handed to another device, or whose device runs at a new level now, starts empty."""
         if slot is not None and slot < len(self._filled):
             self._filled[slot] = self._pos[slot] = self._since[slot] = 0
+            self._changes[slot] += 1
             self._taken_ms[slot] = _NEVER
             self._noise[slot] = 0.0
-            self._half[slot] = self._half_log[slot] = np.inf
+            self._half[slot] = self._half_log[slot] = self._rel_half[slot] = np.inf
 
     def _refresh(self, slots: np.ndarray) -> None:
         """Recompute the range of the slots' medians (a ring fills from its start)."""
         filled = self._filled[slots]
         valid = (np.arange(self.config.history) < filled[:, None])[:, :, None]
         values = self._medians[slots]
+        if self.relative:
+            self._refresh_relative(slots, values.astype(np.float64), valid, filled)
         lo = np.where(valid, values, np.inf).min(axis=1).astype(np.float64)
         hi = np.where(valid, values, -np.inf).max(axis=1).astype(np.float64)
         ready = (filled >= self.config.min_samples)[:, None]
@@ -190,6 +255,37 @@ class LevelShifts:
         self._centre_log[slots] = (lo_log + hi_log) / 2
         self._half_log[slots] = np.where(positive, np.maximum((hi_log - lo_log) / 2, self.config.log_floor), np.inf)
 
+    def _refresh_relative(self, slots: np.ndarray, values: np.ndarray, valid: np.ndarray, filled: np.ndarray) -> None:
+        """Fit each sensor on the others over the slots' medians (ridge, standardised), and take the range of the
+        medians' residuals. A sensor whose medians never moved is not judged here (the level check has it)."""
+        count = np.maximum(filled, 1)[:, None]
+        mean = np.where(valid, values, 0.0).sum(axis=1) / count
+        spread = np.sqrt(np.where(valid, (values - mean[:, None]) ** 2, 0.0).sum(axis=1) / count)
+        moved = spread > 1e-9 * (1.0 + np.abs(mean))
+        spread = np.where(moved, spread, 1.0)
+        z = np.where(valid & moved[:, None], (values - mean[:, None]) / spread[:, None], 0.0)
+        features = self.features
+        gram = np.einsum("shj,shk->sjk", z, z) / count[:, :, None] + self.config.ridge * np.eye(features)
+        precision = np.linalg.inv(gram)
+        diagonal = np.diagonal(precision, axis1=1, axis2=2)
+        weights = -precision / diagonal[:, :, None]  # sensor j on the others: -P_jk / P_jj
+        weights[:, np.arange(features), np.arange(features)] = 0.0
+        # Each median's residual as if it had been left out of the fit (ridge's leave-one-out: e / (1 - h)): a fit
+        # on few medians hugs them, and the range of its own residuals would be narrower than a new window's.
+        pz = np.einsum("sjk,shk->shj", precision, z)
+        leverage = ((z * pz).sum(axis=2, keepdims=True) - pz**2 / diagonal[:, None, :]) / count[:, :, None]
+        residuals = (z - np.einsum("shk,sjk->shj", z, weights)) / np.maximum(1.0 - leverage, 0.05)
+        lo = np.where(valid, residuals, np.inf).min(axis=1)
+        hi = np.where(valid, residuals, -np.inf).max(axis=1)
+        # The range of a few residuals is narrower than of many (of 16 normal ones about 3.5 sd, of 256 about 5.5), and a
+        # device judged every reading tries the line thousands of times a day: never closer than ``relative_sd`` sd.
+        sd = np.sqrt(np.where(valid, residuals**2, 0.0).sum(axis=1) / count)
+        floor = np.maximum(np.maximum(self.config.noise * self._noise[slots] / spread, self.config.relative_sd * sd), 1e-6)
+        ready = (filled >= self.config.relative_min_samples)[:, None] & moved
+        self._mean[slots], self._spread[slots], self._weights[slots] = mean, spread, weights
+        self._rel_centre[slots] = (lo + hi) / 2
+        self._rel_half[slots] = np.where(ready, np.maximum((hi - lo) / 2, floor), np.inf)
+
     def _ensure(self, size: int) -> None:
         """Room for slots up to ``size`` (the window store grows by doubling; so do these)."""
         if size <= len(self._filled):
@@ -199,8 +295,15 @@ class LevelShifts:
         def extend(a: np.ndarray, fill: float) -> np.ndarray:
             return np.concatenate([a, np.full((grow, *a.shape[1:]), fill, a.dtype)])
 
-        self._medians = extend(self._medians, 0.0)
+        # (the rings: zeros the OS maps on first write, so a device takes their memory only once it keeps a median)
+        medians = np.zeros((len(self._filled) + grow, *self._medians.shape[1:]), self._medians.dtype)
+        kept = np.flatnonzero(self._filled)
+        medians[kept] = self._medians[kept]
+        self._medians = medians
         self._filled, self._pos, self._since = extend(self._filled, 0), extend(self._pos, 0), extend(self._since, 0)
+        self._changes = extend(self._changes, 0)
         self._taken_ms = extend(self._taken_ms, _NEVER)
         self._noise, self._centre, self._lo, self._centre_log = (extend(a, 0.0) for a in (self._noise, self._centre, self._lo, self._centre_log))
         self._half, self._half_log = extend(self._half, np.inf), extend(self._half_log, np.inf)
+        self._mean, self._spread, self._weights = extend(self._mean, 0.0), extend(self._spread, 1.0), extend(self._weights, 0.0)
+        self._rel_centre, self._rel_half = extend(self._rel_centre, 0.0), extend(self._rel_half, np.inf)

@@ -116,7 +116,9 @@ def detector_config(detection: DetectionSettings, episodes: EpisodeSettings) -> 
         lines=LineConfig(enabled=detection.adapt_lines, warmup=detection.adapt_warmup_windows),
         season=SeasonConfig(enabled=detection.adapt_seasonal),
         transients=TransientConfig(enabled=detection.adapt_transients_seen > 0, min_seen=max(1, detection.adapt_transients_seen)),
-        shifts=ShiftConfig(enabled=detection.adapt_shifts),
+        shifts=ShiftConfig(
+            enabled=detection.adapt_shifts, relative_max_features=ShiftConfig().relative_max_features if detection.adapt_shift_relative else 0
+        ),
         refit=RefitConfig(
             enabled=detection.refit, min_interval_s=detection.refit_min_interval_s, every_windows=detection.refit_every_windows
         ),

@@ -112,10 +112,48 @@ def test_a_sensor_that_never_moved_has_any_step_at_the_cap() -> None:
     assert r[-3:].min() == ShiftConfig().cap
 
 
-def test_off_or_for_a_model_of_several_sensors_nothing_is_ever_far() -> None:
+def test_off_or_for_a_model_of_too_many_sensors_nothing_is_ever_far() -> None:
     xs = np.concatenate([noisy(600), noisy(30, level=50.0)])
     assert not feed(LevelShifts(ShiftConfig(enabled=False), WINDOW, 1), xs).any()
-    assert not feed(LevelShifts(ShiftConfig(), WINDOW, 2), np.hstack([xs, xs])).any()
+    assert not feed(LevelShifts(ShiftConfig(enabled=False), WINDOW, 2), np.hstack([xs, noisy(630, seed=5)])).any()
+    assert not feed(LevelShifts(ShiftConfig(relative_max_features=0), WINDOW, 2), np.hstack([xs, noisy(630, seed=5)])).any()
+    assert not LevelShifts(ShiftConfig(relative_max_features=3), WINDOW, 4).enabled
+
+
+def loaded(n: int, seed: int = 1) -> np.ndarray:
+    """Three sensors driven by one load that steps between regimes (as current, speed and temperature), each
+    with its own noise: (n, 3)."""
+    rng = np.random.default_rng(seed)
+    load = np.repeat(rng.choice([0.0, 3.0, -2.0, 1.5], n // 200 + 1), 200)[:n] + 0.3 * rng.standard_normal(n)
+    return np.stack([10 + 2 * load, 50 - load, 30 + 0.5 * load], axis=1) + 0.3 * rng.standard_normal((n, 3))
+
+
+def test_sensors_that_move_together_stay_inside_and_one_that_moves_alone_crosses() -> None:
+    """Relative: a load regime moves every sensor (far beyond each one's own recent range) and is normal; the same
+    sensor moving by much less on its own is not, and it is the one furthest out."""
+    xs = loaded(6000)
+    shifts = LevelShifts(ShiftConfig(), WINDOW, 3)
+    assert shifts.relative and shifts.enabled
+    r = feed(shifts, xs)
+    assert r.max() < 1.0
+    alone = loaded(300, seed=9)
+    alone[:, 2] += 3.0  # the third sensor, 6 of its noise widths, with no load behind it
+    r = feed(shifts, alone)
+    assert r[-100:, 2].min() > 1.0
+    assert (r[-100:].argmax(axis=1) == 2).all()
+    # Alone, the regimes themselves are steps: each sensor by itself crosses at the first unseen one.
+    single = LevelShifts(ShiftConfig(), WINDOW, 1)
+    assert feed(single, xs[:, :1]).max() > 1.0
+
+
+def test_relative_a_sensor_that_never_moved_is_left_to_the_level_check() -> None:
+    xs = loaded(3000)
+    xs[:, 1] = 7.0
+    shifts = LevelShifts(ShiftConfig(), WINDOW, 3)
+    feed(shifts, xs)
+    step = loaded(50, seed=4)
+    step[:, 1] = 9.0
+    assert feed(shifts, step)[:, 1].max() == 0.0
 
 
 SECONDS = ShiftConfig(horizon_s=0.0)  # (a median every window's length: these streams are a reading a second)
@@ -209,3 +247,32 @@ def test_a_restarted_worker_takes_up_a_device_s_medians_with_its_lines() -> None
         other.restore_state("e", adaptation.pack(basis, parts | {"shifts": parts["shifts"][:-3]}))
     assert other.windows.slot("e") is None and other.known_devices() == [] and other.model_lines.line("e") == 1.0
     assert other.export_state("e") is None
+
+
+def test_the_detector_opens_for_one_sensor_of_several_moving_alone_and_not_for_load_regimes() -> None:
+    names = ["amps", "rpm", "temp"]
+    config = DetectorConfig(rule=EpisodeRule(open_after=3, close_after=5, close_ratio=0.8), lines=LineConfig(history=32, block=2, warmup=4), shifts=SECONDS)
+    d = build_detector(bundle(names, window=WINDOW), config, scorer=MaxScorer(gain=1e-3, max_batch=64))
+    xs = loaded(4000)
+    xs[3800:, 2] += 3.0  # the temperature rises alone
+    readings = [Reading(device_id="d", ts=T0 + i * 1000, values=dict(zip(names, map(float, row)))) for i, row in enumerate(xs)]
+    opened = []
+    for k in range(0, len(readings), 16):
+        opened += [a for a in d.process(readings[k : k + 16], now_ms=T0 + 10**9).alerts if a.episode.state == "open"]
+    assert [a.check_failures for a in opened] == [["shift:temp"]]
+    at = (int(np.datetime64(opened[0].window_end[:-1], "ms").astype(np.int64)) - T0) // 1000
+    assert 3800 <= at <= 3800 + WINDOW + 3
+
+
+def test_relative_fits_are_rebuilt_from_an_exported_slot() -> None:
+    config = ShiftConfig(relative_min_samples=16)
+    before = LevelShifts(config, WINDOW, 3)
+    feed(before, loaded(3000), slot=2)
+    state = before.export(2)
+    assert state is not None
+    after = LevelShifts(config, WINDOW, 3)
+    assert after.restore(5, state)
+    probe = loaded(4, seed=7).astype(np.float32)
+    probe[1:, 2] += 3.0
+    np.testing.assert_allclose(after.ratios(np.full(4, 5), probe), before.ratios(np.full(4, 2), probe), rtol=1e-6)
+    assert before.ratios(np.full(4, 2), probe)[1:, 2].min() > 1.0
