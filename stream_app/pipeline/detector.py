@@ -108,7 +108,6 @@ class _Batch:
     episode: list[str | None]
     opened: np.ndarray
     slots: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # (with level shifts) window-store slots
-    medians: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))  # and each window's medians
     alerts: list[tuple[int, Alert]] = field(default_factory=list)
     normal: list[int] = field(default_factory=list)  # plainly normal windows, for the refit reservoir
     known_spikes: int = 0
@@ -465,7 +464,7 @@ class Detector:
         # A lone sensor's median against its recent ones (shifts.py): read before each round, kept after it.
         shifting = self.shifts.enabled
         if shifting:
-            batch.slots, batch.medians = slots, window_medians(windows)
+            batch.slots = slots
         # Round r holds each device's r-th window of the batch: no device twice, so a round is judged over
         # arrays (lines read before it, observed after it) as if every device had sent one reading. The
         # usual batch is one round (many devices, a reading each) or a few (a backlog drained partition by
@@ -487,20 +486,20 @@ class Detector:
         season, model_lines, level_lines = self.season, self.model_lines, self.level_lines
         if shifting and rest:  # read for all the rest at once; again for a window whose medians changed since
             ahead, shifts = np.array(rest), self.shifts
-            level_before = batch.level[ahead].copy()
+            level_before, level_max_before = batch.level[ahead].copy(), batch.level_max[ahead].copy()
             self._shift_in(batch, ahead)
             read_at = [shifts.changes(slot) for slot in slots[ahead].tolist()]
         for k, i in enumerate(rest):
             device = devices[i]
             if shifting and shifts.changes(int(slots[i])) != read_at[k]:
-                batch.level[i] = level_before[k]
+                batch.level[i], batch.level_max[i], batch.shift[i] = level_before[k], level_max_before[k], 0.0
                 self._shift_in(batch, np.array([i]))
             # Recorded whatever the verdict (seasonal.py: only what recurs every cycle widens a line).
             m_season, l_season = season.observe(device, spans[i][1], (float(model[i]), float(batch.level_max[i])))
             m_line, l_line = max(model_lines.line(device), m_season), max(level_lines.line(device), l_season)
             self._judge(batch, i, m_line, l_line, model_lines.learning(device), defer=False)
             if shifting:
-                shifts.observe_one(int(slots[i]), batch.windows[i], batch.medians[i], int(batch.end_ms[i]), not batch.is_open[i] and batch.ratio[i] <= 1.0)
+                shifts.observe_one(int(slots[i]), windows[i], int(batch.end_ms[i]), not batch.is_open[i] and batch.ratio[i] <= 1.0)
         if self.reservoir is not None and batch.normal:
             self.reservoir.add_many(windows, np.sort(np.array(batch.normal)))  # in window order
         if batch.alerts:
@@ -521,15 +520,17 @@ class Detector:
 
     def _shift_in(self, b: _Batch, members: np.ndarray) -> None:
         """Put the level shifts of windows of distinct devices into their level verdicts (shifts.py)."""
-        shift = self.shifts.ratios(b.slots[members], b.medians[members])
-        b.shift[members] = shift
-        b.level[members] = level = np.maximum(b.level[members], shift)
-        b.level_max[members] = row_max(level)
+        members = members[self.shifts.ready(b.slots[members])]  # (a median is a sort: only where it is judged)
+        if len(members):
+            shift = self.shifts.ratios(b.slots[members], window_medians(b.windows[members]))
+            b.shift[members] = shift
+            b.level[members] = level = np.maximum(b.level[members], shift)
+            b.level_max[members] = row_max(level)
 
     def _shift_out(self, b: _Batch, members: np.ndarray) -> None:
         """Once judged, their devices keep the medians of those under the line and outside an episode."""
         quiet = ~b.is_open[members] & (b.ratio[members] <= 1.0)
-        self.shifts.observe(b.slots[members], b.windows[members], b.medians[members], b.end_ms[members], quiet)
+        self.shifts.observe(b.slots[members], b.windows[members], b.end_ms[members], quiet)
 
     def _judge_round(self, b: _Batch, members: np.ndarray) -> None:
         """Judge windows of distinct devices (``members``, ascending), each its device's next in the batch.

@@ -106,11 +106,19 @@ class LevelShifts:
         self._weights = np.zeros((capacity, features, features) if self.relative else (0, 0, 0))
         self._rel_centre = np.zeros((capacity, features))  # and the range of the medians' residuals
         self._rel_half = np.full((capacity, features), np.inf)
+        self._ready = np.zeros(capacity, bool)  # slots with a sensor judged (``ready``)
 
     @property
     def nbytes(self) -> int:
         arrays = (self._medians, self._filled, self._pos, self._since, self._taken_ms, self._noise, self._weights)
-        return sum(a.nbytes for a in arrays) + 9 * self._lo.nbytes
+        return sum(a.nbytes for a in arrays) + 9 * self._lo.nbytes + self._ready.nbytes
+
+    def ready(self, slots: np.ndarray) -> np.ndarray:
+        """Per slot, whether any of its sensors is judged yet (the detector takes medians only of those windows)."""
+        if not self.enabled or not len(slots):
+            return np.zeros(len(slots), bool)
+        self._ensure(int(slots.max()) + 1)
+        return self._ready[slots]
 
     def ratios(self, slots: np.ndarray, medians: np.ndarray) -> np.ndarray:
         """(n, F): how far each window's median is from its device's recent ones (1.0 = the line; 0 while the
@@ -150,7 +158,7 @@ class LevelShifts:
         # A sensor off its prediction puts the others' predictions off too: the one furthest out is the one that moved.
         return np.where(r >= r.max(axis=1, keepdims=True), r, 0.0)
 
-    def observe(self, slots: np.ndarray, windows: np.ndarray, medians: np.ndarray, end_ms: np.ndarray, quiet: np.ndarray) -> None:
+    def observe(self, slots: np.ndarray, windows: np.ndarray, end_ms: np.ndarray, quiet: np.ndarray) -> None:
         """Count windows of distinct devices (``slots``), each ending at ``end_ms``, and keep the median of those
         ``quiet`` (under the line and outside an episode: a fault's level is not the device's) that come a window's
         length and ``spacing_ms`` or more after the device's last one kept."""
@@ -166,22 +174,23 @@ class LevelShifts:
         self._since[s], self._taken_ms[s] = 0, end_ms[take]
         self._changes[s] += 1
         h = self.config.history
-        self._medians[s, self._pos[s]] = medians[take]
-        mad = np.median(np.abs(windows[take] - medians[take][:, None, :]), axis=1)
+        medians = window_medians(windows[take])  # (only of the windows kept: most are not)
+        self._medians[s, self._pos[s]] = medians
+        mad = np.median(np.abs(windows[take] - medians[:, None, :]), axis=1)
         count = np.minimum(self._filled[s] + 1, h)  # the noise: a running mean over (about) the last ``history``
         self._noise[s] += (mad - self._noise[s]) / count[:, None]
         self._pos[s] = (self._pos[s] + 1) % h
         self._filled[s] = count
         self._refresh(s)
 
-    def observe_one(self, slot: int, window: np.ndarray, median: np.ndarray, end_ms: int, quiet: bool) -> None:
+    def observe_one(self, slot: int, window: np.ndarray, end_ms: int, quiet: bool) -> None:
         """``observe`` for one window (the detector's windows that go one by one), in scalars until a median is due."""
         if not self.enabled:
             return
         self._ensure(slot + 1)
         since = int(self._since[slot]) + 1
         if quiet and since >= self.every and end_ms - int(self._taken_ms[slot]) >= self.spacing_ms:
-            self.observe(np.array([slot]), window[None], median[None], np.array([end_ms]), np.array([True]))
+            self.observe(np.array([slot]), window[None], np.array([end_ms]), np.array([True]))
         else:
             self._since[slot] = since
 
@@ -234,9 +243,13 @@ class LevelShifts:
             self._taken_ms[slot] = _NEVER
             self._noise[slot] = 0.0
             self._half[slot] = self._half_log[slot] = self._rel_half[slot] = np.inf
+            self._ready[slot] = False
 
     def _refresh(self, slots: np.ndarray) -> None:
-        """Recompute the range of the slots' medians (a ring fills from its start)."""
+        """Recompute the range of the slots' medians (a ring fills from its start); none before they are judged."""
+        slots = slots[self._filled[slots] >= (self.config.relative_min_samples if self.relative else self.config.min_samples)]
+        if not len(slots):
+            return
         filled = self._filled[slots]
         valid = (np.arange(self.config.history) < filled[:, None])[:, :, None]
         values = self._medians[slots]
@@ -254,6 +267,8 @@ class LevelShifts:
         self._lo[slots] = lo
         self._centre_log[slots] = (lo_log + hi_log) / 2
         self._half_log[slots] = np.where(positive, np.maximum((hi_log - lo_log) / 2, self.config.log_floor), np.inf)
+        judged = self._rel_half[slots] if self.relative else self._half[slots]
+        self._ready[slots] = np.isfinite(judged).any(axis=1)
 
     def _refresh_relative(self, slots: np.ndarray, values: np.ndarray, valid: np.ndarray, filled: np.ndarray) -> None:
         """Fit each sensor on the others over the slots' medians (ridge, standardised), and take the range of the
@@ -301,7 +316,7 @@ class LevelShifts:
         medians[kept] = self._medians[kept]
         self._medians = medians
         self._filled, self._pos, self._since = extend(self._filled, 0), extend(self._pos, 0), extend(self._since, 0)
-        self._changes = extend(self._changes, 0)
+        self._changes, self._ready = extend(self._changes, 0), extend(self._ready, False)
         self._taken_ms = extend(self._taken_ms, _NEVER)
         self._noise, self._centre, self._lo, self._centre_log = (extend(a, 0.0) for a in (self._noise, self._centre, self._lo, self._centre_log))
         self._half, self._half_log = extend(self._half, np.inf), extend(self._half_log, np.inf)

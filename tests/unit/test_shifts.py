@@ -26,7 +26,7 @@ def feed(shifts: LevelShifts, xs: np.ndarray, *, slot: int = 0, quiet: bool = Tr
         medians = np.median(window, axis=1)
         slots = np.array([slot])
         out.append(shifts.ratios(slots, medians)[0])
-        shifts.observe(slots, window, medians, np.array([T0 + end * 60_000]), np.array([quiet and out[-1].max() <= 1.0]))
+        shifts.observe(slots, window, np.array([T0 + end * 60_000]), np.array([quiet and out[-1].max() <= 1.0]))
     return np.array(out)
 
 
