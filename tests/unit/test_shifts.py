@@ -276,3 +276,38 @@ def test_relative_fits_are_rebuilt_from_an_exported_slot() -> None:
     probe[1:, 2] += 3.0
     np.testing.assert_allclose(after.ratios(np.full(4, 5), probe), before.ratios(np.full(4, 2), probe), rtol=1e-6)
     assert before.ratios(np.full(4, 2), probe)[1:, 2].min() > 1.0
+
+
+def test_relative_verdicts_are_the_same_batch_by_batch_and_window_by_window() -> None:
+    """Windows that go one by one read their shifts ahead, at once; again where a median was kept since."""
+    names = ["amps", "rpm", "temp"]
+    config = DetectorConfig(
+        rule=EpisodeRule(open_after=3, close_after=5, close_ratio=0.8), lines=LineConfig(history=32, block=2, warmup=4),
+        shifts=ShiftConfig(horizon_s=0.0, relative_min_samples=16),
+    )  # fmt: skip
+    xs = loaded(2500)
+    xs[1500:1600, 2] += 3.0
+    xs[2200:, 0] += 4.0
+    readings = [Reading(device_id=f"d{k % 2}", ts=T0 + (i // 2) * 1000, values=dict(zip(names, map(float, row)))) for i, row in enumerate(xs) for k in (0, 1)]
+
+    def opened(d: Detector, batch: int) -> list[tuple[str, str, list[str]]]:
+        """The alerts; and every window's verdict, to the bit, in ``verdicts[d]``."""
+        out, seen = [], []
+        for k in range(0, len(readings), batch):
+            done = d.process(readings[k : k + batch], now_ms=T0 + 10**9)
+            out += [(a.device_id, a.window_end, a.check_failures) for a in done.alerts]
+            seen += list(zip(done.window_devices, done.window_end_ms.tolist(), done.window_ratio.tolist()))
+        verdicts[id(d)] = seen
+        return out
+
+    verdicts: dict[int, list[tuple[str, int, float]]] = {}
+
+    def fresh() -> Detector:
+        return build_detector(bundle(names, window=WINDOW), config, scorer=MaxScorer(gain=1e-3, max_batch=64))
+
+    batched, one_by_one, alone = fresh(), fresh(), fresh()
+    one_by_one.batch_quiet = False
+    got = opened(batched, 64)
+    assert got == opened(one_by_one, 64) == opened(alone, 1)  # (a batch of one reads nothing ahead)
+    assert sorted(verdicts[id(batched)]) == sorted(verdicts[id(one_by_one)]) == sorted(verdicts[id(alone)])
+    assert any("shift:temp" in checks for _, _, checks in got) and any("shift:amps" in checks for _, _, checks in got)
