@@ -27,7 +27,7 @@ from stream_app.models.store import ModelBundle
 from stream_app.pipeline.reservoir import NormalReservoir, RefitConfig, RefitResult
 from stream_app.pipeline.rules import Rule
 from stream_app.pipeline.seasonal import SeasonalLines, SeasonConfig
-from stream_app.pipeline.shifts import LevelShifts, ShiftConfig, window_medians
+from stream_app.pipeline.shifts import LevelShifts, ShiftConfig
 from stream_app.pipeline.scorer import Scores, WindowScorer, row_max
 from stream_app.pipeline.thresholds import MAX_RESTING_VALUES, severity
 from stream_app.pipeline.transients import TransientConfig, TransientMemory
@@ -297,7 +297,8 @@ class Detector:
                 ("level", self.level_lines.export(device_id)),
                 ("season", self.season.export(device_id)),
                 ("transients", self.transients.export(device_id)),
-                ("shifts", self.shifts.export(self.windows.slot(device_id))),
+                # (named "shifts" before 2026-11-27, when a sensor judged alone kept its medians: not taken up)
+                ("levels", self.shifts.export(self.windows.slot(device_id))),
             )
             if state is not None
         }
@@ -315,10 +316,10 @@ class Detector:
         }  # fmt: skip
         try:
             restored = [targets[name].restore(device_id, part) for name, part in parts.items() if name in targets]
-            if "shifts" in parts and self.shifts.enabled:  # by window-store slot: the device gets its slot now
+            if "levels" in parts and self.shifts.enabled:  # by window-store slot: the device gets its slot now
                 slot = self.windows.claim(device_id)
                 self._seen_ms.setdefault(device_id, int(time.time() * 1000))  # (so that eviction sees it)
-                restored.append(self.shifts.restore(slot, parts["shifts"]))
+                restored.append(self.shifts.restore(slot, parts["levels"]))
         except ValueError:
             for target in targets.values():
                 target.forget(device_id)
@@ -522,7 +523,7 @@ class Detector:
         """Put the level shifts of windows of distinct devices into their level verdicts (shifts.py)."""
         members = members[self.shifts.ready(b.slots[members])]  # (a median is a sort: only where it is judged)
         if len(members):
-            shift = self.shifts.ratios(b.slots[members], window_medians(b.windows[members]))
+            shift = self.shifts.ratios(b.slots[members], self.shifts.levels(b.windows[members]))
             b.shift[members] = shift
             b.level[members] = level = np.maximum(b.level[members], shift)
             b.level_max[members] = row_max(level)

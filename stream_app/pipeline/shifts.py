@@ -5,18 +5,20 @@ before is reconstructed well (a CPU whose floor moved under its spikes, byte rat
 zero, a service three times slower). The level check compares a window's mean with calibration's
 envelope, which a bursty stream stretches wide (one spike window is enough) and which never moves.
 
-So each device keeps the medians of its recent windows (a window's median ignores spikes shorter than
-half of it): one every window's length (they do not overlap) and no closer than ``horizon_s / history``
-of stream time (they span a day or more: a daily cycle's other half is not a step), from windows under
-the line and outside episodes (a fault's level is not the device's). A window whose median lies further
-from the centre of their range than ``margin`` times its half-width (never narrower than the sensor's
-noise: its windows' median absolute deviation) is that far over the line (1.0), in the detector's level
-channel. A sensor whose medians were all positive (and not near zero) is also read on a log scale, where
-a rate or a time lives: a fall from 300k-1.9M bytes/s to 17k is under two half-widths in bytes, and three orders of
-magnitude. A level that wanders slowly stays inside (each new median is near the last ones); a step of
-a few widths does not. Judged so for models of one sensor (``max_features``; ``LevelShifts`` says why).
+So each device keeps the lower and upper quartiles of its recent windows: one pair every window's length
+(they do not overlap) and no closer than ``horizon_s / history`` of stream time (they span a day or more:
+a daily cycle's other half is not a step), from windows under the line and outside episodes (a fault's
+level is not the device's). A rise is judged by the lower quartile and a fall by the upper one, so bursts
+up and dips down of up to three quarters of a window move neither (a median moves at half). A window
+whose lower quartile lies further above the centre of their range than ``margin`` times its half-width
+(never narrower than the sensor's noise: its windows' median absolute deviation), or whose upper quartile
+lies that far below, is that far over the line (1.0), in the detector's level channel. A sensor whose
+quartiles were all positive (and not near zero) is also read on a log scale, where a rate or a time lives:
+a fall from 300k-1.9M bytes/s to 17k is under two half-widths in bytes, and three orders of magnitude. A
+level that wanders slowly stays inside (each new window is near the last ones); a step of a few widths
+does not. Judged so for models of one sensor (``max_features``; ``LevelShifts`` says why).
 
-For models of several sensors (up to ``relative_max_features``) the same medians fit each sensor on the
+For models of several sensors (up to ``relative_max_features``) the device keeps window medians instead, to fit each sensor on the
 others (ridge regression, refitted at each median kept), and a sensor is judged by how far its median is
 from that prediction against the range of the kept medians' leave-one-out residuals: a temperature that
 rises while current and speed stay where the load puts them. Only while the others are inside their own
@@ -38,7 +40,7 @@ _HEAD = struct.Struct("<qqq")
 
 @dataclass(frozen=True, slots=True)
 class ShiftConfig:
-    history: int = 256  # window medians kept per device
+    history: int = 256  # windows kept per device (their quartiles alone, medians relative)
     horizon_s: float = 86_400.0  # ... one every window's length, and at least every horizon / history of stream time:
     # they span a day or more, so that a daily cycle's other half is not a shift
     min_samples: int = 16  # medians before a device's shifts are judged
@@ -57,6 +59,19 @@ class ShiftConfig:
     relative_sd: float = 2.5  # the half-width of the residuals' range is at least this many of their sd
     ridge: float = 0.1  # the fit's ridge, in units of the standardised medians' variance (few, collinear medians)
     enabled: bool = True
+
+
+def window_quartiles(windows: np.ndarray) -> np.ndarray:
+    """(n, T, F) -> (n, 2F): each window's lower quartiles, then its upper ones, as np.quantile's linear ones
+    (from one sort of the short axis)."""
+    ordered = np.sort(windows, axis=1)
+    out = []
+    for q in (0.25, 0.75):
+        at = q * (windows.shape[1] - 1)
+        below = int(at)
+        above = min(below + 1, windows.shape[1] - 1)
+        out.append(ordered[:, below] + (at - below) * (ordered[:, above] - ordered[:, below]))
+    return np.concatenate(out, axis=1)
 
 
 def window_medians(windows: np.ndarray) -> np.ndarray:
@@ -85,7 +100,11 @@ class LevelShifts:
         self.enabled = config.enabled and features <= config.max_features or self.relative
         self.config = config
         self.every = window
-        self.features = features
+        self.sensors = features
+        # Judged alone, a sensor keeps two levels a window: its lower quartile judges rises, its upper one falls, so
+        # bursts and dips of up to three quarters of a window move neither (a median: half). Relative: its median.
+        features = features if self.relative else 2 * features
+        self.features = features  # (columns kept per window)
         self._medians = np.zeros((capacity, config.history, features), np.float32)
         self._filled = np.zeros(capacity, np.int64)
         self._pos = np.zeros(capacity, np.int64)
@@ -120,30 +139,40 @@ class LevelShifts:
         self._ensure(int(slots.max()) + 1)
         return self._ready[slots]
 
-    def ratios(self, slots: np.ndarray, medians: np.ndarray) -> np.ndarray:
-        """(n, F): how far each window's median is from its device's recent ones (1.0 = the line; 0 while the
+    def levels(self, windows: np.ndarray) -> np.ndarray:
+        """(n, T, F) windows -> what is kept of them: (n, 2F) quartiles alone, (n, F) medians relative."""
+        return window_medians(windows) if self.relative else window_quartiles(windows)
+
+    def ratios(self, slots: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        """(n, F): how far each window's ``levels`` are from its device's recent ones (1.0 = the line; 0 while the
         device has too few). The detector asks round by round, so a device's earlier windows count."""
+        medians = levels
         if not self.enabled or not len(slots):
-            return np.zeros(medians.shape, np.float32)
+            return np.zeros((len(slots), self.sensors), np.float32)
         self._ensure(int(slots.max()) + 1)
         if self.relative:
             half = self._rel_half[slots]
             if np.isinf(half).all():  # (no fit judged yet: most windows of a young fleet)
-                return np.zeros(medians.shape, np.float32)
+                return np.zeros((len(slots), self.sensors), np.float32)
             r = self._relative(slots, medians, half)
         else:
-            r = self._alone(slots, medians)
+            d, d_log = self._alone(slots, levels)
+            f = self.sensors
+            up = np.fmax(d[:, :f], d_log[:, :f])  # lower quartiles judge rises, upper ones falls
+            down = -np.fmin(d[:, f:], d_log[:, f:])
+            r = np.maximum(np.maximum(up, down), 0.0)
         return np.minimum(r, self.config.cap).astype(np.float32)
 
-    def _alone(self, slots: np.ndarray, medians: np.ndarray) -> np.ndarray:
-        """Each sensor's median against the range of its own recent ones, on the linear and (where kept) log scale."""
+    def _alone(self, slots: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each kept column's value against the range of its recent ones, signed (above the centre positive), on
+        the linear and the log scale (0 where a column has none)."""
         margin = self.config.margin
         with np.errstate(invalid="ignore", divide="ignore"):  # (0/0 where a sensor never moved and still has not)
-            r = np.abs(medians - self._centre[slots]) / (margin * self._half[slots])
+            d = (values - self._centre[slots]) / (margin * self._half[slots])
             half_log = self._half_log[slots]
-            low = np.maximum(medians, 1e-3 * self._lo[slots])  # (a zero or negative median: 1,000 times lower)
-            r_log = np.abs(np.log(low) - self._centre_log[slots]) / (margin * half_log)
-        return np.nan_to_num(np.where(np.isfinite(half_log), np.fmax(r, r_log), r), nan=0.0)
+            low = np.maximum(values, 1e-3 * self._lo[slots])  # (a zero or negative value: 1,000 times lower)
+            d_log = (np.log(low) - self._centre_log[slots]) / (margin * half_log)
+        return np.nan_to_num(d, nan=0.0), np.where(np.isfinite(half_log), np.nan_to_num(d_log, nan=0.0), 0.0)
 
     def _relative(self, slots: np.ndarray, medians: np.ndarray, half: np.ndarray) -> np.ndarray:
         """How far each sensor's median is from what the others predict, counted only while the others are within
@@ -153,7 +182,8 @@ class LevelShifts:
             z = (medians - self._mean[slots]) / self._spread[slots]
             residual = z - np.einsum("nk,njk->nj", z, self._weights[slots])
             r = np.nan_to_num(np.abs(residual - self._rel_centre[slots]) / (self.config.margin * half), nan=0.0)
-        out = self._alone(slots, medians) > 1.0
+        d, d_log = self._alone(slots, medians)
+        out = np.fmax(np.abs(d), np.abs(d_log)) > 1.0
         r = np.where(out.sum(axis=1, keepdims=True) - out == 0, r, 0.0)  # none of the others out
         # A sensor off its prediction puts the others' predictions off too: the one furthest out is the one that moved.
         return np.where(r >= r.max(axis=1, keepdims=True), r, 0.0)
@@ -175,8 +205,10 @@ class LevelShifts:
         self._changes[s] += 1
         h = self.config.history
         medians = window_medians(windows[take])  # (only of the windows kept: most are not)
-        self._medians[s, self._pos[s]] = medians
         mad = np.median(np.abs(windows[take] - medians[:, None, :]), axis=1)
+        if not self.relative:
+            medians, mad = window_quartiles(windows[take]), np.concatenate([mad, mad], axis=1)
+        self._medians[s, self._pos[s]] = medians
         count = np.minimum(self._filled[s] + 1, h)  # the noise: a running mean over (about) the last ``history``
         self._noise[s] += (mad - self._noise[s]) / count[:, None]
         self._pos[s] = (self._pos[s] + 1) % h

@@ -11,21 +11,20 @@ from stream_app.pipeline import adaptation
 from stream_app.pipeline.detector import Detector, DetectorConfig
 from stream_app.pipeline.episodes import EpisodeRule
 from stream_app.pipeline.lines import LineConfig
-from stream_app.pipeline.shifts import LevelShifts, ShiftConfig
+from stream_app.pipeline.shifts import LevelShifts, ShiftConfig, window_quartiles
 from tests.support.builders import T0, MaxScorer, bundle
 from tests.support.builders import detector as build_detector
 
 WINDOW = 5
 
 
-def feed(shifts: LevelShifts, xs: np.ndarray, *, slot: int = 0, quiet: bool = True) -> np.ndarray:
+def feed(shifts: LevelShifts, xs: np.ndarray, *, slot: int = 0, quiet: bool = True, length: int = WINDOW) -> np.ndarray:
     """Every window of the series ``xs`` (readings, F) in order, one a batch; each window's ratios, before it is seen."""
     out = []
-    for end in range(WINDOW, len(xs) + 1):
-        window = xs[end - WINDOW : end][None].astype(np.float32)
-        medians = np.median(window, axis=1)
+    for end in range(length, len(xs) + 1):
+        window = xs[end - length : end][None].astype(np.float32)
         slots = np.array([slot])
-        out.append(shifts.ratios(slots, medians)[0])
+        out.append(shifts.ratios(slots, shifts.levels(window))[0])
         shifts.observe(slots, window, np.array([T0 + end * 60_000]), np.array([quiet and out[-1].max() <= 1.0]))
     return np.array(out)
 
@@ -48,6 +47,24 @@ def test_spikes_shorter_than_half_a_window_move_no_median() -> None:
     xs[601::40] = 500.0  # and pairs
     r = feed(LevelShifts(ShiftConfig(), WINDOW, 1), xs)[:, 0]
     assert r.max() < 1.0
+
+
+def test_bursts_of_half_a_window_stay_inside_and_a_surge_does_not() -> None:
+    """A rise is judged by the lower quartile, a fall by the upper one: bursts and dips of 6 readings in 12 (a
+    median would sit between the burst and the level) stay inside; a surge that fills the window does not."""
+    xs = noisy(3000)
+    for start in range(600, 2400, 60):
+        xs[start : start + 6] = 60.0
+        xs[start + 30 : start + 36] = -40.0
+    shifts = LevelShifts(ShiftConfig(), 12, 1)
+    assert feed(shifts, xs, length=12)[:, 0].max() < 1.0
+    assert feed(shifts, np.full((24, 1), 60.0), length=12)[-5:, 0].min() > 1.0
+
+
+def test_window_quartiles_are_numpys() -> None:
+    w = np.random.default_rng(3).standard_normal((7, 10, 3)).astype(np.float32)
+    q = np.quantile(w, [0.25, 0.75], axis=1)
+    np.testing.assert_allclose(window_quartiles(w), np.concatenate([q[0], q[1]], axis=1), rtol=1e-6)
 
 
 def test_a_level_that_wanders_slowly_stays_inside() -> None:
@@ -204,9 +221,10 @@ def test_an_evicted_device_starts_its_medians_afresh() -> None:
     d = detector()
     alerts_of(d, noisy(800))
     slot = d.windows.slot("d")
-    assert slot is not None and d.shifts.ratios(np.array([slot]), np.array([[50.0]], np.float32))[0, 0] > 1.0
+    flat = np.array([[50.0, 50.0]], np.float32)  # (a window at 50: both quartiles)
+    assert slot is not None and d.shifts.ratios(np.array([slot]), flat)[0, 0] > 1.0
     assert d.evict_idle(now_ms=T0 + 10**12, idle_ms=1) == ["d"]
-    assert d.shifts.ratios(np.array([slot]), np.array([[50.0]], np.float32))[0, 0] == 0.0
+    assert d.shifts.ratios(np.array([slot]), flat)[0, 0] == 0.0
 
 
 def test_export_restore_and_refusals() -> None:
@@ -216,7 +234,7 @@ def test_export_restore_and_refusals() -> None:
     assert state is not None and before.export(4) is None and before.export(None) is None
     after = LevelShifts(ShiftConfig(), WINDOW, 1)
     assert after.restore(9, state) and not after.restore(9, state)  # a slot with medians: left as it is
-    probe = np.array([[12.0], [16.0], [9.0]], np.float32)
+    probe = np.array([[12.0, 12.0], [16.0, 16.0], [9.0, 9.0]], np.float32)
     np.testing.assert_array_equal(after.ratios(np.array([9, 9, 9]), probe), before.ratios(np.array([3, 3, 3]), probe))
     assert after.export(9) == state
     with pytest.raises(ValueError):
@@ -244,7 +262,7 @@ def test_a_restarted_worker_takes_up_a_device_s_medians_with_its_lines() -> None
     basis, parts = adaptation.unpack(state)
     other = detector()
     with pytest.raises(ValueError):  # a broken part: nothing taken up, no slot left behind
-        other.restore_state("e", adaptation.pack(basis, parts | {"shifts": parts["shifts"][:-3]}))
+        other.restore_state("e", adaptation.pack(basis, parts | {"levels": parts["levels"][:-3]}))
     assert other.windows.slot("e") is None and other.known_devices() == [] and other.model_lines.line("e") == 1.0
     assert other.export_state("e") is None
 
