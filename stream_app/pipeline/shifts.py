@@ -43,8 +43,8 @@ class ShiftConfig:
     history: int = 256  # windows kept per device (their quartiles alone, medians relative)
     horizon_s: float = 86_400.0  # ... one every window's length, and at least every horizon / history of stream time:
     # they span a day or more, so that a daily cycle's other half is not a shift
-    min_samples: int = 16  # medians before a device's shifts are judged
-    margin: float = 2.0  # the line: this many half-widths of the medians' range from its centre
+    min_samples: int = 16  # windows kept before a device's shifts are judged
+    margin: float = 2.0  # the line: this many half-widths of the kept levels' range from its centre
     noise: float = 1.0  # the half-width is at least this times the mean of the windows' median absolute deviation
     log_floor: float = 0.1  # on the log scale, the half-width is at least this (10%: steady sensors are the linear scale's)
     # The log scale reads sensors whose lowest median is at least this share of their highest: clearly away from
@@ -125,19 +125,18 @@ class LevelShifts:
         self._weights = np.zeros((capacity, features, features) if self.relative else (0, 0, 0))
         self._rel_centre = np.zeros((capacity, features))  # and the range of the medians' residuals
         self._rel_half = np.full((capacity, features), np.inf)
-        self._ready = np.zeros(capacity, bool)  # slots with a sensor judged (``ready``)
 
     @property
     def nbytes(self) -> int:
         arrays = (self._medians, self._filled, self._pos, self._since, self._taken_ms, self._noise, self._weights)
-        return sum(a.nbytes for a in arrays) + 9 * self._lo.nbytes + self._ready.nbytes
+        return sum(a.nbytes for a in arrays) + 9 * self._lo.nbytes
 
     def ready(self, slots: np.ndarray) -> np.ndarray:
         """Per slot, whether any of its sensors is judged yet (the detector takes medians only of those windows)."""
         if not self.enabled or not len(slots):
             return np.zeros(len(slots), bool)
         self._ensure(int(slots.max()) + 1)
-        return self._ready[slots]
+        return np.isfinite((self._rel_half if self.relative else self._half)[slots]).any(axis=1)
 
     def levels(self, windows: np.ndarray) -> np.ndarray:
         """(n, T, F) windows -> what is kept of them: (n, 2F) quartiles alone, (n, F) medians relative."""
@@ -146,15 +145,11 @@ class LevelShifts:
     def ratios(self, slots: np.ndarray, levels: np.ndarray) -> np.ndarray:
         """(n, F): how far each window's ``levels`` are from its device's recent ones (1.0 = the line; 0 while the
         device has too few). The detector asks round by round, so a device's earlier windows count."""
-        medians = levels
         if not self.enabled or not len(slots):
             return np.zeros((len(slots), self.sensors), np.float32)
         self._ensure(int(slots.max()) + 1)
         if self.relative:
-            half = self._rel_half[slots]
-            if np.isinf(half).all():  # (no fit judged yet: most windows of a young fleet)
-                return np.zeros((len(slots), self.sensors), np.float32)
-            r = self._relative(slots, medians, half)
+            r = self._relative(slots, levels)
         else:
             d, d_log = self._alone(slots, levels)
             f = self.sensors
@@ -174,14 +169,14 @@ class LevelShifts:
             d_log = (np.log(low) - self._centre_log[slots]) / (margin * half_log)
         return np.nan_to_num(d, nan=0.0), np.where(np.isfinite(half_log), np.nan_to_num(d_log, nan=0.0), 0.0)
 
-    def _relative(self, slots: np.ndarray, medians: np.ndarray, half: np.ndarray) -> np.ndarray:
+    def _relative(self, slots: np.ndarray, medians: np.ndarray) -> np.ndarray:
         """How far each sensor's median is from what the others predict, counted only while the others are within
         their own recent ranges: when they have all moved too (a load regime the fit has not seen yet), this is no
         sensor moving alone, and those windows teach the fit how they move together."""
         with np.errstate(invalid="ignore", divide="ignore"):
             z = (medians - self._mean[slots]) / self._spread[slots]
             residual = z - np.einsum("nk,njk->nj", z, self._weights[slots])
-            r = np.nan_to_num(np.abs(residual - self._rel_centre[slots]) / (self.config.margin * half), nan=0.0)
+            r = np.nan_to_num(np.abs(residual - self._rel_centre[slots]) / (self.config.margin * self._rel_half[slots]), nan=0.0)
         d, d_log = self._alone(slots, medians)
         out = np.fmax(np.abs(d), np.abs(d_log)) > 1.0
         r = np.where(out.sum(axis=1, keepdims=True) - out == 0, r, 0.0)  # none of the others out
@@ -189,7 +184,7 @@ class LevelShifts:
         return np.where(r >= r.max(axis=1, keepdims=True), r, 0.0)
 
     def observe(self, slots: np.ndarray, windows: np.ndarray, end_ms: np.ndarray, quiet: np.ndarray) -> None:
-        """Count windows of distinct devices (``slots``), each ending at ``end_ms``, and keep the median of those
+        """Count windows of distinct devices (``slots``), each ending at ``end_ms``, and keep the levels of those
         ``quiet`` (under the line and outside an episode: a fault's level is not the device's) that come a window's
         length and ``spacing_ms`` or more after the device's last one kept."""
         if not self.enabled or not len(slots):
@@ -275,7 +270,6 @@ class LevelShifts:
             self._taken_ms[slot] = _NEVER
             self._noise[slot] = 0.0
             self._half[slot] = self._half_log[slot] = self._rel_half[slot] = np.inf
-            self._ready[slot] = False
 
     def _refresh(self, slots: np.ndarray) -> None:
         """Recompute the range of the slots' medians (a ring fills from its start); none before they are judged."""
@@ -299,8 +293,6 @@ class LevelShifts:
         self._lo[slots] = lo
         self._centre_log[slots] = (lo_log + hi_log) / 2
         self._half_log[slots] = np.where(positive, np.maximum((hi_log - lo_log) / 2, self.config.log_floor), np.inf)
-        judged = self._rel_half[slots] if self.relative else self._half[slots]
-        self._ready[slots] = np.isfinite(judged).any(axis=1)
 
     def _refresh_relative(self, slots: np.ndarray, values: np.ndarray, valid: np.ndarray, filled: np.ndarray) -> None:
         """Fit each sensor on the others over the slots' medians (ridge, standardised), and take the range of the
@@ -348,7 +340,7 @@ class LevelShifts:
         medians[kept] = self._medians[kept]
         self._medians = medians
         self._filled, self._pos, self._since = extend(self._filled, 0), extend(self._pos, 0), extend(self._since, 0)
-        self._changes, self._ready = extend(self._changes, 0), extend(self._ready, False)
+        self._changes = extend(self._changes, 0)
         self._taken_ms = extend(self._taken_ms, _NEVER)
         self._noise, self._centre, self._lo, self._centre_log = (extend(a, 0.0) for a in (self._noise, self._centre, self._lo, self._centre_log))
         self._half, self._half_log = extend(self._half, np.inf), extend(self._half_log, np.inf)
