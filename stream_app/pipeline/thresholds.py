@@ -44,7 +44,8 @@ def calibrate(
     largest relative peak at ``quantile`` x ``multiplier``, beside whichever method sets ``threshold``.
     ``repeats``: (per-feature count of consecutive equal readings, number of consecutive pairs) in normal
     data; it sets each feature's stuck run (``stuck_runs``), see ``stuck_runs``. ``readings`` (n, F), the normal
-    readings in time order that ``repeats`` counted, gives the values each feature rested at (``resting_values``).
+    readings in time order that ``repeats`` counted, gives the values each feature rested at (``resting_values``)
+    and lengthens the stuck run of a feature that held many values (``held_runs``).
     ``method``: a name in ``line_methods.METHODS``, which calibrates the line (``threshold``,
     ``feature_thresholds``, ``ewma_alpha``, ``z``). Errors must be in time order for "dynamic".
     """
@@ -75,6 +76,8 @@ def calibrate(
         moves = np.asarray(window_ranges) > 0  # (windows, F)
         stuck = [f for j, f in enumerate(features) if moves[:, j].all()]
     runs = stuck_runs(*repeats, features) if repeats is not None else {}
+    if readings is not None:
+        runs = held_runs(readings, runs, features)
     return Thresholds(
         method=method,
         quantile=quantile,
@@ -131,15 +134,48 @@ def resting_values(
         run = runs.get(feature)
         if run is None or len(readings) < run:
             continue
-        x = readings[:, j].astype(np.float32)  # as the detector's windows hold them, so the values compare equal
-        ends = np.flatnonzero(np.append(x[1:] != x[:-1], True))  # last index of each run of equal readings
-        lengths = np.diff(np.append(-1, ends))
-        held = x[ends[lengths >= run]]
+        held, _ = _holds(readings[:, j], run)
         if len(held):
             values, counts = np.unique(held, return_counts=True)
             top = values[np.argsort(-counts, kind="stable")[:most]]
             out[feature] = sorted(float(v) for v in top)
     return out
+
+
+# A sensor that holds whatever value it last read (a gateway reporting on change, a sample-and-hold) is
+# stuck only once it holds one this many times longer than it held any but its longest hold in normal data.
+HOLD_MARGIN = 2.0
+
+
+def held_runs(readings: np.ndarray, runs: dict[str, int], features: list[str], *, margin: float = HOLD_MARGIN) -> dict[str, int]:
+    """``runs`` lengthened for features that held different values for their stuck run or longer in normal
+    ``readings`` (n, F): at least two holds at values held only once, so neither chance (``stuck_runs``)
+    nor a resting value (``resting_values``) explains them. Such a feature's run becomes ``margin`` times
+    its second-longest such hold (the longest may be an outage in the training data).
+
+    Repeats cluster: a feed that holds each day's value for four hours repeats itself 15% of the time, which
+    read as independent draws makes 10 equal readings a stuck sensor, and every day's hold an alert.
+    """
+    out = dict(runs)
+    for j, feature in enumerate(features):
+        run = runs.get(feature)
+        if run is None or len(readings) < run:
+            continue
+        values, lengths = _holds(readings[:, j], run)
+        _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+        lone = np.sort(lengths[counts[inverse] == 1])
+        if len(lone) >= 2:
+            out[feature] = max(run, int(np.ceil(margin * lone[-2])))
+    return out
+
+
+def _holds(series: np.ndarray, run: int) -> tuple[np.ndarray, np.ndarray]:
+    """The values a (n,) series held for ``run`` readings in a row or longer, and for how long each time."""
+    x = series.astype(np.float32)  # as the detector's windows hold them, so the values compare equal
+    ends = np.flatnonzero(np.append(x[1:] != x[:-1], True))  # last index of each run of equal readings
+    lengths = np.diff(np.append(-1, ends))
+    kept = lengths >= run
+    return x[ends[kept]], lengths[kept]
 
 
 def family_quantile(quantile: float, tests: int) -> float:

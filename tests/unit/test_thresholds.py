@@ -190,6 +190,39 @@ def test_calibration_records_where_the_sensors_rested_in_the_readings_it_counted
     assert t.resting_values == {"a": [0.0]}
 
 
+def test_a_sensor_that_holds_each_days_value_is_stuck_only_past_twice_its_usual_hold() -> None:
+    from stream_app.pipeline.thresholds import held_runs
+
+    rng = np.random.default_rng(0)
+    # a holds a different value for 24 readings each "day" of 144 (and once for 60: an outage); b rests at 0
+    # twice (a resting value, not a hold); c holds one value once; d never sits still.
+    a = rng.normal(size=144 * 6)
+    for day, length in zip(range(6), [24, 24, 60, 20, 24, 24]):
+        a[day * 144 : day * 144 + length] = float(day)
+    b = rng.normal(size=len(a))
+    b[100:140] = b[300:330] = 0.0
+    c = rng.normal(size=len(a))
+    c[200:230] = 5.0
+    readings = np.stack([a, b, c, rng.normal(size=len(a))], axis=1)
+    runs = {"a": 10, "b": 4, "c": 4, "d": 4}
+    assert held_runs(readings, runs, ["a", "b", "c", "d"]) == {"a": 48, "b": 4, "c": 4, "d": 4}  # 2 x 24, not 2 x 60
+    assert held_runs(readings, {"b": 4}, ["a", "b", "c", "d"]) == {"b": 4}  # a feature never checked stays so
+
+
+def test_calibration_lengthens_the_stuck_run_of_a_sensor_that_holds_values() -> None:
+    from stream_app.pipeline.thresholds import calibrate
+    from stream_app.training.fit import repeats
+
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=1200)
+    for start in range(0, 1200, 144):
+        a[start : start + 24] = a[start]
+    readings = np.stack([a, rng.normal(size=1200)], axis=1).astype(np.float32)
+    t = calibrate(np.abs(rng.normal(size=(100, 2))), ["a", "b"], repeats=repeats(readings), readings=readings)
+    assert t.stuck_runs["a"] == 48 and t.stuck_runs["b"] <= 5
+    assert t.resting_values == {}  # no value held for 48
+
+
 @pytest.mark.parametrize("method", ["quantile", "per-feature", "dynamic"])
 def test_a_flat_recording_errors_all_zero_still_gets_positive_lines(method: str) -> None:
     # A sensor that never moved in calibration: the model reconstructs it exactly.
