@@ -96,6 +96,8 @@ class _Batch:
     model: np.ndarray  # the model's distance to its calibrated line (1.0 = the line), before the device's own line
     level: np.ndarray  # (n, F): each feature's distance to the edge of its envelope, or its level shift's if further
     shift: np.ndarray  # (n, F): each feature's level shift (shifts.py), filled in round by round
+    jump: np.ndarray  # (n, F): each feature's largest step between two readings, 1.0 = its jump line (or zeros)
+    jump_max: np.ndarray  # (n,): judged against the jump line itself, not a device line a wandering level raised
     level_max: np.ndarray
     stuck: np.ndarray  # (n, F)
     broken: np.ndarray  # (n, rules)
@@ -124,6 +126,7 @@ class DetectorConfig:
     season: SeasonConfig = SeasonConfig()  # hours of the day / week whose verdicts recur (seasonal.py)
     transients: TransientConfig = TransientConfig()  # brief excursions a device keeps making (transients.py)
     shifts: ShiftConfig = ShiftConfig()  # a sensor's median against its recent medians (shifts.py)
+    jumps: bool = True  # a lone sensor's step between two readings against its jump line (thresholds.jump_lines)
     refit: RefitConfig = RefitConfig()
     trace: bool = False  # fill Detection's per-window evaluation arrays
     # A level envelope learnt from fewer windows than this describes a few hours of one machine, not its
@@ -242,6 +245,10 @@ class Detector:
             line.carry_over(self.line)
         self.line = line
         self._peak_threshold = thresholds.peak_threshold
+        # A lone sensor's largest step between two readings against the largest it made in training
+        # (thresholds.jump_lines); inf where there is none (several sensors, older models).
+        jump_lines = np.array([thresholds.jump_lines.get(f, np.inf) for f in self.features], np.float32)
+        self._jump_line = jump_lines if self.config.jumps and np.isfinite(jump_lines).any() else None
 
     @property
     def model_version(self) -> str:
@@ -455,10 +462,13 @@ class Detector:
         if scores.peak is not None and self._peak_threshold:
             model = np.maximum(model, scores.peak / self._peak_threshold)
         broken = self._broken_rules(windows, fresh)
+        jump = np.zeros_like(level)
+        if self._jump_line is not None:  # a step between two readings that no step in training came near
+            jump = np.abs(np.diff(windows, axis=1)).max(axis=1) / self._jump_line
         n = len(devices)
         trace = self.config.trace
         batch = _Batch(
-            devices, windows, spans, scores, model, level, np.zeros_like(level), row_max(level), stuck, broken, _row_any(stuck) | _row_any(broken),
+            devices, windows, spans, scores, model, level, np.zeros_like(level), jump, row_max(jump), row_max(level), stuck, broken, _row_any(stuck) | _row_any(broken),
             statuses=out.statuses, end_ms=end_ms, ratio=np.empty(n, np.float32), is_open=np.zeros(n, bool),
             line=np.empty(n if trace else 0, np.float32), episode=[None] * n if trace else [], opened=np.zeros(n if trace else 0, bool),
         )  # fmt: skip
@@ -549,6 +559,7 @@ class Detector:
         l_line = np.maximum(np.asarray(l_before), allow[:, 1])
         # (a float32 verdict over a float line divides in float32, as the window-by-window arithmetic)
         r = np.maximum(model / m_line.astype(model.dtype), level_max / l_line.astype(level_max.dtype))
+        r = np.maximum(r, b.jump_max[members])
         r = np.where(np.asarray(learning_before), np.minimum(r, r.dtype.type(1.0)), r)
         maybe = np.flatnonzero((r <= 1.0) & ~b.checked[members])  # (NaN is not quiet: it goes one by one)
         handled = np.zeros(len(members), bool)
@@ -583,7 +594,7 @@ class Detector:
         nothing happened that must follow it: a transition may relearn the lines)."""
         device = b.devices[i]
         model, level_max, stuck, broken, checked = b.model[i], b.level_max[i], b.stuck[i], b.broken[i], bool(b.checked[i])
-        r = max(model / m_line, level_max / l_line)
+        r = max(model / m_line, level_max / l_line, b.jump_max[i])
         if checked and (self._resting or self._trained_rest):  # (here: a rest learnt earlier in this batch counts)
             self._at_rest(device, b.windows[i, -1], stuck)
             checked = bool(stuck.any() or broken.any())
@@ -596,9 +607,10 @@ class Detector:
         episodes = self.episodes
         known = False
         if 1.0 < r < np.inf:  # a crossing: one like the device's own recent spikes opens nothing (transients.py)
+            jump = b.jump_max[i]  # (a jump is matched as the level check's crossings are)
             known = self.transients.crossing(
-                device, b.spans[i][1], float(model), float(level_max), episodes.interval_ms(device),
-                model_over=model > m_line, level_over=level_max > l_line,
+                device, b.spans[i][1], float(model), float(max(level_max, jump)), episodes.interval_ms(device),
+                model_over=model > m_line, level_over=level_max > l_line or jump > 1.0,
                 feature=int(np.argmax(b.scores.feature_errors[i] if model / m_line >= level_max / l_line else b.level[i])),
                 match=not episodes.is_open(device),
             )  # fmt: skip
@@ -636,6 +648,7 @@ class Detector:
             shifted = over & (b.shift[i] >= b.level[i])  # (the shift is what put it over)
             checks += [(f"level:{self.features[j]}", self.features[j]) for j in np.flatnonzero(over & ~shifted)]
             checks += [(f"shift:{self.features[j]}", self.features[j]) for j in np.flatnonzero(shifted)]
+            checks += [(f"jump:{self.features[j]}", self.features[j]) for j in np.flatnonzero(b.jump[i] > 1.0)]
             b.alerts.append((i, self._alert(device, b.spans[i], b.scores, i, m_line, float(r), checks, transition)))
         if open_now and checked:  # after this window's transitions: an opening starts a fresh note
             self._note_stuck(device, b.windows[i, -1], stuck)

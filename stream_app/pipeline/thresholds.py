@@ -90,6 +90,7 @@ def calibrate(
         stuck_run=stuck_run,
         stuck_runs=runs,
         resting_values=resting_values(readings, runs, features) if readings is not None else {},
+        jump_lines=jump_lines(readings, features) if readings is not None else {},
         peak_reference=peak_reference,
         peak_threshold=peak_threshold,
         **fields,
@@ -167,6 +168,24 @@ def held_runs(readings: np.ndarray, runs: dict[str, int], features: list[str], *
         if len(lone) >= 2:
             out[feature] = max(run, int(np.ceil(margin * lone[-2])))
     return out
+
+
+# A lone sensor's step between two readings is a jump past this many times its largest step in training.
+JUMP_MARGIN = 1.5
+
+
+def jump_lines(readings: np.ndarray, features: list[str], *, margin: float = JUMP_MARGIN) -> dict[str, float]:
+    """For a model of one sensor, its jump line: ``margin`` times the largest step between two consecutive
+    normal ``readings`` (n, 1) in training; none for several sensors or a sensor that never moved.
+
+    A model that reads a wandering level for its shape, or whose line has risen with it, lets a spike
+    of 6-10 noise sd on top stay under the line; the step into it is still larger than any the stream made.
+    Several sensors are left to the model, which knows how they move together (a step of one is a load change).
+    """
+    if len(features) != 1 or len(readings) < 2:
+        return {}
+    largest = float(np.abs(np.diff(readings[:, 0].astype(np.float32))).max())
+    return {features[0]: margin * largest} if largest > 0 else {}
 
 
 def _holds(series: np.ndarray, run: int) -> tuple[np.ndarray, np.ndarray]:

@@ -104,6 +104,7 @@ def refit(
             **bounded_lines(thresholds, t, first, keep),
             "stuck_runs": t.stuck_runs,  # learnt from the model's full training data, not an hour of it
             "resting_values": t.resting_values,
+            "jump_lines": t.jump_lines,
         }
     )
     if bundle.thresholds.stuck_features is not None and thresholds.stuck_features is not None:

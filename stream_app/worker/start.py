@@ -119,6 +119,7 @@ def detector_config(detection: DetectionSettings, episodes: EpisodeSettings) -> 
         shifts=ShiftConfig(
             enabled=detection.adapt_shifts, relative_max_features=ShiftConfig().relative_max_features if detection.adapt_shift_relative else 0
         ),
+        jumps=detection.check_jumps,
         refit=RefitConfig(
             enabled=detection.refit, min_interval_s=detection.refit_min_interval_s, every_windows=detection.refit_every_windows
         ),

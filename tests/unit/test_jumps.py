@@ -1,0 +1,101 @@
+"""A lone sensor's step between two readings against the largest it made in training (thresholds.jump_lines)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream_app.contracts import Reading
+from stream_app.pipeline.detector import Detector, DetectorConfig
+from stream_app.pipeline.episodes import EpisodeRule
+from stream_app.pipeline.lines import LineConfig
+from stream_app.pipeline.shifts import ShiftConfig
+from stream_app.pipeline.thresholds import JUMP_MARGIN, calibrate, jump_lines
+from stream_app.pipeline.transients import TransientConfig
+from tests.support.builders import T0, MaxScorer, bundle
+from tests.support.builders import detector as build_detector
+
+WINDOW = 5
+
+
+def walk(n: int, seed: int = 1) -> np.ndarray:
+    """A level that wanders: a random walk of unit steps, (n, 1)."""
+    return (100.0 + np.cumsum(np.random.default_rng(seed).standard_normal(n)))[:, None]
+
+
+def detector(line: float, *, jumps: bool = True, transients: TransientConfig = TransientConfig(enabled=False)) -> Detector:
+    """A model blind to the level (its error a thousandth of the window's largest value) with a jump line."""
+    config = DetectorConfig(
+        rule=EpisodeRule(open_after=3, close_after=5, close_ratio=0.8),
+        lines=LineConfig(history=32, block=2, warmup=4),
+        shifts=ShiftConfig(enabled=False),
+        transients=transients,
+        jumps=jumps,
+    )
+    model = bundle(["x"], window=WINDOW, jump_lines={"x": line})
+    return build_detector(model, config, scorer=MaxScorer(gain=1e-3, max_batch=64))
+
+
+def alerts_of(d: Detector, xs: np.ndarray, batch: int = 16) -> list[tuple[int, list[str]]]:
+    """(reading index, check failures) of each alert that opened an episode."""
+    readings = [Reading(device_id="d", ts=T0 + i * 1000, values={"x": float(x)}) for i, x in enumerate(xs[:, 0])]
+    out = []
+    for k in range(0, len(readings), batch):
+        for alert in d.process(readings[k : k + batch], now_ms=T0 + 10**9).alerts:
+            if alert.episode.state == "open":
+                at = (int(np.datetime64(alert.window_end[:-1], "ms").astype(np.int64)) - T0) // 1000
+                out.append((at, alert.check_failures))
+    return out
+
+
+def test_the_jump_line_is_a_margin_over_the_largest_step_of_a_lone_sensor() -> None:
+    xs = np.array([[1.0], [2.0], [4.0], [3.5], [3.0]])
+    assert jump_lines(xs, ["x"]) == {"x": JUMP_MARGIN * 2.0}
+    assert jump_lines(np.hstack([xs, xs]), ["x", "y"]) == {}  # several sensors: the model knows how they move together
+    assert jump_lines(np.full((10, 1), 5.0), ["x"]) == {}  # never moved: no scale to judge a step by
+    assert jump_lines(xs[:1], ["x"]) == {}
+    t = calibrate(np.abs(np.random.default_rng(0).normal(size=(20, 1))), ["x"], readings=xs)
+    assert t.jump_lines == {"x": JUMP_MARGIN * 2.0}
+
+
+def test_a_spike_on_a_wandering_level_opens_an_episode_named_jump_and_the_walk_does_not() -> None:
+    xs = walk(1000)
+    line = JUMP_MARGIN * float(np.abs(np.diff(xs[:300, 0])).max())
+    assert alerts_of(detector(line), xs) == []  # its own steps, however far the level went
+    spiked = xs.copy()
+    spiked[700:702] += 12.0
+    opened = alerts_of(detector(line), spiked)
+    assert len(opened) == 1
+    at, checks = opened[0]
+    assert 700 <= at <= 700 + 3 and checks == ["jump:x"]
+    assert alerts_of(detector(line, jumps=False), spiked) == []  # the blind model alone misses it
+
+
+def test_a_device_that_keeps_making_the_same_jump_learns_it() -> None:
+    xs = walk(1600, seed=2)
+    line = JUMP_MARGIN * float(np.abs(np.diff(xs[:300, 0])).max())
+    for at in (400, 700, 1000, 1300):
+        xs[at] += 30.0  # (far above the walk's steps, so each is about as high as the others)
+    opened = alerts_of(detector(line, transients=TransientConfig(min_seen=2)), xs)
+    assert [at // 100 for at, _ in opened] == [4, 7]  # the first two teach the memory; the next are its own
+
+
+def test_the_same_verdicts_batch_by_batch_and_window_by_window() -> None:
+    xs = walk(1000, seed=3)
+    xs[500:503] -= 15.0
+    xs[800] += 9.0
+    line = JUMP_MARGIN * float(np.abs(np.diff(xs[:300, 0])).max())
+    batched, one_by_one = detector(line), detector(line)
+    one_by_one.batch_quiet = False
+    assert alerts_of(batched, xs, batch=64) == alerts_of(one_by_one, xs, batch=64) != []
+
+
+def test_the_setting_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stream_app.config.settings import Settings
+    from stream_app.worker.start import detector_config
+
+    settings = Settings()
+    assert detector_config(settings.detection, settings.episodes).jumps is True
+    monkeypatch.setenv("FLOORWATCH_CHECK_JUMPS", "false")
+    settings = Settings()
+    assert detector_config(settings.detection, settings.episodes).jumps is False
