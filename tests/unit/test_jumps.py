@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream_app.contracts import Reading
 from stream_app.pipeline.detector import Detector, DetectorConfig
 from stream_app.pipeline.episodes import EpisodeRule
 from stream_app.pipeline.lines import LineConfig
 from stream_app.pipeline.shifts import ShiftConfig
 from stream_app.pipeline.thresholds import JUMP_MARGIN, calibrate, jump_lines
 from stream_app.pipeline.transients import TransientConfig
-from tests.support.builders import T0, MaxScorer, bundle
+from tests.support.builders import MaxScorer, bundle, openings
 from tests.support.builders import detector as build_detector
 
 WINDOW = 5
@@ -36,16 +35,6 @@ def detector(line: float, *, jumps: bool = True, transients: TransientConfig = T
     return build_detector(model, config, scorer=MaxScorer(gain=1e-3, max_batch=64))
 
 
-def alerts_of(d: Detector, xs: np.ndarray, batch: int = 16) -> list[tuple[int, list[str]]]:
-    """(reading index, check failures) of each alert that opened an episode."""
-    readings = [Reading(device_id="d", ts=T0 + i * 1000, values={"x": float(x)}) for i, x in enumerate(xs[:, 0])]
-    out = []
-    for k in range(0, len(readings), batch):
-        for alert in d.process(readings[k : k + batch], now_ms=T0 + 10**9).alerts:
-            if alert.episode.state == "open":
-                at = (int(np.datetime64(alert.window_end[:-1], "ms").astype(np.int64)) - T0) // 1000
-                out.append((at, alert.check_failures))
-    return out
 
 
 def test_the_jump_line_is_a_margin_over_the_largest_step_of_a_lone_sensor() -> None:
@@ -61,14 +50,14 @@ def test_the_jump_line_is_a_margin_over_the_largest_step_of_a_lone_sensor() -> N
 def test_a_spike_on_a_wandering_level_opens_an_episode_named_jump_and_the_walk_does_not() -> None:
     xs = walk(1000)
     line = JUMP_MARGIN * float(np.abs(np.diff(xs[:300, 0])).max())
-    assert alerts_of(detector(line), xs) == []  # its own steps, however far the level went
+    assert openings(detector(line), xs) == []  # its own steps, however far the level went
     spiked = xs.copy()
     spiked[700:702] += 12.0
-    opened = alerts_of(detector(line), spiked)
+    opened = openings(detector(line), spiked)
     assert len(opened) == 1
     at, checks = opened[0]
     assert 700 <= at <= 700 + 3 and checks == ["jump:x"]
-    assert alerts_of(detector(line, jumps=False), spiked) == []  # the blind model alone misses it
+    assert openings(detector(line, jumps=False), spiked) == []  # the blind model alone misses it
 
 
 def test_a_device_that_keeps_making_the_same_jump_learns_it() -> None:
@@ -76,7 +65,7 @@ def test_a_device_that_keeps_making_the_same_jump_learns_it() -> None:
     line = JUMP_MARGIN * float(np.abs(np.diff(xs[:300, 0])).max())
     for at in (400, 700, 1000, 1300):
         xs[at] += 30.0  # (far above the walk's steps, so each is about as high as the others)
-    opened = alerts_of(detector(line, transients=TransientConfig(min_seen=2)), xs)
+    opened = openings(detector(line, transients=TransientConfig(min_seen=2)), xs)
     assert [at // 100 for at, _ in opened] == [4, 7]  # the first two teach the memory; the next are its own
 
 
@@ -87,7 +76,7 @@ def test_the_same_verdicts_batch_by_batch_and_window_by_window() -> None:
     line = JUMP_MARGIN * float(np.abs(np.diff(xs[:300, 0])).max())
     batched, one_by_one = detector(line), detector(line)
     one_by_one.batch_quiet = False
-    assert alerts_of(batched, xs, batch=64) == alerts_of(one_by_one, xs, batch=64) != []
+    assert openings(batched, xs, batch=64) == openings(one_by_one, xs, batch=64) != []
 
 
 def test_the_setting_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ from stream_app.pipeline.detector import Detector, DetectorConfig
 from stream_app.pipeline.episodes import EpisodeRule
 from stream_app.pipeline.lines import LineConfig
 from stream_app.pipeline.shifts import LevelShifts, ShiftConfig, window_quartiles
-from tests.support.builders import T0, MaxScorer, bundle
+from tests.support.builders import T0, MaxScorer, bundle, openings
 from tests.support.builders import detector as build_detector
 
 WINDOW = 5
@@ -186,27 +186,17 @@ def detector(shifts: ShiftConfig = SECONDS) -> Detector:
     return build_detector(bundle(["x"], window=WINDOW), config, scorer=MaxScorer(gain=1e-3, max_batch=64))
 
 
-def alerts_of(d: Detector, xs: np.ndarray, batch: int = 16) -> list[tuple[int, list[str]]]:
-    """(reading index, check failures) of each alert that opened an episode."""
-    readings = [Reading(device_id="d", ts=T0 + i * 1000, values={"x": float(x)}) for i, x in enumerate(xs[:, 0])]
-    out = []
-    for k in range(0, len(readings), batch):
-        for alert in d.process(readings[k : k + batch], now_ms=T0 + 10**9).alerts:
-            if alert.episode.state == "open":
-                at = (int(np.datetime64(alert.window_end[:-1], "ms").astype(np.int64)) - T0) // 1000
-                out.append((at, alert.check_failures))
-    return out
 
 
 def test_the_detector_opens_an_episode_at_a_step_its_model_reconstructs_and_names_it() -> None:
     xs = np.concatenate([noisy(800), noisy(60, level=16.0, seed=2)])
-    opened = alerts_of(detector(), xs)
+    opened = openings(detector(), xs)
     assert len(opened) == 1
     at, checks = opened[0]
     assert 800 <= at <= 800 + WINDOW + 3
     assert checks == ["shift:x"]
-    assert alerts_of(detector(ShiftConfig(enabled=False)), xs) == []
-    assert alerts_of(detector(ShiftConfig()), xs) == []  # a day's medians at one every 337 s: too few yet
+    assert openings(detector(ShiftConfig(enabled=False)), xs) == []
+    assert openings(detector(ShiftConfig()), xs) == []  # a day's medians at one every 337 s: too few yet
 
 
 def test_the_detector_gives_the_same_verdicts_batch_by_batch_and_window_by_window() -> None:
@@ -214,12 +204,12 @@ def test_the_detector_gives_the_same_verdicts_batch_by_batch_and_window_by_windo
     batched = detector()
     one_by_one = detector()
     one_by_one.batch_quiet = False
-    assert alerts_of(batched, xs, batch=64) == alerts_of(one_by_one, xs, batch=64)
+    assert openings(batched, xs, batch=64) == openings(one_by_one, xs, batch=64)
 
 
 def test_an_evicted_device_starts_its_medians_afresh() -> None:
     d = detector()
-    alerts_of(d, noisy(800))
+    openings(d, noisy(800))
     slot = d.windows.slot("d")
     flat = np.array([[50.0, 50.0]], np.float32)  # (a window at 50: both quartiles)
     assert slot is not None and d.shifts.ratios(np.array([slot]), flat)[0, 0] > 1.0
@@ -248,7 +238,7 @@ def test_a_restarted_worker_takes_up_a_device_s_medians_with_its_lines() -> None
     """A step right after a restart is found by the worker that took up the device's saved state, not by one
     that starts the device afresh (it needs 16 medians first)."""
     first = detector()
-    alerts_of(first, noisy(800))
+    openings(first, noisy(800))
     state = first.export_state("d")
     assert state is not None
     step = noisy(40, level=16.0, seed=2)
