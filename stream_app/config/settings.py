@@ -144,7 +144,7 @@ class DetectionSettings(BaseModel):
     # temperature that rises while current and speed stay where the load puts them).
     adapt_shift_relative: bool = True
     # A lone sensor's step between two readings over 1.5 times the largest it made in training (a spike, a
-    # jump of a level that wanders) counts in the level check (thresholds.jump_lines).
+    # jump of a level that wanders) puts its window over the line (thresholds.jump_lines).
     check_jumps: bool = True
     # Each device's lines and seasonal hours are saved to Redis this often and taken up by the next worker
     # to meet the device (a restart, a rebalance), so it does not warm up again (worker/adaptation.py). 0: never.

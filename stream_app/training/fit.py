@@ -151,7 +151,7 @@ def validation_metrics(
 
 def calibration_record(thresholds: Thresholds) -> dict[str, object]:
     """What the model card records of the calibration (the full lines are in thresholds.json)."""
-    return thresholds.model_dump(include={"method", "quantile", "multiplier", "ewma_alpha", "z", "threshold", "feature_thresholds", "stuck_features", "stuck_run", "stuck_runs", "peak_threshold"})
+    return thresholds.model_dump(include={"method", "quantile", "multiplier", "ewma_alpha", "z", "threshold", "feature_thresholds", "stuck_features", "stuck_run", "stuck_runs", "jump_lines", "peak_threshold"})
 
 
 def drift_reference(train_values: np.ndarray, features: list[str], val_relative: np.ndarray, thresholds: Thresholds) -> DriftReference:
