@@ -462,13 +462,14 @@ class Detector:
         if scores.peak is not None and self._peak_threshold:
             model = np.maximum(model, scores.peak / self._peak_threshold)
         broken = self._broken_rules(windows, fresh)
-        jump = np.zeros_like(level)
+        n = len(devices)
+        jump, jump_max = np.zeros_like(level), np.zeros(n, level.dtype)  # (models of several sensors: no work)
         if self._jump_line is not None:  # a step between two readings that no step in training came near
             jump = np.abs(np.diff(windows, axis=1)).max(axis=1) / self._jump_line
-        n = len(devices)
+            jump_max = row_max(jump)
         trace = self.config.trace
         batch = _Batch(
-            devices, windows, spans, scores, model, level, np.zeros_like(level), jump, row_max(jump), row_max(level), stuck, broken, _row_any(stuck) | _row_any(broken),
+            devices, windows, spans, scores, model, level, np.zeros_like(level), jump, jump_max, row_max(level), stuck, broken, _row_any(stuck) | _row_any(broken),
             statuses=out.statuses, end_ms=end_ms, ratio=np.empty(n, np.float32), is_open=np.zeros(n, bool),
             line=np.empty(n if trace else 0, np.float32), episode=[None] * n if trace else [], opened=np.zeros(n if trace else 0, bool),
         )  # fmt: skip
@@ -559,7 +560,8 @@ class Detector:
         l_line = np.maximum(np.asarray(l_before), allow[:, 1])
         # (a float32 verdict over a float line divides in float32, as the window-by-window arithmetic)
         r = np.maximum(model / m_line.astype(model.dtype), level_max / l_line.astype(level_max.dtype))
-        r = np.maximum(r, b.jump_max[members])
+        if self._jump_line is not None:
+            r = np.maximum(r, b.jump_max[members])
         r = np.where(np.asarray(learning_before), np.minimum(r, r.dtype.type(1.0)), r)
         maybe = np.flatnonzero((r <= 1.0) & ~b.checked[members])  # (NaN is not quiet: it goes one by one)
         handled = np.zeros(len(members), bool)
