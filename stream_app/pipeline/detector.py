@@ -507,9 +507,9 @@ class Detector:
                 batch.level[i], batch.level_max[i], batch.shift[i] = level_before[k], level_max_before[k], 0.0
                 self._shift_in(batch, np.array([i]))
             # Recorded whatever the verdict (seasonal.py: only what recurs every cycle widens a line).
-            m_season, l_season = season.observe(device, spans[i][1], (float(model[i]), float(batch.level_max[i])))
+            m_season, l_season = season.observe(device, spans[i][1], (float(model[i]), float(max(batch.level_max[i], batch.jump_max[i]))))
             m_line, l_line = max(model_lines.line(device), m_season), max(level_lines.line(device), l_season)
-            self._judge(batch, i, m_line, l_line, model_lines.learning(device), defer=False)
+            self._judge(batch, i, m_line, l_line, max(1.0, l_season), model_lines.learning(device), defer=False)
             if shifting:
                 shifts.observe_one(int(slots[i]), windows[i], int(batch.end_ms[i]), not batch.is_open[i] and batch.ratio[i] <= 1.0)
         if self.reservoir is not None and batch.normal:
@@ -555,13 +555,17 @@ class Detector:
         m_slots, l_slots = model_lines.slots(devices), level_lines.slots(devices)
         m_before, l_before, learning_before = self._lines_before(m_slots, l_slots)
         model, level_max = b.model[members], b.level_max[members]
-        allow = self.season.observe_many(devices, b.end_ms[members], np.stack([model, level_max], axis=1).astype(np.float64))
+        # A jump is seen by the seasonal lines in the level channel (a step at the same hour every day is a
+        # schedule: idle to work) and judged against its own line, widened only by what recurs at that hour.
+        seen = level_max if self._jump_line is None else np.maximum(level_max, b.jump_max[members])
+        allow = self.season.observe_many(devices, b.end_ms[members], np.stack([model, seen], axis=1).astype(np.float64))
         m_line = np.maximum(np.asarray(m_before), allow[:, 0])
         l_line = np.maximum(np.asarray(l_before), allow[:, 1])
         # (a float32 verdict over a float line divides in float32, as the window-by-window arithmetic)
         r = np.maximum(model / m_line.astype(model.dtype), level_max / l_line.astype(level_max.dtype))
         if self._jump_line is not None:
-            r = np.maximum(r, b.jump_max[members])
+            j_line = np.maximum(1.0, allow[:, 1])
+            r = np.maximum(r, b.jump_max[members] / j_line.astype(level_max.dtype))
         r = np.where(np.asarray(learning_before), np.minimum(r, r.dtype.type(1.0)), r)
         maybe = np.flatnonzero((r <= 1.0) & ~b.checked[members])  # (NaN is not quiet: it goes one by one)
         handled = np.zeros(len(members), bool)
@@ -584,19 +588,21 @@ class Detector:
         m_season, l_season = allow[:, 0].tolist(), allow[:, 1].tolist()  # (Python floats: the arithmetic stays theirs)
         for k in np.flatnonzero(~handled).tolist():
             m, l = max(m_before[k], m_season[k]), max(l_before[k], l_season[k])
-            deferred[k] = self._judge(b, int(members[k]), m, l, learning_before[k], defer=True)
+            deferred[k] = self._judge(b, int(members[k]), m, l, max(1.0, l_season[k]), learning_before[k], defer=True)
         if deferred.any():
             observed = [devices[k] for k in np.flatnonzero(deferred).tolist()]
             model_lines.observe_each(observed, model[deferred], m_slots[deferred])
             level_lines.observe_each(observed, level_max[deferred], l_slots[deferred])
 
-    def _judge(self, b: _Batch, i: int, m_line: float, l_line: float, learning: bool, *, defer: bool) -> bool:
-        """Judge window ``i`` against its device's lines: its episode's transitions and their alerts, its
-        status and trace. Returns whether its lines' observation is left to the caller (``defer``, and
-        nothing happened that must follow it: a transition may relearn the lines)."""
+    def _judge(self, b: _Batch, i: int, m_line: float, l_line: float, j_line: float, learning: bool, *, defer: bool) -> bool:
+        """Judge window ``i`` against its device's lines (``j_line``: the jump line's, 1.0 unless jumps recur at
+        this hour): its episode's transitions and their alerts, its status and trace. Returns whether its
+        lines' observation is left to the caller (``defer``, and nothing happened that must follow it: a
+        transition may relearn the lines)."""
         device = b.devices[i]
         model, level_max, stuck, broken, checked = b.model[i], b.level_max[i], b.stuck[i], b.broken[i], bool(b.checked[i])
-        r = max(model / m_line, level_max / l_line, b.jump_max[i])
+        jump = b.jump_max[i] / j_line
+        r = max(model / m_line, level_max / l_line, jump)
         if checked and (self._resting or self._trained_rest):  # (here: a rest learnt earlier in this batch counts)
             self._at_rest(device, b.windows[i, -1], stuck)
             checked = bool(stuck.any() or broken.any())
@@ -609,9 +615,9 @@ class Detector:
         episodes = self.episodes
         known = False
         if 1.0 < r < np.inf:  # a crossing: one like the device's own recent spikes opens nothing (transients.py)
-            jump = b.jump_max[i]  # (a jump is matched as the level check's crossings are)
+            # (a jump is matched as the level check's crossings are)
             known = self.transients.crossing(
-                device, b.spans[i][1], float(model), float(max(level_max, jump)), episodes.interval_ms(device),
+                device, b.spans[i][1], float(model), float(max(level_max, b.jump_max[i])), episodes.interval_ms(device),
                 model_over=model > m_line, level_over=level_max > l_line or jump > 1.0,
                 feature=int(np.argmax(b.scores.feature_errors[i] if model / m_line >= level_max / l_line else b.level[i])),
                 match=not episodes.is_open(device),
@@ -650,7 +656,7 @@ class Detector:
             shifted = over & (b.shift[i] >= b.level[i])  # (the shift is what put it over)
             checks += [(f"level:{self.features[j]}", self.features[j]) for j in np.flatnonzero(over & ~shifted)]
             checks += [(f"shift:{self.features[j]}", self.features[j]) for j in np.flatnonzero(shifted)]
-            checks += [(f"jump:{self.features[j]}", self.features[j]) for j in np.flatnonzero(b.jump[i] > 1.0)]
+            checks += [(f"jump:{self.features[j]}", self.features[j]) for j in np.flatnonzero(b.jump[i] > j_line)]
             b.alerts.append((i, self._alert(device, b.spans[i], b.scores, i, m_line, float(r), checks, transition)))
         if open_now and checked:  # after this window's transitions: an opening starts a fresh note
             self._note_stuck(device, b.windows[i, -1], stuck)

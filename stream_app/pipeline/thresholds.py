@@ -27,6 +27,7 @@ def calibrate(
     stuck_run: int | None = None,
     repeats: tuple[np.ndarray, int] | None = None,
     readings: np.ndarray | None = None,
+    held_out: np.ndarray | None = None,
     peak_errors: np.ndarray | None = None,
     quantile: float = DEFAULT_QUANTILE,
     multiplier: float = DEFAULT_MULTIPLIER,
@@ -45,7 +46,8 @@ def calibrate(
     ``repeats``: (per-feature count of consecutive equal readings, number of consecutive pairs) in normal
     data; it sets each feature's stuck run (``stuck_runs``), see ``stuck_runs``. ``readings`` (n, F), the normal
     readings in time order that ``repeats`` counted, gives the values each feature rested at (``resting_values``)
-    and lengthens the stuck run of a feature that held many values (``held_runs``).
+    and lengthens the stuck run of a feature that held many values (``held_runs``); with ``held_out`` (k, T, F),
+    the validation windows in sensor units, it gives a lone sensor's jump line (``jump_lines``).
     ``method``: a name in ``line_methods.METHODS``, which calibrates the line (``threshold``,
     ``feature_thresholds``, ``ewma_alpha``, ``z``). Errors must be in time order for "dynamic".
     """
@@ -90,7 +92,7 @@ def calibrate(
         stuck_run=stuck_run,
         stuck_runs=runs,
         resting_values=resting_values(readings, runs, features) if readings is not None else {},
-        jump_lines=jump_lines(readings, features) if readings is not None else {},
+        jump_lines=jump_lines(readings, features, held_out=held_out) if readings is not None else {},
         peak_reference=peak_reference,
         peak_threshold=peak_threshold,
         **fields,
@@ -174,9 +176,12 @@ def held_runs(readings: np.ndarray, runs: dict[str, int], features: list[str], *
 JUMP_MARGIN = 1.5
 
 
-def jump_lines(readings: np.ndarray, features: list[str], *, margin: float = JUMP_MARGIN) -> dict[str, float]:
+def jump_lines(
+    readings: np.ndarray, features: list[str], *, held_out: np.ndarray | None = None, margin: float = JUMP_MARGIN
+) -> dict[str, float]:
     """For a model of one sensor, its jump line: ``margin`` times the largest step between two consecutive
-    normal ``readings`` (n, 1) in training; none for several sensors or a sensor that never moved.
+    normal ``readings`` (n, 1) in training, or within one of the ``held_out`` windows (k, T, 1) kept for
+    validation; none for several sensors or a sensor that never moved.
 
     A model that reads a wandering level for its shape, or whose line has risen with it, lets a spike
     of 6-10 noise sd on top stay under the line; the step into it is still larger than any the stream made.
@@ -185,6 +190,10 @@ def jump_lines(readings: np.ndarray, features: list[str], *, margin: float = JUM
     if len(features) != 1 or len(readings) < 2:
         return {}
     largest = float(np.abs(np.diff(readings[:, 0].astype(np.float32))).max())
+    if held_out is not None and held_out.shape[1] > 1:
+        # The validation rows are normal too: a stream's largest benign step is as likely there (a heavy tail
+        # met once in the warm-up), and a line from the training split alone would call it a jump ever after.
+        largest = max(largest, float(np.abs(np.diff(held_out[..., 0].astype(np.float32), axis=1)).max(initial=0.0)))
     return {features[0]: margin * largest} if largest > 0 else {}
 
 

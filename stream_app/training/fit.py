@@ -117,6 +117,7 @@ class TrainingData:
             stuck_run=config.stuck_run,
             repeats=repeats(self.train_values),
             readings=self.train_values,
+            held_out=self.x_val,
             quantile=config.quantile,
             multiplier=config.multiplier,
             method=config.threshold_method,

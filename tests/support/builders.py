@@ -70,15 +70,15 @@ def detector(
     return Detector(model, scorer or MaxScorer(), config, on_refit=on_refit)
 
 
-def openings(d: Detector, xs: np.ndarray, batch: int = 16) -> list[tuple[int, list[str]]]:
-    """Feed device "d" the one-sensor series ``xs`` (readings, 1; feature "x", one a second from ``T0``)
-    ``batch`` readings at a time: (reading index, check failures) of each alert that opened an episode."""
-    readings = [Reading(device_id="d", ts=T0 + i * 1000, values={"x": float(x)}) for i, x in enumerate(xs[:, 0])]
+def openings(d: Detector, xs: np.ndarray, batch: int = 16, every_s: int = 1) -> list[tuple[int, list[str]]]:
+    """Feed device "d" the one-sensor series ``xs`` (readings, 1; feature "x", one every ``every_s`` seconds
+    from ``T0``) ``batch`` readings at a time: (reading index, check failures) of each alert that opened an episode."""
+    readings = [Reading(device_id="d", ts=T0 + i * every_s * 1000, values={"x": float(x)}) for i, x in enumerate(xs[:, 0])]
     out = []
     for k in range(0, len(readings), batch):
         for alert in d.process(readings[k : k + batch], now_ms=T0 + 10**9).alerts:
             if alert.episode.state == "open":
-                at = (int(np.datetime64(alert.window_end[:-1], "ms").astype(np.int64)) - T0) // 1000
+                at = (int(np.datetime64(alert.window_end[:-1], "ms").astype(np.int64)) - T0) // (every_s * 1000)
                 out.append((at, alert.check_failures))
     return out
 

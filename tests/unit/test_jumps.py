@@ -22,9 +22,12 @@ def walk(n: int, seed: int = 1) -> np.ndarray:
     return (100.0 + np.cumsum(np.random.default_rng(seed).standard_normal(n)))[:, None]
 
 
-def detector(line: float, *, jumps: bool = True, transients: TransientConfig = TransientConfig(enabled=False)) -> Detector:
+def detector(
+    line: float, *, jumps: bool = True, transients: TransientConfig = TransientConfig(enabled=False), max_gap_ms: int = 60_000
+) -> Detector:
     """A model blind to the level (its error a thousandth of the window's largest value) with a jump line."""
     config = DetectorConfig(
+        max_gap_ms=max_gap_ms,
         rule=EpisodeRule(open_after=3, close_after=5, close_ratio=0.8),
         lines=LineConfig(history=32, block=2, warmup=4),
         shifts=ShiftConfig(enabled=False),
@@ -47,6 +50,16 @@ def test_the_jump_line_is_a_margin_over_the_largest_step_of_a_lone_sensor() -> N
     assert t.jump_lines == {"x": JUMP_MARGIN * 2.0}
 
 
+def test_the_validation_windows_steps_count_too() -> None:
+    """The held-out rows are normal too: a heavy tail met there is not a jump for ever after."""
+    xs = np.array([[1.0], [2.0], [4.0], [3.5], [3.0]])
+    held_out = np.array([[[3.0], [3.2], [8.0]], [[3.2], [8.0], [3.2]]])  # (windows, T, 1): one step of 4.8
+    assert jump_lines(xs, ["x"], held_out=held_out) == {"x": pytest.approx(JUMP_MARGIN * 4.8)}
+    assert jump_lines(xs, ["x"], held_out=held_out[:, :1]) == {"x": JUMP_MARGIN * 2.0}  # windows of one reading: no step
+    t = calibrate(np.abs(np.random.default_rng(0).normal(size=(20, 1))), ["x"], readings=xs, held_out=held_out)
+    assert t.jump_lines == {"x": pytest.approx(JUMP_MARGIN * 4.8)}
+
+
 def test_a_spike_on_a_wandering_level_opens_an_episode_named_jump_and_the_walk_does_not() -> None:
     xs = walk(1000)
     line = JUMP_MARGIN * float(np.abs(np.diff(xs[:300, 0])).max())
@@ -67,6 +80,21 @@ def test_a_device_that_keeps_making_the_same_jump_learns_it() -> None:
         xs[at] += 30.0  # (far above the walk's steps, so each is about as high as the others)
     opened = openings(detector(line, transients=TransientConfig(min_seen=2)), xs)
     assert [at // 100 for at, _ in opened] == [4, 7]  # the first two teach the memory; the next are its own
+
+
+def test_a_jump_at_the_same_hour_every_day_is_a_schedule_after_three_days() -> None:
+    """The seasonal lines see jumps in the level channel: what recurred at this hour on each of the last three
+    days widens the jump line for the hour (seasonal.py); a jump at another hour still opens."""
+    day = 144  # readings a day, one every 10 minutes
+    xs = walk(7 * day, seed=4)
+    line = JUMP_MARGIN * float(np.abs(np.diff(xs[:day, 0])).max())
+    for d in range(7):
+        xs[d * day + 100] += 30.0  # a burst at the same time every day
+    xs[5 * day + 40] -= 30.0  # and one out of schedule
+    opened = openings(detector(line, max_gap_ms=1_200_000), xs, every_s=600)
+    bursts = [100, day + 100, 2 * day + 100, 5 * day + 40]  # the first three days' and the one out of schedule
+    assert len(opened) == len(bursts) and all(0 <= at - b <= 3 for (at, _), b in zip(opened, bursts))
+    assert {tuple(checks) for _, checks in opened} == {("jump:x",)}
 
 
 def test_the_same_verdicts_batch_by_batch_and_window_by_window() -> None:
