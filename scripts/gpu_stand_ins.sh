@@ -1,16 +1,21 @@
 #!/bin/bash
-# A detector setting on and off over stand-in sets nobody looked at, on a host with many cores (the GPU host:
-# its CPUs, Keras on JAX; ../shared/notes/gpu-host.md). One `floorwatch evaluate --csv` per set and arm, all at
-# once, each on one core. Needs .whl/ beside the checkout (the runtime wheels for the host's Python).
-#   SETS="sys:44 busy:4 def:3 wand:34" OFF="FLOORWATCH_ADAPT_SHIFTS=false" scripts/gpu_stand_ins.sh
-# sys: producers.system_streams; busy: producers.streams --benign-spikes 0.003; def: producers.streams;
-# wand: producers.streams --wandering 0.5. Results: $OUT/<kind><seed>-<on|off>.json (evaluate's report).
-# LOCAL=1 PY=.venv/bin/python to try it here.
+# Detector arms over stand-in sets nobody looked at, on a host with many cores (the GPU host: its CPUs,
+# Keras on JAX; ../shared/notes/gpu-host.md). One `floorwatch evaluate --csv` per set and arm, all at once,
+# each on one core. Needs .whl/ beside the checkout (the runtime wheels for the host's Python).
+#   SETS="sys:44 busy:4 def:3 wand:34" ARMS="on off:FLOORWATCH_ADAPT_SHIFTS=false before:@.gpu/before" \
+#       scripts/gpu_stand_ins.sh
+# An arm is NAME (this tree as it is), NAME:SETTING=VALUE (this tree with that setting) or NAME:@DIR (the tree
+# whose stream_app/ is in DIR, e.g. a previous commit's `git archive`). OFF=SETTING=VALUE alone gives the arms
+# "on off:OFF". sys: producers.system_streams; busy: producers.streams --benign-spikes 0.003; def:
+# producers.streams; wand: producers.streams --wandering 0.5. Results: $OUT/<kind><seed>-<arm>.json
+# (evaluate's report). LOCAL=1 PY=.venv/bin/python to try it here.
 set -u
 t0=$(date +%s)
+ROOT=$PWD
 PY=${PY:-python3}
+ARMS=${ARMS:-"on off:${OFF:?ARMS or OFF names the arms}"}
 [ -n "${LOCAL:-}" ] || $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD KERAS_BACKEND=${KERAS_BACKEND:-jax} JAX_PLATFORMS=cpu TF_CPP_MIN_LOG_LEVEL=3 \
+export KERAS_BACKEND=${KERAS_BACKEND:-jax} JAX_PLATFORMS=cpu TF_CPP_MIN_LOG_LEVEL=3 \
     OMP_NUM_THREADS=1 XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 echo "$(nproc --all) cores, install $(( $(date +%s) - t0 )) s"
 generate() {  # kind seed dir
@@ -24,12 +29,18 @@ generate() {  # kind seed dir
 }
 for set in $SETS; do
     kind=${set%%:*} seed=${set##*:} dir=/tmp/sets/${set/:/}
-    generate "$kind" "$seed" "$dir" || exit 1
-    for arm in on off; do
-        name=$OUT/$kind$seed-$arm
-        (if [ $arm = off ]; then export ${OFF:?OFF names the setting that turns the change off}; fi
-         $PY -m stream_app evaluate --csv "$dir" --label-column label --warmup-rows 0.15 --json > "$name.json" 2> "$name.err"
-         echo "$kind$seed $arm rc=$? at $(( $(date +%s) - t0 )) s") &
+    PYTHONPATH=/tmp/site:$ROOT generate "$kind" "$seed" "$dir" || exit 1
+    for arm in $ARMS; do
+        name=${arm%%:*} spec=${arm#*:} tree=$ROOT
+        [ "$spec" = "$arm" ] && spec=""
+        out=$OUT/$kind$seed-$name
+        (case $spec in
+            @*) tree=$ROOT/${spec#@} ;;
+            *=*) export "$spec" ;;
+         esac
+         cd "$tree" && PYTHONPATH=/tmp/site:$tree $PY -m stream_app evaluate --csv "$dir" --label-column label \
+             --warmup-rows 0.15 --json > "$out.json" 2> "$out.err"
+         echo "$kind$seed $name rc=$? at $(( $(date +%s) - t0 )) s") &
     done
 done
 wait
