@@ -146,6 +146,9 @@ class DetectionSettings(BaseModel):
     # A lone sensor's step between two readings over 1.5 times the largest it made in training (a spike, a
     # jump of a level that wanders) puts its window over the line (thresholds.jump_lines).
     check_jumps: bool = True
+    # A lone sensor's hour far from the same hour of the last days and of the same day of past weeks (a quiet
+    # weekday, a start that did not come) puts its windows over the line (pipeline/profiles.py).
+    check_hours: bool = True
     # Each device's lines and seasonal hours are saved to Redis this often and taken up by the next worker
     # to meet the device (a restart, a rebalance), so it does not warm up again (worker/adaptation.py). 0: never.
     adapt_save_s: float = Field(300.0, ge=0)

@@ -26,6 +26,7 @@ from stream_app.pipeline.lines import AdaptiveLines, LineConfig
 from stream_app.models.store import ModelBundle
 from stream_app.pipeline.reservoir import NormalReservoir, RefitConfig, RefitResult
 from stream_app.pipeline.rules import Rule
+from stream_app.pipeline.profiles import HourProfiles, ProfileConfig
 from stream_app.pipeline.seasonal import SeasonalLines, SeasonConfig
 from stream_app.pipeline.shifts import LevelShifts, ShiftConfig
 from stream_app.pipeline.scorer import Scores, WindowScorer, row_max
@@ -98,6 +99,7 @@ class _Batch:
     shift: np.ndarray  # (n, F): each feature's level shift (shifts.py), filled in round by round
     jump: np.ndarray  # (n, F): each feature's largest step between two readings, 1.0 = its jump line (or zeros)
     jump_max: np.ndarray  # (n,): judged against the jump line itself, not a device line a wandering level raised
+    hour: np.ndarray  # (n,): a lone sensor's last finished hour against the same hour before (profiles.py), or zeros
     level_max: np.ndarray
     stuck: np.ndarray  # (n, F)
     broken: np.ndarray  # (n, rules)
@@ -127,6 +129,7 @@ class DetectorConfig:
     transients: TransientConfig = TransientConfig()  # brief excursions a device keeps making (transients.py)
     shifts: ShiftConfig = ShiftConfig()  # a sensor's median against its recent medians (shifts.py)
     jumps: bool = True  # a lone sensor's step between two readings against its jump line (thresholds.jump_lines)
+    profiles: ProfileConfig = ProfileConfig()  # a lone sensor's hour against the same hour of past days and weeks
     refit: RefitConfig = RefitConfig()
     trace: bool = False  # fill Detection's per-window evaluation arrays
     # A level envelope learnt from fewer windows than this describes a few hours of one machine, not its
@@ -173,6 +176,9 @@ class Detector:
         self.transients = TransientMemory(config.transients, window=bundle.card.window)
         # Where each sensor sat lately (its window medians), by window-store slot: a step the model reconstructs.
         self.shifts = LevelShifts(config.shifts, bundle.card.window, len(self.features))
+        # A lone sensor's hours against the same hours of past days and weeks (a quiet weekday, a missed start).
+        self.profiles = HourProfiles(config.profiles)
+        self._profiling = config.profiles.enabled and len(self.features) == 1
         # The version whose calibrated line the lines are in units of (adaptation.py): kept by fine-tuned refits
         # and hot reloads, which carry the lines over; a model trained afresh (its lines relearnt) starts its own.
         self.line_basis = bundle.version
@@ -274,6 +280,7 @@ class Detector:
             self.level_lines.forget(device)
             self.transients.forget(device)
             self.season.forget(device)
+            self.profiles.forget(device)
             self.line.forget(device)
             self._episode_top.pop(device, None)
             self._long_runs.pop(device, None)
@@ -306,6 +313,7 @@ class Detector:
                 ("transients", self.transients.export(device_id)),
                 # (named "shifts" before 2026-11-27, when a sensor judged alone kept its medians: not taken up)
                 ("levels", self.shifts.export(self.windows.slot(device_id))),
+                ("hours", self.profiles.export(device_id)),
             )
             if state is not None
         }
@@ -318,8 +326,9 @@ class Detector:
         basis, parts = adaptation.unpack(state)
         if basis != self.line_basis or not self.unseen((device_id,)):
             return False
-        targets: dict[str, AdaptiveLines | SeasonalLines | TransientMemory] = {
+        targets: dict[str, AdaptiveLines | SeasonalLines | TransientMemory | HourProfiles] = {
             "model": self.model_lines, "level": self.level_lines, "season": self.season, "transients": self.transients,
+            "hours": self.profiles,
         }  # fmt: skip
         try:
             restored = [targets[name].restore(device_id, part) for name, part in parts.items() if name in targets]
@@ -359,6 +368,7 @@ class Detector:
         if same_shape:
             self.windows = old.windows
             self.shifts = old.shifts  # by the windows' slots, in the sensors' own units
+            self.profiles = old.profiles  # in the sensor's own units
             self.line.carry_over(old.line)
             self._long_runs = old._long_runs
             if old.reservoir is not None and self.reservoir is not None:
@@ -469,7 +479,7 @@ class Detector:
             jump_max = row_max(jump)
         trace = self.config.trace
         batch = _Batch(
-            devices, windows, spans, scores, model, level, np.zeros_like(level), jump, jump_max, row_max(level), stuck, broken, _row_any(stuck) | _row_any(broken),
+            devices, windows, spans, scores, model, level, np.zeros_like(level), jump, jump_max, np.zeros(n, level.dtype), row_max(level), stuck, broken, _row_any(stuck) | _row_any(broken),
             statuses=out.statuses, end_ms=end_ms, ratio=np.empty(n, np.float32), is_open=np.zeros(n, bool),
             line=np.empty(n if trace else 0, np.float32), episode=[None] * n if trace else [], opened=np.zeros(n if trace else 0, bool),
         )  # fmt: skip
@@ -506,6 +516,8 @@ class Detector:
             if shifting and shifts.changes(int(slots[i])) != read_at[k]:
                 batch.level[i], batch.level_max[i], batch.shift[i] = level_before[k], level_max_before[k], 0.0
                 self._shift_in(batch, np.array([i]))
+            if self._profiling:
+                self._hours_in(batch, np.array([i]))
             # Recorded whatever the verdict (seasonal.py: only what recurs every cycle widens a line).
             m_season, l_season = season.observe(device, spans[i][1], (float(model[i]), float(max(batch.level_max[i], batch.jump_max[i]))))
             m_line, l_line = max(model_lines.line(device), m_season), max(level_lines.line(device), l_season)
@@ -539,6 +551,15 @@ class Detector:
             b.level[members] = level = np.maximum(b.level[members], shift)
             b.level_max[members] = row_max(level)
 
+    def _hours_in(self, b: _Batch, members: np.ndarray) -> None:
+        """Record the newest readings of windows of distinct devices in their hour profiles and put each
+        device's last finished hour's verdict into the level verdict (profiles.py; one sensor)."""
+        hour = self.profiles.observe_many([b.devices[k] for k in members.tolist()], b.end_ms[members], b.windows[members, -1, 0])
+        b.hour[members] = hour
+        level = np.maximum(b.level[members, 0], hour)
+        b.level[members, 0] = level
+        b.level_max[members] = level
+
     def _shift_out(self, b: _Batch, members: np.ndarray) -> None:
         """Once judged, their devices keep the medians of those under the line and outside an episode."""
         quiet = ~b.is_open[members] & (b.ratio[members] <= 1.0)
@@ -554,6 +575,8 @@ class Detector:
         devices = [b.devices[k] for k in members.tolist()]
         m_slots, l_slots = model_lines.slots(devices), level_lines.slots(devices)
         m_before, l_before, learning_before = self._lines_before(m_slots, l_slots)
+        if self._profiling:
+            self._hours_in(b, members)
         model, level_max = b.model[members], b.level_max[members]
         # A jump is seen by the seasonal lines in the level channel (a step at the same hour every day is a
         # schedule: idle to work) and judged against its own line, widened only by what recurs at that hour.
@@ -654,8 +677,10 @@ class Detector:
             checks += [(f"stuck:{self.features[j]}", self.features[j]) for j in np.flatnonzero(stuck)]
             over = b.level[i] / l_line > 1.0
             shifted = over & (b.shift[i] >= b.level[i])  # (the shift is what put it over)
-            checks += [(f"level:{self.features[j]}", self.features[j]) for j in np.flatnonzero(over & ~shifted)]
+            hourly = over & ~shifted & (b.hour[i] >= b.level[i])  # (or the hour against the same hour before)
+            checks += [(f"level:{self.features[j]}", self.features[j]) for j in np.flatnonzero(over & ~shifted & ~hourly)]
             checks += [(f"shift:{self.features[j]}", self.features[j]) for j in np.flatnonzero(shifted)]
+            checks += [(f"hour:{self.features[j]}", self.features[j]) for j in np.flatnonzero(hourly)]
             checks += [(f"jump:{self.features[j]}", self.features[j]) for j in np.flatnonzero(b.jump[i] > j_line)]
             b.alerts.append((i, self._alert(device, b.spans[i], b.scores, i, m_line, float(r), checks, transition)))
         if open_now and checked:  # after this window's transitions: an opening starts a fresh note

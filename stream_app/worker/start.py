@@ -13,6 +13,7 @@ from stream_app.pipeline.cold_start import ColdStartConfig, Learner
 from stream_app.pipeline.detector import Detector, DetectorConfig
 from stream_app.pipeline.episodes import EpisodeRule
 from stream_app.pipeline.lines import LineConfig
+from stream_app.pipeline.profiles import ProfileConfig
 from stream_app.pipeline.reservoir import RefitConfig
 from stream_app.pipeline.seasonal import SeasonConfig
 from stream_app.pipeline.shifts import ShiftConfig
@@ -120,6 +121,7 @@ def detector_config(detection: DetectionSettings, episodes: EpisodeSettings) -> 
             enabled=detection.adapt_shifts, relative_max_features=ShiftConfig().relative_max_features if detection.adapt_shift_relative else 0
         ),
         jumps=detection.check_jumps,
+        profiles=ProfileConfig(enabled=detection.check_hours),
         refit=RefitConfig(
             enabled=detection.refit, min_interval_s=detection.refit_min_interval_s, every_windows=detection.refit_every_windows
         ),

@@ -75,8 +75,9 @@ def openings(d: Detector, xs: np.ndarray, batch: int = 16, every_s: int = 1) -> 
     from ``T0``) ``batch`` readings at a time: (reading index, check failures) of each alert that opened an episode."""
     readings = [Reading(device_id="d", ts=T0 + i * every_s * 1000, values={"x": float(x)}) for i, x in enumerate(xs[:, 0])]
     out = []
+    now_ms = T0 + max(10**9, len(readings) * every_s * 1000)  # (no reading is in the future)
     for k in range(0, len(readings), batch):
-        for alert in d.process(readings[k : k + batch], now_ms=T0 + 10**9).alerts:
+        for alert in d.process(readings[k : k + batch], now_ms=now_ms).alerts:
             if alert.episode.state == "open":
                 at = (int(np.datetime64(alert.window_end[:-1], "ms").astype(np.int64)) - T0) // (every_s * 1000)
                 out.append((at, alert.check_failures))

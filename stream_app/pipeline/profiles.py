@@ -1,0 +1,227 @@
+"""Hour profiles: a lone sensor's hour against the same hour of past days and of past weeks.
+
+A street's traffic on a public holiday, a line that did not start its shift, a quiet day: every reading is
+one the sensor often reads, at another hour or on another day, so no check of a window alone sees it; what
+is wrong is *when*. ``HourProfiles`` keeps, per device, the mean reading of each hour of the last two weeks
+(of the stream's time, UTC). When an hour is over, its distance to normal for that hour is the **smaller**
+of two: to the median of the same hour on the last three days, and to the same hour of the week one and two
+weeks back (their median where both are kept). So a Saturday like the last Saturdays is not far whatever
+Friday did, and a day like the days before it is not far in a stream that has no week; a weekday shaped
+like a Sunday is far from both.
+
+A device's line is ``margin`` times the 0.99 quantile of its distances over the last two weeks' hours (those
+under the line), so the check first judges after about ten days of a device's history (a week back to
+compare with, then three days of distances), and an hour that is over its line does not teach it. The line
+is never under ``spread`` times the typical scatter of readings within an hour (their sd, the median over
+those hours): an hour's mean is steady, so without it a lasting move of the level by two noise sd (a new
+load, a regime) would be far from the days before for a day or two. A device's verdict (1.0 = its line) is
+its last finished hour's and holds until the next one is over. The line is recomputed once a day of a
+device's hours (a quantile over two weeks of hours, per hour, was most of the check's cost).
+Models of one sensor only, as the level shifts (shifts.py): several sensors are left to the model.
+
+State: per device two weeks of hour means, of distances and of scatters, ~5.4 KB, in memory and saved to
+Redis with the lines (``export``, adaptation.py).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+HOUR_MS = 3_600_000
+# A device's exported state (``export``): ring and history lengths, the hour accumulating, its readings,
+# their sum and sum of squares, the current verdict, how many distances were kept, the line and when it was
+# computed; then the ring's means
+# (float32) and hours (int32), the distances and the scatters (float32).
+_HEAD = struct.Struct("<qqqqdddqdq")
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileConfig:
+    enabled: bool = True
+    days: int = 3  # the daily reference: the median of the same hour on each of this many past days
+    weeks: int = 2  # the weekly reference: the same hour of the week this many weeks back (at least the last)
+    history_h: int = 336  # hours of distances the line is learnt from
+    min_history_h: int = 72  # distances before a device's line is trusted
+    quantile: float = 0.99
+    margin: float = 1.5
+    spread: float = 4.0  # the line is at least this x the readings' typical sd within an hour
+    relearn_h: int = 24  # hours between two computations of a device's line
+
+
+class HourProfiles:
+    """Per device: its last hours' mean readings and how far each finished hour was from the same hour before."""
+
+    def __init__(self, config: ProfileConfig = ProfileConfig()) -> None:
+        self.config = config
+        self._ring = max(24 * config.days, 168 * config.weeks)  # hours kept (h - ring is read before h is kept)
+        self._daily = [24 * k for k in range(1, config.days + 1)]
+        self._weekly = [168 * k for k in range(1, config.weeks + 1)]
+        self._slots: dict[str, int] = {}
+        self._free: list[int] = []
+        self._means = np.zeros((0, self._ring), np.float32)
+        self._hour_of = np.zeros((0, self._ring), np.int32)
+        self._dist = np.zeros((0, config.history_h), np.float32)
+        self._spread = np.zeros((0, config.history_h), np.float32)  # each kept hour's sd of readings (NaN: one reading)
+        # Per slot, as Python lists: read and written once a window, where numpy scalars cost more.
+        self._hour: list[int] = []
+        self._n: list[int] = []
+        self._sum: list[float] = []
+        self._sumsq: list[float] = []
+        self._ratio: list[float] = []
+        self._kept: list[int] = []  # distances kept so far (the next goes to kept % history_h)
+        self._line: list[float] = []  # the device's line in its sensor's units (0.0: none yet)
+        self._line_at: list[int] = []  # ``kept`` when the line was last computed
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def observe(self, device_id: str, end_ms: int, value: float) -> float:
+        """Record a window's newest reading; returns the device's verdict (1.0 = its line; 0.0 until it has one)."""
+        if not self.config.enabled:
+            return 0.0
+        hour = end_ms // HOUR_MS
+        slot = self._slots.get(device_id)
+        if slot is None:
+            slot = self._add(device_id, hour)
+        elif hour != self._hour[slot]:
+            if hour < self._hour[slot]:  # (the detector refuses readings out of order; be safe anyway)
+                return self._ratio[slot]
+            self._close(slot)
+            self._hour[slot] = hour
+        if math.isfinite(value):
+            self._n[slot] += 1
+            self._sum[slot] += value
+            self._sumsq[slot] += value * value
+        return self._ratio[slot]
+
+    def observe_many(self, device_ids: list[str], end_ms: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """``observe`` for windows of distinct devices (or one device's, in order): their verdicts, float32."""
+        observe = self.observe
+        return np.array([observe(d, e, v) for d, e, v in zip(device_ids, end_ms.tolist(), values.tolist())], np.float32)
+
+    def export(self, device_id: str) -> bytes | None:
+        """The device's state as bytes (None for a device never seen), for ``restore`` in another worker."""
+        slot = self._slots.get(device_id)
+        if slot is None:
+            return None
+        head = _HEAD.pack(
+            self._ring, self.config.history_h, self._hour[slot], self._n[slot], self._sum[slot], self._sumsq[slot],
+            self._ratio[slot], self._kept[slot], self._line[slot], self._line_at[slot],
+        )  # fmt: skip
+        return b"".join((
+            head, self._means[slot].astype("<f4").tobytes(), self._hour_of[slot].astype("<i4").tobytes(),
+            self._dist[slot].astype("<f4").tobytes(), self._spread[slot].astype("<f4").tobytes(),
+        ))  # fmt: skip
+
+    def restore(self, device_id: str, state: bytes) -> bool:
+        """Take up an ``export``ed state for a device this instance has not met (False, unchanged, for one it
+        has, or for a state kept with other lengths). Raises ValueError for bytes that are not one."""
+        if device_id in self._slots or not self.config.enabled:
+            return False
+        if len(state) < _HEAD.size:
+            raise ValueError(f"not an hour profile ({len(state)} bytes)")
+        ring, history, hour, n, total, squares, ratio, kept, line, line_at = _HEAD.unpack_from(state)
+        if (ring, history) != (self._ring, self.config.history_h):
+            return False
+        if len(state) != _HEAD.size + 8 * ring + 8 * history or n < 0 or kept < 0:
+            raise ValueError("not an hour profile (inconsistent fields)")
+        at = _HEAD.size
+        slot = self._add(device_id, hour)
+        self._means[slot] = np.frombuffer(state, "<f4", ring, at)
+        self._hour_of[slot] = np.frombuffer(state, "<i4", ring, at + 4 * ring)
+        self._dist[slot] = np.frombuffer(state, "<f4", history, at + 8 * ring)
+        self._spread[slot] = np.frombuffer(state, "<f4", history, at + 8 * ring + 4 * history)
+        self._n[slot], self._sum[slot], self._sumsq[slot], self._ratio[slot], self._kept[slot] = n, total, squares, ratio, kept
+        self._line[slot], self._line_at[slot] = line, line_at
+        return True
+
+    def forget(self, device_id: str) -> None:
+        slot = self._slots.pop(device_id, None)
+        if slot is not None:
+            self._free.append(slot)
+
+    def _close(self, slot: int) -> None:
+        """The accumulated hour is over: judge it against the same hour before, then keep its mean."""
+        n, hour, total, squares = self._n[slot], self._hour[slot], self._sum[slot], self._sumsq[slot]
+        self._n[slot], self._sum[slot], self._sumsq[slot] = 0, 0.0, 0.0
+        if not n:
+            self._ratio[slot] = 0.0
+            return
+        mean = total / n
+        distance = self._distance(slot, hour, mean)
+        ratio = 0.0
+        if distance is not None:
+            config = self.config
+            kept = self._kept[slot]
+            if kept >= max(1, config.min_history_h) and (not self._line[slot] or kept - self._line_at[slot] >= config.relearn_h):
+                self._relearn(slot)
+            line = self._line[slot]
+            ratio = distance / line if line > 0 else 0.0  # (none yet, or a sensor that never moved: no scale)
+            if ratio <= 1.0:  # an hour over its line does not teach the line
+                at = kept % config.history_h
+                self._dist[slot, at] = distance
+                # (one reading an hour has no scatter: its hour means' distances already hold the noise)
+                self._spread[slot, at] = math.sqrt(max(squares / n - mean * mean, 0.0)) if n > 1 else math.nan
+                self._kept[slot] = kept + 1
+        self._ratio[slot] = ratio
+        at = hour % self._ring
+        self._means[slot, at], self._hour_of[slot, at] = mean, hour
+
+    def _relearn(self, slot: int) -> None:
+        """The device's line from its kept hours: ``margin`` x their distances' quantile, at least ``spread`` x
+        their median scatter."""
+        config = self.config
+        kept = min(self._kept[slot], config.history_h)
+        line = config.margin * float(np.quantile(self._dist[slot, :kept], config.quantile))
+        spreads = self._spread[slot, :kept]
+        spreads = spreads[~np.isnan(spreads)]
+        if len(spreads):
+            line = max(line, config.spread * float(np.median(spreads)))
+        self._line[slot], self._line_at[slot] = line, self._kept[slot]
+
+    def _distance(self, slot: int, hour: int, mean: float) -> float | None:
+        """The hour's distance to the same hour of past days and of past weeks (the nearer); None until both are known."""
+        daily = self._reference(slot, hour, self._daily, need_all=True)
+        weekly = self._reference(slot, hour, self._weekly, need_all=False)
+        if daily is None or weekly is None:
+            return None
+        return min(abs(mean - daily), abs(mean - weekly))
+
+    def _reference(self, slot: int, hour: int, back: list[int], *, need_all: bool) -> float | None:
+        """The median mean of the hours ``back`` from ``hour`` (the first must be kept; all, with ``need_all``)."""
+        hour_of, means, ring = self._hour_of[slot], self._means[slot], self._ring
+        found = [float(means[(hour - b) % ring]) for b in back if hour_of[(hour - b) % ring] == hour - b]
+        if not found or hour_of[(hour - back[0]) % ring] != hour - back[0] or (need_all and len(found) < len(back)):
+            return None
+        found.sort()
+        k = len(found)
+        return found[k // 2] if k % 2 else (found[k // 2 - 1] + found[k // 2]) / 2
+
+    def _add(self, device_id: str, hour: int) -> int:
+        if self._free:
+            slot = self._free.pop()
+        else:
+            slot = len(self._hour)
+            if slot == len(self._means):
+                grow = max(16, len(self._means) // 2)  # by half: a fleet's worth of slack, not twice it
+                self._means = np.concatenate([self._means, np.zeros((grow, self._ring), np.float32)])
+                self._hour_of = np.concatenate([self._hour_of, np.full((grow, self._ring), -1, np.int32)])
+                self._dist = np.concatenate([self._dist, np.zeros((grow, self.config.history_h), np.float32)])
+                self._spread = np.concatenate([self._spread, np.zeros((grow, self.config.history_h), np.float32)])
+            self._hour.append(0)
+            self._n.append(0)
+            self._sum.append(0.0)
+            self._sumsq.append(0.0)
+            self._ratio.append(0.0)
+            self._kept.append(0)
+            self._line.append(0.0)
+            self._line_at.append(0)
+        self._slots[device_id] = slot
+        self._hour_of[slot] = -1
+        self._hour[slot], self._n[slot], self._sum[slot], self._sumsq[slot], self._ratio[slot], self._kept[slot] = hour, 0, 0.0, 0.0, 0.0, 0
+        self._line[slot], self._line_at[slot] = 0.0, 0
+        return slot

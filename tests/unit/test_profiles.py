@@ -1,0 +1,131 @@
+"""A lone sensor's hour against the same hour of past days and weeks (pipeline/profiles.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream_app.pipeline.detector import Detector, DetectorConfig
+from stream_app.pipeline.episodes import EpisodeRule
+from stream_app.pipeline.lines import LineConfig
+from stream_app.pipeline.profiles import HOUR_MS, HourProfiles, ProfileConfig
+from stream_app.pipeline.shifts import ShiftConfig
+from stream_app.pipeline.transients import TransientConfig
+from tests.support.builders import T0, MaxScorer, bundle, openings
+from tests.support.builders import detector as build_detector
+
+EVERY_S = 600
+DAY = 86_400 // EVERY_S  # readings a day
+
+
+def shifts(days: int, *, seed: int = 0, odd_day: int | None = None) -> np.ndarray:
+    """A day shift (busy 8:00-18:00), lighter at weekends, with noise: (readings, 1). On ``odd_day`` (a
+    weekday) the shift never starts."""
+    t_s = T0 // 1000 + np.arange(days * DAY) * EVERY_S
+    hour = (t_s % 86_400) / 3600
+    weekend = (t_s // 86_400 + 3) % 7 >= 5  # (1970-01-01 was a Thursday)
+    busy = (hour >= 8) & (hour < 18)
+    x = 10.0 + np.where(busy, np.where(weekend, 20.0, 40.0), 0.0)
+    x += np.random.default_rng(seed).normal(0, 1.0, len(x))
+    if odd_day is not None:
+        assert not weekend[odd_day * DAY + DAY // 2], "the odd day must be a weekday"
+        day = slice(odd_day * DAY, (odd_day + 1) * DAY)
+        x[day] = 10.0 + np.random.default_rng(seed + 1).normal(0, 1.0, DAY)
+    return x[:, None]
+
+
+def detector(*, hours: bool = True) -> Detector:
+    """A model blind to the level (its error a thousandth of the window's largest value), no level envelope."""
+    config = DetectorConfig(
+        max_gap_ms=2 * EVERY_S * 1000,
+        rule=EpisodeRule(open_after=3, close_after=5, close_ratio=0.8),
+        lines=LineConfig(history=32, block=2, warmup=4),
+        shifts=ShiftConfig(enabled=False),
+        transients=TransientConfig(enabled=False),
+        profiles=ProfileConfig(enabled=hours),
+    )
+    return build_detector(bundle(["x"], window=5), config, scorer=MaxScorer(gain=1e-3, max_batch=64))
+
+
+def verdicts(profiles: HourProfiles, xs: np.ndarray, device: str = "d") -> np.ndarray:
+    return np.array([profiles.observe(device, T0 + i * EVERY_S * 1000, float(x)) for i, x in enumerate(xs[:, 0])])
+
+
+def test_a_day_whose_shift_never_starts_is_far_from_the_same_hours_before() -> None:
+    xs = shifts(24, odd_day=20)
+    r = verdicts(HourProfiles(), xs)
+    assert (r[: 10 * DAY] == 0.0).all()  # a week back and three days of distances first: no line yet
+    odd = slice(20 * DAY, 21 * DAY)
+    assert r[odd].max() > 3.0
+    assert r[: 20 * DAY].max() <= 1.0 and r[21 * DAY + DAY // 4 :].max() <= 1.0  # weekends included
+
+
+def test_weekends_are_normal_once_a_week_back_is_kept() -> None:
+    """The nearer of the two references: a Saturday is far from Friday but not from last Saturday."""
+    r = verdicts(HourProfiles(), shifts(21))  # (it starts on a Wednesday: days 3-4, 10-11 and 17-18 are weekends)
+    assert r[10 * DAY :].max() > 0.0 and r.max() <= 1.0
+    early = verdicts(HourProfiles(ProfileConfig(min_history_h=0)), shifts(21))
+    assert early[7 * DAY :].max() > 0.0  # judged as soon as a week back is kept (no history asked for)
+
+
+def test_a_lasting_move_of_two_noise_sd_is_not_far() -> None:
+    """An hour's mean is steady: without the floor (the readings' scatter within an hour) a new load level
+    would be far from the days before until the daily median caught up."""
+    xs = shifts(24)
+    xs[15 * DAY + 30 :] += 2.0  # (the noise sd is 1.0)
+    assert verdicts(HourProfiles(), xs).max() <= 1.0
+    assert verdicts(HourProfiles(ProfileConfig(spread=0.0)), xs).max() > 1.0
+
+
+def test_the_state_goes_to_another_worker() -> None:
+    xs = shifts(24, odd_day=20)
+    first, second = HourProfiles(), HourProfiles()
+    verdicts(first, xs[: 15 * DAY])
+    state = first.export("d")
+    assert state is not None and len(state) < 6_000
+    assert second.restore("d", state) and not second.restore("d", state)  # (only for a device it has not met)
+    rest = xs[15 * DAY :]
+    later = [T0 + (15 * DAY + i) * EVERY_S * 1000 for i in range(len(rest))]
+    a = [first.observe("d", t, float(x)) for t, x in zip(later, rest[:, 0])]
+    b = [second.observe("d", t, float(x)) for t, x in zip(later, rest[:, 0])]
+    assert a == b and max(a) > 3.0
+    with pytest.raises(ValueError):
+        HourProfiles().restore("e", state[:-4])
+    assert first.export("nobody") is None
+
+
+def test_the_detector_opens_an_hour_episode_on_that_day_only() -> None:
+    xs = shifts(24, odd_day=20)
+    opened = openings(detector(), xs, every_s=EVERY_S)
+    assert opened and all(20 * DAY <= at < 21 * DAY + DAY // 4 for at, _ in opened)
+    assert opened[0][1] == ["hour:x"]
+    assert openings(detector(hours=False), xs, every_s=EVERY_S) == []  # the blind model alone sees nothing
+
+
+def test_a_worker_saves_the_profile_with_the_lines() -> None:
+    from stream_app.pipeline import adaptation
+
+    first, xs = detector(), shifts(12)
+    openings(first, xs, every_s=EVERY_S)
+    state = first.export_state("d")
+    assert state is not None and "hours" in adaptation.unpack(state)[1]
+    second = detector()
+    assert second.restore_state("d", state)
+    assert second.profiles.export("d") == first.profiles.export("d")
+
+
+def test_models_of_several_sensors_keep_no_profile() -> None:
+    d = build_detector(bundle(["x", "y"], window=5), DetectorConfig(max_gap_ms=2 * EVERY_S * 1000))
+    assert d._profiling is False
+    assert HOUR_MS == 3_600_000
+
+
+def test_the_setting_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stream_app.config.settings import Settings
+    from stream_app.worker.start import detector_config
+
+    settings = Settings()
+    assert detector_config(settings.detection, settings.episodes).profiles.enabled is True
+    monkeypatch.setenv("FLOORWATCH_CHECK_HOURS", "false")
+    settings = Settings()
+    assert detector_config(settings.detection, settings.episodes).profiles.enabled is False
