@@ -2,8 +2,9 @@
 
 A street's traffic on a public holiday, a line that did not start its shift, a quiet day: every reading is
 one the sensor often reads, at another hour or on another day, so no check of a window alone sees it; what
-is wrong is *when*. ``HourProfiles`` keeps, per device, the mean reading of each hour of the last two weeks
-(of the stream's time, UTC). When an hour is over, its distance to normal for that hour is the **smaller**
+is wrong is *when*. ``HourProfiles`` keeps, per device, the median reading of each hour of the last two
+weeks (of the stream's time, UTC; the median of up to 32 readings spread over the hour, so a burst of a few
+readings, which busy streams make every day, does not move it). When an hour is over, its distance to normal for that hour is the **smaller**
 of two: to the median of the same hour on the last three days, and to the same hour of the week one and two
 weeks back (their median where both are kept). So a Saturday like the last Saturdays is not far whatever
 Friday did, and a day like the days before it is not far in a stream that has no week; a weekday shaped
@@ -13,14 +14,14 @@ A device's line is ``margin`` times the 0.99 quantile of its distances over the 
 under the line), so the check first judges after about ten days of a device's history (a week back to
 compare with, then three days of distances), and an hour that is over its line does not teach it. The line
 is never under ``spread`` times the typical scatter of readings within an hour (their sd, the median over
-those hours): an hour's mean is steady, so without it a lasting move of the level by two noise sd (a new
+those hours): an hour's median is steady, so without it a lasting move of the level by two noise sd (a new
 load, a regime) would be far from the days before for a day or two. A device's verdict (1.0 = its line) is
 its last finished hour's and holds until the next one is over. The line is recomputed once a day of a
 device's hours (a quantile over two weeks of hours, per hour, was most of the check's cost).
 Models of one sensor only, as the level shifts (shifts.py): several sensors are left to the model.
 
-State: per device two weeks of hour means, of distances and of scatters, ~5.4 KB, in memory and saved to
-Redis with the lines (``export``, adaptation.py).
+State: per device two weeks of hour medians, of distances and of scatters, and the current hour's sample,
+~5.5 KB, in memory and saved to Redis with the lines (``export``, adaptation.py).
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ from dataclasses import dataclass
 import numpy as np
 
 HOUR_MS = 3_600_000
-# A device's exported state (``export``): ring and history lengths, the hour accumulating, its readings,
-# their sum and sum of squares, the current verdict, how many distances were kept, the line and when it was
-# computed; then the ring's means
-# (float32) and hours (int32), the distances and the scatters (float32).
-_HEAD = struct.Struct("<qqqqdddqdq")
+SAMPLE = 32  # readings of an hour kept for its median: every reading, then every 2nd, 4th... once full
+# A device's exported state (``export``): ring and history lengths, the hour accumulating, its sample's size,
+# stride and readings to skip, the current verdict, how many distances were kept, the line and when it was
+# computed; then the sample (float64, SAMPLE: the readings as read), the ring's medians (float32) and hours (int32), the distances
+# and the scatters (float32).
+_HEAD = struct.Struct("<qqqqqqdqdq")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +70,9 @@ class HourProfiles:
         self._spread = np.zeros((0, config.history_h), np.float32)  # each kept hour's sd of readings (NaN: one reading)
         # Per slot, as Python lists: read and written once a window, where numpy scalars cost more.
         self._hour: list[int] = []
-        self._n: list[int] = []
-        self._sum: list[float] = []
-        self._sumsq: list[float] = []
+        self._sample: list[list[float]] = []  # the hour's readings kept (every ``stride``-th)
+        self._stride: list[int] = []
+        self._skip: list[int] = []  # readings to pass over before the next is kept
         self._ratio: list[float] = []
         self._kept: list[int] = []  # distances kept so far (the next goes to kept % history_h)
         self._line: list[float] = []  # the device's line in its sensor's units (0.0: none yet)
@@ -93,9 +95,16 @@ class HourProfiles:
             self._close(slot)
             self._hour[slot] = hour
         if math.isfinite(value):
-            self._n[slot] += 1
-            self._sum[slot] += value
-            self._sumsq[slot] += value * value
+            if self._skip[slot]:
+                self._skip[slot] -= 1
+            else:
+                sample = self._sample[slot]
+                sample.append(value)
+                self._skip[slot] = self._stride[slot] - 1
+                if len(sample) == SAMPLE:  # full: keep every other one, and from now on every other reading
+                    del sample[1::2]
+                    self._stride[slot] *= 2
+                    self._skip[slot] = self._stride[slot] - 1
         return self._ratio[slot]
 
     def observe_many(self, device_ids: list[str], end_ms: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -108,12 +117,13 @@ class HourProfiles:
         slot = self._slots.get(device_id)
         if slot is None:
             return None
+        sample = self._sample[slot]
         head = _HEAD.pack(
-            self._ring, self.config.history_h, self._hour[slot], self._n[slot], self._sum[slot], self._sumsq[slot],
+            self._ring, self.config.history_h, self._hour[slot], len(sample), self._stride[slot], self._skip[slot],
             self._ratio[slot], self._kept[slot], self._line[slot], self._line_at[slot],
         )  # fmt: skip
         return b"".join((
-            head, self._means[slot].astype("<f4").tobytes(), self._hour_of[slot].astype("<i4").tobytes(),
+            head, np.array(sample + [0.0] * (SAMPLE - len(sample)), "<f8").tobytes(), self._means[slot].astype("<f4").tobytes(), self._hour_of[slot].astype("<i4").tobytes(),
             self._dist[slot].astype("<f4").tobytes(), self._spread[slot].astype("<f4").tobytes(),
         ))  # fmt: skip
 
@@ -124,19 +134,20 @@ class HourProfiles:
             return False
         if len(state) < _HEAD.size:
             raise ValueError(f"not an hour profile ({len(state)} bytes)")
-        ring, history, hour, n, total, squares, ratio, kept, line, line_at = _HEAD.unpack_from(state)
+        ring, history, hour, n, stride, skip, ratio, kept, line, line_at = _HEAD.unpack_from(state)
         if (ring, history) != (self._ring, self.config.history_h):
             return False
-        if len(state) != _HEAD.size + 8 * ring + 8 * history or n < 0 or kept < 0:
+        if len(state) != _HEAD.size + 8 * SAMPLE + 8 * ring + 8 * history or not 0 <= n < SAMPLE or kept < 0 or stride < 1:
             raise ValueError("not an hour profile (inconsistent fields)")
-        at = _HEAD.size
         slot = self._add(device_id, hour)
+        self._sample[slot] = np.frombuffer(state, "<f8", n, _HEAD.size).tolist()
+        self._stride[slot], self._skip[slot] = stride, skip
+        at = _HEAD.size + 8 * SAMPLE
         self._means[slot] = np.frombuffer(state, "<f4", ring, at)
         self._hour_of[slot] = np.frombuffer(state, "<i4", ring, at + 4 * ring)
         self._dist[slot] = np.frombuffer(state, "<f4", history, at + 8 * ring)
         self._spread[slot] = np.frombuffer(state, "<f4", history, at + 8 * ring + 4 * history)
-        self._n[slot], self._sum[slot], self._sumsq[slot], self._ratio[slot], self._kept[slot] = n, total, squares, ratio, kept
-        self._line[slot], self._line_at[slot] = line, line_at
+        self._ratio[slot], self._kept[slot], self._line[slot], self._line_at[slot] = ratio, kept, line, line_at
         return True
 
     def forget(self, device_id: str) -> None:
@@ -146,12 +157,14 @@ class HourProfiles:
 
     def _close(self, slot: int) -> None:
         """The accumulated hour is over: judge it against the same hour before, then keep its mean."""
-        n, hour, total, squares = self._n[slot], self._hour[slot], self._sum[slot], self._sumsq[slot]
-        self._n[slot], self._sum[slot], self._sumsq[slot] = 0, 0.0, 0.0
+        sample, hour = self._sample[slot], self._hour[slot]
+        self._sample[slot], self._stride[slot], self._skip[slot] = [], 1, 0
+        n = len(sample)
         if not n:
             self._ratio[slot] = 0.0
             return
-        mean = total / n
+        sample.sort()
+        mean = sample[n // 2] if n % 2 else (sample[n // 2 - 1] + sample[n // 2]) / 2  # (the hour's median)
         distance = self._distance(slot, hour, mean)
         ratio = 0.0
         if distance is not None:
@@ -165,7 +178,7 @@ class HourProfiles:
                 at = kept % config.history_h
                 self._dist[slot, at] = distance
                 # (one reading an hour has no scatter: its hour means' distances already hold the noise)
-                self._spread[slot, at] = math.sqrt(max(squares / n - mean * mean, 0.0)) if n > 1 else math.nan
+                self._spread[slot, at] = _sd(sample) if n > 1 else math.nan
                 self._kept[slot] = kept + 1
         self._ratio[slot] = ratio
         at = hour % self._ring
@@ -213,15 +226,22 @@ class HourProfiles:
                 self._dist = np.concatenate([self._dist, np.zeros((grow, self.config.history_h), np.float32)])
                 self._spread = np.concatenate([self._spread, np.zeros((grow, self.config.history_h), np.float32)])
             self._hour.append(0)
-            self._n.append(0)
-            self._sum.append(0.0)
-            self._sumsq.append(0.0)
+            self._sample.append([])
+            self._stride.append(1)
+            self._skip.append(0)
             self._ratio.append(0.0)
             self._kept.append(0)
             self._line.append(0.0)
             self._line_at.append(0)
         self._slots[device_id] = slot
         self._hour_of[slot] = -1
-        self._hour[slot], self._n[slot], self._sum[slot], self._sumsq[slot], self._ratio[slot], self._kept[slot] = hour, 0, 0.0, 0.0, 0.0, 0
+        self._hour[slot], self._sample[slot], self._stride[slot], self._skip[slot] = hour, [], 1, 0
+        self._ratio[slot], self._kept[slot] = 0.0, 0
         self._line[slot], self._line_at[slot] = 0.0, 0
         return slot
+
+
+def _sd(values: list[float]) -> float:
+    """The standard deviation of a few values (plain floats: faster than numpy for 32)."""
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))

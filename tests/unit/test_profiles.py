@@ -77,6 +77,16 @@ def test_a_lasting_move_of_two_noise_sd_is_not_far() -> None:
     assert verdicts(HourProfiles(ProfileConfig(spread=0.0)), xs).max() > 1.0
 
 
+def test_a_burst_of_a_few_readings_does_not_move_its_hour() -> None:
+    """Busy streams burst for a few readings now and then: the hour's median, not its mean, is compared."""
+    xs = shifts(24)
+    hours = np.random.default_rng(5).choice(np.arange(12 * 24, 24 * 24 - 1), 30, replace=False)
+    for hour in hours:  # (the readings start 6:40 past an hour: a reading at +2 is inside the hour)
+        at = int(hour) * 6 + 2
+        xs[at : at + 2] += 60.0  # two readings of a six-reading hour, at 2-7x the level, after the line is learnt
+    assert verdicts(HourProfiles(), xs).max() <= 1.0
+
+
 def test_the_state_goes_to_another_worker() -> None:
     xs = shifts(24, odd_day=20)
     first, second = HourProfiles(), HourProfiles()
