@@ -23,13 +23,12 @@ deterministic; ``streams.json`` in OUT_DIR lists each file's parameters and labe
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel
 
-from producers.streams import START, Anomaly, write_csv
+from producers.streams import START, Anomaly, write_set
 
 KINDS = ("quiet_day", "holiday", "night_surge", "missing_rise", "flat", "shifted_day")
 INTERVALS_S = (300, 600, 1800, 3600)
@@ -110,15 +109,7 @@ def generate(index: int, rng: np.random.Generator) -> tuple[SeasonalStreamSpec, 
 
 def write_seasonal_streams(out: Path, files: int, seed: int) -> list[SeasonalStreamSpec]:
     """Write ``files`` streams and ``streams.json`` into ``out``; the same seed writes the same bytes."""
-    out.mkdir(parents=True, exist_ok=True)
-    specs = []
-    for index, child in enumerate(np.random.SeedSequence(seed).spawn(files)):
-        spec, t, x, labels = generate(index, np.random.default_rng(child))
-        write_csv(out / spec.file, t, x, labels)
-        specs.append(spec)
-    manifest = {"seed": seed, "files": [s.model_dump() for s in specs]}
-    (out / "streams.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    return specs
+    return write_set(out, files, seed, generate)
 
 
 def main(argv: list[str] | None = None) -> None:

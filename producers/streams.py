@@ -30,8 +30,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Callable
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from pydantic import BaseModel
@@ -166,17 +169,36 @@ def write_csv(path: Path, t: np.ndarray, x: np.ndarray, labels: np.ndarray) -> N
     path.write_text("\n".join(lines) + "\n")
 
 
-def write_streams(out: Path, files: int, seed: int, *, benign_spikes: float = 0.0, wandering: float = 0.0) -> list[StreamSpec]:
-    """Write ``files`` streams and ``streams.json`` into ``out``; the same seed writes the same bytes."""
+class _Spec(Protocol):
+    file: str
+
+    def model_dump(self) -> dict[str, Any]: ...
+
+
+SpecT = TypeVar("SpecT", bound=_Spec)
+Generated = tuple[SpecT, np.ndarray, np.ndarray, np.ndarray]  # spec, epoch-second times, values, labels
+
+
+def write_set(
+    out: Path, files: int, seed: int, generate_one: Callable[[int, np.random.Generator], Generated[SpecT]], **settings: Any
+) -> list[SpecT]:
+    """Write ``files`` streams of a generator and ``streams.json`` (the seed, ``settings`` and each file's spec)
+    into ``out``; each file has a random stream of its own, spawned from ``seed``: the same seed, the same bytes."""
     out.mkdir(parents=True, exist_ok=True)
     specs = []
     for index, child in enumerate(np.random.SeedSequence(seed).spawn(files)):
-        spec, t, x, labels = generate(index, np.random.default_rng(child), benign_spikes=benign_spikes, wandering=wandering)
+        spec, t, x, labels = generate_one(index, np.random.default_rng(child))
         write_csv(out / spec.file, t, x, labels)
         specs.append(spec)
-    manifest = {"seed": seed, "benign_spikes": benign_spikes, "wandering": wandering, "files": [s.model_dump() for s in specs]}
+    manifest = {"seed": seed, **settings, "files": [s.model_dump() for s in specs]}
     (out / "streams.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return specs
+
+
+def write_streams(out: Path, files: int, seed: int, *, benign_spikes: float = 0.0, wandering: float = 0.0) -> list[StreamSpec]:
+    """Write ``files`` streams and ``streams.json`` into ``out``; the same seed writes the same bytes."""
+    one = partial(generate, benign_spikes=benign_spikes, wandering=wandering)
+    return write_set(out, files, seed, one, benign_spikes=benign_spikes, wandering=wandering)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,14 +24,13 @@ OUT_DIR lists each file's kind and labelled spans.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel
 
-from producers.streams import START, Anomaly, write_csv
+from producers.streams import START, Anomaly, write_set
 
 KINDS = ("requests", "sparse", "bytes", "cpu", "heavy", "latency")
 ANOMALY_KINDS = {  # the faults each kind of stream has
@@ -152,15 +151,7 @@ def generate(index: int, rng: np.random.Generator) -> tuple[SystemStreamSpec, np
 
 def write_system_streams(out: Path, files: int, seed: int) -> list[SystemStreamSpec]:
     """Write ``files`` streams and ``streams.json`` into ``out``; the same seed writes the same bytes."""
-    out.mkdir(parents=True, exist_ok=True)
-    specs = []
-    for index, child in enumerate(np.random.SeedSequence(seed).spawn(files)):
-        spec, t, x, labels = generate(index, np.random.default_rng(child))
-        write_csv(out / spec.file, t, x, labels)
-        specs.append(spec)
-    manifest = {"seed": seed, "files": [s.model_dump() for s in specs]}
-    (out / "streams.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    return specs
+    return write_set(out, files, seed, generate)
 
 
 def main(argv: list[str] | None = None) -> None:

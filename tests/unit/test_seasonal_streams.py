@@ -10,15 +10,11 @@ import numpy as np
 
 from producers.seasonal_streams import INTERVALS_S, KINDS, main, write_seasonal_streams
 from stream_app.lab.skab import read_labelled_csv
+from tests.support.generated import assert_seeded
 
 
 def test_the_same_seed_writes_the_same_bytes_and_another_seed_does_not(tmp_path: Path) -> None:
-    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
-        write_seasonal_streams(tmp_path / name, 3, seed)
-    names = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert len(names) == 4 and "streams.json" in names
-    assert all((tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes() for n in names)
-    assert (tmp_path / "a" / "streams.json").read_bytes() != (tmp_path / "c" / "streams.json").read_bytes()
+    assert_seeded(write_seasonal_streams, tmp_path, 1)
 
 
 def test_streams_read_back_with_their_labels_and_anomalies_fall_on_weekdays(tmp_path: Path) -> None:
