@@ -7,8 +7,11 @@
 # An arm is NAME (this tree as it is), NAME:SETTING=VALUE (this tree with that setting) or NAME:@DIR (the tree
 # whose stream_app/ is in DIR, e.g. a previous commit's `git archive`). OFF=SETTING=VALUE alone gives the arms
 # "on off:OFF". sys: producers.system_streams; busy: producers.streams --benign-spikes 0.003; def:
-# producers.streams; wand: producers.streams --wandering 0.5. Results: $OUT/<kind><seed>-<arm>.json
-# (evaluate's report). LOCAL=1 PY=.venv/bin/python to try it here.
+# producers.streams; wand: producers.streams --wandering 0.5. Results: $OUT/summary.json (per set and arm,
+# the NAB-style score with 10% windows, found / windows, false openings, or the run's exit status); evaluate's
+# full reports stay on the host in /tmp/stand_ins (the device brings back only a few files from $OUT).
+# At most 16 jobs (sets x arms) on the host's 16 cores: a set of 12 files needs ~6 minutes of a core there.
+# LOCAL=1 PY=.venv/bin/python to try it here.
 set -u
 t0=$(date +%s)
 ROOT=$PWD
@@ -27,13 +30,14 @@ generate() {  # kind seed dir
         *) echo "unknown set kind $1" >&2; return 1 ;;
     esac > /dev/null
 }
+mkdir -p /tmp/stand_ins
 for set in $SETS; do
     kind=${set%%:*} seed=${set##*:} dir=/tmp/sets/${set/:/}
     PYTHONPATH=/tmp/site:$ROOT generate "$kind" "$seed" "$dir" || exit 1
     for arm in $ARMS; do
         name=${arm%%:*} spec=${arm#*:} tree=$ROOT
         [ "$spec" = "$arm" ] && spec=""
-        out=$OUT/$kind$seed-$name
+        out=/tmp/stand_ins/$kind$seed-$name
         (case $spec in
             @*) tree=$ROOT/${spec#@} ;;
             *=*) export "$spec" ;;
@@ -44,3 +48,15 @@ for set in $SETS; do
     done
 done
 wait
+$PY - "$OUT/summary.json" /tmp/stand_ins <<'PY'
+import json, pathlib, sys
+rows = {}
+for report in sorted(pathlib.Path(sys.argv[2]).glob("*.json")):
+    try:
+        e = json.loads(report.read_text())["events_score_nab_windows"]
+        rows[report.stem] = {k: e[k] for k in ("score", "detected", "windows", "false_detections")}
+    except (ValueError, KeyError):
+        rows[report.stem] = "no report (see its .err on the host)"
+pathlib.Path(sys.argv[1]).write_text(json.dumps(rows, indent=1) + "\n")
+print(json.dumps(rows))
+PY
