@@ -127,8 +127,9 @@ class Thresholds(BaseModel):
     # Values a feature sat at for its whole stuck run, or longer, in normal training data (an idle floor, a
     # quantised count at zero): a run there is how the sensor rests, not a stuck sensor (thresholds.resting_values).
     resting_values: dict[str, list[float]] = Field(default_factory=dict)
-    # A lone sensor's jump line: how far it may step between two readings, 1.5x the largest step in normal
-    # training data (thresholds.jump_lines). Empty: no jump check (models of several sensors, older models).
+    # A lone sensor's jump line: how far it may step between two readings, 1.5x the largest step in its normal
+    # training rows and validation windows (thresholds.jump_lines). Empty: no jump check (models of several
+    # sensors, older models).
     jump_lines: dict[str, float] = Field(default_factory=dict)
     # The peak line (newer models): each feature's typical largest single-reading error on normal windows,
     # and the line for the window's largest relative peak. None: no peak check (models from before it).

@@ -4,11 +4,11 @@ A street's traffic on a public holiday, a line that did not start its shift, a q
 one the sensor often reads, at another hour or on another day, so no check of a window alone sees it; what
 is wrong is *when*. ``HourProfiles`` keeps, per device, the median reading of each hour of the last two
 weeks (of the stream's time, UTC; the median of up to 32 readings spread over the hour, so a burst of a few
-readings, which busy streams make every day, does not move it). When an hour is over, its distance to normal for that hour is the **smaller**
-of two: to the median of the same hour on the last three days, and to the same hour of the week one and two
-weeks back (their median where both are kept). So a Saturday like the last Saturdays is not far whatever
-Friday did, and a day like the days before it is not far in a stream that has no week; a weekday shaped
-like a Sunday is far from both.
+readings, which busy streams make every day, does not move it). When an hour is over, its distance to
+normal for that hour is the **smaller** of two: to the median of the same hour on the last three days, and
+to the same hour of the week one and two weeks back (their median where both are kept). So a Saturday like
+the last Saturdays is not far whatever Friday did, and a day like the days before it is not far in a stream
+that has no week; a weekday shaped like a Sunday is far from both.
 
 A device's line is ``margin`` times the 0.99 quantile of its distances over the last two weeks' hours (those
 under the line), so the check first judges after about ten days of a device's history (a week back to
@@ -27,6 +27,7 @@ State: per device two weeks of hour medians, of distances and of scatters, and t
 from __future__ import annotations
 
 import math
+import statistics
 import struct
 from dataclasses import dataclass
 
@@ -36,8 +37,8 @@ HOUR_MS = 3_600_000
 SAMPLE = 32  # readings of an hour kept for its median: every reading, then every 2nd, 4th... once full
 # A device's exported state (``export``): ring and history lengths, the hour accumulating, its sample's size,
 # stride and readings to skip, the current verdict, how many distances were kept, the line and when it was
-# computed; then the sample (float64, SAMPLE: the readings as read), the ring's medians (float32) and hours (int32), the distances
-# and the scatters (float32).
+# computed; then the sample (float64, SAMPLE: the readings as read), the ring's medians (float32) and hours
+# (int32), the distances and the scatters (float32).
 _HEAD = struct.Struct("<qqqqqqdqdq")
 
 
@@ -55,7 +56,7 @@ class ProfileConfig:
 
 
 class HourProfiles:
-    """Per device: its last hours' mean readings and how far each finished hour was from the same hour before."""
+    """Per device: its last hours' median readings and how far each finished hour was from the same hour before."""
 
     def __init__(self, config: ProfileConfig = ProfileConfig()) -> None:
         self.config = config
@@ -64,7 +65,7 @@ class HourProfiles:
         self._weekly = [168 * k for k in range(1, config.weeks + 1)]
         self._slots: dict[str, int] = {}
         self._free: list[int] = []
-        self._means = np.zeros((0, self._ring), np.float32)
+        self._medians = np.zeros((0, self._ring), np.float32)
         self._hour_of = np.zeros((0, self._ring), np.int32)
         self._dist = np.zeros((0, config.history_h), np.float32)
         self._spread = np.zeros((0, config.history_h), np.float32)  # each kept hour's sd of readings (NaN: one reading)
@@ -123,7 +124,8 @@ class HourProfiles:
             self._ratio[slot], self._kept[slot], self._line[slot], self._line_at[slot],
         )  # fmt: skip
         return b"".join((
-            head, np.array(sample + [0.0] * (SAMPLE - len(sample)), "<f8").tobytes(), self._means[slot].astype("<f4").tobytes(), self._hour_of[slot].astype("<i4").tobytes(),
+            head, np.array(sample + [0.0] * (SAMPLE - len(sample)), "<f8").tobytes(),
+            self._medians[slot].astype("<f4").tobytes(), self._hour_of[slot].astype("<i4").tobytes(),
             self._dist[slot].astype("<f4").tobytes(), self._spread[slot].astype("<f4").tobytes(),
         ))  # fmt: skip
 
@@ -143,7 +145,7 @@ class HourProfiles:
         self._sample[slot] = np.frombuffer(state, "<f8", n, _HEAD.size).tolist()
         self._stride[slot], self._skip[slot] = stride, skip
         at = _HEAD.size + 8 * SAMPLE
-        self._means[slot] = np.frombuffer(state, "<f4", ring, at)
+        self._medians[slot] = np.frombuffer(state, "<f4", ring, at)
         self._hour_of[slot] = np.frombuffer(state, "<i4", ring, at + 4 * ring)
         self._dist[slot] = np.frombuffer(state, "<f4", history, at + 8 * ring)
         self._spread[slot] = np.frombuffer(state, "<f4", history, at + 8 * ring + 4 * history)
@@ -156,16 +158,15 @@ class HourProfiles:
             self._free.append(slot)
 
     def _close(self, slot: int) -> None:
-        """The accumulated hour is over: judge it against the same hour before, then keep its mean."""
+        """The accumulated hour is over: judge it against the same hour before, then keep its median."""
         sample, hour = self._sample[slot], self._hour[slot]
         self._sample[slot], self._stride[slot], self._skip[slot] = [], 1, 0
         n = len(sample)
         if not n:
             self._ratio[slot] = 0.0
             return
-        sample.sort()
-        mean = sample[n // 2] if n % 2 else (sample[n // 2 - 1] + sample[n // 2]) / 2  # (the hour's median)
-        distance = self._distance(slot, hour, mean)
+        median = statistics.median(sample)
+        distance = self._distance(slot, hour, median)
         ratio = 0.0
         if distance is not None:
             config = self.config
@@ -177,12 +178,12 @@ class HourProfiles:
             if ratio <= 1.0:  # an hour over its line does not teach the line
                 at = kept % config.history_h
                 self._dist[slot, at] = distance
-                # (one reading an hour has no scatter: its hour means' distances already hold the noise)
+                # (one reading an hour has no scatter: its hours' distances already hold the noise)
                 self._spread[slot, at] = _sd(sample) if n > 1 else math.nan
                 self._kept[slot] = kept + 1
         self._ratio[slot] = ratio
         at = hour % self._ring
-        self._means[slot, at], self._hour_of[slot, at] = mean, hour
+        self._medians[slot, at], self._hour_of[slot, at] = median, hour
 
     def _relearn(self, slot: int) -> None:
         """The device's line from its kept hours: ``margin`` x their distances' quantile, at least ``spread`` x
@@ -196,32 +197,30 @@ class HourProfiles:
             line = max(line, config.spread * float(np.median(spreads)))
         self._line[slot], self._line_at[slot] = line, self._kept[slot]
 
-    def _distance(self, slot: int, hour: int, mean: float) -> float | None:
+    def _distance(self, slot: int, hour: int, median: float) -> float | None:
         """The hour's distance to the same hour of past days and of past weeks (the nearer); None until both are known."""
         daily = self._reference(slot, hour, self._daily, need_all=True)
         weekly = self._reference(slot, hour, self._weekly, need_all=False)
         if daily is None or weekly is None:
             return None
-        return min(abs(mean - daily), abs(mean - weekly))
+        return min(abs(median - daily), abs(median - weekly))
 
     def _reference(self, slot: int, hour: int, back: list[int], *, need_all: bool) -> float | None:
-        """The median mean of the hours ``back`` from ``hour`` (the first must be kept; all, with ``need_all``)."""
-        hour_of, means, ring = self._hour_of[slot], self._means[slot], self._ring
-        found = [float(means[(hour - b) % ring]) for b in back if hour_of[(hour - b) % ring] == hour - b]
+        """The median of the hours ``back`` from ``hour`` (the first must be kept; all, with ``need_all``)."""
+        hour_of, medians, ring = self._hour_of[slot], self._medians[slot], self._ring
+        found = [float(medians[(hour - b) % ring]) for b in back if hour_of[(hour - b) % ring] == hour - b]
         if not found or hour_of[(hour - back[0]) % ring] != hour - back[0] or (need_all and len(found) < len(back)):
             return None
-        found.sort()
-        k = len(found)
-        return found[k // 2] if k % 2 else (found[k // 2 - 1] + found[k // 2]) / 2
+        return statistics.median(found)
 
     def _add(self, device_id: str, hour: int) -> int:
         if self._free:
             slot = self._free.pop()
         else:
             slot = len(self._hour)
-            if slot == len(self._means):
-                grow = max(16, len(self._means) // 2)  # by half: a fleet's worth of slack, not twice it
-                self._means = np.concatenate([self._means, np.zeros((grow, self._ring), np.float32)])
+            if slot == len(self._medians):
+                grow = max(16, len(self._medians) // 2)  # by half: a fleet's worth of slack, not twice it
+                self._medians = np.concatenate([self._medians, np.zeros((grow, self._ring), np.float32)])
                 self._hour_of = np.concatenate([self._hour_of, np.full((grow, self._ring), -1, np.int32)])
                 self._dist = np.concatenate([self._dist, np.zeros((grow, self.config.history_h), np.float32)])
                 self._spread = np.concatenate([self._spread, np.zeros((grow, self.config.history_h), np.float32)])
@@ -242,6 +241,7 @@ class HourProfiles:
 
 
 def _sd(values: list[float]) -> float:
-    """The standard deviation of a few values (plain floats: faster than numpy for 32)."""
+    """The (population) standard deviation of a few values: plain floats, faster than numpy for 32 and than
+    ``statistics.pstdev``, which works in exact fractions."""
     mean = sum(values) / len(values)
     return math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
