@@ -2,26 +2,32 @@
 
 A street's traffic on a public holiday, a line that did not start its shift, a quiet day: every reading is
 one the sensor often reads, at another hour or on another day, so no check of a window alone sees it; what
-is wrong is *when*. ``HourProfiles`` keeps, per device, the median reading of each hour of the last two
-weeks (of the stream's time, UTC; the median of up to 32 readings spread over the hour, so a burst of a few
-readings, which busy streams make every day, does not move it). When an hour is over, its distance to
-normal for that hour is the **smaller** of two: to the median of the same hour on the last three days, and
-to the same hour of the week one and two weeks back (their median where both are kept). So a Saturday like
-the last Saturdays is not far whatever Friday did, and a day like the days before it is not far in a stream
-that has no week; a weekday shaped like a Sunday is far from both.
+is wrong is *when*. ``HourProfiles`` keeps, per device, the median reading of each hour of its last three
+weeks and three days (of the stream's time, UTC; the median of up to 32 readings spread over the hour, so a
+burst of a few readings, which busy streams make every day, does not move it). When an hour is over, it is
+compared with two references: the **daily** one, the median of the same hour on the last three days, and
+the **weekly** one, the median of the same hour one, two and three weeks back (of those kept, so one odd week,
+a holiday's, does not set it) moved by how far the same hour of the last three days was from its own weeks
+back (the median of the three moves, so a new level is followed within days, as the daily reference
+follows it).
 
-A device's line is ``margin`` times the 0.99 quantile of its distances over the last two weeks' hours (those
-under the line), so the check first judges after about ten days of a device's history (a week back to
-compare with, then three days of distances), and an hour that is over its line does not teach it. The line
-is never under ``spread`` times the typical scatter of readings within an hour (their sd, the median over
-those hours): an hour's median is steady, so without it a lasting move of the level by two noise sd (a new
-load, a regime) would be far from the days before for a day or two. A device's verdict (1.0 = its line) is
-its last finished hour's and holds until the next one is over. The line is recomputed once a day of a
-device's hours (a quantile over two weeks of hours, per hour, was most of the check's cost).
+Each device uses the reference that fits it: the one whose distances over its last two weeks' hours have the
+lower 0.99 quantile. A stream without a week is judged against its last days; a stream with one against its
+past weeks, where a Monday is not compared with the weekend before it (the daily median of Friday, Saturday
+and Sunday is a weekend's level, so a Monday as quiet as a Sunday, a holiday, was near it).
+
+A device's line is ``margin`` times that quantile (of its distances under the line), so the check first
+judges after about ten days of a device's history (a week back to compare with, then three days of
+distances), and an hour that is over its line does not teach it. The line is never under ``spread`` times
+the typical scatter of readings within an hour (their sd, the median over those hours): an hour's median is
+steady, so without it a lasting move of the level by two noise sd (a new load, a regime) would be far from
+the days before for a day or two. A device's verdict (1.0 = its line) is its last finished hour's and holds
+until the next one is over. The line and the choice of reference are recomputed once a day of a device's
+hours (a quantile over two weeks of hours, per hour, was most of the check's cost).
 Models of one sensor only, as the level shifts (shifts.py): several sensors are left to the model.
 
-State: per device two weeks of hour medians, of distances and of scatters, and the current hour's sample,
-~5.5 KB, in memory and saved to Redis with the lines (``export``, adaptation.py).
+State: per device 24 days of hour medians, two weeks of both distances and of scatters, and the current
+hour's sample, ~9 KB, in memory and saved to Redis with the lines (``export``, adaptation.py).
 """
 
 from __future__ import annotations
@@ -36,17 +42,17 @@ import numpy as np
 HOUR_MS = 3_600_000
 SAMPLE = 32  # readings of an hour kept for its median: every reading, then every 2nd, 4th... once full
 # A device's exported state (``export``): ring and history lengths, the hour accumulating, its sample's size,
-# stride and readings to skip, the current verdict, how many distances were kept, the line and when it was
-# computed; then the sample (float64, SAMPLE: the readings as read), the ring's medians (float32) and hours
-# (int32), the distances and the scatters (float32).
-_HEAD = struct.Struct("<qqqqqqdqdq")
+# stride and readings to skip, the current verdict, how many distances were kept, the line, when it was
+# computed and whether it is the weekly reference's; then the sample (float64, SAMPLE: the readings as read),
+# the ring's medians (float32) and hours (int32), the daily and weekly distances and the scatters (float32).
+_HEAD = struct.Struct("<qqqqqqdqdqq")
 
 
 @dataclass(frozen=True, slots=True)
 class ProfileConfig:
     enabled: bool = True
     days: int = 3  # the daily reference: the median of the same hour on each of this many past days
-    weeks: int = 2  # the weekly reference: the same hour of the week this many weeks back (at least the last)
+    weeks: int = 3  # the weekly reference: the median of the same hour of the week 1..weeks back (the last kept)
     history_h: int = 336  # hours of distances the line is learnt from
     min_history_h: int = 72  # distances before a device's line is trusted
     quantile: float = 0.99
@@ -60,14 +66,16 @@ class HourProfiles:
 
     def __init__(self, config: ProfileConfig = ProfileConfig()) -> None:
         self.config = config
-        self._ring = max(24 * config.days, 168 * config.weeks)  # hours kept (h - ring is read before h is kept)
+        # Hours kept (h - ring is read before h is kept): the weekly reference of the last days' hours too.
+        self._ring = 24 * config.days + 168 * config.weeks
         self._daily = [24 * k for k in range(1, config.days + 1)]
         self._weekly = [168 * k for k in range(1, config.weeks + 1)]
         self._slots: dict[str, int] = {}
         self._free: list[int] = []
         self._medians = np.zeros((0, self._ring), np.float32)
         self._hour_of = np.zeros((0, self._ring), np.int32)
-        self._dist = np.zeros((0, config.history_h), np.float32)
+        self._dist = np.zeros((0, config.history_h), np.float32)  # each kept hour's distance to the daily reference
+        self._dist_weekly = np.zeros((0, config.history_h), np.float32)  # and to the weekly one
         self._spread = np.zeros((0, config.history_h), np.float32)  # each kept hour's sd of readings (NaN: one reading)
         # Per slot, as Python lists: read and written once a window, where numpy scalars cost more.
         self._hour: list[int] = []
@@ -78,6 +86,7 @@ class HourProfiles:
         self._kept: list[int] = []  # distances kept so far (the next goes to kept % history_h)
         self._line: list[float] = []  # the device's line in its sensor's units (0.0: none yet)
         self._line_at: list[int] = []  # ``kept`` when the line was last computed
+        self._by_week: list[bool] = []  # the line (and the verdict) is the weekly reference's
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -121,12 +130,13 @@ class HourProfiles:
         sample = self._sample[slot]
         head = _HEAD.pack(
             self._ring, self.config.history_h, self._hour[slot], len(sample), self._stride[slot], self._skip[slot],
-            self._ratio[slot], self._kept[slot], self._line[slot], self._line_at[slot],
+            self._ratio[slot], self._kept[slot], self._line[slot], self._line_at[slot], self._by_week[slot],
         )  # fmt: skip
         return b"".join((
             head, np.array(sample + [0.0] * (SAMPLE - len(sample)), "<f8").tobytes(),
             self._medians[slot].astype("<f4").tobytes(), self._hour_of[slot].astype("<i4").tobytes(),
-            self._dist[slot].astype("<f4").tobytes(), self._spread[slot].astype("<f4").tobytes(),
+            self._dist[slot].astype("<f4").tobytes(), self._dist_weekly[slot].astype("<f4").tobytes(),
+            self._spread[slot].astype("<f4").tobytes(),
         ))  # fmt: skip
 
     def restore(self, device_id: str, state: bytes) -> bool:
@@ -136,10 +146,10 @@ class HourProfiles:
             return False
         if len(state) < _HEAD.size:
             raise ValueError(f"not an hour profile ({len(state)} bytes)")
-        ring, history, hour, n, stride, skip, ratio, kept, line, line_at = _HEAD.unpack_from(state)
+        ring, history, hour, n, stride, skip, ratio, kept, line, line_at, by_week = _HEAD.unpack_from(state)
         if (ring, history) != (self._ring, self.config.history_h):
             return False
-        if len(state) != _HEAD.size + 8 * SAMPLE + 8 * ring + 8 * history or not 0 <= n < SAMPLE or kept < 0 or stride < 1:
+        if len(state) != _HEAD.size + 8 * SAMPLE + 8 * ring + 12 * history or not 0 <= n < SAMPLE or kept < 0 or stride < 1:
             raise ValueError("not an hour profile (inconsistent fields)")
         slot = self._add(device_id, hour)
         self._sample[slot] = np.frombuffer(state, "<f8", n, _HEAD.size).tolist()
@@ -148,8 +158,10 @@ class HourProfiles:
         self._medians[slot] = np.frombuffer(state, "<f4", ring, at)
         self._hour_of[slot] = np.frombuffer(state, "<i4", ring, at + 4 * ring)
         self._dist[slot] = np.frombuffer(state, "<f4", history, at + 8 * ring)
-        self._spread[slot] = np.frombuffer(state, "<f4", history, at + 8 * ring + 4 * history)
+        self._dist_weekly[slot] = np.frombuffer(state, "<f4", history, at + 8 * ring + 4 * history)
+        self._spread[slot] = np.frombuffer(state, "<f4", history, at + 8 * ring + 8 * history)
         self._ratio[slot], self._kept[slot], self._line[slot], self._line_at[slot] = ratio, kept, line, line_at
+        self._by_week[slot] = bool(by_week)
         return True
 
     def forget(self, device_id: str) -> None:
@@ -166,18 +178,20 @@ class HourProfiles:
             self._ratio[slot] = 0.0
             return
         median = statistics.median(sample)
-        distance = self._distance(slot, hour, median)
+        distances = self._distances(slot, hour, median)
         ratio = 0.0
-        if distance is not None:
+        if distances is not None:
+            daily, weekly = distances
             config = self.config
             kept = self._kept[slot]
             if kept >= max(1, config.min_history_h) and (not self._line[slot] or kept - self._line_at[slot] >= config.relearn_h):
                 self._relearn(slot)
             line = self._line[slot]
+            distance = weekly if self._by_week[slot] else daily
             ratio = distance / line if line > 0 else 0.0  # (none yet, or a sensor that never moved: no scale)
             if ratio <= 1.0:  # an hour over its line does not teach the line
                 at = kept % config.history_h
-                self._dist[slot, at] = distance
+                self._dist[slot, at], self._dist_weekly[slot, at] = daily, weekly
                 # (one reading an hour has no scatter: its hours' distances already hold the noise)
                 self._spread[slot, at] = _sd(sample) if n > 1 else math.nan
                 self._kept[slot] = kept + 1
@@ -186,24 +200,42 @@ class HourProfiles:
         self._medians[slot, at], self._hour_of[slot, at] = median, hour
 
     def _relearn(self, slot: int) -> None:
-        """The device's line from its kept hours: ``margin`` x their distances' quantile, at least ``spread`` x
-        their median scatter."""
+        """The device's reference and line from its kept hours: the reference whose distances' quantile is the
+        lower, ``margin`` x that quantile, at least ``spread`` x their median scatter."""
         config = self.config
         kept = min(self._kept[slot], config.history_h)
-        line = config.margin * float(np.quantile(self._dist[slot, :kept], config.quantile))
+        daily = float(np.quantile(self._dist[slot, :kept], config.quantile))
+        weekly = float(np.quantile(self._dist_weekly[slot, :kept], config.quantile))
+        self._by_week[slot] = weekly < daily
+        line = config.margin * min(daily, weekly)
         spreads = self._spread[slot, :kept]
         spreads = spreads[~np.isnan(spreads)]
         if len(spreads):
             line = max(line, config.spread * float(np.median(spreads)))
         self._line[slot], self._line_at[slot] = line, self._kept[slot]
 
-    def _distance(self, slot: int, hour: int, median: float) -> float | None:
-        """The hour's distance to the same hour of past days and of past weeks (the nearer); None until both are known."""
+    def _distances(self, slot: int, hour: int, median: float) -> tuple[float, float] | None:
+        """The hour's distances to the daily and to the weekly reference; None until both are known."""
         daily = self._reference(slot, hour, self._daily, need_all=True)
-        weekly = self._reference(slot, hour, self._weekly, need_all=False)
+        weekly = self._weekly_reference(slot, hour)
         if daily is None or weekly is None:
             return None
-        return min(abs(median - daily), abs(median - weekly))
+        return abs(median - daily), abs(median - weekly)
+
+    def _weekly_reference(self, slot: int, hour: int) -> float | None:
+        """The same hour of past weeks, moved by the median of how far the same hour of each of the last days
+        (those kept with a week back) was from its own weeks back; None without a week back."""
+        weekly = self._reference(slot, hour, self._weekly, need_all=False)
+        if weekly is None:
+            return None
+        hour_of, medians, ring = self._hour_of[slot], self._medians[slot], self._ring
+        moves = []
+        for back in self._daily:
+            then = hour - back
+            before = self._reference(slot, then, self._weekly, need_all=False)
+            if before is not None and hour_of[then % ring] == then:
+                moves.append(float(medians[then % ring]) - before)
+        return weekly + statistics.median(moves) if moves else weekly
 
     def _reference(self, slot: int, hour: int, back: list[int], *, need_all: bool) -> float | None:
         """The median of the hours ``back`` from ``hour`` (the first must be kept; all, with ``need_all``)."""
@@ -223,6 +255,7 @@ class HourProfiles:
                 self._medians = np.concatenate([self._medians, np.zeros((grow, self._ring), np.float32)])
                 self._hour_of = np.concatenate([self._hour_of, np.full((grow, self._ring), -1, np.int32)])
                 self._dist = np.concatenate([self._dist, np.zeros((grow, self.config.history_h), np.float32)])
+                self._dist_weekly = np.concatenate([self._dist_weekly, np.zeros((grow, self.config.history_h), np.float32)])
                 self._spread = np.concatenate([self._spread, np.zeros((grow, self.config.history_h), np.float32)])
             self._hour.append(0)
             self._sample.append([])
@@ -232,11 +265,12 @@ class HourProfiles:
             self._kept.append(0)
             self._line.append(0.0)
             self._line_at.append(0)
+            self._by_week.append(False)
         self._slots[device_id] = slot
         self._hour_of[slot] = -1
         self._hour[slot], self._sample[slot], self._stride[slot], self._skip[slot] = hour, [], 1, 0
         self._ratio[slot], self._kept[slot] = 0.0, 0
-        self._line[slot], self._line_at[slot] = 0.0, 0
+        self._line[slot], self._line_at[slot], self._by_week[slot] = 0.0, 0, False
         return slot
 
 

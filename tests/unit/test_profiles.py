@@ -18,9 +18,9 @@ EVERY_S = 600
 DAY = 86_400 // EVERY_S  # readings a day
 
 
-def shifts(days: int, *, seed: int = 0, odd_day: int | None = None) -> np.ndarray:
+def shifts(days: int, *, seed: int = 0, odd_day: int | None = None, holiday: bool = False) -> np.ndarray:
     """A day shift (busy 8:00-18:00), lighter at weekends, with noise: (readings, 1). On ``odd_day`` (a
-    weekday) the shift never starts."""
+    weekday) the shift never starts, or with ``holiday`` is a weekend's."""
     t_s = T0 // 1000 + np.arange(days * DAY) * EVERY_S
     hour = (t_s % 86_400) / 3600
     weekend = (t_s // 86_400 + 3) % 7 >= 5  # (1970-01-01 was a Thursday)
@@ -30,7 +30,7 @@ def shifts(days: int, *, seed: int = 0, odd_day: int | None = None) -> np.ndarra
     if odd_day is not None:
         assert not weekend[odd_day * DAY + DAY // 2], "the odd day must be a weekday"
         day = slice(odd_day * DAY, (odd_day + 1) * DAY)
-        x[day] = 10.0 + np.random.default_rng(seed + 1).normal(0, 1.0, DAY)
+        x[day] = 10.0 + np.where(busy[day], 20.0, 0.0) * holiday + np.random.default_rng(seed + 1).normal(0, 1.0, DAY)
     return x[:, None]
 
 
@@ -68,6 +68,20 @@ def test_weekends_are_normal_once_a_week_back_is_kept() -> None:
     assert early[7 * DAY :].max() > 0.0  # judged as soon as a week back is kept (no history asked for)
 
 
+def test_a_monday_like_a_sunday_is_far_from_past_mondays() -> None:
+    """A holiday: the last three days' median is the weekend's level, so only the past weeks tell it apart.
+    The weekly reference is this stream's (its weekends make the daily distances' quantile the higher)."""
+    xs = shifts(24, odd_day=19, holiday=True)  # (days 17-18 are a weekend: 19 is a Monday)
+    profiles = HourProfiles()
+    r = verdicts(profiles, xs)
+    assert r[19 * DAY : 20 * DAY].max() > 2.0
+    assert r[: 19 * DAY].max() <= 1.0 and r[20 * DAY + DAY // 4 :].max() <= 1.0
+    assert profiles._by_week[profiles._slots["d"]]
+    flat = HourProfiles()  # a stream without a week: its last days are the nearer reference
+    verdicts(flat, np.random.default_rng(3).normal(10.0, 1.0, (24 * DAY, 1)))
+    assert not flat._by_week[flat._slots["d"]]
+
+
 def test_a_lasting_move_of_two_noise_sd_is_not_far() -> None:
     """An hour's mean is steady: without the floor (the readings' scatter within an hour) a new load level
     would be far from the days before until the daily median caught up."""
@@ -92,7 +106,7 @@ def test_the_state_goes_to_another_worker() -> None:
     first, second = HourProfiles(), HourProfiles()
     verdicts(first, xs[: 15 * DAY])
     state = first.export("d")
-    assert state is not None and len(state) < 6_000
+    assert state is not None and len(state) < 10_000
     assert second.restore("d", state) and not second.restore("d", state)  # (only for a device it has not met)
     rest = xs[15 * DAY :]
     later = [T0 + (15 * DAY + i) * EVERY_S * 1000 for i in range(len(rest))]
