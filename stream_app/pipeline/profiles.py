@@ -7,17 +7,18 @@ weeks and three days (of the stream's time, UTC; the median of up to 32 readings
 burst of a few readings, which busy streams make every day, does not move it). When an hour is over, it is
 compared with two references: the **daily** one, the median of the same hour on the last three days, and
 the **weekly** one, the median of the same hour one, two and three weeks back (of those kept, so one odd week,
-a holiday's, does not set it) moved by how far the same hour of the last three days was from its own weeks
-back (the median of the three moves, so a new level is followed within days, as the daily reference
-follows it).
+a holiday's, does not set it) moved by the median of how far each of the last 24 hours was from its own
+weeks back (so a new level is followed within a day; the same hour of the last three days, three moves,
+was too noisy: a lasting move of two noise sd went over the line).
 
-Each device uses the reference that fits it: the one whose distances over its last two weeks' hours have the
-lower 0.99 quantile. A stream without a week is judged against its last days; a stream with one against its
-past weeks, where a Monday is not compared with the weekend before it (the daily median of Friday, Saturday
-and Sunday is a weekend's level, so a Monday as quiet as a Sunday, a holiday, was near it).
+Each device uses the reference that fits it: the one whose distances over its last two weeks' hours (those
+with both) have the lower 0.99 quantile, the daily one until a week of such hours is kept. A stream without a
+week is judged against its last days; a stream with one against its past weeks, where a Monday is not
+compared with the weekend before it (the daily median of Friday, Saturday and Sunday is a weekend's level,
+so a Monday as quiet as a Sunday, a holiday, was near it).
 
 A device's line is ``margin`` times that quantile (of its distances under the line), so the check first
-judges after about ten days of a device's history (a week back to compare with, then three days of
+judges after about six days of a device's history (three days back to compare with, then three days of
 distances), and an hour that is over its line does not teach it. The line is never under ``spread`` times
 the typical scatter of readings within an hour (their sd, the median over those hours): an hour's median is
 steady, so without it a lasting move of the level by two noise sd (a new load, a regime) would be far from
@@ -66,7 +67,7 @@ class HourProfiles:
 
     def __init__(self, config: ProfileConfig = ProfileConfig()) -> None:
         self.config = config
-        # Hours kept (h - ring is read before h is kept): the weekly reference of the last days' hours too.
+        # Hours kept (h - ring is read before h is kept): the weekly reference of the last day's hours too.
         self._ring = 24 * config.days + 168 * config.weeks
         self._daily = [24 * k for k in range(1, config.days + 1)]
         self._weekly = [168 * k for k in range(1, config.weeks + 1)]
@@ -187,11 +188,11 @@ class HourProfiles:
             if kept >= max(1, config.min_history_h) and (not self._line[slot] or kept - self._line_at[slot] >= config.relearn_h):
                 self._relearn(slot)
             line = self._line[slot]
-            distance = weekly if self._by_week[slot] else daily
-            ratio = distance / line if line > 0 else 0.0  # (none yet, or a sensor that never moved: no scale)
+            distance = (math.nan if weekly is None else weekly) if self._by_week[slot] else daily
+            ratio = distance / line if line > 0 and math.isfinite(distance) else 0.0  # (none yet, or no scale)
             if ratio <= 1.0:  # an hour over its line does not teach the line
                 at = kept % config.history_h
-                self._dist[slot, at], self._dist_weekly[slot, at] = daily, weekly
+                self._dist[slot, at], self._dist_weekly[slot, at] = daily, math.nan if weekly is None else weekly
                 # (one reading an hour has no scatter: its hours' distances already hold the noise)
                 self._spread[slot, at] = _sd(sample) if n > 1 else math.nan
                 self._kept[slot] = kept + 1
@@ -205,32 +206,39 @@ class HourProfiles:
         config = self.config
         kept = min(self._kept[slot], config.history_h)
         daily = float(np.quantile(self._dist[slot, :kept], config.quantile))
-        weekly = float(np.quantile(self._dist_weekly[slot, :kept], config.quantile))
-        self._by_week[slot] = weekly < daily
-        line = config.margin * min(daily, weekly)
+        weeks = self._dist_weekly[slot, :kept]
+        both = ~np.isnan(weeks)
+        self._by_week[slot] = False
+        if both.sum() >= max(1, config.min_history_h):  # (judged on the same hours)
+            weekly = float(np.quantile(weeks[both], config.quantile))
+            self._by_week[slot] = weekly < float(np.quantile(self._dist[slot, :kept][both], config.quantile))
+            if self._by_week[slot]:
+                daily = weekly
+        line = config.margin * daily
         spreads = self._spread[slot, :kept]
         spreads = spreads[~np.isnan(spreads)]
         if len(spreads):
             line = max(line, config.spread * float(np.median(spreads)))
         self._line[slot], self._line_at[slot] = line, self._kept[slot]
 
-    def _distances(self, slot: int, hour: int, median: float) -> tuple[float, float] | None:
-        """The hour's distances to the daily and to the weekly reference; None until both are known."""
+    def _distances(self, slot: int, hour: int, median: float) -> tuple[float, float | None] | None:
+        """The hour's distances to the daily and to the weekly reference (None without a week back); None
+        without the daily one."""
         daily = self._reference(slot, hour, self._daily, need_all=True)
-        weekly = self._weekly_reference(slot, hour)
-        if daily is None or weekly is None:
+        if daily is None:
             return None
-        return abs(median - daily), abs(median - weekly)
+        weekly = self._weekly_reference(slot, hour)
+        return abs(median - daily), None if weekly is None else abs(median - weekly)
 
     def _weekly_reference(self, slot: int, hour: int) -> float | None:
-        """The same hour of past weeks, moved by the median of how far the same hour of each of the last days
-        (those kept with a week back) was from its own weeks back; None without a week back."""
+        """The same hour of past weeks, moved by the median of how far each of the last day's hours (those kept
+        with a week back) was from its own weeks back; None without a week back."""
         weekly = self._reference(slot, hour, self._weekly, need_all=False)
         if weekly is None:
             return None
         hour_of, medians, ring = self._hour_of[slot], self._medians[slot], self._ring
         moves = []
-        for back in self._daily:
+        for back in range(1, 25):
             then = hour - back
             before = self._reference(slot, then, self._weekly, need_all=False)
             if before is not None and hour_of[then % ring] == then:

@@ -54,18 +54,20 @@ def verdicts(profiles: HourProfiles, xs: np.ndarray, device: str = "d") -> np.nd
 def test_a_day_whose_shift_never_starts_is_far_from_the_same_hours_before() -> None:
     xs = shifts(24, odd_day=20)
     r = verdicts(HourProfiles(), xs)
-    assert (r[: 10 * DAY] == 0.0).all()  # a week back and three days of distances first: no line yet
+    assert (r[: 6 * DAY] == 0.0).all()  # three days back and three days of distances first: no line yet
     odd = slice(20 * DAY, 21 * DAY)
     assert r[odd].max() > 3.0
     assert r[: 20 * DAY].max() <= 1.0 and r[21 * DAY + DAY // 4 :].max() <= 1.0  # weekends included
 
 
-def test_weekends_are_normal_once_a_week_back_is_kept() -> None:
-    """The nearer of the two references: a Saturday is far from Friday but not from last Saturday."""
+def test_weekends_are_normal() -> None:
+    """The reference that fits: a Saturday is far from Friday but not from last Saturday."""
     r = verdicts(HourProfiles(), shifts(21))  # (it starts on a Wednesday: days 3-4, 10-11 and 17-18 are weekends)
-    assert r[10 * DAY :].max() > 0.0 and r.max() <= 1.0
+    assert r[6 * DAY :].max() > 0.0 and r.max() <= 1.0
+    for start in range(1, 7):  # whichever day it starts on, its first weekend (judged against the days before) too
+        assert verdicts(HourProfiles(), shifts(21 + start)[start * DAY :]).max() <= 1.0
     early = verdicts(HourProfiles(ProfileConfig(min_history_h=0)), shifts(21))
-    assert early[7 * DAY :].max() > 0.0  # judged as soon as a week back is kept (no history asked for)
+    assert early[3 * DAY :].max() > 0.0  # judged as soon as three days back are kept (no history asked for)
 
 
 def test_a_monday_like_a_sunday_is_far_from_past_mondays() -> None:
