@@ -64,7 +64,9 @@ def test_weekends_are_normal() -> None:
     """The reference that fits: a Saturday is far from Friday but not from last Saturday."""
     r = verdicts(HourProfiles(), shifts(21))  # (it starts on a Wednesday: days 3-4, 10-11 and 17-18 are weekends)
     assert r[6 * DAY :].max() > 0.0 and r.max() <= 1.0
-    for start in range(1, 7):  # whichever day it starts on, its first weekend (judged against the days before) too
+    # Started at 11:00 on any other weekday, its first weekend is among the hours its first line is learnt from
+    # (started between Saturday evening and Sunday morning it is not: that weekend is far from the weekdays).
+    for start in range(1, 7):
         assert verdicts(HourProfiles(), shifts(21 + start)[start * DAY :]).max() <= 1.0
     early = verdicts(HourProfiles(ProfileConfig(min_history_h=0)), shifts(21))
     assert early[3 * DAY :].max() > 0.0  # judged as soon as three days back are kept (no history asked for)
