@@ -27,8 +27,8 @@ until the next one is over. The line and the choice of reference are recomputed 
 hours (a quantile over two weeks of hours, per hour, was most of the check's cost).
 Models of one sensor only, as the level shifts (shifts.py): several sensors are left to the model.
 
-State: per device 24 days of hour medians, two weeks of both distances and of scatters, and the current
-hour's sample, ~9 KB, in memory and saved to Redis with the lines (``export``, adaptation.py).
+State: per device 24 days of hour medians, two weeks of both distances and of scatters, the last day's
+moves and the current hour's sample, ~9.4 KB, in memory and saved to Redis with the lines (``export``, adaptation.py).
 """
 
 from __future__ import annotations
@@ -42,10 +42,12 @@ import numpy as np
 
 HOUR_MS = 3_600_000
 SAMPLE = 32  # readings of an hour kept for its median: every reading, then every 2nd, 4th... once full
+MOVES = 24  # hours whose move from their weeks back (median - weekly base) moves the weekly reference
 # A device's exported state (``export``): ring and history lengths, the hour accumulating, its sample's size,
 # stride and readings to skip, the current verdict, how many distances were kept, the line, when it was
 # computed and whether it is the weekly reference's; then the sample (float64, SAMPLE: the readings as read),
-# the ring's medians (float32) and hours (int32), the daily and weekly distances and the scatters (float32).
+# the ring's medians (float32) and hours (int32), the daily and weekly distances and the scatters (float32),
+# the last hours' moves (float64, MOVES) and their hours (int64).
 _HEAD = struct.Struct("<qqqqqqdqdqq")
 
 
@@ -88,6 +90,10 @@ class HourProfiles:
         self._line: list[float] = []  # the device's line in its sensor's units (0.0: none yet)
         self._line_at: list[int] = []  # ``kept`` when the line was last computed
         self._by_week: list[bool] = []  # the line (and the verdict) is the weekly reference's
+        # Each hour's move from its weeks back, kept when it closes (at hour % MOVES, with that hour), so the
+        # weekly reference reads the last day's moves instead of computing 24 bases again each hour.
+        self._moves: list[list[float]] = []
+        self._move_hours: list[list[int]] = []
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -137,7 +143,8 @@ class HourProfiles:
             head, np.array(sample + [0.0] * (SAMPLE - len(sample)), "<f8").tobytes(),
             self._medians[slot].astype("<f4").tobytes(), self._hour_of[slot].astype("<i4").tobytes(),
             self._dist[slot].astype("<f4").tobytes(), self._dist_weekly[slot].astype("<f4").tobytes(),
-            self._spread[slot].astype("<f4").tobytes(),
+            self._spread[slot].astype("<f4").tobytes(), np.array(self._moves[slot], "<f8").tobytes(),
+            np.array(self._move_hours[slot], "<i8").tobytes(),
         ))  # fmt: skip
 
     def restore(self, device_id: str, state: bytes) -> bool:
@@ -150,7 +157,7 @@ class HourProfiles:
         ring, history, hour, n, stride, skip, ratio, kept, line, line_at, by_week = _HEAD.unpack_from(state)
         if (ring, history) != (self._ring, self.config.history_h):
             return False
-        if len(state) != _HEAD.size + 8 * SAMPLE + 8 * ring + 12 * history or not 0 <= n < SAMPLE or kept < 0 or stride < 1:
+        if len(state) != _HEAD.size + 8 * SAMPLE + 8 * ring + 12 * history + 16 * MOVES or not 0 <= n < SAMPLE or kept < 0 or stride < 1:
             raise ValueError("not an hour profile (inconsistent fields)")
         slot = self._add(device_id, hour)
         self._sample[slot] = np.frombuffer(state, "<f8", n, _HEAD.size).tolist()
@@ -161,6 +168,9 @@ class HourProfiles:
         self._dist[slot] = np.frombuffer(state, "<f4", history, at + 8 * ring)
         self._dist_weekly[slot] = np.frombuffer(state, "<f4", history, at + 8 * ring + 4 * history)
         self._spread[slot] = np.frombuffer(state, "<f4", history, at + 8 * ring + 8 * history)
+        at += 8 * ring + 12 * history
+        self._moves[slot] = np.frombuffer(state, "<f8", MOVES, at).tolist()
+        self._move_hours[slot] = np.frombuffer(state, "<i8", MOVES, at + 8 * MOVES).tolist()
         self._ratio[slot], self._kept[slot], self._line[slot], self._line_at[slot] = ratio, kept, line, line_at
         self._by_week[slot] = bool(by_week)
         return True
@@ -179,7 +189,8 @@ class HourProfiles:
             self._ratio[slot] = 0.0
             return
         median = statistics.median(sample)
-        distances = self._distances(slot, hour, median)
+        base = self._reference(slot, hour, self._weekly, need_all=False)  # the same hour of past weeks
+        distances = self._distances(slot, hour, median, base)
         ratio = 0.0
         if distances is not None:
             daily, weekly = distances
@@ -199,6 +210,9 @@ class HourProfiles:
         self._ratio[slot] = ratio
         at = hour % self._ring
         self._medians[slot, at], self._hour_of[slot, at] = median, hour
+        if base is not None:  # (the median as the ring keeps it, float32)
+            self._moves[slot][hour % MOVES] = float(self._medians[slot, at]) - base
+            self._move_hours[slot][hour % MOVES] = hour
 
     def _relearn(self, slot: int) -> None:
         """The device's reference and line from its kept hours: the reference whose distances' quantile is the
@@ -221,29 +235,18 @@ class HourProfiles:
             line = max(line, config.spread * float(np.median(spreads)))
         self._line[slot], self._line_at[slot] = line, self._kept[slot]
 
-    def _distances(self, slot: int, hour: int, median: float) -> tuple[float, float | None] | None:
-        """The hour's distances to the daily and to the weekly reference (None without a week back); None
-        without the daily one."""
+    def _distances(self, slot: int, hour: int, median: float, base: float | None) -> tuple[float, float | None] | None:
+        """The hour's distances to the daily and to the weekly reference (None without ``base``, the same hour
+        of past weeks); None without the daily one."""
         daily = self._reference(slot, hour, self._daily, need_all=True)
         if daily is None:
             return None
-        weekly = self._weekly_reference(slot, hour)
-        return abs(median - daily), None if weekly is None else abs(median - weekly)
-
-    def _weekly_reference(self, slot: int, hour: int) -> float | None:
-        """The same hour of past weeks, moved by the median of how far each of the last day's hours (those kept
-        with a week back) was from its own weeks back; None without a week back."""
-        weekly = self._reference(slot, hour, self._weekly, need_all=False)
-        if weekly is None:
-            return None
-        hour_of, medians, ring = self._hour_of[slot], self._medians[slot], self._ring
-        moves = []
-        for back in range(1, 25):
-            then = hour - back
-            before = self._reference(slot, then, self._weekly, need_all=False)
-            if before is not None and hour_of[then % ring] == then:
-                moves.append(float(medians[then % ring]) - before)
-        return weekly + statistics.median(moves) if moves else weekly
+        if base is None:
+            return abs(median - daily), None
+        # The weekly reference: the base moved by the median of the last day's hours' moves from theirs.
+        hours = self._move_hours[slot]
+        moves = [m for k, m in enumerate(self._moves[slot]) if hour - MOVES <= hours[k] < hour]
+        return abs(median - daily), abs(median - (base + statistics.median(moves) if moves else base))
 
     def _reference(self, slot: int, hour: int, back: list[int], *, need_all: bool) -> float | None:
         """The median of the hours ``back`` from ``hour`` (the first must be kept; all, with ``need_all``)."""
@@ -267,6 +270,8 @@ class HourProfiles:
                 self._spread = np.concatenate([self._spread, np.zeros((grow, self.config.history_h), np.float32)])
             self._hour.append(0)
             self._sample.append([])
+            self._moves.append([])
+            self._move_hours.append([])
             self._stride.append(1)
             self._skip.append(0)
             self._ratio.append(0.0)
@@ -279,6 +284,7 @@ class HourProfiles:
         self._hour[slot], self._sample[slot], self._stride[slot], self._skip[slot] = hour, [], 1, 0
         self._ratio[slot], self._kept[slot] = 0.0, 0
         self._line[slot], self._line_at[slot], self._by_week[slot] = 0.0, 0, False
+        self._moves[slot], self._move_hours[slot] = [0.0] * MOVES, [-1] * MOVES
         return slot
 
 
