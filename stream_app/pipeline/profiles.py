@@ -199,11 +199,12 @@ class HourProfiles:
             if kept >= max(1, config.min_history_h) and (not self._line[slot] or kept - self._line_at[slot] >= config.relearn_h):
                 self._relearn(slot)
             line = self._line[slot]
-            distance = (math.nan if weekly is None else weekly) if self._by_week[slot] else daily
-            ratio = distance / line if line > 0 and math.isfinite(distance) else 0.0  # (none yet, or no scale)
+            distance = weekly if self._by_week[slot] else daily
+            # (no line yet, a sensor that never moved, or no week back for the weekly reference: no verdict)
+            ratio = distance / line if line > 0 and not math.isnan(distance) else 0.0
             if ratio <= 1.0:  # an hour over its line does not teach the line
                 at = kept % config.history_h
-                self._dist[slot, at], self._dist_weekly[slot, at] = daily, math.nan if weekly is None else weekly
+                self._dist[slot, at], self._dist_weekly[slot, at] = daily, weekly
                 # (one reading an hour has no scatter: its hours' distances already hold the noise)
                 self._spread[slot, at] = _sd(sample) if n > 1 else math.nan
                 self._kept[slot] = kept + 1
@@ -219,31 +220,31 @@ class HourProfiles:
         lower, ``margin`` x that quantile, at least ``spread`` x their median scatter."""
         config = self.config
         kept = min(self._kept[slot], config.history_h)
-        daily = float(np.quantile(self._dist[slot, :kept], config.quantile))
-        weeks = self._dist_weekly[slot, :kept]
+        days, weeks = self._dist[slot, :kept], self._dist_weekly[slot, :kept]
+        quantile = float(np.quantile(days, config.quantile))
         both = ~np.isnan(weeks)
         self._by_week[slot] = False
-        if both.sum() >= max(1, config.min_history_h):  # (judged on the same hours)
+        if both.sum() >= max(1, config.min_history_h):  # (the two compared on the same hours)
             weekly = float(np.quantile(weeks[both], config.quantile))
-            self._by_week[slot] = weekly < float(np.quantile(self._dist[slot, :kept][both], config.quantile))
+            self._by_week[slot] = weekly < float(np.quantile(days[both], config.quantile))
             if self._by_week[slot]:
-                daily = weekly
-        line = config.margin * daily
+                quantile = weekly
+        line = config.margin * quantile
         spreads = self._spread[slot, :kept]
         spreads = spreads[~np.isnan(spreads)]
         if len(spreads):
             line = max(line, config.spread * float(np.median(spreads)))
         self._line[slot], self._line_at[slot] = line, self._kept[slot]
 
-    def _distances(self, slot: int, hour: int, median: float, base: float | None) -> tuple[float, float | None] | None:
-        """The hour's distances to the daily and to the weekly reference (None without ``base``, the same hour
+    def _distances(self, slot: int, hour: int, median: float, base: float | None) -> tuple[float, float] | None:
+        """The hour's distances to the daily and to the weekly reference (NaN without ``base``, the same hour
         of past weeks); None without the daily one."""
         daily = self._reference(slot, hour, self._daily, need_all=True)
         if daily is None:
             return None
         if base is None:
-            return abs(median - daily), None
-        # The weekly reference: the base moved by the median of the last day's hours' moves from theirs.
+            return abs(median - daily), math.nan
+        # The weekly reference: the base moved by the median of the last 24 hours' moves from their own bases.
         hours = self._move_hours[slot]
         moves = [m for k, m in enumerate(self._moves[slot]) if hour - MOVES <= hours[k] < hour]
         return abs(median - daily), abs(median - (base + statistics.median(moves) if moves else base))
