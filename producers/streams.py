@@ -42,6 +42,8 @@ from pydantic import BaseModel
 INTERVALS_S = (60, 120, 300, 600, 900, 1800, 3600)
 ANOMALY_KINDS = ("spike", "level_shift", "variance_burst", "ramp", "stopped")
 START = datetime(2026, 1, 5, tzinfo=timezone.utc)  # a Monday
+# Long enough for several daily cycles at 1/min, several weeks at 1/h (``--rows`` probes shorter and longer files).
+ROWS = (2000, 8000)
 _DAY_S, _WEEK_S = 86_400, 7 * 86_400
 
 
@@ -71,12 +73,16 @@ class StreamSpec(BaseModel):
 
 
 def generate(
-    index: int, rng: np.random.Generator, *, benign_spikes: float = 0.0, wandering: float = 0.0
+    index: int,
+    rng: np.random.Generator,
+    *,
+    benign_spikes: float = 0.0,
+    wandering: float = 0.0,
+    rows_range: tuple[int, int] = ROWS,
 ) -> tuple[StreamSpec, np.ndarray, np.ndarray, np.ndarray]:
     """One stream: its spec, epoch-second times, values and labels."""
     interval = int(rng.choice(INTERVALS_S))
-    # Long enough for several daily cycles at 1/min, several weeks at 1/h; 2,000-8,000 rows.
-    rows = int(rng.integers(2000, 8001))
+    rows = int(rng.integers(rows_range[0], rows_range[1] + 1))
     t0 = START.timestamp() + int(rng.integers(0, 7)) * _DAY_S
     t = t0 + np.arange(rows, dtype=np.float64) * interval
     level = float(rng.choice([0.0, 1.0, 20.0, 60.0, 500.0]) + rng.uniform(0, 10))
@@ -195,10 +201,15 @@ def write_set(
     return specs
 
 
-def write_streams(out: Path, files: int, seed: int, *, benign_spikes: float = 0.0, wandering: float = 0.0) -> list[StreamSpec]:
+def write_streams(
+    out: Path, files: int, seed: int, *, benign_spikes: float = 0.0, wandering: float = 0.0, rows_range: tuple[int, int] = ROWS
+) -> list[StreamSpec]:
     """Write ``files`` streams and ``streams.json`` into ``out``; the same seed writes the same bytes."""
-    one = partial(generate, benign_spikes=benign_spikes, wandering=wandering)
-    return write_set(out, files, seed, one, benign_spikes=benign_spikes, wandering=wandering)
+    one = partial(generate, benign_spikes=benign_spikes, wandering=wandering, rows_range=rows_range)
+    settings: dict[str, Any] = {"benign_spikes": benign_spikes, "wandering": wandering}
+    if rows_range != ROWS:  # the default manifests stay as they were
+        settings["rows"] = list(rows_range)
+    return write_set(out, files, seed, one, **settings)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -208,14 +219,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--benign-spikes", type=float, default=0.0, help="share of readings that are unlabelled lone spikes")
     parser.add_argument("--wandering", type=float, default=0.0, help="share of files whose level wanders like a random walk")
+    parser.add_argument("--rows", default=f"{ROWS[0]}:{ROWS[1]}", help="LO:HI rows a file (default %(default)s)")
     args = parser.parse_args(argv)
+    try:
+        lo, hi = (int(v) for v in args.rows.split(":"))
+    except ValueError:
+        parser.error("--rows must be LO:HI, two whole numbers")
+    if not 200 <= lo <= hi:
+        parser.error("--rows must have 200 <= LO <= HI")
     if args.files < 1:
         parser.error("--files must be at least 1")
     if not 0 <= args.benign_spikes < 0.5:
         parser.error("--benign-spikes must be in [0, 0.5)")
     if not 0 <= args.wandering <= 1:
         parser.error("--wandering must be in [0, 1]")
-    specs = write_streams(args.out, args.files, args.seed, benign_spikes=args.benign_spikes, wandering=args.wandering)
+    specs = write_streams(
+        args.out, args.files, args.seed, benign_spikes=args.benign_spikes, wandering=args.wandering, rows_range=(lo, hi)
+    )
     labelled = sum(len(s.anomalies) for s in specs)
     print(f"{len(specs)} streams, {sum(s.rows for s in specs)} rows, {labelled} labelled anomalies -> {args.out}")
 

@@ -68,3 +68,18 @@ def test_wandering_files_walk_on_top_of_the_same_stream_and_hold_still_where_it_
             assert np.ptp(w_x[a.start : a.end + 1]) == 0
     never = generate(3, np.random.default_rng(11), wandering=0.0)
     assert (never[2] == x).all() and not never[0].wandering
+
+
+def test_rows_probe_shorter_and_longer_files_and_the_default_set_is_unchanged(tmp_path: Path) -> None:
+    import pytest
+
+    main([str(tmp_path / "short"), "--files", "6", "--seed", "1", "--rows", "1000:1200"])
+    manifest = json.loads((tmp_path / "short" / "streams.json").read_text())
+    assert manifest["rows"] == [1000, 1200] and all(1000 <= f["rows"] <= 1200 for f in manifest["files"])
+    write_streams(tmp_path / "a", 2, seed=1)
+    main([str(tmp_path / "b"), "--files", "2", "--seed", "1", "--rows", "2000:8000"])
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert all((tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes() for n in names)
+    for bad in ("10:20", "900", "3000:2000"):
+        with pytest.raises(SystemExit):
+            main([str(tmp_path / "c"), "--rows", bad])
