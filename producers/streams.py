@@ -21,7 +21,9 @@ default files do not: lone readings 4-8 sd off the level at that rate (e.g. 0.00
 detector must learn that one spike is how the stream is (labelled spikes stay 6-10 sd, 1-3 readings).
 ``--wandering SHARE`` makes that share of the files wander like a random walk on top (a step of one noise sd
 a reading, held while the signal is idle or stopped): a price, a queue, a counter's rate, whose level never
-comes back to where the first rows had it. Seeded and deterministic: the same seed gives the same bytes.
+comes back to where the first rows had it. ``--rows LO:HI`` makes the files shorter or longer (2,000-8,000 rows
+by default), ``--drop SHARE`` loses that share of readings at random and three outages a file (irregular times).
+Seeded and deterministic: the same seed gives the same bytes.
 ``streams.json`` in OUT_DIR lists each file's parameters and labelled spans.
 """
 
@@ -79,6 +81,7 @@ def generate(
     benign_spikes: float = 0.0,
     wandering: float = 0.0,
     rows_range: tuple[int, int] = ROWS,
+    drop: float = 0.0,
 ) -> tuple[StreamSpec, np.ndarray, np.ndarray, np.ndarray]:
     """One stream: its spec, epoch-second times, values and labels."""
     interval = int(rng.choice(INTERVALS_S))
@@ -162,7 +165,29 @@ def generate(
         noise_sd=round(sd, 4), autocorrelation=phi, daily=daily, weekly=weekly, drift=round(drift, 3), regimes=regimes,
         idle_hours=idle, resolution=round(resolution, 6), anomalies=anomalies, wandering=wanders,
     )  # fmt: skip
+    if drop > 0:  # drawn last too
+        return _thinned(spec, t, x, labels, rng, drop)
     return spec, t, x, labels
+
+
+def _thinned(
+    spec: StreamSpec, t: np.ndarray, x: np.ndarray, labels: np.ndarray, rng: np.random.Generator, drop: float
+) -> tuple[StreamSpec, np.ndarray, np.ndarray, np.ndarray]:
+    """The stream with a share ``drop`` of its readings lost at random and three outages of 5-30 readings
+    after its first fifth (a gateway on a poor link): irregular times. Labelled spans keep the readings left
+    in them; a span with none left is no longer an anomaly of the file."""
+    keep = rng.random(spec.rows) >= drop
+    for _ in range(3):
+        at = int(rng.integers(spec.rows // 5, max(spec.rows // 5 + 1, spec.rows - 40)))
+        keep[at : at + int(rng.integers(5, 31))] = False
+    rank = np.cumsum(keep) - 1  # each kept reading's row in the thinned file
+    anomalies = []
+    for a in spec.anomalies:
+        left = np.flatnonzero(keep[a.start : a.end + 1]) + a.start
+        if len(left):
+            anomalies.append(a.model_copy(update={"start": int(rank[left[0]]), "end": int(rank[left[-1]])}))
+    thinned = spec.model_copy(update={"rows": int(keep.sum()), "anomalies": anomalies})
+    return thinned, t[keep], x[keep], labels[keep]
 
 
 def write_csv(path: Path, t: np.ndarray, x: np.ndarray, labels: np.ndarray) -> None:
@@ -202,13 +227,22 @@ def write_set(
 
 
 def write_streams(
-    out: Path, files: int, seed: int, *, benign_spikes: float = 0.0, wandering: float = 0.0, rows_range: tuple[int, int] = ROWS
+    out: Path,
+    files: int,
+    seed: int,
+    *,
+    benign_spikes: float = 0.0,
+    wandering: float = 0.0,
+    rows_range: tuple[int, int] = ROWS,
+    drop: float = 0.0,
 ) -> list[StreamSpec]:
     """Write ``files`` streams and ``streams.json`` into ``out``; the same seed writes the same bytes."""
-    one = partial(generate, benign_spikes=benign_spikes, wandering=wandering, rows_range=rows_range)
+    one = partial(generate, benign_spikes=benign_spikes, wandering=wandering, rows_range=rows_range, drop=drop)
     settings: dict[str, Any] = {"benign_spikes": benign_spikes, "wandering": wandering}
     if rows_range != ROWS:  # the default manifests stay as they were
         settings["rows"] = list(rows_range)
+    if drop:
+        settings["drop"] = drop
     return write_set(out, files, seed, one, **settings)
 
 
@@ -220,6 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--benign-spikes", type=float, default=0.0, help="share of readings that are unlabelled lone spikes")
     parser.add_argument("--wandering", type=float, default=0.0, help="share of files whose level wanders like a random walk")
     parser.add_argument("--rows", default=f"{ROWS[0]}:{ROWS[1]}", help="LO:HI rows a file (default %(default)s)")
+    parser.add_argument("--drop", type=float, default=0.0, help="share of readings lost at random, with 3 outages a file")
     args = parser.parse_args(argv)
     try:
         lo, hi = (int(v) for v in args.rows.split(":"))
@@ -231,11 +266,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--files must be at least 1")
     if not 0 <= args.benign_spikes < 0.5:
         parser.error("--benign-spikes must be in [0, 0.5)")
+    if not 0 <= args.drop < 0.9:
+        parser.error("--drop must be in [0, 0.9)")
     if not 0 <= args.wandering <= 1:
         parser.error("--wandering must be in [0, 1]")
     specs = write_streams(
-        args.out, args.files, args.seed, benign_spikes=args.benign_spikes, wandering=args.wandering, rows_range=(lo, hi)
-    )
+        args.out, args.files, args.seed, benign_spikes=args.benign_spikes, wandering=args.wandering, rows_range=(lo, hi),
+        drop=args.drop,
+    )  # fmt: skip
     labelled = sum(len(s.anomalies) for s in specs)
     print(f"{len(specs)} streams, {sum(s.rows for s in specs)} rows, {labelled} labelled anomalies -> {args.out}")
 

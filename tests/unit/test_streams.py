@@ -83,3 +83,23 @@ def test_rows_probe_shorter_and_longer_files_and_the_default_set_is_unchanged(tm
     for bad in ("10:20", "900", "3000:2000"):
         with pytest.raises(SystemExit):
             main([str(tmp_path / "c"), "--rows", bad])
+
+
+def test_dropped_readings_leave_irregular_times_and_labels_where_their_readings_are(tmp_path: Path) -> None:
+    from producers.streams import generate
+
+    spec, t, x, labels = generate(2, np.random.default_rng(5))
+    main([str(tmp_path), "--files", "8", "--seed", "3", "--drop", "0.25"])
+    manifest = json.loads((tmp_path / "streams.json").read_text())
+    assert manifest["drop"] == 0.25
+    for f in manifest["files"]:
+        s = read_labelled_csv(tmp_path / f["file"], label_column="label")
+        steps = np.diff(s.ts) // (f["interval_s"] * 1000)
+        assert len(s.ts) == f["rows"] and len(set(steps.tolist())) > 2 and steps.max() >= 5  # lost readings, outages
+        expected = np.zeros(f["rows"], bool)
+        for a in f["anomalies"]:
+            expected[a["start"] : a["end"] + 1] = True
+        assert (s.labels == expected).all()
+    thin, tt, tx, tl = generate(2, np.random.default_rng(5), drop=0.25)
+    assert set(tt.tolist()) <= set(t.tolist()) and 0.6 * spec.rows < thin.rows < 0.8 * spec.rows
+    assert np.isin(tx, x).all() and tl.sum() <= labels.sum()
