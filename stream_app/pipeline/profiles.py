@@ -5,21 +5,22 @@ one the sensor often reads, at another hour or on another day, so no check of a 
 is wrong is *when*. ``HourProfiles`` keeps, per device, the median reading of each hour of its last three
 weeks and three days (of the stream's time, UTC; the median of up to 32 readings spread over the hour, so a
 burst of a few readings, which busy streams make every day, does not move it). When an hour is over, it is
-compared with two references: the **daily** one, the median of the same hour on the last three days, and
-the **weekly** one, the median of the same hour one, two and three weeks back (of those kept, so one odd week,
-a holiday's, does not set it) moved by the median of how far each of the last 24 hours was from its own
-weeks back (so a new level is followed within a day; the same hour of the last three days, three moves,
-was too noisy: a lasting move of two noise sd went over the line).
+compared with two references: the **daily** one, the median of the same hour on the last three days of its
+type (Monday to Friday, or the weekend; of those kept, the nearest at least), and the **weekly** one, the
+median of the same hour one, two and three weeks back (of those kept, so one odd week, a holiday's, does not
+set it) moved by the median of how far each of the last 24 hours was from its own weeks back (so a new level
+is followed within a day; the same hour of the last three days, three moves, was too noisy: a lasting move
+of two noise sd went over the line). Days of its type, because the three days before a Monday are a Friday
+and a weekend, whose median is a weekend's level: a Monday as quiet as a Sunday (a holiday, a shift that
+never started) was near it.
 
 Each device uses the reference that fits it: the one whose distances over its last two weeks' hours (those
-with both) have the lower 0.99 quantile, the daily one until a week of such hours is kept. A stream without a
-week is judged against its last days; a stream with one against its past weeks, where a Monday is not
-compared with the weekend before it (the daily median of Friday, Saturday and Sunday is a weekend's level,
-so a Monday as quiet as a Sunday, a holiday, was near it).
-
-A device's line is ``margin`` times that quantile (of its distances under the line), so the check first
-judges after about six days of a device's history (three days back to compare with, then three days of
-distances), and an hour that is over its line does not teach it. The line is never under ``spread`` times
+with both) have the lower 0.99 quantile, the daily one until three days of such hours are kept. A device's
+line is ``margin`` times that quantile (of its distances under the line), first learnt after a week of the
+device's history (three days of distances at least), so that every day of the week is among the hours it is
+learnt from: a stream whose weekend falls on other UTC days (a Friday-Saturday weekend, a site far from
+UTC) has some days always far from its daily reference, and a line learnt before it met them would call them
+anomalous every week, since an hour over the line does not teach it. The line is never under ``spread`` times
 the typical scatter of readings within an hour (their sd, the median over those hours): an hour's median is
 steady, so without it a lasting move of the level by two noise sd (a new load, a regime) would be far from
 the days before for a day or two. A device's verdict (1.0 = its line) is its last finished hour's and holds
@@ -54,10 +55,12 @@ _HEAD = struct.Struct("<qqqqqqdqdqq")
 @dataclass(frozen=True, slots=True)
 class ProfileConfig:
     enabled: bool = True
-    days: int = 3  # the daily reference: the median of the same hour on each of this many past days
+    days: int = 3  # the daily reference: the median of the same hour on up to this many past days (the nearest kept)
+    day_types: bool = True  # ... of the day's type (Monday to Friday, or the weekend; the stream's UTC date)
     weeks: int = 3  # the weekly reference: the median of the same hour of the week 1..weeks back (the last kept)
     history_h: int = 336  # hours of distances the line is learnt from
     min_history_h: int = 72  # distances before a device's line is trusted
+    first_line_h: int = 168  # and hours of its history before its first line: every day of the week seen
     quantile: float = 0.99
     margin: float = 1.5
     spread: float = 4.0  # the line is at least this x the readings' typical sd within an hour
@@ -69,9 +72,10 @@ class HourProfiles:
 
     def __init__(self, config: ProfileConfig = ProfileConfig()) -> None:
         self.config = config
-        # Hours kept (h - ring is read before h is kept): the weekly reference of the last day's hours too.
-        self._ring = 24 * config.days + 168 * config.weeks
-        self._daily = [24 * k for k in range(1, config.days + 1)]
+        self._daily = [_daily_back(weekday, config.days, config.day_types) for weekday in range(7)]
+        # Hours kept (h - ring is read before h is kept), as many as the saved states of earlier versions hold
+        # when that is enough: a weekend's daily reference reaches 13 days back.
+        self._ring = max(24 * config.days + 168 * config.weeks, max(max(back) for back in self._daily) + 1)
         self._weekly = [168 * k for k in range(1, config.weeks + 1)]
         self._slots: dict[str, int] = {}
         self._free: list[int] = []
@@ -189,14 +193,16 @@ class HourProfiles:
             self._ratio[slot] = 0.0
             return
         median = statistics.median(sample)
-        base = self._reference(slot, hour, self._weekly, need_all=False)  # the same hour of past weeks
+        base = self._reference(slot, hour, self._weekly)  # the same hour of past weeks
         distances = self._distances(slot, hour, median, base)
         ratio = 0.0
         if distances is not None:
             daily, weekly = distances
             config = self.config
             kept = self._kept[slot]
-            if kept >= max(1, config.min_history_h) and (not self._line[slot] or kept - self._line_at[slot] >= config.relearn_h):
+            if kept >= max(1, config.min_history_h) and (
+                kept - self._line_at[slot] >= config.relearn_h if self._line[slot] else self._first_line(slot, hour)
+            ):
                 self._relearn(slot)
             line = self._line[slot]
             distance = weekly if self._by_week[slot] else daily
@@ -214,6 +220,14 @@ class HourProfiles:
         if base is not None:  # (the median as the ring keeps it, float32)
             self._moves[slot][hour % MOVES] = float(self._medians[slot, at]) - base
             self._move_hours[slot][hour % MOVES] = hour
+
+    def _first_line(self, slot: int, hour: int) -> bool:
+        """Whether the device has ``first_line_h`` hours of history: a first line learnt from fewer days than a
+        week can miss a day that is always far from its reference (a weekend on other UTC days than
+        Saturday and Sunday, a first Saturday compared with weekdays), which it would then call anomalous
+        every week (an hour over the line does not teach it)."""
+        hours = self._hour_of[slot]
+        return hour - int(hours[hours >= 0].min()) >= self.config.first_line_h
 
     def _relearn(self, slot: int) -> None:
         """The device's reference and line from its kept hours: the reference whose distances' quantile is the
@@ -239,7 +253,7 @@ class HourProfiles:
     def _distances(self, slot: int, hour: int, median: float, base: float | None) -> tuple[float, float] | None:
         """The hour's distances to the daily and to the weekly reference (NaN without ``base``, the same hour
         of past weeks); None without the daily one."""
-        daily = self._reference(slot, hour, self._daily, need_all=True)
+        daily = self._reference(slot, hour, self._daily[(hour // 24 + 3) % 7])  # (1970-01-01 was a Thursday)
         if daily is None:
             return None
         if base is None:
@@ -249,12 +263,12 @@ class HourProfiles:
         moves = [m for k, m in enumerate(self._moves[slot]) if hour - MOVES <= hours[k] < hour]
         return abs(median - daily), abs(median - (base + statistics.median(moves) if moves else base))
 
-    def _reference(self, slot: int, hour: int, back: list[int], *, need_all: bool) -> float | None:
-        """The median of the hours ``back`` from ``hour`` (the first must be kept; all, with ``need_all``)."""
+    def _reference(self, slot: int, hour: int, back: list[int]) -> float | None:
+        """The median of those of the hours ``back`` from ``hour`` that are kept (None unless the first is)."""
         hour_of, medians, ring = self._hour_of[slot], self._medians[slot], self._ring
-        found = [float(medians[(hour - b) % ring]) for b in back if hour_of[(hour - b) % ring] == hour - b]
-        if not found or hour_of[(hour - back[0]) % ring] != hour - back[0] or (need_all and len(found) < len(back)):
+        if hour_of[(hour - back[0]) % ring] != hour - back[0]:
             return None
+        found = [float(medians[(hour - b) % ring]) for b in back if hour_of[(hour - b) % ring] == hour - b]
         return statistics.median(found)
 
     def _add(self, device_id: str, hour: int) -> int:
@@ -287,6 +301,14 @@ class HourProfiles:
         self._line[slot], self._line_at[slot], self._by_week[slot] = 0.0, 0, False
         self._moves[slot], self._move_hours[slot] = [0.0] * MOVES, [-1] * MOVES
         return slot
+
+
+def _daily_back(weekday: int, days: int, day_types: bool) -> list[int]:
+    """Hours back to the same hour of the ``days`` days before a day of ``weekday`` (0 = Monday) that are of its
+    type (weekday or weekend) with ``day_types``, else of the days just before it."""
+    weekend = weekday >= 5
+    back = [k for k in range(1, 7 * days + 1) if not day_types or ((weekday - k) % 7 >= 5) == weekend]
+    return [24 * k for k in back[:days]]
 
 
 def _sd(values: list[float]) -> float:

@@ -54,34 +54,61 @@ def verdicts(profiles: HourProfiles, xs: np.ndarray, device: str = "d") -> np.nd
 def test_a_day_whose_shift_never_starts_is_far_from_the_same_hours_before() -> None:
     xs = shifts(24, odd_day=20)
     r = verdicts(HourProfiles(), xs)
-    assert (r[: 6 * DAY] == 0.0).all()  # three days back and three days of distances first: no line yet
+    assert (r[: 7 * DAY] == 0.0).all() and r[7 * DAY : 8 * DAY].max() > 0.0  # a week of history first: no line yet
     odd = slice(20 * DAY, 21 * DAY)
     assert r[odd].max() > 3.0
     assert r[: 20 * DAY].max() <= 1.0 and r[21 * DAY + DAY // 4 :].max() <= 1.0  # weekends included
 
 
 def test_weekends_are_normal() -> None:
-    """The reference that fits: a Saturday is far from Friday but not from last Saturday."""
+    """A Saturday is far from Friday but not from the Sunday before it."""
     r = verdicts(HourProfiles(), shifts(21))  # (it starts on a Wednesday: days 3-4, 10-11 and 17-18 are weekends)
-    assert r[6 * DAY :].max() > 0.0 and r.max() <= 1.0
-    # Started at 11:00 on any other weekday, its first weekend is among the hours its first line is learnt from
-    # (started between Saturday evening and Sunday morning it is not: that weekend is far from the weekdays).
-    for start in range(1, 7):
-        assert verdicts(HourProfiles(), shifts(21 + start)[start * DAY :]).max() <= 1.0
-    early = verdicts(HourProfiles(ProfileConfig(min_history_h=0)), shifts(21))
-    assert early[3 * DAY :].max() > 0.0  # judged as soon as three days back are kept (no history asked for)
+    assert r[7 * DAY :].max() > 0.0 and r.max() <= 1.0
+    early = verdicts(HourProfiles(ProfileConfig(min_history_h=0, first_line_h=0)), shifts(21))
+    assert early[: DAY + DAY // 2].max() > 0.0  # judged as soon as a day back is kept (no history asked for)
 
 
-def test_a_monday_like_a_sunday_is_far_from_past_mondays() -> None:
-    """A holiday: the last three days' median is the weekend's level, so only the past weeks tell it apart.
-    The weekly reference is this stream's (its weekends make the daily distances' quantile the higher)."""
-    xs = shifts(24, odd_day=19, holiday=True)  # (days 17-18 are a weekend: 19 is a Monday)
-    profiles = HourProfiles()
-    r = verdicts(profiles, xs)
-    assert r[19 * DAY : 20 * DAY].max() > 2.0
-    assert r[: 19 * DAY].max() <= 1.0 and r[20 * DAY + DAY // 4 :].max() <= 1.0
-    assert profiles._by_week[profiles._slots["d"]]
-    flat = HourProfiles()  # a stream without a week: its last days are the nearer reference
+@pytest.mark.parametrize("lag", range(1, 7))
+def test_a_weekend_on_other_days_of_the_utc_week_is_normal_too(lag: int) -> None:
+    """A Friday-Saturday weekend, a site far from UTC: some days are always far from the last days of their
+    UTC type. Its first line waits for a week of history, so those days are among the hours it is learnt from."""
+    xs = shifts(30 + lag)[lag * DAY :]  # (the readings of day ``lag`` on: the weekend ``lag`` days sooner)
+    for first in range(7):  # started on each day of the week
+        times = [T0 + (first * DAY + i) * EVERY_S * 1000 for i in range(len(xs) - first * DAY)]
+        profiles = HourProfiles()
+        assert max(profiles.observe("d", t, float(x)) for t, x in zip(times, xs[first * DAY :, 0])) <= 1.0
+    if lag == 1:  # a Friday-Saturday weekend started on a Sunday: a first line from Tuesday to Thursday alone
+        hasty = HourProfiles(ProfileConfig(first_line_h=0))
+        times = [T0 + (4 * DAY + i) * EVERY_S * 1000 for i in range(len(xs) - 4 * DAY)]
+        assert max(hasty.observe("d", t, float(x)) for t, x in zip(times, xs[4 * DAY :, 0])) > 3.0
+
+
+@pytest.mark.parametrize("day", [8, 12, 13, 19])  # a Thursday, a Monday, a Tuesday, a Monday
+def test_a_weekday_like_a_sunday_is_far_from_the_weekdays_before_it(day: int) -> None:
+    """A holiday: the last three days before a Monday or a Tuesday hold a weekend, whose level their median is,
+    so the daily reference is the last three days of its own type; the weekly one is not needed for it."""
+    xs = shifts(24, odd_day=day, holiday=True)  # (days 3-4, 10-11 and 17-18 are weekends)
+    r = verdicts(HourProfiles(), xs)
+    assert r[day * DAY : (day + 1) * DAY].max() > 2.0
+    assert r[: day * DAY].max() <= 1.0 and r[(day + 1) * DAY + DAY // 4 :].max() <= 1.0
+    if day == 12:  # the last three days whatever their type: the Tuesday after it meets a holiday and a weekend
+        plain = verdicts(HourProfiles(ProfileConfig(day_types=False)), xs)
+        assert plain[13 * DAY : 14 * DAY].max() > 1.0
+
+
+def test_each_device_is_judged_against_the_reference_that_fits_it() -> None:
+    """A stream whose every day of the week has its own level is far from its last days but not from its past
+    weeks; a stream without a week is nearer its last days."""
+    t_s = T0 // 1000 + np.arange(24 * DAY) * EVERY_S
+    hour, weekday = (t_s % 86_400) / 3600, (t_s // 86_400 + 3) % 7
+    xs = 10.0 + np.where((hour >= 8) & (hour < 18), 10.0 + 5.0 * weekday, 0.0)
+    xs += np.random.default_rng(1).normal(0, 1.0, len(xs))
+    weekly = HourProfiles()
+    assert verdicts(weekly, xs[:, None]).max() <= 1.0
+    assert weekly._by_week[weekly._slots["d"]]
+    xs[20 * DAY : 21 * DAY] = xs[19 * DAY : 20 * DAY]  # a Tuesday that is Monday again
+    assert verdicts(HourProfiles(), xs[:, None])[20 * DAY : 21 * DAY].max() > 1.0
+    flat = HourProfiles()
     verdicts(flat, np.random.default_rng(3).normal(10.0, 1.0, (24 * DAY, 1)))
     assert not flat._by_week[flat._slots["d"]]
 
