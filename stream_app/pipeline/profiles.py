@@ -224,8 +224,8 @@ class HourProfiles:
     def _first_line(self, slot: int, hour: int) -> bool:
         """Whether the device has ``first_line_h`` hours of history: a first line learnt from fewer days than a
         week can miss a day that is always far from its reference (a weekend on other UTC days than
-        Saturday and Sunday, a first Saturday compared with weekdays), which it would then call anomalous
-        every week (an hour over the line does not teach it)."""
+        Saturday and Sunday, a site far from UTC), which it would then call anomalous every week (an hour
+        over the line does not teach it)."""
         hours = self._hour_of[slot]
         return hour - int(hours[hours >= 0].min()) >= self.config.first_line_h
 
