@@ -6,13 +6,21 @@ is wrong is *when*. ``HourProfiles`` keeps, per device, the median reading of ea
 weeks and three days (of the stream's time, UTC; the median of up to 32 readings spread over the hour, so a
 burst of a few readings, which busy streams make every day, does not move it). When an hour is over, it is
 compared with two references: the **daily** one, the median of the same hour on the last three days of its
-type (Monday to Friday, or the weekend; of those kept, the nearest at least), and the **weekly** one, the
+type (Monday to Friday, or the weekend, of the device's own week: see below; of those kept, the nearest at
+least), and the **weekly** one, the
 median of the same hour one, two and three weeks back (of those kept, so one odd week, a holiday's, does not
 set it) moved by the median of how far each of the last 24 hours was from its own weeks back (so a new level
 is followed within a day; the same hour of the last three days, three moves, was too noisy: a lasting move
 of two noise sd went over the line). Days of its type, because the three days before a Monday are a Friday
 and a weekend, whose median is a weekend's level: a Monday as quiet as a Sunday (a holiday, a shift that
 never started) was near it.
+
+A device's own week: a site far from UTC, or a Friday-Saturday weekend, has days that by their UTC dates are
+of the wrong type (a Sunday evening west of UTC is a Monday's hours), far from the last days of that type every
+week. So each device's week is the UTC week moved by the lag (0-167 hours) whose types its last two weeks'
+hours fit best (their mean distance to their daily references), fitted when its line is (re)learnt (each day
+for two weeks, then once a week) and taken when under 0.8 x the current lag's mean (noise fits every lag
+alike: a stream without a weekly shape keeps the UTC week); its kept distances are then recomputed under it.
 
 Each device uses the reference that fits it: the one whose distances over its last two weeks' hours (those
 with both) have the lower 0.99 quantile, the daily one until three days of such hours are kept. A device's
@@ -28,8 +36,8 @@ until the next one is over. The line and the choice of reference are recomputed 
 hours (a quantile over two weeks of hours, per hour, was most of the check's cost).
 Models of one sensor only, as the level shifts (shifts.py): several sensors are left to the model.
 
-State: per device 24 days of hour medians, two weeks of both distances and of scatters, the last day's
-moves and the current hour's sample, ~9.4 KB, in memory and saved to Redis with the lines (``export``, adaptation.py).
+State: per device 24 days of hour medians, two weeks of both distances (and their hours) and of scatters,
+the last day's moves, the week's lag and the current hour's sample, ~10.7 KB, in memory and saved to Redis with the lines (``export``, adaptation.py).
 """
 
 from __future__ import annotations
@@ -38,8 +46,11 @@ import math
 import statistics
 import struct
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
+
+T = TypeVar("T", int, np.ndarray)
 
 HOUR_MS = 3_600_000
 SAMPLE = 32  # readings of an hour kept for its median: every reading, then every 2nd, 4th... once full
@@ -48,8 +59,10 @@ MOVES = 24  # hours whose move from their weeks back (median - weekly base) move
 # stride and readings to skip, the current verdict, how many distances were kept, the line, when it was
 # computed and whether it is the weekly reference's; then the sample (float64, SAMPLE: the readings as read),
 # the ring's medians (float32) and hours (int32), the daily and weekly distances and the scatters (float32),
-# the last hours' moves (float64, MOVES) and their hours (int64).
-_HEAD = struct.Struct("<qqqqqqdqdqq")
+# the last hours' moves (float64, MOVES) and their hours (int64); then the week's lag and each kept distance's
+# hour (int32).
+_HEAD = struct.Struct("<qqqqqqdqdqqq")
+_HEAD_V1 = struct.Struct("<qqqqqqdqdqq")  # saved before 2026-11-28 (later session): no week lag, no distances' hours
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +70,10 @@ class ProfileConfig:
     enabled: bool = True
     days: int = 3  # the daily reference: the median of the same hour on up to this many past days (the nearest kept)
     day_types: bool = True  # ... of the day's type (Monday to Friday, or the weekend; the stream's UTC date)
+    # ... the device's own week: its days' types as its hours fit them best, the UTC week moved by 0-167 hours
+    # (a site far from UTC, a Friday-Saturday weekend), fitted at each relearning
+    own_week: bool = True
+    own_week_gain: float = 0.8  # a new lag is taken when its mean distance is under this x the current lag's
     weeks: int = 3  # the weekly reference: the median of the same hour of the week 1..weeks back (the last kept)
     history_h: int = 336  # hours of distances the line is learnt from
     min_history_h: int = 72  # distances before a device's line is trusted
@@ -73,6 +90,7 @@ class HourProfiles:
     def __init__(self, config: ProfileConfig = ProfileConfig()) -> None:
         self.config = config
         self._daily = [_daily_back(weekday, config.days, config.day_types) for weekday in range(7)]
+        self._daily_table = np.array(self._daily, np.int64)  # (7, days): the same, for fitting a week's lag
         # Hours kept (h - ring is read before h is kept), as many as the saved states of earlier versions hold
         # when that is enough: a weekend's daily reference reaches 13 days back.
         self._ring = max(24 * config.days + 168 * config.weeks, max(max(back) for back in self._daily) + 1)
@@ -84,6 +102,7 @@ class HourProfiles:
         self._dist = np.zeros((0, config.history_h), np.float32)  # each kept hour's distance to the daily reference
         self._dist_weekly = np.zeros((0, config.history_h), np.float32)  # and to the weekly one
         self._spread = np.zeros((0, config.history_h), np.float32)  # each kept hour's sd of readings (NaN: one reading)
+        self._dist_hour = np.zeros((0, config.history_h), np.int32)  # each kept distance's hour (-1: not known)
         # Per slot, as Python lists: read and written once a window, where numpy scalars cost more.
         self._hour: list[int] = []
         self._sample: list[list[float]] = []  # the hour's readings kept (every ``stride``-th)
@@ -94,6 +113,7 @@ class HourProfiles:
         self._line: list[float] = []  # the device's line in its sensor's units (0.0: none yet)
         self._line_at: list[int] = []  # ``kept`` when the line was last computed
         self._by_week: list[bool] = []  # the line (and the verdict) is the weekly reference's
+        self._lag: list[int] = []  # hours the device's week lags the UTC week (0: its weekend is Saturday-Sunday, UTC)
         # Each hour's move from its weeks back, kept when it closes (at hour % MOVES, with that hour), so the
         # weekly reference reads the last day's moves instead of computing 24 bases again each hour.
         self._moves: list[list[float]] = []
@@ -142,13 +162,14 @@ class HourProfiles:
         head = _HEAD.pack(
             self._ring, self.config.history_h, self._hour[slot], len(sample), self._stride[slot], self._skip[slot],
             self._ratio[slot], self._kept[slot], self._line[slot], self._line_at[slot], self._by_week[slot],
+            self._lag[slot],
         )  # fmt: skip
         return b"".join((
             head, np.array(sample + [0.0] * (SAMPLE - len(sample)), "<f8").tobytes(),
             self._medians[slot].astype("<f4").tobytes(), self._hour_of[slot].astype("<i4").tobytes(),
             self._dist[slot].astype("<f4").tobytes(), self._dist_weekly[slot].astype("<f4").tobytes(),
             self._spread[slot].astype("<f4").tobytes(), np.array(self._moves[slot], "<f8").tobytes(),
-            np.array(self._move_hours[slot], "<i8").tobytes(),
+            np.array(self._move_hours[slot], "<i8").tobytes(), self._dist_hour[slot].astype("<i4").tobytes(),
         ))  # fmt: skip
 
     def restore(self, device_id: str, state: bytes) -> bool:
@@ -158,15 +179,23 @@ class HourProfiles:
             return False
         if len(state) < _HEAD.size:
             raise ValueError(f"not an hour profile ({len(state)} bytes)")
-        ring, history, hour, n, stride, skip, ratio, kept, line, line_at, by_week = _HEAD.unpack_from(state)
+        ring, history, hour, n, stride, skip, ratio, kept, line, line_at, by_week = _HEAD_V1.unpack_from(state)
         if (ring, history) != (self._ring, self.config.history_h):
             return False
-        if len(state) != _HEAD.size + 8 * SAMPLE + 8 * ring + 12 * history + 16 * MOVES or not 0 <= n < SAMPLE or kept < 0 or stride < 1:
+        body = 8 * SAMPLE + 8 * ring + 12 * history + 16 * MOVES
+        if len(state) == _HEAD.size + body + 4 * history:
+            lag = _HEAD.unpack_from(state)[-1]
+            head = _HEAD.size
+        elif len(state) == _HEAD_V1.size + body:  # (a previous version's: its week is the UTC week)
+            lag, head = 0, _HEAD_V1.size
+        else:
+            raise ValueError("not an hour profile (inconsistent length)")
+        if not 0 <= n < SAMPLE or kept < 0 or stride < 1 or not 0 <= lag < 168:
             raise ValueError("not an hour profile (inconsistent fields)")
         slot = self._add(device_id, hour)
-        self._sample[slot] = np.frombuffer(state, "<f8", n, _HEAD.size).tolist()
+        self._sample[slot] = np.frombuffer(state, "<f8", n, head).tolist()
         self._stride[slot], self._skip[slot] = stride, skip
-        at = _HEAD.size + 8 * SAMPLE
+        at = head + 8 * SAMPLE
         self._medians[slot] = np.frombuffer(state, "<f4", ring, at)
         self._hour_of[slot] = np.frombuffer(state, "<i4", ring, at + 4 * ring)
         self._dist[slot] = np.frombuffer(state, "<f4", history, at + 8 * ring)
@@ -175,6 +204,9 @@ class HourProfiles:
         at += 8 * ring + 12 * history
         self._moves[slot] = np.frombuffer(state, "<f8", MOVES, at).tolist()
         self._move_hours[slot] = np.frombuffer(state, "<i8", MOVES, at + 8 * MOVES).tolist()
+        if head == _HEAD.size:
+            self._dist_hour[slot] = np.frombuffer(state, "<i4", history, at + 16 * MOVES)
+        self._lag[slot] = lag
         self._ratio[slot], self._kept[slot], self._line[slot], self._line_at[slot] = ratio, kept, line, line_at
         self._by_week[slot] = bool(by_week)
         return True
@@ -203,14 +235,18 @@ class HourProfiles:
             if kept >= max(1, config.min_history_h) and (
                 kept - self._line_at[slot] >= config.relearn_h if self._line[slot] else self._first_line(slot, hour)
             ):
+                if self._fits_week(slot) and self._fit_week(slot, hour):
+                    daily = (self._distances(slot, hour, median, base) or distances)[0]  # (under the new lag)
                 self._relearn(slot)
             line = self._line[slot]
             distance = weekly if self._by_week[slot] else daily
             # (no line yet, a sensor that never moved, or no week back for the weekly reference: no verdict)
             ratio = distance / line if line > 0 and not math.isnan(distance) else 0.0
             if ratio <= 1.0:  # an hour over its line does not teach the line
+                kept = self._kept[slot]  # (a new lag may have dropped some)
                 at = kept % config.history_h
                 self._dist[slot, at], self._dist_weekly[slot, at] = daily, weekly
+                self._dist_hour[slot, at] = hour
                 # (one reading an hour has no scatter: its hours' distances already hold the noise)
                 self._spread[slot, at] = _sd(sample) if n > 1 else math.nan
                 self._kept[slot] = kept + 1
@@ -228,6 +264,65 @@ class HourProfiles:
         over the line does not teach it)."""
         hours = self._hour_of[slot]
         return hour - int(hours[hours >= 0].min()) >= self.config.first_line_h
+
+    def _fits_week(self, slot: int) -> bool:
+        """Whether this relearning fits the device's week: each one in its first two weeks of distances, then
+        one in 7, on a day of its own (a fleet's hours close together; a fit costs ~0.5 ms a device)."""
+        config = self.config
+        kept = self._kept[slot]
+        return config.own_week and config.day_types and (kept < config.history_h or (kept // config.relearn_h + slot) % 7 == 0)
+
+    def _fit_week(self, slot: int, hour: int) -> bool:
+        """Move the device's week to the lag (0-167 hours after the UTC week) whose days' types its last two
+        weeks' hours fit best (the lowest mean distance to their daily references), if that is under
+        ``own_week_gain`` x the current lag's; then its kept daily distances are recomputed under it. True if
+        it moved. A stream without a weekly shape fits every lag alike and keeps its own."""
+        config, ring = self.config, self._ring
+        hour_of, medians = self._hour_of[slot], self._medians[slot]
+        hours = np.arange(hour - config.history_h, hour)
+        hours = hours[hour_of[hours % ring] == hours]
+        if not len(hours):
+            return False
+        # Each hour's distance to its daily reference as a day of each weekday (7 x hours), then read per lag.
+        back = hours[None, :, None] - self._daily_table[:, None, :]  # (weekdays, hours, days)
+        refs = np.where(hour_of[back % ring] == back, medians[back % ring], np.nan).astype(np.float64)
+        judged = ~np.isnan(refs[..., 0])  # (as ``_reference``: the nearest day of its type kept)
+        refs.sort(axis=2)  # (NaN last)
+        count = (~np.isnan(refs)).sum(axis=2, keepdims=True)
+        low = np.take_along_axis(refs, np.maximum(count - 1, 0) // 2, 2)[..., 0]
+        high = np.take_along_axis(refs, count // 2 - (count == 0), 2)[..., 0]
+        distances = np.where(judged, np.abs(medians[hours % ring] - (low + high) / 2), 0.0)
+        weekday = _weekday(hours[None, :] - np.arange(168)[:, None])  # (lags, hours)
+        columns = np.arange(len(hours))
+        distance, judged = distances[weekday, columns], judged[weekday, columns]
+        n = judged.sum(axis=1)
+        # (a lag whose types leave many hours unjudged, early on, is not compared on the others alone)
+        mean = np.where(n >= max(1, n.max() // 2), distance.sum(axis=1) / np.maximum(n, 1), np.inf)
+        lag, best = self._lag[slot], int(np.argmin(mean))
+        if not mean[best] < config.own_week_gain * mean[lag]:
+            return False
+        # The kept distances again under the new lag, oldest first; those whose hour has no reference under
+        # it (its nearest day of its type is not kept) are dropped: under the old lag they were far. (A state
+        # saved by an earlier version does not know its distances' hours: those stay.)
+        kept, history = self._kept[slot], config.history_h
+        keep: list[int] = []
+        again: list[float] = []
+        for at in [(kept - k) % history for k in range(min(kept, history), 0, -1)]:
+            h = int(self._dist_hour[slot, at])
+            if h < 0:
+                keep.append(at)
+                again.append(float(self._dist[slot, at]))
+            elif hour_of[h % ring] == h and (reference := self._reference(slot, h, self._daily[_weekday(h - best)])) is not None:
+                keep.append(at)
+                again.append(abs(float(medians[h % ring]) - reference))
+        if len(keep) < max(1, config.min_history_h):  # (too few left to learn a line from: not yet)
+            return False
+        self._lag[slot] = best
+        for table in (self._dist_weekly, self._spread, self._dist_hour):
+            table[slot, : len(keep)] = table[slot, keep]
+        self._dist[slot, : len(keep)] = again
+        self._kept[slot] = len(keep)
+        return True
 
     def _relearn(self, slot: int) -> None:
         """The device's reference and line from its kept hours: the reference whose distances' quantile is the
@@ -253,7 +348,7 @@ class HourProfiles:
     def _distances(self, slot: int, hour: int, median: float, base: float | None) -> tuple[float, float] | None:
         """The hour's distances to the daily and to the weekly reference (NaN without ``base``, the same hour
         of past weeks); None without the daily one."""
-        daily = self._reference(slot, hour, self._daily[(hour // 24 + 3) % 7])  # (1970-01-01 was a Thursday)
+        daily = self._reference(slot, hour, self._daily[_weekday(hour - self._lag[slot])])
         if daily is None:
             return None
         if base is None:
@@ -283,6 +378,7 @@ class HourProfiles:
                 self._dist = np.concatenate([self._dist, np.zeros((grow, self.config.history_h), np.float32)])
                 self._dist_weekly = np.concatenate([self._dist_weekly, np.zeros((grow, self.config.history_h), np.float32)])
                 self._spread = np.concatenate([self._spread, np.zeros((grow, self.config.history_h), np.float32)])
+                self._dist_hour = np.concatenate([self._dist_hour, np.zeros((grow, self.config.history_h), np.int32)])
             self._hour.append(0)
             self._sample.append([])
             self._moves.append([])
@@ -294,13 +390,20 @@ class HourProfiles:
             self._line.append(0.0)
             self._line_at.append(0)
             self._by_week.append(False)
+            self._lag.append(0)
         self._slots[device_id] = slot
         self._hour_of[slot] = -1
+        self._dist_hour[slot] = -1
         self._hour[slot], self._sample[slot], self._stride[slot], self._skip[slot] = hour, [], 1, 0
         self._ratio[slot], self._kept[slot] = 0.0, 0
-        self._line[slot], self._line_at[slot], self._by_week[slot] = 0.0, 0, False
+        self._line[slot], self._line_at[slot], self._by_week[slot], self._lag[slot] = 0.0, 0, False, 0
         self._moves[slot], self._move_hours[slot] = [0.0] * MOVES, [-1] * MOVES
         return slot
+
+
+def _weekday(hour: T) -> T:
+    """The UTC weekday (0 = Monday) of an hour since the epoch (1970-01-01 was a Thursday), or of an array of them."""
+    return (hour // 24 + 3) % 7
 
 
 def _daily_back(weekday: int, days: int, day_types: bool) -> list[int]:

@@ -8,6 +8,7 @@ import pytest
 from stream_app.pipeline.detector import Detector, DetectorConfig
 from stream_app.pipeline.episodes import EpisodeRule
 from stream_app.pipeline.lines import LineConfig
+from stream_app.pipeline import profiles as profiles_module
 from stream_app.pipeline.profiles import HOUR_MS, HourProfiles, ProfileConfig
 from stream_app.pipeline.shifts import ShiftConfig
 from stream_app.pipeline.transients import TransientConfig
@@ -83,6 +84,45 @@ def test_a_weekend_on_other_days_of_the_utc_week_is_normal_too(lag: int) -> None
         assert max(hasty.observe("d", t, float(x)) for t, x in zip(times, xs[4 * DAY :, 0])) > 3.0
 
 
+def evenings(days: int, lag_h: int, odd_day: int) -> tuple[list[int], list[float]]:
+    """Times (UTC, ms) and readings of a site whose local time lags UTC by ``lag_h`` hours, busy from 14:00 to
+    midnight local time, lighter at weekends; on ``odd_day`` (a weekday there) as light as a weekend's."""
+    t_s = T0 // 1000 // 86_400 * 86_400 + np.arange(days * DAY) * EVERY_S  # (from a UTC midnight, a Wednesday)
+    local = t_s - lag_h * 3600
+    weekend = (local // 86_400 + 3) % 7 >= 5
+    busy = (local % 86_400) >= 14 * 3600
+    x = 10.0 + np.where(busy, np.where(weekend, 20.0, 40.0), 0.0)
+    assert not weekend[odd_day * DAY : (odd_day + 1) * DAY].any(), "the odd day must be a weekday there"
+    x[odd_day * DAY : (odd_day + 1) * DAY] = 10.0 + 20.0 * busy[odd_day * DAY : (odd_day + 1) * DAY]
+    x += np.random.default_rng(0).normal(0, 1.0, len(x))
+    return (t_s * 1000).tolist(), x.tolist()
+
+
+@pytest.mark.parametrize("lag_h", [8, 16, 24, -24])  # west of UTC, far west, Sunday-Monday, Friday-Saturday
+@pytest.mark.parametrize("day", [8, 13])  # (UTC) a Thursday of the second week, a Tuesday of the third
+def test_each_device_finds_its_own_week(lag_h: int, day: int) -> None:
+    """A site whose evenings cross UTC midnight: by UTC dates its Sunday evening is a Monday's and its Friday
+    evening a Saturday's, far from the days of their UTC type; fitted to the device, its week finds its holiday
+    and nothing else over the line."""
+    times, xs = evenings(30, lag_h, day)
+    odd = slice(day * DAY, (day + 1) * DAY + DAY // 2)  # (a day's verdicts come as its hours close)
+    profiles = HourProfiles()
+    r = np.array([profiles.observe("d", t, x) for t, x in zip(times, xs)])
+    assert r[odd].max() > 3.0 and np.delete(r, np.r_[odd]).max() <= 1.0
+    plain = HourProfiles(ProfileConfig(own_week=False))
+    r = np.array([plain.observe("d", t, x) for t, x in zip(times, xs)])
+    assert r[odd].max() <= 1.0 or np.delete(r, np.r_[odd]).max() > 1.0  # the UTC week misses it, or more
+
+
+def test_a_stream_without_a_week_keeps_the_utc_one() -> None:
+    """A lag is taken only when its days fit clearly better: noise fits every lag alike."""
+    profiles = HourProfiles()
+    rng = np.random.default_rng(3)
+    for i in range(30 * DAY):
+        profiles.observe("d", T0 + i * EVERY_S * 1000, 10.0 + float(rng.normal()))
+    assert profiles._lag == [0]
+
+
 @pytest.mark.parametrize("day", [8, 12, 13, 19])  # a Thursday, a Monday, a Tuesday, a Monday
 def test_a_weekday_like_a_sunday_is_far_from_the_weekdays_before_it(day: int) -> None:
     """A holiday: the last three days before a Monday or a Tuesday hold a weekend, whose level their median is,
@@ -137,7 +177,7 @@ def test_the_state_goes_to_another_worker() -> None:
     first, second = HourProfiles(), HourProfiles()
     verdicts(first, xs[: 15 * DAY])
     state = first.export("d")
-    assert state is not None and len(state) < 10_000
+    assert state is not None and len(state) < 11_000
     assert second.restore("d", state) and not second.restore("d", state)  # (only for a device it has not met)
     rest = xs[15 * DAY :]
     later = [T0 + (15 * DAY + i) * EVERY_S * 1000 for i in range(len(rest))]
@@ -147,6 +187,21 @@ def test_the_state_goes_to_another_worker() -> None:
     with pytest.raises(ValueError):
         HourProfiles().restore("e", state[:-4])
     assert first.export("nobody") is None
+
+
+def test_a_state_saved_before_the_own_week_is_taken_up() -> None:
+    """Saved before 2026-11-28's later session: no lag in the head, no distances' hours after the moves."""
+    first = HourProfiles()
+    verdicts(first, shifts(15))
+    state = first.export("d")
+    assert state is not None
+    history = first.config.history_h
+    old = state[: profiles_module._HEAD_V1.size] + state[profiles_module._HEAD.size : len(state) - 4 * history]
+    second = HourProfiles()
+    assert second.restore("d", old) and second._lag == [0] and (second._dist_hour[0] == -1).all()
+    assert second._line == first._line and (second._dist[0] == first._dist[0]).all()
+    rest = shifts(30)[15 * DAY :, 0]  # (and it goes on, its week fitted with distances of unknown hours)
+    assert max(second.observe("d", T0 + (15 * DAY + i) * EVERY_S * 1000, float(x)) for i, x in enumerate(rest)) <= 1.0
 
 
 def test_the_detector_opens_an_hour_episode_on_that_day_only() -> None:
