@@ -292,12 +292,12 @@ class HourProfiles:
         low = np.take_along_axis(refs, np.maximum(count - 1, 0) // 2, 2)[..., 0]
         high = np.take_along_axis(refs, count // 2 - (count == 0), 2)[..., 0]
         distances = np.where(judged, np.abs(medians[hours % ring] - (low + high) / 2), 0.0)
-        weekday = _weekday(hours[None, :] - np.arange(168)[:, None])  # (lags, hours)
-        columns = np.arange(len(hours))
-        distance, judged = distances[weekday, columns], judged[weekday, columns]
-        n = judged.sum(axis=1)
+        # Summed by (weekday, hour of the UTC week), then per lag over the weekday each hour of the week has.
+        at = (np.arange(7)[:, None] * 168 + (hours + 72) % 168).ravel()  # (1970-01-01 00:00 was 72 h after a Monday's)
+        total = _LAG_WEEKDAYS @ np.bincount(at, distances.ravel(), 7 * 168)
+        n = _LAG_WEEKDAYS @ np.bincount(at, judged.ravel(), 7 * 168)
         # (a lag whose types leave many hours unjudged, early on, is not compared on the others alone)
-        mean = np.where(n >= max(1, n.max() // 2), distance.sum(axis=1) / np.maximum(n, 1), np.inf)
+        mean = np.where(n >= max(1.0, n.max() // 2), total / np.maximum(n, 1.0), np.inf)
         lag, best = self._lag[slot], int(np.argmin(mean))
         if not mean[best] < config.own_week_gain * mean[lag]:
             return False
@@ -399,6 +399,17 @@ class HourProfiles:
         self._line[slot], self._line_at[slot], self._by_week[slot], self._lag[slot] = 0.0, 0, False, 0
         self._moves[slot], self._move_hours[slot] = [0.0] * MOVES, [-1] * MOVES
         return slot
+
+
+def _lag_weekdays() -> np.ndarray:
+    """(168 lags, 7 weekdays x 168 hours of the UTC week): 1.0 where, moved by the lag, that hour of the week
+    falls on that weekday."""
+    lag, hour = np.arange(168)[:, None], np.arange(168)[None, :]
+    weekday = (hour - lag) % 168 // 24
+    return np.concatenate([(weekday == w).astype(np.float64) for w in range(7)], axis=1)
+
+
+_LAG_WEEKDAYS = _lag_weekdays()  # (a constant)
 
 
 def _weekday(hour: T) -> T:
