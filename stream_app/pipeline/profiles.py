@@ -69,7 +69,7 @@ _HEAD_V1 = struct.Struct("<qqqqqqdqdqq")  # saved before 2026-11-28 (later sessi
 class ProfileConfig:
     enabled: bool = True
     days: int = 3  # the daily reference: the median of the same hour on up to this many past days (the nearest kept)
-    day_types: bool = True  # ... of the day's type (Monday to Friday, or the weekend; the stream's UTC date)
+    day_types: bool = True  # ... of the day's type (Monday to Friday, or the weekend; the stream's UTC date, moved:)
     # ... the device's own week: its days' types as its hours fit them best, the UTC week moved by 0-167 hours
     # (a site far from UTC, a Friday-Saturday weekend), fitted at each relearning
     own_week: bool = True
@@ -267,7 +267,7 @@ class HourProfiles:
 
     def _fits_week(self, slot: int) -> bool:
         """Whether this relearning fits the device's week: each one in its first two weeks of distances, then
-        one in 7, on a day of its own (a fleet's hours close together; a fit costs ~0.5 ms a device)."""
+        one in 7, on a day of its own (a fleet's hours close together; a fit costs ~0.3 ms a device)."""
         config = self.config
         kept = self._kept[slot]
         return config.own_week and config.day_types and (kept < config.history_h or (kept // config.relearn_h + slot) % 7 == 0)
