@@ -37,7 +37,7 @@ hours (a quantile over two weeks of hours, per hour, was most of the check's cos
 Models of one sensor only, as the level shifts (shifts.py): several sensors are left to the model.
 
 State: per device 24 days of hour medians, two weeks of both distances (and their hours) and of scatters,
-the last day's moves, the week's lag and the current hour's sample, ~10.7 KB, in memory and saved to Redis with the lines (``export``, adaptation.py).
+the last day's moves, the week's lag, which hours were over the line and the current hour's sample, ~11.3 KB, in memory and saved to Redis with the lines (``export``, adaptation.py).
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ MOVES = 24  # hours whose move from their weeks back (median - weekly base) move
 # stride and readings to skip, the current verdict, how many distances were kept, the line, when it was
 # computed and whether it is the weekly reference's; then the sample (float64, SAMPLE: the readings as read),
 # the ring's medians (float32) and hours (int32), the daily and weekly distances and the scatters (float32),
-# the last hours' moves (float64, MOVES) and their hours (int64); then the week's lag and each kept distance's
-# hour (int32).
+# the last hours' moves (float64, MOVES) and their hours (int64); then the week's lag, each kept distance's
+# hour (int32) and whether each of the ring's hours was over the line (uint8).
 _HEAD = struct.Struct("<qqqqqqdqdqqq")
 _HEAD_V1 = struct.Struct("<qqqqqqdqdqq")  # saved before 2026-11-28 (later session): no week lag, no distances' hours
 
@@ -74,6 +74,7 @@ class ProfileConfig:
     # (a site far from UTC, a Friday-Saturday weekend), fitted at each relearning
     own_week: bool = True
     own_week_gain: float = 0.8  # a new lag is taken when its mean distance is under this x the current lag's
+    first_trim: float = 10.0  # the first line is learnt without the distances over this x their median
     weeks: int = 3  # the weekly reference: the median of the same hour of the week 1..weeks back (the last kept)
     history_h: int = 336  # hours of distances the line is learnt from
     min_history_h: int = 72  # distances before a device's line is trusted
@@ -103,6 +104,7 @@ class HourProfiles:
         self._dist_weekly = np.zeros((0, config.history_h), np.float32)  # and to the weekly one
         self._spread = np.zeros((0, config.history_h), np.float32)  # each kept hour's sd of readings (NaN: one reading)
         self._dist_hour = np.zeros((0, config.history_h), np.int32)  # each kept distance's hour (-1: not known)
+        self._far = np.zeros((0, self._ring), bool)  # the ring's hours judged over the line: no base for a week on
         # Per slot, as Python lists: read and written once a window, where numpy scalars cost more.
         self._hour: list[int] = []
         self._sample: list[list[float]] = []  # the hour's readings kept (every ``stride``-th)
@@ -170,6 +172,7 @@ class HourProfiles:
             self._dist[slot].astype("<f4").tobytes(), self._dist_weekly[slot].astype("<f4").tobytes(),
             self._spread[slot].astype("<f4").tobytes(), np.array(self._moves[slot], "<f8").tobytes(),
             np.array(self._move_hours[slot], "<i8").tobytes(), self._dist_hour[slot].astype("<i4").tobytes(),
+            self._far[slot].astype("<u1").tobytes(),
         ))  # fmt: skip
 
     def restore(self, device_id: str, state: bytes) -> bool:
@@ -183,7 +186,7 @@ class HourProfiles:
         if (ring, history) != (self._ring, self.config.history_h):
             return False
         body = 8 * SAMPLE + 8 * ring + 12 * history + 16 * MOVES
-        if len(state) == _HEAD.size + body + 4 * history:
+        if len(state) == _HEAD.size + body + 4 * history + ring:
             lag = _HEAD.unpack_from(state)[-1]
             head = _HEAD.size
         elif len(state) == _HEAD_V1.size + body:  # (a previous version's: its week is the UTC week)
@@ -206,6 +209,7 @@ class HourProfiles:
         self._move_hours[slot] = np.frombuffer(state, "<i8", MOVES, at + 8 * MOVES).tolist()
         if head == _HEAD.size:
             self._dist_hour[slot] = np.frombuffer(state, "<i4", history, at + 16 * MOVES)
+            self._far[slot] = np.frombuffer(state, "<u1", ring, at + 16 * MOVES + 4 * history).astype(bool)
         self._lag[slot] = lag
         self._ratio[slot], self._kept[slot], self._line[slot], self._line_at[slot] = ratio, kept, line, line_at
         self._by_week[slot] = bool(by_week)
@@ -225,7 +229,7 @@ class HourProfiles:
             self._ratio[slot] = 0.0
             return
         median = statistics.median(sample)
-        base = self._reference(slot, hour, self._weekly)  # the same hour of past weeks
+        base = self._weekly_base(slot, hour)  # the same hour of past weeks
         distances = self._distances(slot, hour, median, base)
         ratio = 0.0
         if distances is not None:
@@ -235,9 +239,14 @@ class HourProfiles:
             if kept >= max(1, config.min_history_h) and (
                 kept - self._line_at[slot] >= config.relearn_h if self._line[slot] else self._first_line(slot, hour)
             ):
+                first = not self._line[slot]
                 if self._fits_week(slot) and self._fit_week(slot, hour):
                     daily = (self._distances(slot, hour, median, base) or distances)[0]  # (under the new lag)
+                if first:
+                    self._drop_far(slot)
                 self._relearn(slot)
+                if first:
+                    self._flag_far(slot, hour)
             line = self._line[slot]
             distance = weekly if self._by_week[slot] else daily
             # (no line yet, a sensor that never moved, or no week back for the weekly reference: no verdict)
@@ -253,6 +262,7 @@ class HourProfiles:
         self._ratio[slot] = ratio
         at = hour % self._ring
         self._medians[slot, at], self._hour_of[slot, at] = median, hour
+        self._far[slot, at] = ratio > 1.0
         if base is not None:  # (the median as the ring keeps it, float32)
             self._moves[slot][hour % MOVES] = float(self._medians[slot, at]) - base
             self._move_hours[slot][hour % MOVES] = hour
@@ -264,6 +274,37 @@ class HourProfiles:
         over the line does not teach it)."""
         hours = self._hour_of[slot]
         return hour - int(hours[hours >= 0].min()) >= self.config.first_line_h
+
+    def _drop_far(self, slot: int) -> None:
+        """Before a device's first line its distances were never judged, so an odd day of its first week (a
+        holiday, a fault) is among them and would set the line for two weeks: those over ``first_trim`` x
+        their median are dropped (their hours are flagged far by ``_flag_far``, over the line)."""
+        n = min(self._kept[slot], self.config.history_h)
+        days = self._dist[slot, :n]
+        limit = self.config.first_trim * float(np.median(days))
+        keep = np.flatnonzero(~(days > limit))
+        if limit <= 0 or len(keep) == n or len(keep) < max(1, self.config.min_history_h):
+            return
+        for table in (self._dist, self._dist_weekly, self._spread, self._dist_hour):
+            table[slot, : len(keep)] = table[slot, keep]
+        self._kept[slot] = len(keep)
+
+    def _flag_far(self, slot: int, hour: int) -> None:
+        """At a device's first line, flag the hours before it that are over it (by the daily reference, as they
+        would have been judged): one odd day must not be the base of the same day next week."""
+        line, ring, lag = self._line[slot], self._ring, self._lag[slot]
+        hour_of, medians, far = self._hour_of[slot], self._medians[slot], self._far[slot]
+        for h in range(hour - ring + 1, hour):
+            if hour_of[h % ring] == h:
+                reference = self._reference(slot, h, self._daily[_weekday(h - lag)])
+                far[h % ring] = reference is not None and abs(float(medians[h % ring]) - reference) > line
+
+    def _weekly_base(self, slot: int, hour: int) -> float | None:
+        """The median of the same hour one to ``weeks`` weeks back, of those kept and not over the line (None
+        if none is): with fewer than three weeks kept, one odd week would set it."""
+        hour_of, medians, far, ring = self._hour_of[slot], self._medians[slot], self._far[slot], self._ring
+        found = [float(medians[(hour - b) % ring]) for b in self._weekly if hour_of[(hour - b) % ring] == hour - b and not far[(hour - b) % ring]]
+        return statistics.median(found) if found else None
 
     def _fits_week(self, slot: int) -> bool:
         """Whether this relearning fits the device's week: each one in its first two weeks of distances, then
@@ -379,6 +420,7 @@ class HourProfiles:
                 self._dist_weekly = np.concatenate([self._dist_weekly, np.zeros((grow, self.config.history_h), np.float32)])
                 self._spread = np.concatenate([self._spread, np.zeros((grow, self.config.history_h), np.float32)])
                 self._dist_hour = np.concatenate([self._dist_hour, np.zeros((grow, self.config.history_h), np.int32)])
+                self._far = np.concatenate([self._far, np.zeros((grow, self._ring), bool)])
             self._hour.append(0)
             self._sample.append([])
             self._moves.append([])
@@ -394,6 +436,7 @@ class HourProfiles:
         self._slots[device_id] = slot
         self._hour_of[slot] = -1
         self._dist_hour[slot] = -1
+        self._far[slot] = False
         self._hour[slot], self._sample[slot], self._stride[slot], self._skip[slot] = hour, [], 1, 0
         self._ratio[slot], self._kept[slot] = 0.0, 0
         self._line[slot], self._line_at[slot], self._by_week[slot], self._lag[slot] = 0.0, 0, False, 0
