@@ -69,7 +69,7 @@ _HEAD_V1 = struct.Struct("<qqqqqqdqdqq")  # saved before 2026-11-28 (later sessi
 class ProfileConfig:
     enabled: bool = True
     days: int = 3  # the daily reference: the median of the same hour on up to this many past days (the nearest kept)
-    day_types: bool = True  # ... of the day's type (Monday to Friday, or the weekend; the stream's UTC date, moved:)
+    day_types: bool = True  # ... of the day's type (Monday to Friday, or the weekend; by the stream's UTC date)
     # ... the device's own week: its days' types as its hours fit them best, the UTC week moved by 0-167 hours
     # (a site far from UTC, a Friday-Saturday weekend), fitted at each relearning
     own_week: bool = True
@@ -279,14 +279,25 @@ class HourProfiles:
         """Before a device's first line its distances were never judged, so an odd day of its first week (a
         holiday, a fault) is among them and would set the line for two weeks: those over ``first_trim`` x
         their median are dropped (their hours are flagged far by ``_flag_far``, over the line)."""
-        n = min(self._kept[slot], self.config.history_h)
-        days = self._dist[slot, :n]
+        order = self._kept_order(slot)
+        days = self._dist[slot, order]
         limit = self.config.first_trim * float(np.median(days))
-        keep = np.flatnonzero(~(days > limit))
-        if limit <= 0 or len(keep) == n or len(keep) < max(1, self.config.min_history_h):
+        keep = [at for at, d in zip(order, days.tolist()) if not d > limit]
+        if limit <= 0 or len(keep) == len(order) or len(keep) < max(1, self.config.min_history_h):
             return
-        for table in (self._dist, self._dist_weekly, self._spread, self._dist_hour):
+        self._keep_only(slot, keep, self._dist[slot, keep])
+
+    def _kept_order(self, slot: int) -> list[int]:
+        """The positions of the device's kept distances, oldest first."""
+        kept, history = self._kept[slot], self.config.history_h
+        return [(kept - k) % history for k in range(min(kept, history), 0, -1)]
+
+    def _keep_only(self, slot: int, keep: list[int], daily: np.ndarray | list[float]) -> None:
+        """Keep only the distances at positions ``keep`` (oldest first; they move to the front), the daily ones
+        as ``daily``."""
+        for table in (self._dist_weekly, self._spread, self._dist_hour):
             table[slot, : len(keep)] = table[slot, keep]
+        self._dist[slot, : len(keep)] = daily
         self._kept[slot] = len(keep)
 
     def _flag_far(self, slot: int, hour: int) -> None:
@@ -345,10 +356,9 @@ class HourProfiles:
         # The kept distances again under the new lag, oldest first; those whose hour has no reference under
         # it (its nearest day of its type is not kept) are dropped: under the old lag they were far. (A state
         # saved by an earlier version does not know its distances' hours: those stay.)
-        kept, history = self._kept[slot], config.history_h
         keep: list[int] = []
         again: list[float] = []
-        for at in [(kept - k) % history for k in range(min(kept, history), 0, -1)]:
+        for at in self._kept_order(slot):
             h = int(self._dist_hour[slot, at])
             if h < 0:
                 keep.append(at)
@@ -359,10 +369,7 @@ class HourProfiles:
         if len(keep) < max(1, config.min_history_h):  # (too few left to learn a line from: not yet)
             return False
         self._lag[slot] = best
-        for table in (self._dist_weekly, self._spread, self._dist_hour):
-            table[slot, : len(keep)] = table[slot, keep]
-        self._dist[slot, : len(keep)] = again
-        self._kept[slot] = len(keep)
+        self._keep_only(slot, keep, again)
         return True
 
     def _relearn(self, slot: int) -> None:
