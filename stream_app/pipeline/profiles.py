@@ -83,6 +83,11 @@ class ProfileConfig:
     margin: float = 1.5
     spread: float = 4.0  # the line is at least this x the readings' typical sd within an hour
     relearn_h: int = 24  # hours between two computations of a device's line
+    # Lines learnt in one batch (``observe_many``) at most, the rest taken up in the next batches: a fleet that
+    # started together learns its lines in the same hour (~0.5-1 ms a device), which would hold up that batch
+    # (a second for 1,024 devices). Up to ``relearns_min`` a batch, or one per ``windows_per_relearn`` windows.
+    relearns_min: int = 64
+    windows_per_relearn: int = 16
 
 
 class HourProfiles:
@@ -120,6 +125,10 @@ class HourProfiles:
         # weekly reference reads the last day's moves instead of computing 24 bases again each hour.
         self._moves: list[list[float]] = []
         self._move_hours: list[list[int]] = []
+        # Devices whose line is due but was left for a later batch (``relearns_min``), oldest first, and how
+        # many more lines this batch may learn (unbounded outside ``observe_many``).
+        self._due: dict[int, None] = {}
+        self._budget = _UNBOUNDED
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -152,8 +161,17 @@ class HourProfiles:
 
     def observe_many(self, device_ids: list[str], end_ms: np.ndarray, values: np.ndarray) -> np.ndarray:
         """``observe`` for windows of distinct devices (or one device's, in order): their verdicts, float32."""
-        observe = self.observe
-        return np.array([observe(d, e, v) for d, e, v in zip(device_ids, end_ms.tolist(), values.tolist())], np.float32)
+        config = self.config
+        self._budget = max(config.relearns_min, len(device_ids) // max(1, config.windows_per_relearn))
+        try:
+            observe = self.observe
+            verdicts = [observe(d, e, v) for d, e, v in zip(device_ids, end_ms.tolist(), values.tolist())]
+            for slot in list(self._due)[: self._budget]:  # (those left by earlier batches, with what is left)
+                del self._due[slot]
+                self._learn(slot, self._hour[slot])
+        finally:
+            self._budget = _UNBOUNDED
+        return np.array(verdicts, np.float32)
 
     def export(self, device_id: str) -> bytes | None:
         """The device's state as bytes (None for a device never seen), for ``restore`` in another worker."""
@@ -218,6 +236,7 @@ class HourProfiles:
     def forget(self, device_id: str) -> None:
         slot = self._slots.pop(device_id, None)
         if slot is not None:
+            self._due.pop(slot, None)
             self._free.append(slot)
 
     def _close(self, slot: int) -> None:
@@ -239,14 +258,12 @@ class HourProfiles:
             if kept >= max(1, config.min_history_h) and (
                 kept - self._line_at[slot] >= config.relearn_h if self._line[slot] else self._first_line(slot, hour)
             ):
-                first = not self._line[slot]
-                if self._fits_week(slot) and self._fit_week(slot, hour):
-                    daily = (self._distances(slot, hour, median, base) or distances)[0]  # (under the new lag)
-                if first:
-                    self._drop_far(slot)
-                self._relearn(slot)
-                if first:
-                    self._flag_far(slot, hour)
+                if self._budget > 0:
+                    self._due.pop(slot, None)
+                    if self._learn(slot, hour):
+                        daily = (self._distances(slot, hour, median, base) or distances)[0]  # (under the new lag)
+                else:  # (this hour is judged by the line it has)
+                    self._due[slot] = None
             line = self._line[slot]
             distance = weekly if self._by_week[slot] else daily
             # (no line yet, a sensor that never moved, or no week back for the weekly reference: no verdict)
@@ -266,6 +283,19 @@ class HourProfiles:
         if base is not None:  # (the median as the ring keeps it, float32)
             self._moves[slot][hour % MOVES] = float(self._medians[slot, at]) - base
             self._move_hours[slot][hour % MOVES] = hour
+
+    def _learn(self, slot: int, hour: int) -> bool:
+        """(Re)learn the device's line from its hours before ``hour`` (fitting its week first when it is time);
+        True if its week moved."""
+        self._budget -= 1
+        first = not self._line[slot]
+        moved = self._fits_week(slot) and self._fit_week(slot, hour)
+        if first:
+            self._drop_far(slot)
+        self._relearn(slot)
+        if first:
+            self._flag_far(slot, hour)
+        return moved
 
     def _first_line(self, slot: int, hour: int) -> bool:
         """Whether the device has ``first_line_h`` hours of history: a first line learnt from fewer days than a
@@ -441,6 +471,7 @@ class HourProfiles:
             self._by_week.append(False)
             self._lag.append(0)
         self._slots[device_id] = slot
+        self._due.pop(slot, None)
         self._hour_of[slot] = -1
         self._dist_hour[slot] = -1
         self._far[slot] = False
@@ -449,6 +480,9 @@ class HourProfiles:
         self._line[slot], self._line_at[slot], self._by_week[slot], self._lag[slot] = 0.0, 0, False, 0
         self._moves[slot], self._move_hours[slot] = [0.0] * MOVES, [-1] * MOVES
         return slot
+
+
+_UNBOUNDED = 1 << 62  # (lines a batch may learn when no batch is being read)
 
 
 def _lag_weekdays() -> np.ndarray:

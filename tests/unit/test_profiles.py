@@ -206,6 +206,52 @@ def test_the_state_goes_to_another_worker() -> None:
     assert first.export("nobody") is None
 
 
+def test_a_fleet_started_together_learns_its_lines_a_few_a_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Devices that started in the same hour learn their first lines in the same hour, and relearn them
+    together each day (~1 ms a device): a batch learns a few, the next batches the rest, and every device
+    still finds its odd day."""
+    n, budget = 24, 5
+    fleet = [shifts(24, seed=seed, odd_day=20)[:, 0] for seed in range(n)]
+    ids = [f"d{k}" for k in range(n)]
+    learnt: list[int] = []
+    relearn = HourProfiles._relearn
+
+    def counted(self: HourProfiles, slot: int) -> None:
+        learnt[-1] += 1
+        relearn(self, slot)
+
+    monkeypatch.setattr(HourProfiles, "_relearn", counted)
+    profiles = HourProfiles(ProfileConfig(relearns_min=budget, windows_per_relearn=1_000))
+    verdicts = []
+    for i in range(24 * DAY):
+        learnt.append(0)
+        ends = np.full(n, T0 + i * EVERY_S * 1000, np.int64)
+        verdicts.append(profiles.observe_many(ids, ends, np.array([x[i] for x in fleet])))
+    r = np.array(verdicts)
+    assert max(learnt) == budget and sum(learnt) >= n * 10  # (a first line and a relearning a day, a few a batch)
+    assert not profiles._due
+    odd = slice(20 * DAY, 21 * DAY + DAY // 4)
+    assert (r[odd].max(axis=0) > 3.0).all() and np.delete(r, np.r_[odd], axis=0).max() <= 1.0
+    monkeypatch.setattr(HourProfiles, "_relearn", relearn)
+    at_once = HourProfiles()  # (unbounded: 24 devices a batch are under the default's 64)
+    alone = np.array([at_once.observe_many(ids, np.full(n, T0 + i * EVERY_S * 1000, np.int64), np.array([x[i] for x in fleet])) for i in range(24 * DAY)])
+    assert (alone[odd].max(axis=0) > 3.0).all() and not (alone == r).all()
+
+
+def test_a_device_forgotten_while_its_line_waits_is_not_learnt() -> None:
+    profiles = HourProfiles(ProfileConfig(relearns_min=1, windows_per_relearn=1_000))
+    xs = shifts(9)[:, 0]
+    for i in range(len(xs)):
+        profiles.observe_many(["a", "b", "c"], np.full(3, T0 + i * EVERY_S * 1000, np.int64), np.full(3, xs[i]))
+        if profiles._due:
+            break
+    assert profiles._due
+    for device in ("a", "b", "c"):
+        profiles.forget(device)
+    assert not profiles._due
+    assert profiles.observe("e", T0, 1.0) == 0.0  # (a new device in a freed slot starts afresh)
+
+
 def test_a_state_saved_before_the_own_week_is_taken_up() -> None:
     """Saved before 2026-11-28's later session: no lag in the head, no distances' hours after the moves."""
     first = HourProfiles()
