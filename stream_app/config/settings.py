@@ -194,6 +194,9 @@ class EpisodeSettings(BaseModel):
     # A run this many times an open episode's settled peak (or a failed check in an episode the model
     # opened) supersedes it with a new episode: a new, larger fault (episodes.EpisodeRule). 0: never.
     episode_escalate_factor: float = Field(2.0, ge=0)
+    # A run barely over the line opens only once its windows add up to open_after windows this far over (or
+    # after 4 x open_after windows over it): most false openings were marginal (episodes.EpisodeRule). 1: off.
+    episode_marginal_ratio: float = Field(1.2, ge=1.0)
 
 
 class LifecycleSettings(BaseModel):

@@ -1,7 +1,8 @@
 """Turn a stream of per-window verdicts into alert episodes, so one failure is one alert.
 
 Each window arrives as one ratio: how far it is from normal, where 1.0 is the alerting line.
-An episode opens after ``open_after`` consecutive windows above 1.0 and closes once the device has
+An episode opens after ``open_after`` consecutive windows above 1.0 (more when they are barely above:
+``marginal_ratio``) and closes once the device has
 been quiet (below ``close_ratio``: hysteresis, a window hovering at the line does not flap) for
 ``close_after`` windows or ``close_after_s`` seconds, whichever comes first; the time limit is
 counted in the device's own observed window interval, so an hourly stream closes in hours, not
@@ -46,6 +47,12 @@ class EpisodeRule:
     # update, not a new fault), or a failed check (a stop) in an episode the model opened. 0: never.
     escalate_factor: float = 2.0
     escalate_lag: int = 16
+    # A run that barely crosses the line is mostly noise on the line's edge (on streams nobody tuned for, most
+    # false openings were under 1.2 x the line, most true ones far over): it opens once its windows add up to
+    # ``open_after`` windows at this ratio (their log-ratios summed), or after ``marginal_open_after`` windows
+    # over the line whatever their size. 1.0: every run opens after ``open_after``.
+    marginal_ratio: float = 1.2
+    marginal_open_after: int = 12  # (4 x open_after)
 
     def quiet_windows(self, interval_ms: float) -> int:
         """Quiet windows that close an episode, for a device whose windows come every ``interval_ms``."""
@@ -90,6 +97,7 @@ class _DeviceState:
     run_above: int = 0
     run_start_ms: int = 0
     run_peak: float = 0.0
+    run_evidence: float = 0.0  # the run's log-ratios summed (``marginal_ratio``)
     run_quiet: int = 0
     run_escalated: bool = False  # the run counted in an open episode is far above its earlier peak
     base_peak: float = 0.0  # the open episode's peak lag to 2 x lag windows ago (0: not that old yet)
@@ -193,10 +201,15 @@ class EpisodeTracker:
         if state.run_above == 0:
             state.run_start_ms = at_ms
             state.run_peak = ratio
+            state.run_evidence = 0.0
         state.run_above += 1
         state.run_peak = max(state.run_peak, ratio)
-        if state.run_above < self.rule.open_after:
+        state.run_evidence += math.log(min(ratio, _RATIO_CAP))
+        rule = self.rule
+        if state.run_above < rule.open_after:
             return None
+        if state.run_evidence < rule.open_after * math.log(rule.marginal_ratio) and state.run_above < rule.marginal_open_after:
+            return None  # (barely over the line so far: more windows first)
         state.resumed = None  # it opened here: whatever was resumed is this episode or one before it
         return self._open(device_id, state, at_ms)
 
@@ -267,3 +280,4 @@ class EpisodeTracker:
 
 
 _RANK = {"warning": 0, "major": 1, "critical": 2}
+_RATIO_CAP = 1e6  # (a failed check's ratio is infinite: counted as this)

@@ -235,3 +235,25 @@ def test_an_episode_longer_than_max_duration_closes() -> None:
     tracker = EpisodeTracker(EpisodeRule(open_after=2, close_after=5, close_ratio=0.8, max_duration_s=10))
     out = feed(tracker, "d", [2.0] * 14)
     assert [(at, t.kind, t.reason) for at, t in out] == [(1000, "open", ""), (10_000, "closed", "max duration"), (12_000, "open", "")]
+
+
+def test_a_run_barely_over_the_line_needs_more_windows(tracker: EpisodeTracker) -> None:
+    """Three windows at 1.05 x the line add up to less than three at 1.2: more windows first, up to 12."""
+    assert [at for at, t in feed(tracker, "marginal", [1.05] * 20)] == [11_000]  # the twelfth window
+    assert [at for at, t in feed(tracker, "growing", [1.05, 1.1, 1.3, 1.5])] == [3_000]  # adds up at the fourth
+    assert [at for at, t in feed(tracker, "far", [1.05, 1.05, 3.0])] == [2_000]  # one far window is enough
+    assert [at for at, t in feed(tracker, "stuck", [1.05, 1.05, float("inf")])] == [2_000]
+    assert feed(tracker, "flapping", [1.1, 1.1, 1.1, 1.1, 0.5] * 10) == []  # (a run ends under the line)
+    plain = EpisodeTracker(EpisodeRule(open_after=3, close_after=5, close_ratio=0.8, marginal_ratio=1.0))
+    assert [at for at, t in feed(plain, "marginal", [1.05] * 20)] == [2_000]
+
+
+def test_the_setting_turns_the_marginal_rule_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stream_app.config.settings import Settings
+    from stream_app.worker.start import detector_config
+
+    settings = Settings()
+    assert detector_config(settings.detection, settings.episodes).rule.marginal_ratio == 1.2
+    monkeypatch.setenv("FLOORWATCH_EPISODE_MARGINAL_RATIO", "1")
+    settings = Settings()
+    assert detector_config(settings.detection, settings.episodes).rule.marginal_ratio == 1.0
