@@ -649,7 +649,9 @@ class Detector:
         transitions = episodes.update(device, b.spans[i][1], 1.0 if known else float(r))
         b.is_open[i] = open_now = episodes.is_open(device)
         deferred = False
-        if not open_now and not known:  # (a known spike is kept out of the lines' history, as an episode's windows)
+        # (a known spike is kept out of the lines' history, as an episode's windows are, and so is a run held back
+        # as marginal past where it would have opened: the line must not learn a slow fault while it waits)
+        if not open_now and not known and not episodes.holding(device):
             if defer and not transitions:
                 deferred = True
             else:

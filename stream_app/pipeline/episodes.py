@@ -136,6 +136,12 @@ class EpisodeTracker:
         state = self._devices.get(device_id)
         return None if state is None else state.episode_id
 
+    def holding(self, device_id: str) -> bool:
+        """Whether the device's run over the line is long enough to open but held back as marginal
+        (``marginal_ratio``): its windows are what an episode's would have been."""
+        state = self._devices.get(device_id)
+        return state is not None and state.episode_id is None and state.run_above >= self.rule.open_after
+
     def knows(self, device_id: str) -> bool:
         return device_id in self._devices
 

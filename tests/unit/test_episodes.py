@@ -244,6 +244,10 @@ def test_a_run_barely_over_the_line_needs_more_windows(tracker: EpisodeTracker) 
     assert [at for at, t in feed(tracker, "far", [1.05, 1.05, 3.0])] == [2_000]  # one far window is enough
     assert [at for at, t in feed(tracker, "stuck", [1.05, 1.05, float("inf")])] == [2_000]
     assert feed(tracker, "flapping", [1.1, 1.1, 1.1, 1.1, 0.5] * 10) == []  # (a run ends under the line)
+    held = EpisodeTracker(RULE)  # (held back past where it would have opened: the detector keeps its windows out of the lines)
+    assert [held.holding("d") for ratio in [1.05] * 4 if not held.update("d", 0, ratio)] == [False, False, True, True]
+    feed(held, "d", [1.05] * 8, start_ms=1000)
+    assert held.is_open("d") and not held.holding("d")
     plain = EpisodeTracker(EpisodeRule(open_after=3, close_after=5, close_ratio=0.8, marginal_ratio=1.0))
     assert [at for at, t in feed(plain, "marginal", [1.05] * 20)] == [2_000]
 
