@@ -49,10 +49,10 @@ class EpisodeRule:
     escalate_lag: int = 16
     # A run that barely crosses the line is mostly noise on the line's edge (on streams nobody tuned for, most
     # false openings were under 1.2 x the line, most true ones far over): it opens once its windows add up to
-    # ``open_after`` windows at this ratio (their log-ratios summed), or after ``marginal_open_after`` windows
-    # over the line whatever their size. 1.0: every run opens after ``open_after``.
+    # ``open_after`` windows at this ratio (their log-ratios summed), or after ``marginal_windows`` x
+    # ``open_after`` windows over the line whatever their size. 1.0: every run opens after ``open_after``.
     marginal_ratio: float = 1.2
-    marginal_open_after: int = 12  # (4 x open_after)
+    marginal_windows: int = 4
 
     def quiet_windows(self, interval_ms: float) -> int:
         """Quiet windows that close an episode, for a device whose windows come every ``interval_ms``."""
@@ -214,7 +214,7 @@ class EpisodeTracker:
         rule = self.rule
         if state.run_above < rule.open_after:
             return None
-        if state.run_evidence < rule.open_after * math.log(rule.marginal_ratio) and state.run_above < rule.marginal_open_after:
+        if state.run_evidence < rule.open_after * math.log(rule.marginal_ratio) and state.run_above < rule.marginal_windows * rule.open_after:
             return None  # (barely over the line so far: more windows first)
         state.resumed = None  # it opened here: whatever was resumed is this episode or one before it
         return self._open(device_id, state, at_ms)

@@ -46,6 +46,7 @@ import math
 import statistics
 import struct
 from dataclasses import dataclass
+from itertools import islice
 from typing import TypeVar
 
 import numpy as np
@@ -166,7 +167,7 @@ class HourProfiles:
         try:
             observe = self.observe
             verdicts = [observe(d, e, v) for d, e, v in zip(device_ids, end_ms.tolist(), values.tolist())]
-            for slot in list(self._due)[: self._budget]:  # (those left by earlier batches, with what is left)
+            for slot in list(islice(self._due, self._budget)):  # (those left by earlier batches, with what is left)
                 del self._due[slot]
                 self._learn(slot, self._hour[slot])
         finally:

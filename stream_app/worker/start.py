@@ -110,7 +110,6 @@ def detector_config(detection: DetectionSettings, episodes: EpisodeSettings) -> 
             episodes.episode_open_after, episodes.episode_close_after, episodes.episode_close_ratio,
             close_after_s=episodes.episode_close_after_s, max_duration_s=episodes.episode_max_duration_s,
             escalate_factor=episodes.episode_escalate_factor, marginal_ratio=episodes.episode_marginal_ratio,
-            marginal_open_after=4 * episodes.episode_open_after,
         ),  # fmt: skip
         rules=detection.rule_list(),
         min_check_windows=detection.level_check_min_windows,
