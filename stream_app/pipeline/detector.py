@@ -250,11 +250,13 @@ class Detector:
         if hasattr(self, "line"):  # another version of this group's model: the devices' state carries over
             line.carry_over(self.line)
         self.line = line
-        self._peak_threshold = thresholds.peak_threshold
         # A lone sensor's largest step between two readings against the largest it made in training
         # (thresholds.jump_lines); inf where there is none (several sensors, older models).
         jump_lines = np.array([thresholds.jump_lines.get(f, np.inf) for f in self.features], np.float32)
         self._jump_line = jump_lines if self.config.jumps and np.isfinite(jump_lines).any() else None
+        # Where the jump check watches a lone sensor, a spike is the jump check's (its own line, a device's
+        # repeated spikes known): the peak line beside it read a busy stream's benign spikes as faults.
+        self._peak_threshold = thresholds.peak_threshold if self._jump_line is None else None
 
     @property
     def model_version(self) -> str:

@@ -8,6 +8,7 @@ import pytest
 from stream_app.pipeline.detector import Detector, DetectorConfig
 from stream_app.pipeline.episodes import EpisodeRule
 from stream_app.pipeline.lines import LineConfig
+from stream_app.pipeline.scorer import Scores
 from stream_app.pipeline.shifts import ShiftConfig
 from stream_app.pipeline.thresholds import JUMP_MARGIN, calibrate, jump_lines
 from stream_app.pipeline.transients import TransientConfig
@@ -23,9 +24,11 @@ def walk(n: int, seed: int = 1) -> np.ndarray:
 
 
 def detector(
-    line: float, *, jumps: bool = True, transients: TransientConfig = TransientConfig(enabled=False), max_gap_ms: int = 60_000
+    line: float, *, jumps: bool = True, transients: TransientConfig = TransientConfig(enabled=False), max_gap_ms: int = 60_000,
+    peak_threshold: float | None = None,
 ) -> Detector:
-    """A model blind to the level (its error a thousandth of the window's largest value) with a jump line."""
+    """A model blind to the level (its error a thousandth of the window's largest value) with a jump line, and a
+    peak line at ``peak_threshold`` (in the same units) if given."""
     config = DetectorConfig(
         max_gap_ms=max_gap_ms,
         rule=EpisodeRule(open_after=3, close_after=5, close_ratio=0.8),
@@ -34,8 +37,16 @@ def detector(
         transients=transients,
         jumps=jumps,
     )
-    model = bundle(["x"], window=WINDOW, jump_lines={"x": line})
-    return build_detector(model, config, scorer=MaxScorer(gain=1e-3, max_batch=64))
+    model = bundle(["x"], window=WINDOW, jump_lines={"x": line}, peak_threshold=peak_threshold)
+    return build_detector(model, config, scorer=PeakScorer(gain=1e-3, max_batch=64))
+
+
+class PeakScorer(MaxScorer):
+    """The blind model with a peak line's verdict beside it: each window's largest value (times ``gain``)."""
+
+    def score(self, windows: np.ndarray) -> Scores:
+        scores = super().score(windows)
+        return Scores(feature_errors=scores.feature_errors, score=scores.score, peak=scores.score.copy())
 
 
 
@@ -71,6 +82,15 @@ def test_a_spike_on_a_wandering_level_opens_an_episode_named_jump_and_the_walk_d
     at, checks = opened[0]
     assert 700 <= at <= 700 + 3 and checks == ["jump:x"]
     assert openings(detector(line, jumps=False), spiked) == []  # the blind model alone misses it
+
+
+def test_a_lone_sensors_spike_is_judged_by_the_jump_check_not_the_peak_line() -> None:
+    """The peak line read a busy stream's benign spikes as faults where the jump check, with its own line and
+    its memory of a device's spikes, already judges them: with the jump check on, a lone sensor has none."""
+    xs = 100.0 + 0.1 * np.random.default_rng(5).standard_normal((600, 1))
+    xs[400] = 200.0  # a step far under the jump line below, its window twice the others' peak
+    assert openings(detector(1e6, peak_threshold=0.15), xs) == []
+    assert [at for at, _ in openings(detector(1e6, jumps=False, peak_threshold=0.15), xs)] == [402]
 
 
 def test_a_device_that_keeps_making_the_same_jump_learns_it() -> None:
